@@ -1,0 +1,54 @@
+"""Atomic writes and safe loads: a reader never sees a half-written file, a checkpoint never runs code."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Write through `write(fileobj)` to a temp file in the target directory, then rename over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    text = json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n"
+    return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_torch(path: str | os.PathLike) -> Any:
+    """Load tensors and plain containers only (`weights_only=True`): checkpoints are untrusted."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def cache_dir() -> Path:
+    """Where built hubs, artifacts and checkpoints live: $HUBBENCH_CACHE or ~/.cache/hubbench."""
+    root = os.environ.get("HUBBENCH_CACHE") or Path.home() / ".cache" / "hubbench"
+    return Path(root)

@@ -1,0 +1,193 @@
+"""The one training loop every hub pre-training and every method goes through.
+
+Randomness is a pure function of (seed, iteration): the batch order comes from per-epoch
+permutations and the global RNG is re-seeded before every step. A checkpoint therefore only
+needs the weights, the optimiser state and the iteration, and a resumed run is bit-identical
+to an uninterrupted one on the same machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hubbench.io import load_torch, save_torch
+from hubbench.seeding import derive_seed
+
+LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
+Curves = dict[str, list[list[float]]]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """SGD with step decay, stepped per iteration (the papers' recipe)."""
+
+    iterations: int
+    lr: float
+    batch_size: int
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+    def lr_at(self, iteration: int) -> float:
+        return self.lr * self.gamma ** sum(iteration >= m for m in self.milestones)
+
+    def optimizer(self, params: Iterable) -> torch.optim.SGD:
+        groups = list(params)
+        if groups and not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        return torch.optim.SGD(
+            groups,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov and self.momentum > 0,
+        )
+
+
+def batch_indices(n: int, batch_size: int, iteration: int, seed: int) -> torch.Tensor:
+    """Indices of batch `iteration`: epochs are seeded permutations, the last partial batch dropped."""
+    per_epoch = max(1, n // batch_size)
+    epoch, j = divmod(iteration, per_epoch)
+    g = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
+    return torch.randperm(n, generator=g)[j * batch_size : (j + 1) * batch_size]
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on GPU when asked; a no-op on CPU."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Checkpoint:
+    """Training state saved atomically every `every` iterations, so a killed run resumes."""
+
+    def __init__(self, path: str | Path, every: int):
+        self.path, self.every = Path(path), max(1, int(every))
+
+    def load(self) -> dict | None:
+        return load_torch(self.path) if self.path.exists() else None
+
+    def save(self, state: dict) -> None:
+        save_torch(self.path, state)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch_at: Callable[[int], tuple[Any, Any]],
+    schedule: Schedule,
+    *,
+    seed: int,
+    params: Iterable | None = None,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    checkpoint: Checkpoint | None = None,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    eval_every: int = 0,
+    desc: str = "train",
+) -> Curves:
+    """Train `model` in place for `schedule.iterations` steps; return the logged curves.
+
+    `loss_fn(model, x, y)` returns the scalar loss of one batch, `batch_at(i)` returns batch i.
+    `params` restricts what is optimised (parameters or param groups, optionally with an
+    `lr_mult` key); by default every parameter that requires grad. Curves hold the mean train
+    loss and every metric `evaluate` returns, logged each `eval_every` iterations and at the end.
+    """
+    device = torch.device(device)
+    model.to(device)
+    if params is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+    opt = schedule.optimizer(params)
+    start, curves = 0, {"train_loss": []}
+    state = checkpoint.load() if checkpoint else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, curves = state["iteration"], state["curves"]
+    log_every = eval_every or max(1, schedule.iterations // 10)
+    window: list[float] = []
+    bar = tqdm(
+        range(start, schedule.iterations),
+        initial=start,
+        total=schedule.iterations,
+        desc=desc,
+        leave=False,
+        disable=None,
+        dynamic_ncols=True,
+    )
+    model.train()
+    for it in bar:
+        torch.manual_seed(derive_seed(seed, "step", it))
+        for group in opt.param_groups:
+            group["lr"] = schedule.lr_at(it) * group.get("lr_mult", 1.0)
+        x, y = to_device(batch_at(it), device)
+        with autocast(device, amp):
+            loss = loss_fn(model, x, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at iteration {it}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        window.append(loss.item())
+        done = it + 1
+        if done % log_every == 0 or done == schedule.iterations:
+            curves["train_loss"].append([done, sum(window) / len(window)])
+            window.clear()
+            bar.set_postfix(loss=f"{curves['train_loss'][-1][1]:.3f}", refresh=False)
+            if evaluate is not None:
+                model.eval()
+                for name, value in evaluate(model).items():
+                    curves.setdefault(name, []).append([done, float(value)])
+                model.train()
+        if checkpoint and (done % checkpoint.every == 0) and done < schedule.iterations:
+            checkpoint.save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "iteration": done, "curves": curves}
+            )
+    bar.close()
+    model.eval()
+    return curves
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+) -> torch.Tensor:
+    """Concatenated eval-mode outputs of `model` over `batches` (outputs returned as float32 on CPU)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    outs = []
+    for x in batches:
+        with autocast(device, amp):
+            outs.append(model(x.to(device, non_blocking=True)).float().cpu())
+    model.train(was_training)
+    return torch.cat(outs)
+

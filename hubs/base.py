@@ -1,0 +1,73 @@
+"""The Hub interface: an ordered set of pre-trained source models to transfer from.
+
+A backbone is an `nn.Module` mapping normalised images [B, 3, H, W] to its last feature map
+[B, C, h, w], with `out_channels = C`; heads pool it (classification) or decode it (dense tasks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hubbench.registry import Registry, UnknownName
+
+HUBS: Registry[Callable[[], Hub]] = Registry("hub")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source model: its architecture and a way to obtain its pre-trained weights."""
+
+    name: str
+    family: str
+    description: str
+    arch: Callable[[], nn.Module] = field(repr=False)
+    weights: Callable[[], dict[str, torch.Tensor]] = field(repr=False)
+
+    def backbone(self, pretrained: bool = True) -> nn.Module:
+        model = self.arch()
+        if pretrained:
+            model.load_state_dict(self.weights())
+        return model
+
+
+@dataclass(frozen=True)
+class Hub:
+    name: str
+    description: str
+    sources: tuple[Source, ...]
+    config: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    @property
+    def homogeneous(self) -> bool:
+        """All sources share one architecture family (weight averaging/aggregation is defined)."""
+        return len({s.family for s in self.sources}) == 1
+
+    def source(self, name: str) -> Source:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise UnknownName(f"source of hub {self.name!r}", name, self.names)
+
+    def build(self) -> None:
+        """Materialise every source's weights (pre-training or downloading them if needed)."""
+        for s in tqdm(self.sources, desc=f"hub {self.name}", unit="model", disable=None):
+            s.weights()
+
+    def describe(self) -> dict:
+        return {"name": self.name, "homogeneous": self.homogeneous, "config": self.config,
+                "sources": [{"name": s.name, "family": s.family} for s in self.sources]}
+
+
+@cache
+def get_hub(name: str) -> Hub:
+    return HUBS.get(name)()

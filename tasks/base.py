@@ -1,0 +1,202 @@
+"""The Task interface: data splits, head, loss, metric and training protocol of a target task."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hubbench.images import to_input
+from hubbench.registry import Registry
+from hubbench.training import Schedule
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every method is trained and tested on a task (the papers' recipe, scaled down).
+
+    `milestones` are fractions of `iterations` (the papers' 6 000 and 12 000 of 15 000 are
+    0.4 and 0.8), so a suite that shortens training keeps the shape of the schedule.
+    """
+
+    image_size: int
+    batch_size: int
+    iterations: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    milestones: tuple[float, ...] = (0.4, 0.8)
+    gamma: float = 0.1
+    crop_padding: int = 0
+    flip: bool = False
+    eval_every: int = 0
+    eval_batch_size: int = 256
+    checkpoint_every: int = 50
+
+    def schedule(self, iterations: int | None = None) -> Schedule:
+        n = self.iterations if iterations is None else iterations
+        return Schedule(
+            iterations=n,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+            milestones=tuple(round(f * n) for f in self.milestones),
+            gamma=self.gamma,
+        )
+
+    def replace(self, **overrides: Any) -> Protocol:
+        """A copy with `overrides` applied; unknown fields and wrong types are errors."""
+        names = [f.name for f in dataclasses.fields(self)]
+        clean = {}
+        for key, value in overrides.items():
+            if key not in names:
+                raise ValueError(f"unknown protocol field {key!r} (choose from: {', '.join(names)})")
+            current = getattr(self, key)
+            if isinstance(current, tuple) and isinstance(value, list):
+                value = tuple(value)
+            elif isinstance(current, float) and type(value) is int:
+                value = float(value)
+            if type(value) is not type(current):
+                raise ValueError(
+                    f"protocol field {key!r} expects {type(current).__name__}, got {value!r}"
+                )
+            clean[key] = value
+        return dataclasses.replace(self, **clean)
+
+
+@dataclass
+class Split:
+    """Images as uint8 [N, 3, H, W] and their targets, held in memory."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class Task(ABC):
+    """A target task. Subclasses set the class attributes and implement `make_splits`.
+
+    Outputs of every predictor are task outputs (logits, heatmaps); the task alone knows how
+    to turn them into a loss, metrics, and an ensemble (`combine`).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    kind: ClassVar[str]
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    protocol: ClassVar[Protocol]
+
+    def __init__(self, protocol: Protocol | None = None):
+        self.protocol = protocol or type(self).protocol
+
+    @abstractmethod
+    def make_splits(self) -> dict[str, Split]:
+        """Return the 'train', 'val' and 'test' splits (deterministic)."""
+
+    @abstractmethod
+    def head(self, in_channels: int) -> nn.Module:
+        """A fresh head mapping the backbone's last feature map to task outputs."""
+
+    @abstractmethod
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def evaluate(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """Metrics of outputs on a split; the primary metric is under `self.metric`."""
+
+    @abstractmethod
+    def combine(self, outputs: list[torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Aggregate several models' outputs (weights [B, m], default uniform) into one output."""
+
+    @cached_property
+    def splits(self) -> dict[str, Split]:
+        return self.make_splits()
+
+    def config(self) -> dict:
+        sizes = {k: len(v) for k, v in self.splits.items()}
+        return {"name": self.name, "kind": self.kind, "metric": self.metric,
+                "higher_is_better": self.higher_is_better, "sizes": sizes,
+                "protocol": dataclasses.asdict(self.protocol)}
+
+    # -- data ---------------------------------------------------------------------------------
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> normalised float at the protocol's size."""
+        return to_input(images, self.protocol.image_size)
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, Any]:
+        """Training augmentation: random crop after reflect padding, horizontal flip."""
+        p = self.protocol
+        if p.crop_padding:
+            n, _, h, w = x.shape
+            padded = F.pad(x, [p.crop_padding] * 4, mode="reflect")
+            offs = torch.randint(0, 2 * p.crop_padding + 1, (n, 2), generator=g)
+            x = torch.stack([padded[i, :, a : a + h, b : b + w] for i, (a, b) in enumerate(offs.tolist())])
+        if p.flip:
+            flip = torch.rand(len(x), generator=g) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        return x, y
+
+    def train_batch(self, idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, Any]:
+        split = self.splits["train"]
+        return self.augment(self.prepare(split.images[idx]), split.targets[idx], g)
+
+    def eval_batches(self, split: str) -> Iterator[torch.Tensor]:
+        images = self.splits[split].images
+        bs = self.protocol.eval_batch_size
+        for i in range(0, len(images), bs):
+            yield self.prepare(images[i : i + bs])
+
+
+class ClassifierHead(nn.Sequential):
+    """Global average pool and a linear layer, initialised N(0, 0.01) as the Zoo-Tuning code."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        fc = nn.Linear(in_channels, num_classes)
+        nn.init.normal_(fc.weight, 0, 0.01)
+        nn.init.zeros_(fc.bias)
+        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc)
+
+
+class ClassificationTask(Task):
+    kind = "classification"
+    metric = "top1"
+    higher_is_better = True
+    num_classes: ClassVar[int]
+
+    def head(self, in_channels: int) -> nn.Module:
+        return ClassifierHead(in_channels, self.num_classes)
+
+    def loss(self, outputs, targets):
+        return F.cross_entropy(outputs, targets)
+
+    def evaluate(self, outputs, targets):
+        top1 = (outputs.argmax(1) == targets).float().mean().item() * 100
+        return {"top1": top1, "loss": F.cross_entropy(outputs, targets).item()}
+
+    def combine(self, outputs, weights=None):
+        """Weighted mean of the members' probabilities, returned as log-probabilities."""
+        probs = torch.stack([o.float().softmax(-1) for o in outputs], 1)  # [B, m, C]
+        if weights is None:
+            mixed = probs.mean(1)
+        else:
+            mixed = (weights.unsqueeze(-1) * probs).sum(1) / weights.sum(1, keepdim=True).unsqueeze(-1)
+        return mixed.clamp_min(1e-12).log()
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: register a task under its `name`."""
+    return TASKS.register(cls.name)(cls)

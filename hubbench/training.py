@@ -80,7 +80,8 @@ def autocast(device: torch.device, amp: bool):
 
 
 class Checkpoint:
-    """Training state saved atomically every `every` iterations, so a killed run resumes."""
+    """Training state saved atomically every `every` iterations and at the end, so a killed
+    run resumes and a finished stage of a multi-stage method is not trained again."""
 
     def __init__(self, path: str | Path, every: int):
         self.path, self.every = Path(path), max(1, int(every))
@@ -163,7 +164,7 @@ def train(
                 for name, value in evaluate(model).items():
                     curves.setdefault(name, []).append([done, float(value)])
                 model.train()
-        if checkpoint and (done % checkpoint.every == 0) and done < schedule.iterations:
+        if checkpoint and (done % checkpoint.every == 0 or done == schedule.iterations):
             checkpoint.save(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(),
                  "iteration": done, "curves": curves}

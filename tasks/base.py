@@ -6,7 +6,6 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, ClassVar
 
 import torch
@@ -18,6 +17,7 @@ from hubbench.registry import Registry
 from hubbench.training import Schedule
 
 TASKS: Registry[type[Task]] = Registry("task")
+_SPLITS: dict[type, dict[str, Split]] = {}
 
 @dataclass(frozen=True)
 class Protocol:
@@ -122,9 +122,13 @@ class Task(ABC):
     def combine(self, outputs: list[torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
         """Aggregate several models' outputs (weights [B, m], default uniform) into one output."""
 
-    @cached_property
+    @property
     def splits(self) -> dict[str, Split]:
-        return self.make_splits()
+        """The splits, made once per process: the data depend on the task, not on the protocol."""
+        cls = type(self)
+        if cls not in _SPLITS:
+            _SPLITS[cls] = self.make_splits()
+        return _SPLITS[cls]
 
     def config(self) -> dict:
         sizes = {k: len(v) for k, v in self.splits.items()}

@@ -1,0 +1,150 @@
+"""The `hubbench` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import hubs
+import methods
+import tasks
+from benchmark import suites
+from hubbench.registry import UnknownName
+
+EPILOG = "Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) to $HUBBENCH_CACHE or ~/.cache/hubbench."
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit code 2, nothing written."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def load_plugin(path: str) -> None:
+    """Import a Python file that registers hubs, tasks or methods."""
+    file = Path(path)
+    if not file.is_file() or file.suffix != ".py":
+        raise UsageError(f"plugin {path} is not a .py file")
+    spec = importlib.util.spec_from_file_location(f"hubbench_plugin_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise UsageError(f"cannot load plugin {path}: {type(e).__name__}: {e}") from None
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def cmd_run(args) -> int:
+    from benchmark.runner import expand, run_cells
+
+    suite = suites.Suite.load(args.suite)
+    seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
+    cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    device = pick_device(args.device)
+    counts = run_cells(cells, args.results, device, force=args.force, retry_failed=args.retry_failed)
+    print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard --suite {suite.name}")
+    return 1 if counts["failed"] else 0
+
+
+def cmd_list(args) -> int:
+    what = args.what
+    rows: list[tuple[str, str]] = []
+    if what in ("hubs", "all"):
+        rows += [(f"hub {n}", hubs.get_hub(n).description) for n in hubs.HUBS]
+    if what in ("tasks", "all"):
+        rows += [(f"task {n}", tasks.TASKS.get(n).description) for n in tasks.TASKS]
+    if what in ("methods", "all"):
+        rows += [(f"method {n}", methods.METHODS.get(n).description) for n in methods.METHODS]
+    if what in ("suites", "all"):
+        rows += [(f"suite {n}", suites.Suite.load(n).description) for n in suites.suite_names()]
+    width = max(len(r[0]) for r in rows)
+    for name, description in rows:
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_hub_build(args) -> int:
+    hub = hubs.get_hub(args.name)
+    hub.build()
+    print(f"hub {hub.name}: {len(hub.sources)} models ready ({', '.join(hub.names)})")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from leaderboard.generate import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = Parser(add_help=False)
+    common.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="a .py file registering extra hubs, tasks or methods (repeatable)")
+    parser = Parser(prog="hubbench", epilog=EPILOG, parents=[common],
+                    description="Benchmark ways of transferring knowledge from a hub of pre-trained models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run a suite's cells into records",
+                         description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped.")
+    run.add_argument("--suite", required=True, help="suite name (see `hubbench list suites`) or path to a .toml file")
+    run.add_argument("--hub", action="append", help="only this hub (repeatable)")
+    run.add_argument("--task", action="append", help="only this task (repeatable)")
+    run.add_argument("--method", action="append", help="only this method name or id (repeatable)")
+    run.add_argument("--seed", action="append", help="only these seeds, e.g. 0,1 (repeatable)")
+    run.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
+    run.add_argument("--force", action="store_true", help="redo cells that already have a record")
+    run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods or suites")
+    lst.add_argument("what", nargs="?", default="all", choices=["hubs", "tasks", "methods", "suites", "all"])
+    lst.set_defaults(func=cmd_list)
+
+    lb = sub.add_parser("leaderboard", parents=[common], help="regenerate leaderboards from records",
+                        description="Regenerate leaderboard/<suite>/README.md and results.csv from the records.")
+    from leaderboard.generate import add_arguments
+
+    add_arguments(lb)
+    lb.set_defaults(func=cmd_leaderboard)
+
+    hub = sub.add_parser("hub", parents=[common], help="hub operations")
+    hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")
+    build = hub_sub.add_parser("build", parents=[common], help="pre-train or fetch a hub's models into the cache")
+    build.add_argument("name", help="hub name (see `hubbench list hubs`)")
+    build.set_defaults(func=cmd_hub_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        for plugin in args.plugin:
+            load_plugin(plugin)
+        return args.func(args)
+    except (UsageError, UnknownName, suites.SuiteError, ValueError) as e:
+        print(f"hubbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hubbench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""What a method's `fit` is given: the hub, the task, the shared training loop and the artifacts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hubbench.io import load_torch, read_json, save_torch, write_json
+from hubbench.seeding import derive_seed, digest, generator, seed_everything
+from hubbench.training import Checkpoint, batch_indices, predict, train
+from hubs.base import Hub
+from methods.base import FinetunedSource
+from tasks.base import Task
+
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Context:
+    """One cell's (or one artifact's) view of the harness.
+
+    Every random stream is derived from (seed, scope, key), so a stage resumed from its
+    checkpoint continues exactly as if it had never stopped.
+    """
+
+    def __init__(self, hub: Hub, task: Task, seed: int, *, scope: str, cache: Path,
+                 device: torch.device, amp: bool = False):
+        self.hub, self.task, self.seed, self.scope = hub, task, seed, scope
+        self.cache, self.device, self.amp = cache, device, amp
+        self.curves: dict[str, list[list[float]]] = {}
+        self.diagnostics: dict = {}
+        self.train_seconds = 0.0
+        self.used: dict[str, dict] = {}  # artifact id -> info (key, train_s, curves)
+        self.checkpoints: list[Checkpoint] = []
+
+    # -- training -----------------------------------------------------------------------------
+    def train(self, model: nn.Module, loss: Loss | None = None, params: Iterable | None = None,
+              key: str = "model", iterations: int | None = None) -> nn.Module:
+        """Train `model` with the task's protocol (default loss: the task loss of `model(x)`).
+
+        `key` names the stage: its checkpoint, its curves (prefixed unless 'model') and its
+        random streams. Returns the trained model, in eval mode, on the context's device.
+        """
+        task, proto = self.task, self.task.protocol
+        seed = derive_seed(self.seed, self.scope, key)
+        n = len(task.splits["train"])
+        val = task.splits["val"].targets
+
+        def batch_at(it: int):
+            return task.train_batch(batch_indices(n, proto.batch_size, it, seed), generator(seed, "aug", it))
+
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            metrics = task.evaluate(self.predict(m, "val"), val)
+            return {f"val_{task.metric}": metrics[task.metric]}
+
+        checkpoint = Checkpoint(self.cache / "checkpoints" / f"{digest([self.scope, self.seed])}-{key}.ckpt",
+                                proto.checkpoint_every)
+        self.checkpoints.append(checkpoint)
+        start = time.perf_counter()
+        curves = train(
+            model,
+            loss or (lambda m, x, y: task.loss(m(x), y)),
+            batch_at,
+            proto.schedule(iterations),
+            seed=seed,
+            params=params,
+            device=self.device,
+            amp=self.amp,
+            checkpoint=checkpoint,
+            evaluate=evaluate if proto.eval_every else None,
+            eval_every=proto.eval_every,
+            desc=f"{self.scope} {key}",
+        )
+        self.train_seconds += time.perf_counter() - start
+        prefix = "" if key == "model" else f"{key}/"
+        self.curves.update({prefix + k: v for k, v in curves.items()})
+        return model
+
+    def predict(self, model: nn.Module, split: str) -> torch.Tensor:
+        model.to(self.device)
+        return predict(model, self.task.eval_batches(split), self.device, self.amp)
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        return self.task.evaluate(self.predict(model, split), self.task.splits[split].targets)
+
+    def clear_checkpoints(self) -> None:
+        for c in self.checkpoints:
+            c.clear()
+
+    # -- artifacts ----------------------------------------------------------------------------
+    def artifact_key(self, artifact: FinetunedSource) -> str:
+        return digest({"artifact": artifact.id, "hub": self.hub.describe(), "task": self.task.config(),
+                       "seed": self.seed, "torch": torch.__version__, "device": self.device.type})
+
+    def artifact_path(self, artifact: FinetunedSource) -> Path:
+        t = self.task
+        return self.cache / "artifacts" / self.hub.name / t.name / f"{artifact.id}-seed{self.seed}-{self.artifact_key(artifact)}.pt"
+
+    def artifact(self, artifact: FinetunedSource) -> nn.Module:
+        """The trained artifact: loaded from the cache, or trained now (resumably) and cached."""
+        path = self.artifact_path(artifact)
+        meta_path = path.with_suffix(".json")
+        if path.exists() and meta_path.exists():
+            model = artifact.build(self, pretrained=False)
+            model.load_state_dict(load_torch(path))
+            meta = read_json(meta_path)
+        else:
+            sub = Context(self.hub, self.task, self.seed, scope=f"{self.hub.name}/{self.task.name}/{artifact.id}",
+                          cache=self.cache, device=self.device, amp=self.amp)
+            seed_everything(derive_seed(self.seed, sub.scope, "init"))
+            model = artifact.build(sub, pretrained=True)
+            artifact.train(sub, model)
+            meta = {"id": artifact.id, "key": self.artifact_key(artifact), "train_s": sub.train_seconds,
+                    "curves": sub.curves, "val": sub.evaluate(model, "val")}
+            save_torch(path, model.state_dict())
+            write_json(meta_path, meta)
+            sub.clear_checkpoints()
+        self.used[artifact.id] = meta
+        return model.to(self.device).eval()
+
+    def artifact_info(self, artifact: FinetunedSource) -> dict:
+        return self.used[artifact.id]

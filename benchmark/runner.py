@@ -1,0 +1,161 @@
+"""Expand a suite into cells and run each into one record; the same cell function for every executor."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.context import Context
+from benchmark.records import SCHEMA, environment, read_record, write_record
+from benchmark.suites import Suite
+from hubbench.io import cache_dir
+from hubbench.registry import UnknownName
+from hubbench.seeding import derive_seed, seed_everything
+from hubs.base import get_hub
+from methods.base import Method, parse_spec
+from tasks.base import TASKS, Task
+
+
+@dataclass(frozen=True)
+class Cell:
+    suite: Suite
+    hub: str
+    task: str
+    method: Method
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.hub}/{self.task}/{self.method.id}/seed{self.seed}"
+
+    def path(self, results: Path) -> Path:
+        method_dir = self.method.id.replace("[", "@").replace("]", "")
+        return results / self.suite.name / self.hub / self.task / method_dir / f"seed{self.seed}.json"
+
+    def make_task(self) -> Task:
+        cls = TASKS.get(self.task)
+        return cls(cls.protocol.replace(**self.suite.protocol))
+
+
+def pick(kind: str, chosen: list | None, available: tuple) -> tuple:
+    """The subset of `available` named in `chosen` (all when None); unknown names are errors."""
+    for c in chosen or ():
+        if c not in available:
+            raise UnknownName(kind, str(c), [str(a) for a in available])
+    return tuple(a for a in available if not chosen or a in chosen)
+
+
+def expand(suite: Suite, hubs=None, tasks=None, methods=None, seeds=None) -> list[Cell]:
+    """The suite's cells, optionally restricted (a method by name, suite entry or id); ordered
+    hub, task, seed, then suite order of methods, so the artifacts a seed's methods share are
+    trained by the first that needs them."""
+    cells = []
+    for hub_name in pick("hub", hubs, suite.hubs):
+        hub = get_hub(hub_name)
+        variants: dict[str, tuple[Method, set[str]]] = {}
+        for spec in suite.methods:
+            cls, params = parse_spec(spec)
+            for v in cls.variants(hub):
+                m = cls(**{**v, **params})
+                variants.setdefault(m.id, (m, {spec, cls.name, m.id}))
+        names = tuple(dict.fromkeys(n for _, aliases in variants.values() for n in sorted(aliases)))
+        chosen = set(pick("method", methods, names))
+        selected = [m for m, aliases in variants.values() if aliases & chosen]
+        for task in pick("task", tasks, suite.tasks):
+            for seed in pick("seed", seeds, suite.seeds):
+                cells += [Cell(suite, hub_name, task, m, seed) for m in selected]
+    return cells
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def count_params(model: torch.nn.Module) -> dict[str, int]:
+    params = {id(p): p for p in model.parameters()}.values()
+    return {"total": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
+def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
+             force: bool = False, retry_failed: bool = False) -> tuple[str, dict]:
+    """Run one cell into its record; returns ('skipped' or the record's status, record).
+
+    A complete record is kept unless `force` (or `retry_failed`, for failed ones). An
+    exception inside the method becomes a 'failed' record; an interrupt leaves no record and
+    the stage checkpoints, so the next run resumes where this one stopped.
+    """
+    path = cell.path(results)
+    old = read_record(path)
+    if old and not force and not (retry_failed and old["status"] == "failed"):
+        return "skipped", old
+    hub, task = get_hub(cell.hub), cell.make_task()
+    record = {
+        "schema": SCHEMA,
+        "suite": cell.suite.name,
+        "hub": cell.hub,
+        "task": cell.task,
+        "method": {"id": cell.method.id, "name": cell.method.name, "params": cell.method.params},
+        "seed": cell.seed,
+        "kind": task.kind,
+        "metric": {"name": task.metric, "higher_is_better": task.higher_is_better, "value": None},
+        "config": {"hub": hub.describe(), "task": task.config(), "suite_protocol": cell.suite.protocol},
+        "environment": environment(device),
+        "started": now(),
+    }
+    ok, reason = cell.method.applicable(hub, task)
+    ctx = Context(hub, task, cell.seed, scope=f"{cell.suite.name}/{cell.id}",
+                  cache=cache or cache_dir(), device=device, amp=device.type == "cuda")
+    if not ok:
+        record.update(status="n/a", reason=reason)
+    else:
+        try:
+            start = time.perf_counter()
+            seed_everything(derive_seed(cell.seed, cell.id, "init"))
+            model = cell.method.fit(ctx)
+            fit_s = time.perf_counter() - start
+            start = time.perf_counter()
+            metrics = {split: ctx.evaluate(model, split) for split in ("val", "test")}
+            artifacts_s = sum(a["train_s"] for a in ctx.used.values())
+            record.update(
+                status="ok",
+                metrics=metrics,
+                params=count_params(model),
+                timings={"fit_s": fit_s, "eval_s": time.perf_counter() - start},
+                cost={"train_s": ctx.train_seconds, "artifacts_s": artifacts_s,
+                      "total_s": ctx.train_seconds + artifacts_s},
+                artifacts=[{"id": k, "key": a["key"], "train_s": a["train_s"]} for k, a in ctx.used.items()],
+                curves=ctx.curves,
+                diagnostics=ctx.diagnostics,
+            )
+            record["metric"]["value"] = metrics["test"][task.metric]
+        except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
+            record.update(status="failed", reason=f"{type(e).__name__}: {e}",
+                          traceback=traceback.format_exc(limit=8))
+    record["finished"] = now()
+    write_record(path, record)
+    ctx.clear_checkpoints()
+    return record["status"], record
+
+
+def run_cells(cells: list[Cell], results: Path, device: torch.device, **kw) -> Counter:
+    """Run cells in order with a progress bar and one line per finished cell."""
+    counts: Counter = Counter()
+    bar = tqdm(cells, desc="cells", unit="cell", disable=None, dynamic_ncols=True)
+    for cell in bar:
+        bar.set_postfix_str(cell.id, refresh=True)
+        start = time.perf_counter()
+        status, record = run_cell(cell, results, device, **kw)
+        counts[status] += 1
+        if status != "skipped":
+            detail = (f"{record['metric']['name']}={record['metric']['value']:.2f}" if status == "ok"
+                      else record.get("reason", ""))
+            tqdm.write(f"{status:7} {cell.id}  {detail}  ({time.perf_counter() - start:.1f}s)")
+    return counts

@@ -1,0 +1,99 @@
+"""Suites: TOML files naming the grid (hubs x tasks x methods x seeds) and protocol overrides."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubbench.registry import UnknownName, check_name
+from hubs.base import HUBS
+from methods.base import parse_spec
+from tasks.base import TASKS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SUITES_DIR = Path(__file__).parent / "suites"
+KEYS = {"description", "hubs", "tasks", "methods", "seeds", "protocol"}
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be run; the message says what is wrong and what is valid."""
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    hubs: tuple[str, ...]
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name_or_path: str) -> Suite:
+        """A suite by name (from the bundled suites) or by path to a .toml file."""
+        if name_or_path.endswith(".toml") or "/" in name_or_path:
+            path = Path(name_or_path)
+            if not path.is_file():
+                raise SuiteError(f"suite file {name_or_path} does not exist")
+        else:
+            path = SUITES_DIR / f"{name_or_path}.toml"
+            if not path.is_file():
+                raise SuiteError(str(UnknownName("suite", name_or_path, suite_names())))
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise SuiteError(f"malformed suite file {path}: {e}") from None
+        try:
+            return cls.from_dict(check_name("suite", path.stem), data)
+        except (ValueError, LookupError) as e:
+            raise SuiteError(f"invalid suite file {path}: {e}") from None
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict) -> Suite:
+        unknown = set(data) - KEYS
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(sorted(KEYS))})")
+        lists = {}
+        for key in ("hubs", "tasks", "methods"):
+            value = data.get(key)
+            if not value or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{key!r} must be a non-empty list of names")
+            lists[key] = tuple(dict.fromkeys(value))
+        for hub in lists["hubs"]:
+            HUBS.get(hub)
+        for task in lists["tasks"]:
+            TASKS.get(task)
+        for spec in lists["methods"]:
+            parse_spec(spec)
+        seeds = parse_seeds(data.get("seeds", [0]))
+        protocol = data.get("protocol", {})
+        if not isinstance(protocol, dict):
+            raise ValueError("'protocol' must be a table of overrides")
+        for task in lists["tasks"]:
+            TASKS.get(task).protocol.replace(**protocol)
+        return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"],
+                   lists["methods"], seeds, protocol)
+
+
+def parse_seeds(seeds: Any) -> tuple[int, ...]:
+    """A non-empty list of distinct non-negative integers (also from '0,1,2')."""
+    if isinstance(seeds, str):
+        try:
+            seeds = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise ValueError(f"bad seed list {seeds!r}: expected integers like 0,1,2") from None
+    if (not isinstance(seeds, list) or not seeds
+            or not all(type(s) is int and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds)):
+        raise ValueError(f"bad seed list {seeds!r}: expected distinct non-negative integers")
+    return tuple(seeds)

@@ -1,0 +1,5 @@
+import sys
+
+from leaderboard.generate import main
+
+sys.exit(main())

@@ -1,0 +1,183 @@
+"""Render the leaderboard of a suite from its records alone (README.md and results.csv).
+
+Reads nothing but record JSON files, so it works on records copied from any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from hubbench.registry import check_name
+
+SCHEMA = "hubbench.record/1"
+
+
+class LeaderboardError(Exception):
+    """Records that cannot be rendered; the message says which and why."""
+
+CSV_COLUMNS = [
+    "suite", "hub", "task", "kind", "method", "method_name", "params", "seed", "status", "reason",
+    "metric", "higher_is_better", "value", "val_value", "params_total", "params_trainable",
+    "train_s", "artifacts_s", "total_s", "device", "device_name", "torch", "git_commit", "finished",
+]
+
+
+def load_records(suite_dir: Path) -> list[dict]:
+    records = []
+    for path in sorted(suite_dir.rglob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise LeaderboardError(f"unreadable record {path}: {e}") from None
+        if isinstance(record, dict) and record.get("schema") == SCHEMA:
+            records.append(record)
+    return records
+
+
+def csv_row(r: dict) -> dict:
+    env, cost, params = r.get("environment", {}), r.get("cost", {}), r.get("params", {})
+    metric = r["metric"]
+    val = r.get("metrics", {}).get("val", {}).get(metric["name"])
+    return {
+        "suite": r["suite"], "hub": r["hub"], "task": r["task"], "kind": r.get("kind", ""),
+        "method": r["method"]["id"], "method_name": r["method"]["name"],
+        "params": json.dumps(r["method"]["params"], sort_keys=True), "seed": r["seed"],
+        "status": r["status"], "reason": r.get("reason", ""), "metric": metric["name"],
+        "higher_is_better": metric["higher_is_better"], "value": metric["value"], "val_value": val,
+        "params_total": params.get("total"), "params_trainable": params.get("trainable"),
+        "train_s": cost.get("train_s"), "artifacts_s": cost.get("artifacts_s"), "total_s": cost.get("total_s"),
+        "device": env.get("device"), "device_name": env.get("device_name"), "torch": env.get("torch"),
+        "git_commit": env.get("git", {}).get("commit"), "finished": r.get("finished"),
+    }
+
+
+def fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def table(records: list[dict], notes: list[str]) -> list[str]:
+    """Methods x tasks: mean ± std over seeds of the test metric, Avg, best bold."""
+    tasks = sorted({r["task"] for r in records})
+    methods = sorted({r["method"]["id"] for r in records})
+    higher = records[0]["metric"]["higher_is_better"]
+    cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        cells[r["method"]["id"], r["task"]].append(r)
+    means: dict[tuple[str, str], float] = {}
+    for key, rs in cells.items():
+        ok = [r["metric"]["value"] for r in rs if r["status"] == "ok"]
+        if ok:
+            means[key] = statistics.fmean(ok)
+    avg = {m: statistics.fmean(means[m, t] for t in tasks) for m in methods if all((m, t) in means for t in tasks)}
+
+    def best(values: dict) -> float | None:
+        return (max if higher else min)(values.values()) if values else None
+
+    best_task = {t: best({m: v for (m, tt), v in means.items() if tt == t}) for t in tasks}
+    best_avg = best(avg)
+    lines = ["| Method | " + " | ".join(tasks) + " | Avg |", "|---" * (len(tasks) + 2) + "|"]
+    for m in methods:
+        row = []
+        for t in tasks:
+            rs = cells.get((m, t), [])
+            ok = [r["metric"]["value"] for r in rs if r["status"] == "ok"]
+            failed = sum(r["status"] == "failed" for r in rs)
+            if ok:
+                text = fmt(ok)
+                text = f"**{text}**" if means[m, t] == best_task[t] else text
+                text += f" ({len(ok)} seeds, {failed} failed)" if failed else ""
+            elif any(r["status"] == "n/a" for r in rs):
+                reason = next(r.get("reason", "") for r in rs if r["status"] == "n/a")
+                if reason not in notes:
+                    notes.append(reason)
+                text = f"n/a [{notes.index(reason) + 1}]"
+            elif failed:
+                text = f"failed ({failed})"
+            else:
+                text = "—"
+            row.append(text)
+        a = avg.get(m)
+        row.append("—" if a is None else (f"**{a:.2f}**" if a == best_avg else f"{a:.2f}"))
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    return lines
+
+
+def render(suite: str, records: list[dict], source: str) -> str:
+    seeds = sorted({r["seed"] for r in records})
+    out = [f"# Leaderboard: `{suite}`", "",
+           f"Generated by `hubbench leaderboard` from {len(records)} records in `{source}`; do not edit.",
+           f"Each cell: test metric, mean ± std over seeds {seeds}; best per column in bold.", ""]
+    notes: list[str] = []
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r["hub"], r.get("kind", ""), r["metric"]["name"]].append(r)
+    for (hub, kind, metric), rs in sorted(groups.items()):
+        arrow = "higher is better" if rs[0]["metric"]["higher_is_better"] else "lower is better"
+        out += [f"## Hub `{hub}`: {kind}, {metric} ({arrow})", "", *table(rs, notes), ""]
+    if notes:
+        out += ["Notes:", ""] + [f"{i}. {n}" for i, n in enumerate(notes, 1)] + [""]
+    envs = sorted({(r["environment"]["device_name"], r["environment"]["torch"],
+                    r["environment"]["git"]["commit"][:12]) for r in records})
+    out += ["## Environment", "", "| Device | torch | hubbench commit |", "|---|---|---|"]
+    out += [f"| {d} | {t} | {c} |" for d, t, c in envs] + [""]
+    return "\n".join(out)
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+
+def generate(suite: str, results: Path, out: Path) -> Path:
+    records = load_records(results / suite)
+    if not records:
+        raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
+    target = out / suite
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in sorted(records, key=lambda r: (r["hub"], r["task"], r["method"]["id"], r["seed"])):
+        writer.writerow(csv_row(r))
+    write_if_changed(target / "results.csv", buf.getvalue())
+    write_if_changed(target / "README.md", render(suite, records, f"{results.name}/{suite}"))
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hubbench leaderboard",
+        description="Regenerate leaderboard/<suite>/README.md and results.csv from the records.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", action="append", help="suite(s) to render (default: every suite with records)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="output directory (default: leaderboard)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        suites = [check_name("suite", s) for s in args.suite or []]
+        suites = suites or sorted(p.name for p in args.results.glob("*") if p.is_dir())
+        if not suites:
+            raise LeaderboardError(f"no records under {args.results}")
+        for suite in suites:
+            print(generate(suite, args.results, args.out) / "README.md")
+    except (LeaderboardError, ValueError) as e:
+        print(f"hubbench leaderboard: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,37 @@
+"""Fine-tune one hub model on the task (the papers' single-source baselines)."""
+
+from __future__ import annotations
+
+from hubbench.registry import UnknownName
+from methods.base import FinetunedSource, Method, register
+
+
+@register
+class Finetune(Method):
+    """All weights of one source plus a new head trained with the task's protocol.
+
+    The trained model is the `FinetunedSource` artifact itself, so the record's own training
+    time is zero and its cost is the artifact's; its curves are the artifact's curves.
+    """
+
+    name = "finetune"
+    description = "fine-tune one hub model with a new head (one record per hub model)"
+    model: str = ""
+
+    @classmethod
+    def variants(cls, hub):
+        return [{"model": name} for name in hub.names]
+
+    def applicable(self, hub, task):
+        if self.model not in hub.names:
+            return False, str(UnknownName(f"model of hub {hub.name!r}", self.model, hub.names))
+        return True, ""
+
+    def needs(self, hub, task):
+        return [FinetunedSource(self.model)]
+
+    def fit(self, ctx):
+        artifact = FinetunedSource(self.model)
+        model = ctx.artifact(artifact)
+        ctx.curves.update(ctx.artifact_info(artifact)["curves"])
+        return model

@@ -93,11 +93,12 @@ def cmd_leaderboard(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False)
-    common.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                        help="a .py file registering extra hubs, tasks or methods (repeatable)")
-    parser = Parser(prog="hubbench", epilog=EPILOG, parents=[common],
+    plugin_help = "a .py file registering extra hubs, tasks or methods (repeatable)"
+    common = Parser(add_help=False)  # --plugin is accepted before and after the command
+    common.add_argument("--plugin", action="append", default=[], metavar="FILE", help=plugin_help)
+    parser = Parser(prog="hubbench", epilog=EPILOG,
                     description="Benchmark ways of transferring knowledge from a hub of pre-trained models.")
+    parser.add_argument("--plugin", action="append", default=[], dest="plugins", metavar="FILE", help=plugin_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run a suite's cells into records",
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        for plugin in args.plugin:
+        for plugin in args.plugins + args.plugin:
             load_plugin(plugin)
         return args.func(args)
     except (UsageError, UnknownName, suites.SuiteError, ValueError) as e:

@@ -123,14 +123,13 @@ def train(
     if params is None:
         params = [p for p in model.parameters() if p.requires_grad]
     opt = schedule.optimizer(params)
-    start, curves = 0, {"train_loss": []}
+    start, curves, window = 0, {"train_loss": []}, []  # window: losses since the last log
     state = checkpoint.load() if checkpoint else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        start, curves = state["iteration"], state["curves"]
+        start, curves, window = state["iteration"], state["curves"], state["window"]
     log_every = eval_every or max(1, schedule.iterations // 10)
-    window: list[float] = []
     bar = tqdm(
         range(start, schedule.iterations),
         initial=start,
@@ -167,7 +166,7 @@ def train(
         if checkpoint and (done % checkpoint.every == 0 or done == schedule.iterations):
             checkpoint.save(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "iteration": done, "curves": curves}
+                 "iteration": done, "curves": curves, "window": window}
             )
     bar.close()
     model.eval()

@@ -23,7 +23,7 @@ from hubs.archs import MiniResNet
 from hubs.base import HUBS, Hub, Source
 from hubs.sources import SOURCE_TASKS, SourceTask
 
-HUB_VERSION = 1  # bump whenever the source tasks or the pre-training code change
+HUB_VERSION = 2  # bump whenever the source tasks or the pre-training code change
 IMAGE_SIZE = 32
 WIDTHS = (16, 32, 64, 128)
 
@@ -56,8 +56,8 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str) -> dict[str
     if path.exists():
         return load_torch(path)
     images, targets = source_data(task, cfg)
-    backbone = MiniResNet(WIDTHS)
     torch.manual_seed(derive_seed("source-init", task.name, cfg.seed))
+    backbone = MiniResNet(WIDTHS)
     model = nn.Sequential(backbone, task.head(backbone.out_channels))
     seed = derive_seed("pretrain", task.name, cfg.seed)
 

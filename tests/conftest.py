@@ -1,0 +1,46 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = Path(__file__).with_name("tiny_plugin.py")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache(tmp_path_factory):
+    """Every test shares one throw-away cache (hubs, artifacts, checkpoints)."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["HUBBENCH_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(cache):
+    from benchmark.cli import load_plugin
+    from hubs import get_hub
+
+    load_plugin(str(PLUGIN))
+    return get_hub("tiny")
+
+
+def write_suite(directory: Path, name: str = "tiny", *, methods=("scratch", "finetune", "ensemble_i"),
+                tasks=("digits",), seeds=(0,), hubs=("tiny",), **protocol) -> Path:
+    protocol = {"iterations": 6, "eval_every": 3, "checkpoint_every": 3, **protocol}
+    lines = [f"description = {name!r}", f"hubs = {list(hubs)!r}", f"tasks = {list(tasks)!r}",
+             f"methods = {list(methods)!r}", f"seeds = {list(seeds)!r}", "[protocol]"]
+    lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v!r}" for k, v in protocol.items()]
+    path = directory / f"{name}.toml"
+    path.write_text("\n".join(lines).replace("'", '"') + "\n")
+    return path
+
+
+def hubbench(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run the CLI in a subprocess with the tiny plugin loaded."""
+    cmd = [sys.executable, "-m", "benchmark", "--plugin", str(PLUGIN), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=kw.pop("cwd", ROOT), **kw)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result

@@ -1,0 +1,24 @@
+"""Shared test helpers: a context on the tiny hub with a tiny protocol."""
+
+import torch
+
+from benchmark.context import Context
+from hubbench.io import cache_dir
+from tasks import TASKS
+
+
+def make_task(name="digits", **protocol):
+    cls = TASKS.get(name)
+    return cls(cls.protocol.replace(**{"iterations": 4, "eval_every": 2, "checkpoint_every": 2, **protocol}))
+
+
+def make_ctx(hub, task="digits", seed=0, scope="test", **protocol):
+    return Context(hub, make_task(task, **protocol), seed, scope=scope, cache=cache_dir(),
+                   device=torch.device("cpu"))
+
+
+def one_task_per_kind():
+    kinds = {}
+    for name in TASKS.names():
+        kinds.setdefault(TASKS.get(name).kind, name)
+    return sorted(kinds.values())

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from benchmark.cli import main
+from conftest import PLUGIN, hubbench, write_suite
+
+FAILING_PLUGIN = '''
+from methods import Method, register
+
+@register
+class Broken(Method):
+    name = "broken"
+    description = "always fails"
+
+    def fit(self, ctx):
+        raise RuntimeError("boom")
+'''
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--suite", "nope"], "unknown suite 'nope' (choose from: mini, smoke)"),
+    (["run", "--suite", "smoke", "--task", "nope"], "unknown task 'nope' (choose from:"),
+    (["run", "--suite", "smoke", "--hub", "nope"], "unknown hub 'nope' (choose from: mini)"),
+    (["run", "--suite", "smoke", "--method", "nope"], "unknown method 'nope' (choose from:"),
+    (["run", "--suite", "smoke", "--seed", "one"], "bad seed list 'one'"),
+    (["run", "--suite", "smoke", "--seed", "5"], "unknown seed '5' (choose from: 0)"),
+    (["run", "--suite", "smoke", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["run", "--suite", "missing.toml"], "suite file missing.toml does not exist"),
+    (["list", "widgets"], "invalid choice: 'widgets'"),
+    (["hub", "build", "nope"], "unknown hub 'nope'"),
+    (["run", "--suite", "smoke", "--plugin", "nope.py"], "plugin nope.py is not a .py file"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hubbench: error: ") and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_suite_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("hubs = ['mini'")
+    assert main(["run", "--suite", str(bad), "--results", str(tmp_path / "r")]) == 2
+    assert "malformed suite file" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_list_shows_every_registry_with_descriptions(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("hub mini", "task digits", "method finetune", "method scratch", "method ensemble_i", "suite smoke"):
+        assert name in out
+
+
+def test_help_explains_commands():
+    out = hubbench("run", "--help").stdout
+    assert "--suite" in out and "--force" in out and "--retry-failed" in out
+
+
+def test_run_skip_force_and_leaderboard(tmp_path):
+    suite = write_suite(tmp_path, methods=("scratch", "finetune[model=supervised]"))
+    results = tmp_path / "results"
+    out = hubbench("run", "--suite", str(suite), "--results", str(results)).stdout
+    assert "2 ok" in out
+    record = results / "tiny/tiny/digits/scratch/seed0.json"
+    first = json.loads(record.read_text())
+    assert "0 ok" not in out and "2 skipped" in hubbench("run", "--suite", str(suite), "--results", str(results)).stdout
+    assert json.loads(record.read_text()) == first
+    hubbench("run", "--suite", str(suite), "--results", str(results), "--force", "--method", "scratch")
+    again = json.loads(record.read_text())
+    assert again["started"] >= first["started"] and again["metrics"] == first["metrics"]
+    lb = hubbench("leaderboard", "--results", str(results), "--out", str(tmp_path / "lb"))
+    readme = (tmp_path / "lb/tiny/README.md").read_text()
+    assert "| scratch |" in readme and "finetune[model=supervised]" in readme and lb.returncode == 0
+
+
+def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path):
+    plugin = tmp_path / "broken_plugin.py"
+    plugin.write_text(FAILING_PLUGIN)
+    suite = write_suite(tmp_path, methods=("broken", "scratch"))
+    results = tmp_path / "results"
+    run = hubbench("--plugin", str(plugin), "run", "--suite", str(suite), "--results", str(results), check=False)
+    assert run.returncode == 1 and "1 failed, 1 ok" in run.stdout
+    failed = json.loads((results / "tiny/tiny/digits/broken/seed0.json").read_text())
+    assert failed["status"] == "failed" and failed["reason"] == "RuntimeError: boom"
+    assert "RuntimeError" in failed["traceback"]
+    assert json.loads((results / "tiny/tiny/digits/scratch/seed0.json").read_text())["status"] == "ok"
+    rerun = hubbench("--plugin", str(plugin), "run", "--suite", str(suite), "--results", str(results), check=False)
+    assert "2 skipped" in rerun.stdout
+    retry = hubbench("--plugin", str(plugin), "run", "--suite", str(suite), "--results", str(results),
+                     "--retry-failed", check=False)
+    assert "1 failed, 1 skipped" in retry.stdout
+    assert PLUGIN.exists()

@@ -1,0 +1,7 @@
+"""Loaded like a user's `--plugin`: a `tiny` hub (the mini hub's code, seconds of pre-training)."""
+
+from hubs.base import HUBS
+from hubs.mini import Pretraining, mini_hub
+
+if "tiny" not in HUBS:
+    HUBS.register("tiny")(lambda: mini_hub("tiny", Pretraining(images=64, iterations=4, batch_size=16)))

@@ -13,7 +13,8 @@ import tasks
 from benchmark import suites
 from hubbench.registry import UnknownName
 
-EPILOG = "Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) to $HUBBENCH_CACHE or ~/.cache/hubbench."
+EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
+          "$HUBBENCH_CACHE or ~/.cache/hubbench.")
 
 
 class UsageError(Exception):

@@ -96,8 +96,8 @@ class Context:
                        "seed": self.seed, "torch": torch.__version__, "device": self.device.type})
 
     def artifact_path(self, artifact: FinetunedSource) -> Path:
-        t = self.task
-        return self.cache / "artifacts" / self.hub.name / t.name / f"{artifact.id}-seed{self.seed}-{self.artifact_key(artifact)}.pt"
+        name = f"{artifact.id}-seed{self.seed}-{self.artifact_key(artifact)}.pt"
+        return self.cache / "artifacts" / self.hub.name / self.task.name / name
 
     def artifact(self, artifact: FinetunedSource) -> nn.Module:
         """The trained artifact: loaded from the cache, or trained now (resumably) and cached."""

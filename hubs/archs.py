@@ -36,7 +36,7 @@ class MiniResNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
-        for i, (cin, cout) in enumerate(zip(widths, widths[1:]), start=1):
+        for i, (cin, cout) in enumerate(zip(widths, widths[1:], strict=False), start=1):
             self.add_module(f"layer{i}", BasicBlock(cin, cout, 1 if i == 1 else 2))
         self.depth = len(widths) - 1
         self.out_channels = widths[-1]

@@ -44,7 +44,7 @@ class Pretraining:
 
 def source_data(task: SourceTask, cfg: Pretraining) -> tuple[torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng(derive_seed("source-data", task.name, cfg.seed))
-    images, targets = zip(*(task.sample(Canvas(IMAGE_SIZE, rng)) for _ in range(cfg.images)))
+    images, targets = zip(*(task.sample(Canvas(IMAGE_SIZE, rng)) for _ in range(cfg.images)), strict=True)
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
 
 

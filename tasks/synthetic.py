@@ -52,7 +52,7 @@ class SyntheticTask(ClassificationTask):
     def make_splits(self) -> dict[str, Split]:
         rng = np.random.default_rng(derive_seed("task-data", self.name))
         splits = {}
-        for split, count in zip(("train", "val", "test"), self.per_class):
+        for split, count in zip(("train", "val", "test"), self.per_class, strict=True):
             labels = np.tile(np.arange(self.num_classes), count)
             images = []
             for label in labels:

@@ -1,9 +1,9 @@
 import json
 
 import pytest
+from conftest import PLUGIN, hubbench, write_suite
 
 from benchmark.cli import main
-from conftest import PLUGIN, hubbench, write_suite
 
 FAILING_PLUGIN = '''
 from methods import Method, register

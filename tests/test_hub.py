@@ -18,7 +18,7 @@ def test_mini_hub_covers_the_papers_paradigms():
 @pytest.mark.parametrize("task", SOURCE_TASKS, ids=lambda t: t.name)
 def test_source_task_heads_and_losses(task):
     rng = np.random.default_rng(0)
-    images, targets = zip(*(task.sample(Canvas(32, rng)) for _ in range(4)))
+    images, targets = zip(*(task.sample(Canvas(32, rng)) for _ in range(4)), strict=True)
     x = torch.from_numpy(np.stack(images))
     assert x.dtype == torch.uint8 and x.shape == (4, 3, 32, 32)
     backbone = mini.MiniResNet(mini.WIDTHS)

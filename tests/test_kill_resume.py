@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import PLUGIN, ROOT, hubbench, write_suite
 
 SAME = ("status", "metric", "metrics", "curves", "params", "method", "config", "artifacts")

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-
 from helpers import make_ctx
-from methods import FinetunedSource, METHODS, parse_spec
+
+from methods import METHODS, FinetunedSource, parse_spec
 from methods.ensemble_i import Ensemble
 
 
@@ -40,7 +40,7 @@ def test_artifact_is_trained_once_and_reused(tiny_hub, monkeypatch):
     monkeypatch.setattr(FinetunedSource, "train", lambda *a: pytest.fail("artifact retrained"))
     ensemble_ctx = make_ctx(tiny_hub, scope="reuse-2", seed=7)
     ensemble = METHODS.get("ensemble_i")().fit(ensemble_ctx)
-    for member, reused in zip(members, ensemble.members):
+    for member, reused in zip(members, ensemble.members, strict=True):
         assert equal_weights(member.state_dict(), reused.state_dict())
     assert ensemble_ctx.train_seconds == 0
     assert ensemble_ctx.used == ctx.used and all(a["train_s"] > 0 for a in ctx.used.values())

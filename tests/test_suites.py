@@ -1,8 +1,8 @@
 import pytest
+from conftest import write_suite
 
 from benchmark.runner import expand
 from benchmark.suites import Suite, SuiteError, suite_names
-from conftest import write_suite
 
 
 @pytest.mark.parametrize("name", suite_names())

@@ -1,6 +1,8 @@
-"""Hubs: what knowledge is transferred FROM. Importing this package registers them."""
+"""Hubs: what knowledge is transferred FROM. Importing this package registers every hub module."""
 
-from hubs import mini  # noqa: F401  (registration)
+from hubbench.discovery import import_submodules
 from hubs.base import HUBS, Hub, Source, get_hub
+
+import_submodules(__name__, __path__)
 
 __all__ = ["HUBS", "Hub", "Source", "get_hub"]

@@ -1,6 +1,8 @@
-"""Methods: HOW knowledge is transferred. Importing this package registers them."""
+"""Methods: HOW knowledge is transferred. Importing this package registers every method module."""
 
-from methods import ensemble_i, finetune, scratch  # noqa: F401  (registration)
+from hubbench.discovery import import_submodules
 from methods.base import METHODS, FinetunedSource, Method, TaskModel, parse_spec, register, task_model
+
+import_submodules(__name__, __path__)
 
 __all__ = ["METHODS", "FinetunedSource", "Method", "TaskModel", "parse_spec", "register", "task_model"]

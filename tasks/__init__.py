@@ -1,6 +1,8 @@
-"""Target tasks: what knowledge is transferred TO. Importing this package registers them."""
+"""Target tasks: what knowledge is transferred TO. Importing this package registers every task module."""
 
-from tasks import digits, synthetic  # noqa: F401  (registration)
+from hubbench.discovery import import_submodules
 from tasks.base import TASKS, ClassificationTask, Protocol, Split, Task
+
+import_submodules(__name__, __path__)
 
 __all__ = ["TASKS", "ClassificationTask", "Protocol", "Split", "Task"]

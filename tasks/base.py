@@ -122,6 +122,10 @@ class Task(ABC):
     def combine(self, outputs: list[torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
         """Aggregate several models' outputs (weights [B, m], default uniform) into one output."""
 
+    @abstractmethod
+    def distillation(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Loss pulling a student's outputs towards a (detached) teacher's outputs."""
+
     @property
     def splits(self) -> dict[str, Split]:
         """The splits, made once per process: the data depend on the task, not on the protocol."""
@@ -190,6 +194,12 @@ class ClassificationTask(Task):
     def evaluate(self, outputs, targets):
         top1 = (outputs.argmax(1) == targets).float().mean().item() * 100
         return {"top1": top1, "loss": F.cross_entropy(outputs, targets).item()}
+
+    def distillation(self, student, teacher, temperature):
+        """KL between temperature-softened distributions, times T^2 (Hinton et al.)."""
+        t = temperature
+        return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher.detach() / t, -1),
+                        reduction="batchmean", log_target=True) * t * t
 
     def combine(self, outputs, weights=None):
         """Weighted mean of the members' probabilities, returned as log-probabilities."""

@@ -53,3 +53,10 @@ def test_classification_combine():
     assert torch.allclose(task.combine([a, b], one_hot), a.log_softmax(-1), atol=1e-5)
     mean = (a.softmax(-1) + b.softmax(-1)) / 2
     assert torch.allclose(task.combine([a, b]).exp(), mean, atol=1e-6)
+
+
+def test_classification_distillation_is_zero_at_the_teacher_and_positive_elsewhere():
+    task = tasks.TASKS.get("digits")()
+    teacher = torch.randn(4, 10)
+    assert task.distillation(teacher, teacher, 4.0).abs() < 1e-6
+    assert task.distillation(torch.randn(4, 10), teacher, 4.0) > 0

@@ -11,3 +11,14 @@ def import_submodules(package: str, path: list[str]) -> None:
     for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"{package}.{info.name}")
+
+
+def load_entry_points(group: str) -> None:
+    """Import what installed distributions declare under `group` (their modules register themselves)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=group):
+        try:
+            ep.load()
+        except Exception as e:
+            raise ImportError(f"cannot load {group} entry point {ep.name!r} ({ep.value}): {e}") from e

@@ -1,0 +1,37 @@
+"""A method defined outside the package runs through the same runner and reaches the leaderboard."""
+
+import os
+import re
+
+import pytest
+from conftest import ROOT, hubbench, write_suite
+
+EXAMPLE = ROOT / "examples" / "linear_probe.py"
+
+
+def test_readme_shows_the_example_verbatim():
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert EXAMPLE.read_text() in blocks
+
+
+@pytest.mark.parametrize("how", ["plugin", "entry_point"])
+def test_external_method_runs_and_reaches_the_leaderboard(how, tmp_path):
+    env = dict(os.environ)
+    args = []
+    if how == "plugin":
+        args = ["--plugin", str(EXAMPLE)]
+    else:  # an installed distribution declaring the entry point
+        site = tmp_path / "site"
+        dist = site / "probe_plugin-0.1.dist-info"
+        dist.mkdir(parents=True)
+        (site / "probe_plugin.py").write_text(EXAMPLE.read_text())
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: probe-plugin\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text("[hubbench.methods]\nlinear_probe = probe_plugin\n")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    assert "method linear_probe" in hubbench(*args, "list", "methods", env=env).stdout
+    suite = write_suite(tmp_path, methods=("linear_probe", "linear_probe[model=1]"))
+    results = tmp_path / "results"
+    assert "2 ok" in hubbench(*args, "run", "--suite", str(suite), "--results", str(results), env=env).stdout
+    hubbench("leaderboard", "--results", str(results), "--out", str(tmp_path / "lb"))
+    readme = (tmp_path / "lb/tiny/README.md").read_text()
+    assert "| linear_probe |" in readme and "| linear_probe[model=1] |" in readme

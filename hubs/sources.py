@@ -51,10 +51,23 @@ def random_object(canvas: Canvas, kind: str, radius: float, **kw) -> np.ndarray:
     )
 
 
-class Supervised(SourceTask):
+class ClassifySource(SourceTask):
+    """A source task whose target is one class per image."""
+
+    num_classes: int
+
+    def head(self, in_channels):
+        return pooled_linear(in_channels, self.num_classes)
+
+    def loss(self, outputs, targets):
+        return F.cross_entropy(outputs, targets)
+
+
+class Supervised(ClassifySource):
     name, paradigm = "supervised", "ImageNet-like supervised classification"
     description = "supervised classification of 70 shape x texture classes (ImageNet-like)"
     classes = [(s, t) for s in SHAPES for t in TEXTURES]
+    num_classes = len(classes)
 
     def sample(self, canvas):
         label = int(canvas.rng.integers(len(self.classes)))
@@ -63,16 +76,11 @@ class Supervised(SourceTask):
         random_object(canvas, shape, canvas.rng.uniform(0.25, 0.42) * canvas.size, texture=texture)
         return canvas.finish(), np.int64(label)
 
-    def head(self, in_channels):
-        return pooled_linear(in_channels, len(self.classes))
 
-    def loss(self, outputs, targets):
-        return F.cross_entropy(outputs, targets)
-
-
-class Rotation(SourceTask):
+class Rotation(ClassifySource):
     name, paradigm = "selfsup", "MoCo-like self-supervised"
     description = "self-supervised rotation prediction on upright scenes (MoCo-like, no labels)"
+    num_classes = 4
 
     def sample(self, canvas):
         rng, s = canvas.rng, canvas.size
@@ -85,12 +93,6 @@ class Rotation(SourceTask):
                           center=(rng.uniform(r, s - r), ground - r * 0.8), angle=rng.normal(0, 0.15))
         k = int(rng.integers(4))
         return np.ascontiguousarray(np.rot90(canvas.finish(), k, axes=(1, 2))), np.int64(k)
-
-    def head(self, in_channels):
-        return pooled_linear(in_channels, 4)
-
-    def loss(self, outputs, targets):
-        return F.cross_entropy(outputs, targets)
 
 
 class Segmentation(SourceTask):

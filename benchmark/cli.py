@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import methods
 import tasks
 from benchmark import suites
 from hubbench.registry import UnknownName
+from hubs.checkpoints import DownloadFailed, MissingWeights
 
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
           "$HUBBENCH_CACHE or ~/.cache/hubbench.")
@@ -50,14 +52,30 @@ def pick_device(name: str):
     return torch.device(name)
 
 
+def apply_weights_options(args) -> None:
+    """Where real hubs find their checkpoint files, or whether they use random weights; read by
+    hubs.zoo through the environment so that worker processes inherit them."""
+    if getattr(args, "weights_dir", None):
+        if not args.weights_dir.is_dir():
+            raise UsageError(f"--weights-dir {args.weights_dir} is not a directory")
+        os.environ["HUBBENCH_WEIGHTS_DIR"] = str(args.weights_dir.resolve())
+    if getattr(args, "random_weights", False):
+        os.environ["HUBBENCH_RANDOM_WEIGHTS"] = "1"
+        hubs.get_hub.cache_clear()
+
+
 def cmd_run(args) -> int:
     from benchmark.runner import expand, run_cells
 
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    apply_weights_options(args)
     suite = suites.Suite.load(args.suite)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
     device = pick_device(args.device)
-    counts = run_cells(cells, args.results, device, force=args.force, retry_failed=args.retry_failed)
+    counts = run_cells(cells, args.results, device, force=args.force, retry_failed=args.retry_failed,
+                       threads=args.threads)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard --suite {suite.name}")
     return 1 if counts["failed"] else 0
@@ -81,9 +99,18 @@ def cmd_list(args) -> int:
 
 
 def cmd_hub_build(args) -> int:
+    apply_weights_options(args)
     hub = hubs.get_hub(args.name)
     hub.build()
     print(f"hub {hub.name}: {len(hub.sources)} models ready ({', '.join(hub.names)})")
+    return 0
+
+
+def cmd_hub_download(args) -> int:
+    from hubs.zoo import download
+
+    for path in download(args.name, args.dest):
+        print(path)
     return 0
 
 
@@ -102,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", action="append", default=[], dest="plugins", metavar="FILE", help=plugin_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", parents=[common], help="run a suite's cells into records",
+    weights = Parser(add_help=False)
+    weights.add_argument("--weights-dir", type=Path, metavar="DIR",
+                         help="checkpoint files of real hubs (default: $TORCH_HOME/hub/checkpoints)")
+    weights.add_argument("--random-weights", action="store_true",
+                         help="real hubs' architectures with seeded random weights (profiling, tests)")
+
+    run = sub.add_parser("run", parents=[common, weights], help="run a suite's cells into records",
                          description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped.")
     run.add_argument("--suite", required=True, help="suite name (see `hubbench list suites`) or path to a .toml file")
     run.add_argument("--hub", action="append", help="only this hub (repeatable)")
@@ -113,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     run.add_argument("--force", action="store_true", help="redo cells that already have a record")
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
+    run.add_argument("--threads", type=int, default=1,
+                     help="CPU threads per cell (default 1: results depend on it, so it is pinned and recorded)")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods or suites")
@@ -128,9 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     hub = sub.add_parser("hub", parents=[common], help="hub operations")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")
-    build = hub_sub.add_parser("build", parents=[common], help="pre-train or fetch a hub's models into the cache")
+    build = hub_sub.add_parser("build", parents=[common, weights],
+                               help="pre-train the mini hubs into the cache, or load and verify a real hub's files")
     build.add_argument("name", help="hub name (see `hubbench list hubs`)")
     build.set_defaults(func=cmd_hub_build)
+    download = hub_sub.add_parser("download", parents=[common],
+                                  help="download a real hub's checkpoint files (needs internet)")
+    download.add_argument("name", help="resnet50-zoo or hetero-zoo")
+    download.add_argument("--dest", type=Path, help="directory (default: $TORCH_HOME/hub/checkpoints)")
+    download.set_defaults(func=cmd_hub_download)
     return parser
 
 
@@ -140,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         for plugin in args.plugins + args.plugin:
             load_plugin(plugin)
         return args.func(args)
-    except (UsageError, UnknownName, suites.SuiteError, ValueError) as e:
+    except (UsageError, UnknownName, suites.SuiteError, ValueError, MissingWeights, DownloadFailed) as e:
         print(f"hubbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -85,17 +85,19 @@ def count_params(model: torch.nn.Module) -> dict[str, int]:
 
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
-             force: bool = False, retry_failed: bool = False) -> tuple[str, dict]:
+             force: bool = False, retry_failed: bool = False, threads: int = 1) -> tuple[str, dict]:
     """Run one cell into its record; returns ('skipped' or the record's status, record).
 
     A complete record is kept unless `force` (or `retry_failed`, for failed ones). An
     exception inside the method becomes a 'failed' record; an interrupt leaves no record and
-    the stage checkpoints, so the next run resumes where this one stopped.
+    the stage checkpoints, so the next run resumes where this one stopped. CPU results depend
+    on the number of intra-op threads, so it is pinned (`threads`) and recorded.
     """
     path = cell.path(results)
     old = read_record(path)
     if old and not force and not (retry_failed and old["status"] == "failed"):
         return "skipped", old
+    torch.set_num_threads(threads)
     hub, task = get_hub(cell.hub), cell.make_task()
     record = {
         "schema": SCHEMA,

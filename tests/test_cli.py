@@ -92,3 +92,18 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path):
                      "--retry-failed", check=False)
     assert "1 failed, 1 skipped" in retry.stdout
     assert PLUGIN.exists()
+
+
+def test_real_hub_without_checkpoints_names_every_expected_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS", raising=False)
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    assert main(["hub", "build", "resnet50-zoo", "--weights-dir", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hubbench: error: ")
+    for name in ("resnet50-19c8e357.pth", "moco_v1_200ep_pretrain.pth.tar", "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+                 "deeplabv3_resnet50_coco-cd0a2569.pth", "keypointrcnn_resnet50_fpn_coco-fc266e95.pth", str(empty)):
+        assert name in err
+    assert main(["hub", "build", "resnet50-zoo", "--weights-dir", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err

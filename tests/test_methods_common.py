@@ -26,7 +26,7 @@ def test_common_checks(method_name, task_name, tiny_hub, tmp_path):
         assert isinstance(reason, str) and reason
         return
     # builds, trains a few steps and predicts the task's output shape
-    ctx = make_ctx(tiny_hub, task_name, scope=f"common/{method.id}")
+    ctx = make_ctx(tiny_hub, task_name, scope=f"common/{method.id}/{task_name}")
     model = method.fit(ctx)
     x = next(ctx.task.eval_batches("test"))[:5]
     reference = task_model(tiny_hub.sources[0].backbone(pretrained=False), ctx.task).eval()

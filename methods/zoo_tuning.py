@@ -1,0 +1,200 @@
+"""Zoo-Tuning (Shu et al., ICML 2021): merge a homogeneous hub into one network whose every
+convolution aggregates the sources' kernels with input-dependent gates.
+
+Follows the official code (thuml/Zoo-Tuning, module/ada_agg.py and module/backbone.py); the
+layer and the merge live here and are shared with Zoo-Tuning-L (`methods/zoo_tuning_lite.py`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Collection, Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.base import Method, TaskModel, register, task_model
+
+
+class Gate(nn.Module):
+    """Source weights from a layer's input: global average pool -> 1x1 conv C -> C//4+1 (no bias)
+    -> ReLU -> 1x1 conv to m -> sigmoid. Not normalised: sources may add up or all fade.
+
+    `lite` (Zoo-Tuning-L): training uses the batch mean of the gates and keeps an EMA of it
+    (zeros at start, detached); evaluation uses the EMA alone, so every sample shares one kernel.
+    Returns [B, m] per-sample gates, or [1, m] when shared.
+    """
+
+    def __init__(self, channels: int, sources: int, lite: bool = False, momentum: float = 0.1):
+        super().__init__()
+        hidden = channels // 4 + 1
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1, bias=False), nn.ReLU(),
+                                 nn.Conv2d(hidden, sources, 1), nn.Flatten(), nn.Sigmoid())
+        for m in self.net:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.lite, self.momentum = lite, momentum
+        if lite:
+            self.register_buffer("ema", torch.zeros(sources))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lite and not self.training:
+            return self.ema[None]
+        g = self.net(x)
+        if self.lite:
+            g = g.mean(0, keepdim=True)
+            with torch.no_grad():
+                self.ema.lerp_(g[0].to(self.ema.dtype), self.momentum)
+        return g
+
+
+class AdaAggConv(nn.Module):
+    """A convolution whose kernel for sample b is sum_e g[b, e] * A_e W_e.
+
+    W_e [out, in/groups, k, k] is source e's kernel (stacked into `weight` [m, ...]); A_e is its
+    learnable out x out channel-alignment matrix (identity at start) acting on the output-channel
+    axis, present only when `align` and k > 1. Per-sample kernels run as one grouped convolution
+    with groups = batch (the official trick); shared gates run one plain convolution.
+    """
+
+    def __init__(self, convs: Sequence[nn.Conv2d], gate: Gate, align: bool = False):
+        super().__init__()
+        c = convs[0]
+        if c.padding_mode != "zeros":
+            raise ValueError(f"AdaAggConv supports zero padding only, not {c.padding_mode!r}")
+        self.spec = dict(in_channels=c.in_channels, out_channels=c.out_channels, kernel_size=c.kernel_size,
+                         stride=c.stride, padding=c.padding, dilation=c.dilation, groups=c.groups,
+                         bias=c.bias is not None)
+        self.weight = nn.Parameter(torch.stack([v.weight.detach() for v in convs]))
+        self.bias = nn.Parameter(torch.stack([v.bias.detach() for v in convs])) if c.bias is not None else None
+        self.align = None
+        if align and max(c.kernel_size) > 1:
+            self.align = nn.Parameter(torch.eye(c.out_channels).repeat(len(convs), 1, 1))
+        self.gate = gate
+
+    def mix(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Kernels [n, out, in/groups, k, k] and biases [n, out] (or None) for gates g [n, m]."""
+        w = self.weight if self.align is None else torch.einsum("eop,epijk->eoijk", self.align, self.weight)
+        return torch.einsum("ne,eoijk->noijk", g, w), None if self.bias is None else g @ self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gate(x)
+        w, b = self.mix(g)
+        s = self.spec
+        if len(g) == 1:
+            return F.conv2d(x, w[0], None if b is None else b[0], s["stride"], s["padding"], s["dilation"], s["groups"])
+        batch = len(x)
+        y = F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.flatten(0, 1), None if b is None else b.flatten(),
+                     s["stride"], s["padding"], s["dilation"], s["groups"] * batch)
+        return y.view(batch, -1, *y.shape[2:])
+
+    def fold(self) -> nn.Conv2d:
+        """The plain convolution this layer computes at evaluation (shared gates only)."""
+        if not self.gate.lite:
+            raise ValueError("only a layer with shared (lite) gates folds into one convolution")
+        conv = nn.Conv2d(**self.spec, device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            w, b = self.mix(self.gate.ema[None])
+            conv.weight.copy_(w[0])
+            if b is not None:
+                conv.bias.copy_(b[0])
+        return conv
+
+
+def fold(model: nn.Module) -> nn.Module:
+    """A copy of `model` with every lite AdaAggConv replaced by its plain convolution (eval only)."""
+    model = copy.deepcopy(model)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, AdaAggConv) and m.gate.lite:
+            model.set_submodule(name, m.fold())
+    return model.eval()
+
+
+def in_scope(name: str, prefixes: Collection[str]) -> bool:
+    """Whether module `name` is, or lies under, one of the dotted `prefixes`."""
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+@torch.no_grad()
+def mean_gates(model: TaskModel, ctx) -> dict[str, list[float]]:
+    """Per AdaAggConv of the backbone: the gate used for each source, averaged over the val split."""
+    sums: dict[str, torch.Tensor] = {}
+
+    def record(name, module, inputs, out):
+        sums[name] = sums.get(name, 0) + out.float().mean(0).cpu() * len(inputs[0])
+
+    hooks = [m.gate.register_forward_hook(partial(record, name))
+             for name, m in model.backbone.named_modules() if isinstance(m, AdaAggConv)]
+    try:
+        ctx.predict(model, "val")
+    finally:
+        for h in hooks:
+            h.remove()
+    n = len(ctx.task.splits["val"])
+    return {name: (s / n).tolist() for name, s in sums.items()}
+
+
+@register
+class ZooTuning(Method):
+    """Every convolution of the hub's shared architecture becomes an AdaAggConv over the m
+    source kernels; BN affine parameters (and any other tensor of equal shape) start at the mean
+    over sources, BN running statistics are reset; a new task head; all trained together.
+
+    `align`: '+'-separated module-name prefixes whose k>1 convolutions get channel alignment,
+    'none', or 'auto' (default): the stem `conv1` and the last two `layerN` stages, which is the
+    paper's choice for ResNet-50 (`conv1+layer3+layer4`) and MiniResNet's `conv1+layer2+layer3`.
+    """
+
+    name = "zoo_tuning"
+    description = "Zoo-Tuning: per-sample gated aggregation of all hub kernels in every conv"
+    align: str = "auto"
+
+    def applicable(self, hub, task):
+        if not hub.homogeneous:
+            return False, f"hub {hub.name!r} mixes architecture families; Zoo-Tuning needs one"
+        return True, ""
+
+    def gate(self, name: str, conv: nn.Conv2d, sources: int) -> Gate:
+        """The gate of the conv at `name` (per-sample here; Zoo-Tuning-L overrides)."""
+        return Gate(conv.in_channels, sources)
+
+    def merge(self, hub) -> nn.Module:
+        """The hub's architecture with every Conv2d aggregating the pre-trained sources."""
+        backbones = [s.backbone() for s in hub.sources]
+        states = [b.state_dict() for b in backbones]
+        merged = hub.sources[0].backbone(pretrained=False)
+        merged.load_state_dict({k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+                                for k, v in states[0].items()})
+        prefixes = self.align_prefixes(merged)
+        convs = [name for name, m in merged.named_modules() if isinstance(m, nn.Conv2d)]
+        unknown = [p for p in prefixes if not any(in_scope(name, [p]) for name in convs)]
+        if unknown:
+            raise ValueError(f"align prefixes {unknown} match no convolution (convolutions: {', '.join(convs)})")
+        for name, m in list(merged.named_modules()):
+            if isinstance(m, nn.Conv2d):
+                layer = AdaAggConv([b.get_submodule(name) for b in backbones],
+                                   self.gate(name, m, len(backbones)), in_scope(name, prefixes))
+                merged.set_submodule(name, layer)
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+        return merged
+
+    def align_prefixes(self, backbone: nn.Module) -> tuple[str, ...]:
+        if self.align == "none":
+            return ()
+        if self.align == "auto":
+            stages = [n for n, _ in backbone.named_children() if re.fullmatch(r"layer\d+", n)]
+            return ("conv1", *sorted(stages, key=lambda n: int(n[5:]))[-2:])
+        return tuple(self.align.split("+"))
+
+    def fit(self, ctx):
+        model = task_model(self.merge(ctx.hub), ctx.task)
+        ctx.train(model)
+        ctx.diagnostics["gate_sources"] = ctx.hub.names
+        ctx.diagnostics["gates"] = mean_gates(model, ctx)
+        return model

@@ -10,6 +10,15 @@ PLUGIN = Path(__file__).with_name("tiny_plugin.py")
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Cells run single-threaded (their results depend on the thread count), and so do tests:
+    two test workers on two cores, without thread pools spinning against each other."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def cache(tmp_path_factory):
     """Every test shares one throw-away cache (hubs, artifacts, checkpoints)."""
     path = tmp_path_factory.mktemp("cache")

@@ -24,15 +24,6 @@ MODELS = {m.name: m for m in zoo.RESNET50_ZOO + zoo.HETERO_ZOO}
 DETECTION, MOCO = MODELS["detection"], MODELS["selfsup"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """ResNet-50s on 2 shared cores: one thread each avoids OpenMP spinning against other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def weights_dir(tmp_path, monkeypatch):
     """An empty $HUBBENCH_WEIGHTS_DIR and an empty torch download dir, pretrained mode."""

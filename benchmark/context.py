@@ -93,7 +93,8 @@ class Context:
     # -- artifacts ----------------------------------------------------------------------------
     def artifact_key(self, artifact: FinetunedSource) -> str:
         return digest({"artifact": artifact.id, "hub": self.hub.describe(), "task": self.task.config(),
-                       "seed": self.seed, "torch": torch.__version__, "device": self.device.type})
+                       "seed": self.seed, "torch": torch.__version__, "device": self.device.type,
+                       "threads": torch.get_num_threads()})
 
     def artifact_path(self, artifact: FinetunedSource) -> Path:
         name = f"{artifact.id}-seed{self.seed}-{self.artifact_key(artifact)}.pt"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from hubbench.io import load_torch, read_json, save_torch, write_json
-from hubbench.seeding import derive_seed, digest, generator, seed_everything
+from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
 from hubbench.training import Checkpoint, batch_indices, predict, train
 from hubs.base import Hub
 from methods.base import FinetunedSource
@@ -56,8 +57,8 @@ class Context:
             metrics = task.evaluate(self.predict(m, "val"), val)
             return {f"val_{task.metric}": metrics[task.metric]}
 
-        checkpoint = Checkpoint(self.cache / "checkpoints" / f"{digest([self.scope, self.seed])}-{key}.ckpt",
-                                proto.checkpoint_every)
+        stage = digest([self.scope, self.seed, dataclasses.asdict(proto)])  # a changed protocol starts afresh
+        checkpoint = Checkpoint(self.cache / "checkpoints" / f"{stage}-{key}.ckpt", proto.checkpoint_every)
         self.checkpoints.append(checkpoint)
         start = time.perf_counter()
         curves = train(
@@ -101,7 +102,15 @@ class Context:
         return self.cache / "artifacts" / self.hub.name / self.task.name / name
 
     def artifact(self, artifact: FinetunedSource) -> nn.Module:
-        """The trained artifact: loaded from the cache, or trained now (resumably) and cached."""
+        """The trained artifact: loaded from the cache, or trained now (resumably) and cached.
+
+        Either way the caller's random streams are left as they were, so what a method builds
+        next does not depend on the state of the cache.
+        """
+        with preserved_rng():
+            return self._artifact(artifact)
+
+    def _artifact(self, artifact: FinetunedSource) -> nn.Module:
         path = self.artifact_path(artifact)
         meta_path = path.with_suffix(".json")
         if path.exists() and meta_path.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -30,3 +31,27 @@ def seed_everything(seed: int) -> None:
 
 def generator(*parts: object) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a block without disturbing the caller's random streams (python, numpy, torch CPU), so
+    that whether a cached object was loaded or built does not change what comes after."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Run a block with `n` intra-op CPU threads: results depend on the count, so it is pinned."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,4 +1,6 @@
-"""The `mini` hub: five MiniResNets, each pre-trained by hubbench itself on one source paradigm.
+"""The `mini` hub: five MiniResNets, each pre-trained by hubbench itself on one source paradigm,
+and the pre-training machinery every self-built hub shares (a source = an `Arch` pre-trained
+on a `SourceTask`).
 
 Pre-training always runs on the CPU (it is small), so the hub is the same on every machine for
 a given torch build; the weights are cached under a key of everything that determines them.
@@ -7,7 +9,8 @@ a given torch build; the weights are cached under a key of everything that deter
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -16,14 +19,14 @@ from torch import nn
 
 from hubbench.images import to_input
 from hubbench.io import cache_dir, load_torch, save_torch
-from hubbench.seeding import derive_seed, digest
+from hubbench.seeding import derive_seed, digest, preserved_rng, threads
 from hubbench.synthetic import Canvas
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
 from hubs.archs import MiniResNet
 from hubs.base import HUBS, Hub, Source
 from hubs.sources import SOURCE_TASKS, SourceTask
 
-HUB_VERSION = 2  # bump whenever the source tasks or the pre-training code change
+HUB_VERSION = 3  # bump whenever the source tasks or the pre-training code change
 IMAGE_SIZE = 32
 WIDTHS = (16, 32, 64, 128)
 
@@ -42,43 +45,71 @@ class Pretraining:
                         milestones=tuple(round(f * self.iterations) for f in self.milestones))
 
 
+@dataclass(frozen=True)
+class Arch:
+    """A self-built source's architecture: its family, its constructor, and the fields that
+    identify it in the weights' cache key (they must change whenever the architecture does)."""
+
+    family: str
+    build: Callable[[], nn.Module] = field(repr=False)
+    key: dict
+
+    @classmethod
+    def of(cls, family: str, model: Callable[..., nn.Module], version: int, **config) -> Arch:
+        """`model(**config)`, keyed by its name, its `version` (bump when its code changes) and `config`."""
+        return cls(family, partial(model, **config), {"arch": model.__name__, "arch_version": version, **config})
+
+
+MINI_RESNET = Arch("mini-resnet", partial(MiniResNet, WIDTHS), {"widths": WIDTHS})  # the key `mini` always had
+
+
 def source_data(task: SourceTask, cfg: Pretraining) -> tuple[torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng(derive_seed("source-data", task.name, cfg.seed))
     images, targets = zip(*(task.sample(Canvas(IMAGE_SIZE, rng)) for _ in range(cfg.images)), strict=True)
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
 
 
-def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str) -> dict[str, torch.Tensor]:
-    """The backbone weights after pre-training on `task`: from the cache, else trained now."""
-    key = digest({"version": HUB_VERSION, "widths": WIDTHS, "size": IMAGE_SIZE, "task": task.name,
+def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch = MINI_RESNET,
+                       name: str = "") -> dict[str, torch.Tensor]:
+    """The weights of `arch` after pre-training on `task`: from the cache, else trained now.
+
+    Cached as `hubs/<hub>/<name>-<key>.pt` (`name` defaults to the task's name).
+    """
+    name = name or task.name
+    key = digest({"version": HUB_VERSION, **arch.key, "size": IMAGE_SIZE, "task": task.name,
                   "pretraining": dataclasses.asdict(cfg), "torch": torch.__version__})
-    path = cache_dir() / "hubs" / hub / f"{task.name}-{key}.pt"
+    path = cache_dir() / "hubs" / hub / f"{name}-{key}.pt"
     if path.exists():
         return load_torch(path)
-    images, targets = source_data(task, cfg)
-    torch.manual_seed(derive_seed("source-init", task.name, cfg.seed))
-    backbone = MiniResNet(WIDTHS)
-    model = nn.Sequential(backbone, task.head(backbone.out_channels))
-    seed = derive_seed("pretrain", task.name, cfg.seed)
+    # built alike everywhere (one thread) and without disturbing the caller's random streams
+    with preserved_rng(), threads(1):
+        images, targets = source_data(task, cfg)
+        torch.manual_seed(derive_seed("source-init", task.name, cfg.seed))
+        backbone = arch.build()
+        model = nn.Sequential(backbone, task.head(backbone.out_channels))
+        seed = derive_seed("pretrain", task.name, cfg.seed)
 
-    def batch_at(it: int):
-        idx = batch_indices(len(images), cfg.batch_size, it, seed)
-        return to_input(images[idx]), targets[idx]
+        def batch_at(it: int):
+            idx = batch_indices(len(images), cfg.batch_size, it, seed)
+            return to_input(images[idx]), targets[idx]
 
-    checkpoint = Checkpoint(path.with_suffix(".ckpt"), every=100)
-    train(model, lambda m, x, y: task.loss(m(x), y), batch_at, cfg.schedule(), seed=seed,
-          checkpoint=checkpoint, desc=f"pre-train {hub}/{task.name}")
-    save_torch(path, backbone.state_dict())
+        checkpoint = Checkpoint(path.with_suffix(".ckpt"), every=100)
+        train(model, lambda m, x, y: task.loss(m(x), y), batch_at, cfg.schedule(), seed=seed,
+              checkpoint=checkpoint, desc=f"pre-train {hub}/{name}")
+        save_torch(path, backbone.state_dict())
     checkpoint.clear()
     return backbone.state_dict()
 
 
+def pretrained_source(name: str, task: SourceTask, arch: Arch, cfg: Pretraining, hub: str,
+                      description: str = "") -> Source:
+    """Source `name` of hub `hub`: `arch` pre-trained on `task` (on first use, then cached)."""
+    return Source(name, arch.family, description or task.description, arch.build,
+                  partial(pretrained_weights, task, cfg, hub, arch, name))
+
+
 def mini_hub(name: str = "mini", cfg: Pretraining = Pretraining()) -> Hub:
-    sources = tuple(
-        Source(t.name, "mini-resnet", t.description, partial(MiniResNet, WIDTHS),
-               partial(pretrained_weights, t, cfg, name))
-        for t in SOURCE_TASKS
-    )
+    sources = tuple(pretrained_source(t.name, t, MINI_RESNET, cfg, name) for t in SOURCE_TASKS)
     return Hub(name, "five MiniResNets pre-trained by hubbench on five synthetic source paradigms",
                sources, config={"version": HUB_VERSION, "widths": WIDTHS, "image_size": IMAGE_SIZE,
                                 "pretraining": dataclasses.asdict(cfg)})

@@ -41,6 +41,10 @@ def test_rebuild_in_a_fresh_cache_gives_identical_weights(tiny_hub, tmp_path, mo
     source = tiny_hub.sources[1]
     before = source.weights()
     monkeypatch.setenv("HUBBENCH_CACHE", str(tmp_path))
+    torch.manual_seed(3)
     rebuilt = source.weights()
+    after_build = torch.rand(2)
+    torch.manual_seed(3)
+    assert torch.equal(torch.rand(2), after_build), "building a hub disturbed the caller's random stream"
     assert list(tmp_path.glob("hubs/tiny/*.pt"))
     assert all(torch.equal(before[k], rebuilt[k]) for k in before)

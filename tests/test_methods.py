@@ -54,3 +54,13 @@ def test_ensemble_i_averages_member_probabilities(tiny_hub):
     with torch.no_grad():
         probs = torch.stack([m(x).softmax(-1) for m in ensemble.members]).mean(0)
         assert torch.allclose(ensemble(x).exp(), probs, atol=1e-5)
+
+
+def test_records_do_not_depend_on_the_cache_state(tiny_hub):
+    """Loading a cached artifact or training it anew leaves the caller's random stream alone."""
+    torch.manual_seed(5)
+    make_ctx(tiny_hub, scope="rng", seed=11).artifact(FinetunedSource(tiny_hub.names[0]))  # trains it
+    after_training = torch.rand(3)
+    torch.manual_seed(5)
+    make_ctx(tiny_hub, scope="rng", seed=11).artifact(FinetunedSource(tiny_hub.names[0]))  # loads it
+    assert torch.equal(torch.rand(3), after_training)

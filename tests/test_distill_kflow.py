@@ -1,0 +1,77 @@
+"""Distill reduces to fine-tuning without its distillation term; K-Flow ends independent of its teachers."""
+
+import pytest
+import torch
+from torch import nn
+from transfer_helpers import forward_calls, same_state, small_ctx, state
+
+from methods import METHODS, TaskModel, task_model
+from methods.kflow import MixedStage
+
+
+def test_distill_with_zero_weight_is_finetuning_the_student(tiny_hub):
+    results = {}
+    for weight in (0.0, 1.0):
+        ctx = small_ctx(tiny_hub, "distill-zero")
+        torch.manual_seed(0)
+        results[weight] = state(METHODS.get("distill")(weight=weight).fit(ctx))
+        ctx.clear_checkpoints()
+    ctx = small_ctx(tiny_hub, "distill-zero")
+    torch.manual_seed(0)
+    finetuned = state(ctx.train(task_model(tiny_hub.sources[0].backbone(pretrained=True), ctx.task)))
+    ctx.clear_checkpoints()
+    assert same_state(results[0.0], finetuned)
+    assert not same_state(results[1.0], finetuned)
+
+
+def test_mixed_stage_mixes_with_normalised_weights_and_runs_alone_without_teachers():
+    stage = MixedStage(nn.Conv2d(2, 4, 1), 4, [3, 5], student_weight=0.5)
+    x, t1, t2 = torch.randn(2, 2, 4, 4), torch.randn(2, 3, 4, 4), torch.randn(2, 5, 2, 2)
+    w = stage.weights()
+    assert torch.allclose(w, torch.tensor([0.5, 0.25, 0.25]))
+    assert torch.equal(stage(x), stage.stage(x))
+    stage.teacher_features = [t1, t2]
+    q2 = nn.functional.interpolate(stage.transforms[1](t2), size=(4, 4), mode="bilinear")
+    assert torch.allclose(stage(x), w[0] * stage.stage(x) + w[1] * stage.transforms[0](t1) + w[2] * q2, atol=1e-6)
+
+
+def test_kflow_ends_independent_and_deploys_the_student_alone(tiny_hub):
+    ctx = small_ctx(tiny_hub, "kflow-alone", iterations=10)
+    model = METHODS.get("kflow")(dependency_weight=1e4).fit(ctx)
+    weights = ctx.diagnostics["kflow_teacher_weights"]
+    assert len(weights) == 2 and all(sum(w) < 0.01 for w in weights.values())
+    assert isinstance(model, TaskModel) and not any(isinstance(m, MixedStage) for m in model.modules())
+    plain = task_model(tiny_hub.sources[0].backbone(pretrained=False), ctx.task)
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    x = next(ctx.task.eval_batches("test"))[:4]
+    with forward_calls(type(tiny_hub.sources[0].arch())) as calls, torch.no_grad():
+        model(x)
+    assert calls == [model.backbone]
+
+
+def test_kflow_resumes_its_schedules_exactly(tiny_hub, monkeypatch):
+    """The step counter and the old-student snapshot are checkpointed with the weights."""
+    method = METHODS.get("kflow")(refresh=0.5)  # snapshots at steps 0 and 3; the crash is at step 4
+    protocol = {"iterations": 6, "checkpoint_every": 2}
+    ctx = small_ctx(tiny_hub, "kflow-resume", **protocol)
+    torch.manual_seed(0)
+    uninterrupted = state(method.fit(ctx))
+    ctx.clear_checkpoints()
+
+    ctx = small_ctx(tiny_hub, "kflow-resume", **protocol)
+    calls, train_batch = [], ctx.task.train_batch
+
+    def crash_at_five(idx, g):
+        calls.append(idx)
+        if len(calls) == 5:
+            raise RuntimeError("killed")
+        return train_batch(idx, g)
+
+    monkeypatch.setattr(ctx.task, "train_batch", crash_at_five)
+    torch.manual_seed(0)
+    with pytest.raises(RuntimeError, match="killed"):
+        method.fit(ctx)
+    torch.manual_seed(1)  # another fresh initialisation: the checkpoint must override it
+    resumed = state(method.fit(ctx))
+    ctx.clear_checkpoints()
+    assert len(calls) == 7 and same_state(uninterrupted, resumed)  # 5 batches before the crash, 2 after

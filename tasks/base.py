@@ -207,7 +207,7 @@ class ClassificationTask(Task):
         if weights is None:
             mixed = probs.mean(1)
         else:
-            mixed = (weights.unsqueeze(-1) * probs).sum(1) / weights.sum(1, keepdim=True).unsqueeze(-1)
+            mixed = (weights.unsqueeze(-1) * probs).sum(1) / weights.sum(1, keepdim=True)
         return mixed.clamp_min(1e-12).log()
 
 

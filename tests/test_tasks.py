@@ -51,7 +51,10 @@ def test_classification_combine():
     a, b = torch.randn(4, 10), torch.randn(4, 10)
     assert torch.allclose(task.combine([a, a]), a.log_softmax(-1), atol=1e-5)
     one_hot = torch.tensor([[1.0, 0.0]] * 4)
+    assert task.combine([a, b], one_hot).shape == a.shape == task.combine([a, b]).shape
     assert torch.allclose(task.combine([a, b], one_hot), a.log_softmax(-1), atol=1e-5)
+    weighted = (0.25 * a.softmax(-1) + 0.75 * b.softmax(-1)).log()
+    assert torch.allclose(task.combine([a, b], torch.tensor([[1.0, 3.0]] * 4)), weighted, atol=1e-5)
     mean = (a.softmax(-1) + b.softmax(-1)) / 2
     assert torch.allclose(task.combine([a, b]).exp(), mean, atol=1e-6)
 

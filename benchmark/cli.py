@@ -64,21 +64,80 @@ def apply_weights_options(args) -> None:
         hubs.get_hub.cache_clear()
 
 
+def check_executor_options(args) -> None:
+    """Options of another executor than the chosen one are mistakes, not silently ignored."""
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if args.workers is not None and (args.executor != "local" or args.workers < 1):
+        raise UsageError("--workers takes a positive number, with --executor local")
+    given = [f"--slurm-{k.replace('_', '-')}" for k in suites.SLURM if getattr(args, f"slurm_{k}") is not None]
+    if given and args.executor != "slurm":
+        raise UsageError(f"{given[0]} applies to --executor slurm")
+
+
+def make_executor(args, suite: suites.Suite, device):
+    """The parallel executor chosen by the options (None: inline, in this process)."""
+    if args.executor == "inline":
+        return None
+    from benchmark import executors
+
+    plugins = args.plugins + args.plugin
+    if args.executor == "local":
+        gpus = executors.visible_gpus() if device.type == "cuda" else []
+        workers = args.workers or len(gpus) or max(1, (os.cpu_count() or 1) // args.threads)
+        return executors.LocalPool(workers, gpus, plugins)
+    overrides = {k: getattr(args, f"slurm_{k}") for k in suites.SLURM}
+    return executors.Submitit(executors.submitit_folder(args.results, suite.name), f"hubbench-{suite.name}",
+                              executors.slurm_resources(suite, overrides, args.threads), plugins=plugins)
+
+
+def dry_run(cells, executor, args) -> int:
+    from benchmark.executors import Submitit, pending
+
+    todo = pending(cells, args.results, args.force, args.retry_failed)
+    print(f"{len(todo)} of {len(cells)} cells would run" + (":" if todo else ""))
+    for cell in todo:
+        print(f"  {cell.id}")
+    if isinstance(executor, Submitit) and todo:
+        print(f"sbatch parameters (submitit folder {executor.folder}):")
+        print("\n".join(executor.dry_run(len(todo))))
+    return 0
+
+
 def cmd_run(args) -> int:
     from benchmark.runner import expand, run_cells
 
-    if args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    check_executor_options(args)
     apply_weights_options(args)
     suite = suites.Suite.load(args.suite)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
-    device = pick_device(args.device)
-    counts = run_cells(cells, args.results, device, force=args.force, retry_failed=args.retry_failed,
-                       threads=args.threads)
+    device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
+    executor = make_executor(args, suite, device)
+    if args.dry_run:
+        return dry_run(cells, executor, args)
+    counts = run_cells(cells, args.results, device, executor=executor, force=args.force,
+                       retry_failed=args.retry_failed, threads=args.threads)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if counts["incomplete"]:
+        print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
     print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard --suite {suite.name}")
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or counts["incomplete"] else 0
+
+
+def cmd_status(args) -> int:
+    from benchmark.executors import job_states, submitit_folder
+    from benchmark.runner import expand
+    from benchmark.status import STATES, report
+    from hubbench.io import cache_dir
+
+    suite = suites.Suite.load(args.suite)
+    cells = expand(suite)
+    jobs = job_states(submitit_folder(args.results, suite.name))
+    counts, lines = report(cells, args.results, cache_dir(), jobs)
+    print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]))
+    print("\n".join(lines))
+    return 0
 
 
 def cmd_list(args) -> int:
@@ -148,7 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
     run.add_argument("--threads", type=int, default=1,
                      help="CPU threads per cell (default 1: results depend on it, so it is pinned and recorded)")
+    run.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
+                     help="inline: one cell after the other in this process (default); local: a pool of worker "
+                          "processes; slurm: a submitit job array. All write the same records")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="--executor local: worker processes (default: one per GPU with --device cuda, "
+                          "else CPUs / --threads)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the cells that would run (and, for slurm, the sbatch parameters); run nothing")
+    for key, (kind, text) in suites.SLURM.items():
+        run.add_argument(f"--slurm-{key.replace('_', '-')}", type=kind, metavar=kind.__name__.upper(),
+                         help=f"--executor slurm: {text}; overrides the suite's [slurm] {key}")
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", parents=[common], help="show where each cell of a suite stands",
+                            description="Count and list a suite's cells: done, failed, n/a (from records), running "
+                                        "(its lock is held), interrupted (checkpoints left), missing; with the "
+                                        "submitit job of each, when the suite went through --executor slurm.")
+    status.add_argument("--suite", required=True, help="suite name or path to a .toml file")
+    status.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    status.set_defaults(func=cmd_status)
 
     lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods or suites")
     lst.add_argument("what", nargs="?", default="all", choices=["hubs", "tasks", "methods", "suites", "all"])

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from hubbench.io import load_torch, read_json, save_torch, write_json
+from hubbench.locks import locked
 from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
 from hubbench.training import Checkpoint, batch_indices, predict, train
 from hubs.base import Hub
@@ -18,6 +19,12 @@ from methods.base import FinetunedSource
 from tasks.base import Task
 
 Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def checkpoint_stem(scope: str, seed: int, protocol) -> str:
+    """The stage checkpoints of a scope (a cell or an artifact) are `checkpoints/<stem>-<stage key>.ckpt`;
+    a changed protocol starts afresh."""
+    return digest([scope, seed, dataclasses.asdict(protocol)])
 
 
 class Context:
@@ -57,8 +64,8 @@ class Context:
             metrics = task.evaluate(self.predict(m, "val"), val)
             return {f"val_{task.metric}": metrics[task.metric]}
 
-        stage = digest([self.scope, self.seed, dataclasses.asdict(proto)])  # a changed protocol starts afresh
-        checkpoint = Checkpoint(self.cache / "checkpoints" / f"{stage}-{key}.ckpt", proto.checkpoint_every)
+        stem = checkpoint_stem(self.scope, self.seed, proto)
+        checkpoint = Checkpoint(self.cache / "checkpoints" / f"{stem}-{key}.ckpt", proto.checkpoint_every)
         self.checkpoints.append(checkpoint)
         start = time.perf_counter()
         curves = train(
@@ -105,7 +112,8 @@ class Context:
         """The trained artifact: loaded from the cache, or trained now (resumably) and cached.
 
         Either way the caller's random streams are left as they were, so what a method builds
-        next does not depend on the state of the cache.
+        next does not depend on the state of the cache. Processes that need a missing artifact at
+        the same time wait on its lock while one of them trains it, then load it.
         """
         with preserved_rng():
             return self._artifact(artifact)
@@ -113,21 +121,27 @@ class Context:
     def _artifact(self, artifact: FinetunedSource) -> nn.Module:
         path = self.artifact_path(artifact)
         meta_path = path.with_suffix(".json")
-        if path.exists() and meta_path.exists():
-            model = artifact.build(self, pretrained=False)
-            model.load_state_dict(load_torch(path))
-            meta = read_json(meta_path)
-        else:
-            sub = Context(self.hub, self.task, self.seed, scope=f"{self.hub.name}/{self.task.name}/{artifact.id}",
-                          cache=self.cache, device=self.device, amp=self.amp)
-            seed_everything(derive_seed(self.seed, sub.scope, "init"))
-            model = artifact.build(sub, pretrained=True)
-            artifact.train(sub, model)
-            meta = {"id": artifact.id, "key": self.artifact_key(artifact), "train_s": sub.train_seconds,
-                    "curves": sub.curves, "val": sub.evaluate(model, "val")}
-            save_torch(path, model.state_dict())
-            write_json(meta_path, meta)
-            sub.clear_checkpoints()
+        if not (path.exists() and meta_path.exists()):
+            with locked(str(path)):
+                if not (path.exists() and meta_path.exists()):  # not trained by another process meanwhile
+                    return self._train_artifact(artifact, path, meta_path)
+        model = artifact.build(self, pretrained=False)
+        model.load_state_dict(load_torch(path))
+        self.used[artifact.id] = read_json(meta_path)
+        return model.to(self.device).eval()
+
+    def _train_artifact(self, artifact: FinetunedSource, path: Path, meta_path: Path) -> nn.Module:
+        """Train `artifact` (resumably) and cache it: weights first, then the metadata that marks it complete."""
+        sub = Context(self.hub, self.task, self.seed, scope=f"{self.hub.name}/{self.task.name}/{artifact.id}",
+                      cache=self.cache, device=self.device, amp=self.amp)
+        seed_everything(derive_seed(self.seed, sub.scope, "init"))
+        model = artifact.build(sub, pretrained=True)
+        artifact.train(sub, model)
+        meta = {"id": artifact.id, "key": self.artifact_key(artifact), "train_s": sub.train_seconds,
+                "curves": sub.curves, "val": sub.evaluate(model, "val")}
+        save_torch(path, model.state_dict())
+        write_json(meta_path, meta)
+        sub.clear_checkpoints()
         self.used[artifact.id] = meta
         return model.to(self.device).eval()
 

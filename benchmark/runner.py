@@ -16,6 +16,7 @@ from benchmark.context import Context
 from benchmark.records import SCHEMA, environment, read_record, write_record
 from benchmark.suites import Suite
 from hubbench.io import cache_dir
+from hubbench.locks import locked
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed, seed_everything
 from hubs.base import get_hub
@@ -34,6 +35,11 @@ class Cell:
     @property
     def id(self) -> str:
         return f"{self.hub}/{self.task}/{self.method.id}/seed{self.seed}"
+
+    @property
+    def scope(self) -> str:
+        """Names the cell's checkpoints, random streams and lock."""
+        return f"{self.suite.name}/{self.id}"
 
     def path(self, results: Path) -> Path:
         method_dir = self.method.id.replace("[", "@").replace("]", "")
@@ -84,19 +90,36 @@ def count_params(model: torch.nn.Module) -> dict[str, int]:
             "trainable": sum(p.numel() for p in params if p.requires_grad)}
 
 
+def must_run(record: dict | None, force: bool = False, retry_failed: bool = False) -> bool:
+    """Whether a cell whose record is `record` (None: it has none) runs."""
+    return record is None or force or (retry_failed and record["status"] == "failed")
+
+
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
              force: bool = False, retry_failed: bool = False, threads: int = 1) -> tuple[str, dict]:
     """Run one cell into its record; returns ('skipped' or the record's status, record).
 
-    A complete record is kept unless `force` (or `retry_failed`, for failed ones). An
-    exception inside the method becomes a 'failed' record; an interrupt leaves no record and
-    the stage checkpoints, so the next run resumes where this one stopped. CPU results depend
-    on the number of intra-op threads, so it is pinned (`threads`) and recorded.
+    A complete record is kept unless `force` (or `retry_failed`, for failed ones). The cell runs
+    under its lock: when several processes reach it at once (workers, jobs, concurrent runs), one
+    runs it and the others wait, then keep the record it wrote. An exception inside the method
+    becomes a 'failed' record; an interrupt leaves no record and the stage checkpoints, so the
+    next run resumes where this one stopped. CPU results depend on the number of intra-op
+    threads, so it is pinned (`threads`) and recorded.
     """
     path = cell.path(results)
     old = read_record(path)
-    if old and not force and not (retry_failed and old["status"] == "failed"):
+    if not must_run(old, force, retry_failed):
         return "skipped", old
+    with locked(cell.scope):
+        new = read_record(path)
+        if new is not None and new != old:  # written by another process while this one waited
+            return "skipped", new
+        record = execute(cell, path, device, cache or cache_dir(), threads)
+    return record["status"], record
+
+
+def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int) -> dict:
+    """Run the cell, write its record to `path` and drop its checkpoints."""
     torch.set_num_threads(threads)
     hub, task = get_hub(cell.hub), cell.make_task()
     record = {
@@ -113,8 +136,7 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
         "started": now(),
     }
     ok, reason = cell.method.applicable(hub, task)
-    ctx = Context(hub, task, cell.seed, scope=f"{cell.suite.name}/{cell.id}",
-                  cache=cache or cache_dir(), device=device, amp=device.type == "cuda")
+    ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, amp=device.type == "cuda")
     if not ok:
         record.update(status="n/a", reason=reason)
     else:
@@ -144,20 +166,30 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
     record["finished"] = now()
     write_record(path, record)
     ctx.clear_checkpoints()
-    return record["status"], record
+    return record
 
 
-def run_cells(cells: list[Cell], results: Path, device: torch.device, **kw) -> Counter:
-    """Run cells in order with a progress bar and one line per finished cell."""
+def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, **kw) -> Counter:
+    """Run cells with a progress bar and one line per finished cell: in this process and in order,
+    or through a parallel `executor` (see benchmark.executors). Returns the count of each outcome."""
     counts: Counter = Counter()
-    bar = tqdm(cells, desc="cells", unit="cell", disable=None, dynamic_ncols=True)
-    for cell in bar:
-        bar.set_postfix_str(cell.id, refresh=True)
-        start = time.perf_counter()
-        status, record = run_cell(cell, results, device, **kw)
+    bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None, dynamic_ncols=True)
+    outcomes = executor.run(cells, results, device, **kw) if executor else inline(cells, results, device, bar, **kw)
+    for cell, status, record, seconds in outcomes:
         counts[status] += 1
+        bar.update()
         if status != "skipped":
             detail = (f"{record['metric']['name']}={record['metric']['value']:.2f}" if status == "ok"
                       else record.get("reason", ""))
-            tqdm.write(f"{status:7} {cell.id}  {detail}  ({time.perf_counter() - start:.1f}s)")
+            tqdm.write(f"{status:7} {cell.id}  {detail}  ({seconds:.1f}s)")
+    bar.close()
     return counts
+
+
+def inline(cells: list[Cell], results: Path, device: torch.device, bar: tqdm, **kw):
+    """The in-process executor: run cells one after the other, yielding (cell, status, record, seconds)."""
+    for cell in cells:
+        bar.set_postfix_str(cell.id, refresh=True)
+        start = time.perf_counter()
+        status, record = run_cell(cell, results, device, **kw)
+        yield cell, status, record, time.perf_counter() - start

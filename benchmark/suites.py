@@ -1,4 +1,5 @@
-"""Suites: TOML files naming the grid (hubs x tasks x methods x seeds) and protocol overrides."""
+"""Suites: TOML files naming the grid (hubs x tasks x methods x seeds), protocol overrides and, for
+`--executor slurm`, the resources of each cell's job."""
 
 from __future__ import annotations
 
@@ -18,7 +19,16 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SUITES_DIR = Path(__file__).parent / "suites"
-KEYS = {"description", "hubs", "tasks", "methods", "seeds", "protocol"}
+KEYS = {"description", "hubs", "tasks", "methods", "seeds", "protocol", "slurm"}
+SLURM = {  # the optional [slurm] table: key -> (type, help); `hubbench run --slurm-<key>` overrides it
+    "partition": (str, "SLURM partition"),
+    "gpus": (int, "GPUs per cell's job (default 0)"),
+    "cpus": (int, "CPUs per cell's job (default: --threads)"),
+    "mem_gb": (int, "memory per cell's job, in GB (default: the partition's)"),
+    "time_min": (int, "time limit per cell's job, in minutes (default 60); a job stopped at its limit "
+                      "or pre-empted is requeued and resumes from its checkpoint"),
+    "max_parallel": (int, "most jobs of the array running at once (default: submitit's)"),
+}
 
 
 class SuiteError(ValueError):
@@ -38,6 +48,7 @@ class Suite:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     protocol: dict[str, Any] = field(default_factory=dict)
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, name_or_path: str) -> Suite:
@@ -83,7 +94,24 @@ class Suite:
         for task in lists["tasks"]:
             TASKS.get(task).protocol.replace(**protocol)
         return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"],
-                   lists["methods"], seeds, protocol)
+                   lists["methods"], seeds, protocol, check_slurm(data.get("slurm", {})))
+
+
+def check_slurm(table: Any) -> dict[str, Any]:
+    """A valid [slurm] table (also of the merged command-line overrides): known keys, a partition
+    name, whole numbers (at least 1, or 0 for gpus)."""
+    if not isinstance(table, dict):
+        raise ValueError("'slurm' must be a table of job resources")
+    unknown = set(table) - set(SLURM)
+    if unknown:
+        raise ValueError(f"unknown slurm key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(SLURM)})")
+    for key, value in table.items():
+        if SLURM[key][0] is str:
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"slurm.{key} must be a name, got {value!r}")
+        elif type(value) is not int or value < (0 if key == "gpus" else 1):
+            raise ValueError(f"slurm.{key} must be an integer of at least {0 if key == 'gpus' else 1}, got {value!r}")
+    return dict(table)
 
 
 def parse_seeds(seeds: Any) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ from torch import nn
 
 from hubbench.images import to_input
 from hubbench.io import cache_dir, load_torch, save_torch
+from hubbench.locks import locked
 from hubbench.seeding import derive_seed, digest, preserved_rng, threads
 from hubbench.synthetic import Canvas
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
@@ -81,8 +82,11 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch 
     path = cache_dir() / "hubs" / hub / f"{name}-{key}.pt"
     if path.exists():
         return load_torch(path)
-    # built alike everywhere (one thread) and without disturbing the caller's random streams
-    with preserved_rng(), threads(1):
+    # built alike everywhere (one thread) and without disturbing the caller's random streams; processes
+    # that need it at the same time wait on its lock while one of them trains it
+    with locked(str(path)), preserved_rng(), threads(1):
+        if path.exists():  # trained by another process meanwhile
+            return load_torch(path)
         images, targets = source_data(task, cfg)
         torch.manual_seed(derive_seed("source-init", task.name, cfg.seed))
         backbone = arch.build()

@@ -1,0 +1,235 @@
+"""Parallel executors of a suite's cells: a pool of worker processes on this machine (`local`) and
+submitit job arrays (`slurm`; submitit's `local` cluster runs the same jobs as subprocesses).
+
+Each runs `CellJob`, a picklable call of `runner.run_cell`, so every executor writes the records
+the in-process loop writes. None needs a scheduler of its own: cells that share an artifact
+coordinate through its file lock (one trains it, the others wait, then load it), and the cells
+that train one artifact each are submitted before those that need several, so waits are short.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+import torch
+from submitit.helpers import DelayedSubmission
+
+from benchmark.cli import load_plugin, pick_device
+from benchmark.records import read_record
+from benchmark.runner import Cell, must_run, run_cell
+from benchmark.suites import Suite, check_slurm
+from hubbench.io import read_json, write_json
+from hubs.base import get_hub
+from methods.base import parse_spec
+
+Outcome = tuple[Cell, str, dict, float]  # cell, status, record (or {"reason": ...}), seconds
+_LOADED: set[str] = set()  # plugin files this process has loaded
+
+
+def load_plugins(paths: Sequence[str]) -> None:
+    for path in paths:
+        if path not in _LOADED:
+            load_plugin(path)
+            _LOADED.add(path)
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One cell as a picklable callable, for a worker process or a cluster job. It names its method
+    by id rather than holding it, so a fresh process re-creates the cell after loading the plugin
+    files that may define its hub, task or method."""
+
+    suite: Suite
+    hub: str
+    task: str
+    method: str
+    seed: int
+    results: Path
+    device: str  # "auto" is resolved where the job runs
+    plugins: tuple[str, ...] = ()
+    force: bool = False
+    retry_failed: bool = False
+    threads: int = 1
+
+    @classmethod
+    def of(cls, cell: Cell, results: Path, device, plugins: Sequence[str] = (), **options) -> CellJob:
+        return cls(cell.suite, cell.hub, cell.task, cell.method.id, cell.seed, Path(results).resolve(), str(device),
+                   tuple(str(Path(p).resolve()) for p in plugins), **options)
+
+    def cell(self) -> Cell:
+        load_plugins(self.plugins)
+        cls, params = parse_spec(self.method)
+        return Cell(self.suite, self.hub, self.task, cls(**params), self.seed)
+
+    def __call__(self) -> tuple[str, dict, float]:
+        """Run the cell: (status, record, seconds), as `runner.run_cell` (status 'skipped' included)."""
+        start = time.perf_counter()
+        status, record = run_cell(self.cell(), self.results, pick_device(self.device), force=self.force,
+                                  retry_failed=self.retry_failed, threads=self.threads)
+        return status, record, time.perf_counter() - start
+
+    def checkpoint(self) -> DelayedSubmission:
+        """submitit calls this when the job is pre-empted or reaches its time limit: the requeued job
+        is this same call, which resumes from the stage checkpoints the stopped one left on disk."""
+        return DelayedSubmission(self)
+
+
+def pending(cells: list[Cell], results: Path, force: bool = False, retry_failed: bool = False) -> list[Cell]:
+    """The cells to submit: those without a record (or redone by `force`, `retry_failed`), ordered by
+    the number of artifacts they need (a stable sort): the cells that train one artifact each start
+    before those that need several, which then mostly find them trained."""
+    todo = [c for c in cells if must_run(read_record(c.path(results)), force, retry_failed)]
+    return sorted(todo, key=lambda c: len(c.method.needs(get_hub(c.hub), c.make_task())))
+
+
+class Executor:
+    """Runs the pending cells as `CellJob`s; subclasses say how (`submit`)."""
+
+    def __init__(self, plugins: Sequence[str] = ()):
+        self.plugins = tuple(plugins)
+
+    def run(self, cells: list[Cell], results: Path, device, *, force: bool = False, retry_failed: bool = False,
+            threads: int = 1) -> Iterator[Outcome]:
+        """Yield each cell's outcome as it ends; 'incomplete' when its process or job ended without a
+        record (killed, out of memory, cancelled): a rerun resumes it."""
+        todo = pending(cells, results, force, retry_failed)
+        for cell in cells:
+            if cell not in todo:
+                yield cell, "skipped", read_record(cell.path(results)), 0.0
+        if not todo:
+            return
+        jobs = [CellJob.of(c, results, device, self.plugins, force=force, retry_failed=retry_failed, threads=threads)
+                for c in todo]
+        for i, result in self.submit(todo, jobs):
+            if isinstance(result, BaseException):
+                lines = str(result).strip().splitlines()
+                yield todo[i], "incomplete", {"reason": f"{type(result).__name__}: {lines[-1] if lines else ''}"}, 0.0
+            else:
+                yield todo[i], *result
+
+    def submit(self, cells: list[Cell], jobs: list[CellJob]) -> Iterator[tuple[int, Any]]:
+        """Run `jobs`, yielding (index, what the job returned or the exception that ended it) as each ends."""
+        raise NotImplementedError
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _take_gpu(queue) -> None:
+    """Pool initializer: this worker sees one GPU, the next of the queue (before CUDA starts)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
+
+
+class LocalPool(Executor):
+    """`workers` processes on this machine, one cell each at a time; with several `gpus`, each worker
+    sees one of them (round robin). Workers are spawned, not forked: a fork of a process that has
+    started CUDA or torch's thread pools is unsafe."""
+
+    def __init__(self, workers: int, gpus: Sequence[str] = (), plugins: Sequence[str] = ()):
+        super().__init__(plugins)
+        self.workers, self.gpus = workers, list(gpus)
+
+    def submit(self, cells, jobs):
+        context = multiprocessing.get_context("spawn")
+        init: dict = {}
+        if len(self.gpus) > 1:
+            queue = context.SimpleQueue()
+            for i in range(self.workers):
+                queue.put(self.gpus[i % len(self.gpus)])
+            init = {"initializer": _take_gpu, "initargs": (queue,)}
+        pool = ProcessPoolExecutor(self.workers, mp_context=context, **init)
+        try:
+            futures = {pool.submit(job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                yield futures[future], future.exception() or future.result()
+        finally:  # on an interrupt, start nothing more
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+SBATCH = {"partition": "partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem",
+          "time_min": "time", "max_parallel": "array_parallelism"}  # suite [slurm] key -> submitit's SLURM name
+JOB_CLASSES = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}
+
+
+def submitit_folder(results: Path, suite: str) -> Path:
+    """Where submitit keeps a suite's job scripts, pickles and logs, and `jobs.json`."""
+    return results / suite / ".submitit"
+
+
+def slurm_resources(suite: Suite, overrides: dict, threads: int) -> dict:
+    """Job resources: defaults (60 min, one CPU per cell thread), then the suite's [slurm] table, then
+    the command line's overrides (None: not given), validated like the table."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return check_slurm({"time_min": 60, "cpus": threads, **suite.slurm, **given})
+
+
+class Submitit(Executor):
+    """One submitit job per cell, submitted as one job array: on SLURM (`cluster="slurm"`) or as
+    subprocesses of this machine (`cluster="local"`). A pre-empted or timed-out job is requeued and
+    resumes (`CellJob.checkpoint`). Job ids are kept in `folder/jobs.json` for `hubbench status`."""
+
+    def __init__(self, folder: Path, name: str, resources: dict, cluster: str = "slurm",
+                 plugins: Sequence[str] = (), poll_s: float | None = None):
+        super().__init__(plugins)
+        self.folder, self.name, self.resources, self.cluster = Path(folder), name, resources, cluster
+        self.poll_s = poll_s if poll_s is not None else (1.0 if cluster == "local" else 30.0)
+
+    def sbatch(self) -> dict:
+        """The resources under submitit's SLURM names (a GPU count of 0 is left out)."""
+        params = {SBATCH[k]: v for k, v in self.resources.items() if not (k == "gpus" and v == 0)}
+        if "mem" in params:
+            params["mem"] = f"{params['mem']}GB"
+        return {"job_name": self.name, **params}
+
+    def dry_run(self, n_jobs: int) -> list[str]:
+        """The #SBATCH lines of the submission of `n_jobs` cells (an array when more than one)."""
+        from submitit.slurm.slurm import _make_sbatch_string  # renders exactly what submitit submits
+
+        text = _make_sbatch_string(command="", folder=self.folder, map_count=n_jobs if n_jobs > 1 else None,
+                                   **self.sbatch())
+        return [line for line in text.splitlines() if line.startswith("#SBATCH")]
+
+    def submit(self, cells, jobs):
+        executor = submitit.AutoExecutor(self.folder, cluster=self.cluster)
+        # SLURM reads its own names; the local cluster reads only the generic time limit
+        executor.update_parameters(timeout_min=self.resources["time_min"],
+                                   **{f"slurm_{k}": v for k, v in self.sbatch().items()})
+        with executor.batch():
+            submitted = [executor.submit(job) for job in jobs]
+        self.save_job_ids({cell.id: job.job_id for cell, job in zip(cells, submitted, strict=True)})
+        index = {job.job_id: i for i, job in enumerate(submitted)}
+        for job in submitit.helpers.as_completed(submitted, poll_frequency=self.poll_s):
+            try:
+                result = job.result()
+            except Exception as e:  # the job ended without returning (killed, cancelled, failed to start)
+                result = e
+            yield index[job.job_id], result
+
+    def save_job_ids(self, ids: dict[str, str]) -> None:
+        path = self.folder / "jobs.json"
+        old = read_json(path) if path.exists() else {}
+        kept = old.get("jobs", {}) if old.get("cluster") == self.cluster else {}
+        write_json(path, {"cluster": self.cluster, "jobs": {**kept, **ids}})
+
+
+def job_states(folder: Path) -> dict[str, str]:
+    """'<job id> <state>' of each cell submitted through submitit from `folder` (none if never)."""
+    path = folder / "jobs.json"
+    if not path.exists():
+        return {}
+    index = read_json(path)
+    jobs = {cell: JOB_CLASSES[index["cluster"]](folder, job_id) for cell, job_id in index["jobs"].items()}
+    return {cell: f"{job.job_id} {job.state}" for cell, job in jobs.items()}  # one sacct call for all

@@ -87,8 +87,10 @@ def make_executor(args, suite: suites.Suite, device):
         workers = args.workers or len(gpus) or max(1, (os.cpu_count() or 1) // args.threads)
         return executors.LocalPool(workers, gpus, plugins)
     overrides = {k: getattr(args, f"slurm_{k}") for k in suites.SLURM}
+    per_method = {m: executors.slurm_resources(suite, overrides, args.threads, m) for m in suite.slurm_methods}
     return executors.Submitit(executors.submitit_folder(args.results, suite.name), f"hubbench-{suite.name}",
-                              executors.slurm_resources(suite, overrides, args.threads), plugins=plugins)
+                              executors.slurm_resources(suite, overrides, args.threads), plugins=plugins,
+                              method_resources=per_method)
 
 
 def dry_run(cells, executor, args) -> int:
@@ -100,7 +102,7 @@ def dry_run(cells, executor, args) -> int:
         print(f"  {cell.id}")
     if isinstance(executor, Submitit) and todo:
         print(f"sbatch parameters (submitit folder {executor.folder}):")
-        print("\n".join(executor.dry_run(len(todo))))
+        print("\n".join(executor.dry_run(todo)))
     return 0
 
 

@@ -9,6 +9,7 @@ that train one artifact each are submitted before those that need several, so wa
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
@@ -169,46 +170,65 @@ def submitit_folder(results: Path, suite: str) -> Path:
     return results / suite / ".submitit"
 
 
-def slurm_resources(suite: Suite, overrides: dict, threads: int) -> dict:
+def slurm_resources(suite: Suite, overrides: dict, threads: int, method: str | None = None) -> dict:
     """Job resources: defaults (60 min, one CPU per cell thread), then the suite's [slurm] table, then
-    the command line's overrides (None: not given), validated like the table."""
+    its [slurm.methods.<method>] table, then the command line's overrides (None: not given)."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    return check_slurm({"time_min": 60, "cpus": threads, **suite.slurm, **given})
+    return check_slurm({"time_min": 60, "cpus": threads, **suite.slurm, **suite.slurm_methods.get(method, {}), **given})
 
 
 class Submitit(Executor):
-    """One submitit job per cell, submitted as one job array: on SLURM (`cluster="slurm"`) or as
-    subprocesses of this machine (`cluster="local"`). A pre-empted or timed-out job is requeued and
-    resumes (`CellJob.checkpoint`). Job ids are kept in `folder/jobs.json` for `hubbench status`."""
+    """One submitit job per cell, submitted as one job array per set of resources (the suite's, or a
+    method's own): on SLURM (`cluster="slurm"`) or as subprocesses of this machine (`cluster="local"`).
+    A pre-empted or timed-out job is requeued and resumes (`CellJob.checkpoint`). Job ids are kept in
+    `folder/jobs.json` for `hubbench status`."""
 
     def __init__(self, folder: Path, name: str, resources: dict, cluster: str = "slurm",
-                 plugins: Sequence[str] = (), poll_s: float | None = None):
+                 plugins: Sequence[str] = (), poll_s: float | None = None,
+                 method_resources: dict[str, dict] | None = None):
         super().__init__(plugins)
         self.folder, self.name, self.resources, self.cluster = Path(folder), name, resources, cluster
+        self.method_resources = method_resources or {}
         self.poll_s = poll_s if poll_s is not None else (1.0 if cluster == "local" else 30.0)
 
-    def sbatch(self) -> dict:
+    def arrays(self, cells: list[Cell]) -> list[tuple[dict, list[int]]]:
+        """The job arrays: (resources, indices of their cells), in order of first appearance."""
+        groups: dict[str, tuple[dict, list[int]]] = {}
+        for i, cell in enumerate(cells):
+            resources = self.method_resources.get(cell.method.name, self.resources)
+            groups.setdefault(json.dumps(resources, sort_keys=True), (resources, []))[1].append(i)
+        return list(groups.values())
+
+    def sbatch(self, resources: dict) -> dict:
         """The resources under submitit's SLURM names (a GPU count of 0 is left out)."""
-        params = {SBATCH[k]: v for k, v in self.resources.items() if not (k == "gpus" and v == 0)}
+        params = {SBATCH[k]: v for k, v in resources.items() if not (k == "gpus" and v == 0)}
         if "mem" in params:
             params["mem"] = f"{params['mem']}GB"
         return {"job_name": self.name, **params}
 
-    def dry_run(self, n_jobs: int) -> list[str]:
-        """The #SBATCH lines of the submission of `n_jobs` cells (an array when more than one)."""
+    def dry_run(self, cells: list[Cell]) -> list[str]:
+        """The #SBATCH lines of each job array that submitting `cells` would make."""
         from submitit.slurm.slurm import _make_sbatch_string  # renders exactly what submitit submits
 
-        text = _make_sbatch_string(command="", folder=self.folder, map_count=n_jobs if n_jobs > 1 else None,
-                                   **self.sbatch())
-        return [line for line in text.splitlines() if line.startswith("#SBATCH")]
+        lines = []
+        for resources, indices in self.arrays(cells):
+            methods = sorted({cells[i].method.name for i in indices})
+            text = _make_sbatch_string(command="", folder=self.folder, map_count=len(indices) if len(indices) > 1
+                                       else None, **self.sbatch(resources))
+            lines.append(f"# {len(indices)} cells ({', '.join(methods)})")
+            lines += [line for line in text.splitlines() if line.startswith("#SBATCH")]
+        return lines
 
     def submit(self, cells, jobs):
-        executor = submitit.AutoExecutor(self.folder, cluster=self.cluster)
-        # SLURM reads its own names; the local cluster reads only the generic time limit
-        executor.update_parameters(timeout_min=self.resources["time_min"],
-                                   **{f"slurm_{k}": v for k, v in self.sbatch().items()})
-        with executor.batch():
-            submitted = [executor.submit(job) for job in jobs]
+        submitted: list = [None] * len(jobs)
+        for resources, indices in self.arrays(cells):
+            executor = submitit.AutoExecutor(self.folder, cluster=self.cluster)
+            # SLURM reads its own names; the local cluster reads only the generic time limit
+            executor.update_parameters(timeout_min=resources["time_min"],
+                                       **{f"slurm_{k}": v for k, v in self.sbatch(resources).items()})
+            with executor.batch():
+                for i in indices:
+                    submitted[i] = executor.submit(jobs[i])
         self.save_job_ids({cell.id: job.job_id for cell, job in zip(cells, submitted, strict=True)})
         index = {job.job_id: i for i, job in enumerate(submitted)}
         for job in submitit.helpers.as_completed(submitted, poll_frequency=self.poll_s):

@@ -49,6 +49,7 @@ class Suite:
     seeds: tuple[int, ...]
     protocol: dict[str, Any] = field(default_factory=dict)
     slurm: dict[str, Any] = field(default_factory=dict)
+    slurm_methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # [slurm.methods.<name>]
 
     @classmethod
     def load(cls, name_or_path: str) -> Suite:
@@ -93,8 +94,18 @@ class Suite:
             raise ValueError("'protocol' must be a table of overrides")
         for task in lists["tasks"]:
             TASKS.get(task).protocol.replace(**protocol)
-        return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"],
-                   lists["methods"], seeds, protocol, check_slurm(data.get("slurm", {})))
+        slurm = data.get("slurm", {})
+        per_method = slurm.get("methods", {}) if isinstance(slurm, dict) else {}
+        if not isinstance(per_method, dict) or not all(isinstance(t, dict) for t in per_method.values()):
+            raise ValueError("'slurm.methods' must hold one table of job resources per method name")
+        names = sorted({parse_spec(spec)[0].name for spec in lists["methods"]})
+        for method in per_method:
+            if method not in names:
+                choices = ", ".join(names)
+                raise ValueError(f"slurm.methods.{method}: not a method of this suite (choose from: {choices})")
+        base = {k: v for k, v in slurm.items() if k != "methods"} if isinstance(slurm, dict) else slurm
+        return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"], lists["methods"], seeds,
+                   protocol, check_slurm(base), {m: check_slurm(t) for m, t in per_method.items()})
 
 
 def check_slurm(table: Any) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def run_submitit_local(plugin: Path, suite_path: Path, root: Path, cells=None):
 def pair(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("plugin") / "pair_plugin.py"
     path.write_text(PAIR_PLUGIN)
+    load_plugins([str(PLUGIN), str(path)])  # here too: some tests expand suites in this process
     return path
 
 
@@ -252,6 +253,25 @@ def test_slurm_dry_run_prints_the_sbatch_parameters_and_writes_nothing(tmp_path,
                  "--cpus-per-task=1", "--job-name=hubbench-gpu", "--signal=USR2@90"):
         assert f"#SBATCH {line}\n" in out
     assert not results.exists()
+
+
+def test_per_method_slurm_resources_make_one_array_each(tmp_path, capsys):
+    suite = tmp_path / "mixed.toml"
+    suite.write_text('hubs = ["mini"]\ntasks = ["scenes", "digits"]\nmethods = ["scratch", "ensemble_i"]\n'
+                     '[slurm]\npartition = "cpu"\ntime_min = 30\n'
+                     '[slurm.methods.ensemble_i]\npartition = "gpu"\ngpus = 1\n')
+    assert main(["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--executor", "slurm",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    scratch, ensemble = out.split("# 2 cells (scratch)\n")[1].split("# 2 cells (ensemble_i)\n")
+    assert "#SBATCH --partition=cpu\n" in scratch and "--gpus-per-node" not in scratch
+    assert "#SBATCH --partition=gpu\n" in ensemble and "#SBATCH --gpus-per-node=1\n" in ensemble
+    assert "#SBATCH --time=30\n" in scratch and "#SBATCH --time=30\n" in ensemble  # the suite's, inherited
+    bad = tmp_path / "bad.toml"
+    bad.write_text(suite.read_text().replace("slurm.methods.ensemble_i", "slurm.methods.distill"))
+    assert main(["run", "--suite", str(bad), "--executor", "slurm", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "slurm.methods.distill: not a method of this suite (choose from: ensemble_i, scratch)" in err
 
 
 @pytest.mark.parametrize("args, table, message", [

@@ -19,7 +19,7 @@ import torchvision
 import hubbench
 from hubbench.io import read_json, write_json
 
-SCHEMA = "hubbench.record/1"
+SCHEMA = hubbench.RECORD_SCHEMA
 STATUSES = ("ok", "failed", "n/a")
 
 

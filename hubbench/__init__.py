@@ -6,3 +6,6 @@ mini hub's source tasks and the synthetic target tasks are drawn from.
 """
 
 __version__ = "0.1.0"
+
+# The record format: the contract between the runner that writes records and the leaderboard that reads them.
+RECORD_SCHEMA = "hubbench.record/1"

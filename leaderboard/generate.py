@@ -14,9 +14,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from hubbench import RECORD_SCHEMA
+from hubbench.io import atomic_write
 from hubbench.registry import check_name
 
-SCHEMA = "hubbench.record/1"
+SCHEMA = RECORD_SCHEMA
 
 
 class LeaderboardError(Exception):
@@ -133,11 +135,9 @@ def render(suite: str, records: list[dict], source: str) -> str:
 
 
 def write_if_changed(path: Path, text: str) -> None:
+    """Atomically, and only when the text changed, so regenerating is idempotent."""
     if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def generate(suite: str, results: Path, out: Path) -> Path:

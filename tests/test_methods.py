@@ -3,13 +3,10 @@
 import pytest
 import torch
 from helpers import make_ctx
+from transfer_helpers import same_state
 
 from methods import METHODS, FinetunedSource, parse_spec
 from methods.ensemble_i import Ensemble
-
-
-def equal_weights(a, b):
-    return all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_spec_parsing_is_typed_and_validated():
@@ -25,8 +22,8 @@ def test_finetune_starts_from_the_source_and_scratch_does_not(tiny_hub):
     source = tiny_hub.sources[2]
     ft = METHODS.get("finetune")(model=source.name).fit(make_ctx(tiny_hub, scope="p1", iterations=0))
     scratch = METHODS.get("scratch")().fit(make_ctx(tiny_hub, scope="p1", iterations=0))
-    assert equal_weights(source.weights(), ft.backbone.state_dict())
-    assert not any(equal_weights(s.weights(), scratch.backbone.state_dict()) for s in tiny_hub.sources)
+    assert same_state(source.weights(), ft.backbone.state_dict())
+    assert not any(same_state(s.weights(), scratch.backbone.state_dict()) for s in tiny_hub.sources)
 
 
 def test_unknown_finetune_model_is_not_applicable(tiny_hub):
@@ -41,7 +38,7 @@ def test_artifact_is_trained_once_and_reused(tiny_hub, monkeypatch):
     ensemble_ctx = make_ctx(tiny_hub, scope="reuse-2", seed=7)
     ensemble = METHODS.get("ensemble_i")().fit(ensemble_ctx)
     for member, reused in zip(members, ensemble.members, strict=True):
-        assert equal_weights(member.state_dict(), reused.state_dict())
+        assert same_state(member.state_dict(), reused.state_dict())
     assert ensemble_ctx.train_seconds == 0
     assert ensemble_ctx.used == ctx.used and all(a["train_s"] > 0 for a in ctx.used.values())
 

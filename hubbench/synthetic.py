@@ -83,7 +83,8 @@ class Canvas:
             )
         return self
 
-    def _local(self, center, radius: float, angle: float, aspect: float = 1.0):
+    def local_coords(self, center, radius: float, angle: float, aspect: float = 1.0):
+        """Pixel grid in a shape's frame: centred, rotated by `angle`, in units of `radius`."""
         dx, dy = self.xx - center[0], self.yy - center[1]
         c, s = np.cos(angle), np.sin(angle)
         x = (c * dx + s * dy) / (radius * aspect)
@@ -108,7 +109,7 @@ class Canvas:
         aspect: float = 1.0,
     ) -> np.ndarray:
         """Draw a textured shape; returns its coverage (alpha) mask."""
-        x, y = self._local(center, radius, angle, aspect)
+        x, y = self.local_coords(center, radius, angle, aspect)
         alpha = np.clip(0.5 - shape_field(kind, x, y) * radius, 0, 1)
         if colors is None:
             colors = (random_color(self.rng), random_color(self.rng))

@@ -118,7 +118,7 @@ class Scenes(SyntheticTask):
         covers = [label, *rng.integers(0, len(self.classes), regions - 1)]
         for region, cover in enumerate(covers):
             texture, c1, c2, freq = LAND_COVER[self.classes[cover]]
-            x, y = canvas._local((s / 2, s / 2), s / 2, rng.uniform(0, np.pi))
+            x, y = canvas.local_coords((s / 2, s / 2), s / 2, rng.uniform(0, np.pi))
             t = texture_field(texture, x, y, rng.uniform(*freq))[..., None]
             jitter = rng.normal(0, 0.1, 3)
             fill = (np.asarray(c1) + jitter) * t + (np.asarray(c2) + jitter) * (1 - t)

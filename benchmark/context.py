@@ -55,14 +55,14 @@ class Context:
         task, proto = self.task, self.task.protocol
         seed = derive_seed(self.seed, self.scope, key)
         n = len(task.splits["train"])
-        val = task.splits["val"].targets
 
         def batch_at(it: int):
             return task.train_batch(batch_indices(n, proto.batch_size, it, seed), generator(seed, "aug", it))
 
         def evaluate(m: nn.Module) -> dict[str, float]:
-            metrics = task.evaluate(self.predict(m, "val"), val)
-            return {f"val_{task.metric}": metrics[task.metric]}
+            """The curves of the primary metric; test too, for the papers' test-metric-over-training figures
+            (nothing is selected on it)."""
+            return {f"{split}_{task.metric}": self.evaluate(m, split)[task.metric] for split in ("val", "test")}
 
         stem = checkpoint_stem(self.scope, self.seed, proto)
         checkpoint = Checkpoint(self.cache / "checkpoints" / f"{stem}-{key}.ckpt", proto.checkpoint_every)

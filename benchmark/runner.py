@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.context import Context
+from benchmark.profiling import Settings, profile
 from benchmark.records import SCHEMA, environment, read_record, write_record
 from benchmark.suites import Suite
 from hubbench.io import cache_dir
@@ -84,19 +85,14 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def count_params(model: torch.nn.Module) -> dict[str, int]:
-    params = {id(p): p for p in model.parameters()}.values()
-    return {"total": sum(p.numel() for p in params),
-            "trainable": sum(p.numel() for p in params if p.requires_grad)}
-
-
 def must_run(record: dict | None, force: bool = False, retry_failed: bool = False) -> bool:
     """Whether a cell whose record is `record` (None: it has none) runs."""
     return record is None or force or (retry_failed and record["status"] == "failed")
 
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
-             force: bool = False, retry_failed: bool = False, threads: int = 1) -> tuple[str, dict]:
+             force: bool = False, retry_failed: bool = False, threads: int = 1,
+             profiling: Settings | None = None) -> tuple[str, dict]:
     """Run one cell into its record; returns ('skipped' or the record's status, record).
 
     A complete record is kept unless `force` (or `retry_failed`, for failed ones). The cell runs
@@ -114,11 +110,11 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
         new = read_record(path)
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
-        record = execute(cell, path, device, cache or cache_dir(), threads)
+        record = execute(cell, path, device, cache or cache_dir(), threads, profiling or Settings())
     return record["status"], record
 
 
-def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int) -> dict:
+def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int, profiling: Settings) -> dict:
     """Run the cell, write its record to `path` and drop its checkpoints."""
     torch.set_num_threads(threads)
     hub, task = get_hub(cell.hub), cell.make_task()
@@ -146,13 +142,18 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
             model = cell.method.fit(ctx)
             fit_s = time.perf_counter() - start
             start = time.perf_counter()
-            metrics = {split: ctx.evaluate(model, split) for split in ("val", "test")}
+            outputs = {split: ctx.predict(model, split) for split in ("val", "test")}
+            metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
+            eval_s = time.perf_counter() - start
+            start = time.perf_counter()
+            complexity = profile(model, task, device, profiling)
             artifacts_s = sum(a["train_s"] for a in ctx.used.values())
             record.update(
                 status="ok",
                 metrics=metrics,
-                params=count_params(model),
-                timings={"fit_s": fit_s, "eval_s": time.perf_counter() - start},
+                complexity=complexity,
+                examples=task.examples(outputs["test"]),
+                timings={"fit_s": fit_s, "eval_s": eval_s, "profile_s": time.perf_counter() - start},
                 cost={"train_s": ctx.train_seconds, "artifacts_s": artifacts_s,
                       "total_s": ctx.train_seconds + artifacts_s},
                 artifacts=[{"id": k, "key": a["key"], "train_s": a["train_s"]} for k, a in ctx.used.items()],

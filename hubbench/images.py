@@ -15,3 +15,20 @@ def to_input(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
     if size is not None and x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return (x - MEAN) / STD
+
+
+def png_base64(image: torch.Tensor, max_side: int = 128) -> tuple[str, float]:
+    """uint8 [3, H, W] -> (base64 PNG, scale applied): small enough to embed in a record, downscaled if
+    larger than `max_side` so that a record stays a few kB."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    scale = min(1.0, max_side / max(image.shape[-2:]))
+    pil = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    if scale < 1:
+        pil = pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.BILINEAR)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii"), scale

@@ -1,143 +1,42 @@
-"""Render the leaderboard of a suite from its records alone (README.md and results.csv).
+"""Render the leaderboard of a suite from its records alone: README.md, index.html, results.csv, figures/.
 
-Reads nothing but record JSON files, so it works on records copied from any machine.
+Reads nothing but record JSON files (and the papers' numbers shipped in leaderboard/reported/),
+so it works on records copied from any machine. Every file is written atomically and only when
+its bytes change, and figures no longer produced are removed: rerunning on the same records
+leaves the directory untouched.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
-import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 
-from hubbench import RECORD_SCHEMA
 from hubbench.io import atomic_write
 from hubbench.registry import check_name
-
-SCHEMA = RECORD_SCHEMA
-
-
-class LeaderboardError(Exception):
-    """Records that cannot be rendered; the message says which and why."""
-
-CSV_COLUMNS = [
-    "suite", "hub", "task", "kind", "method", "method_name", "params", "seed", "status", "reason",
-    "metric", "higher_is_better", "value", "val_value", "params_total", "params_trainable",
-    "train_s", "artifacts_s", "total_s", "device", "device_name", "torch", "git_commit", "finished",
-]
+from leaderboard.document import Figure
+from leaderboard.flat import results_csv
+from leaderboard.html import page as html_page
+from leaderboard.markdown import markdown
+from leaderboard.page import page
+from leaderboard.records import LeaderboardError, load_records
 
 
-def load_records(suite_dir: Path) -> list[dict]:
-    records = []
-    for path in sorted(suite_dir.rglob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise LeaderboardError(f"unreadable record {path}: {e}") from None
-        if isinstance(record, dict) and record.get("schema") == SCHEMA:
-            records.append(record)
-    return records
+def write_if_changed(path: Path, data: bytes) -> None:
+    if not path.exists() or path.read_bytes() != data:
+        atomic_write(path, lambda f: f.write(data))
 
 
-def csv_row(r: dict) -> dict:
-    env, cost, params = r.get("environment", {}), r.get("cost", {}), r.get("params", {})
-    metric = r["metric"]
-    val = r.get("metrics", {}).get("val", {}).get(metric["name"])
-    return {
-        "suite": r["suite"], "hub": r["hub"], "task": r["task"], "kind": r.get("kind", ""),
-        "method": r["method"]["id"], "method_name": r["method"]["name"],
-        "params": json.dumps(r["method"]["params"], sort_keys=True), "seed": r["seed"],
-        "status": r["status"], "reason": r.get("reason", ""), "metric": metric["name"],
-        "higher_is_better": metric["higher_is_better"], "value": metric["value"], "val_value": val,
-        "params_total": params.get("total"), "params_trainable": params.get("trainable"),
-        "train_s": cost.get("train_s"), "artifacts_s": cost.get("artifacts_s"), "total_s": cost.get("total_s"),
-        "device": env.get("device"), "device_name": env.get("device_name"), "torch": env.get("torch"),
-        "git_commit": env.get("git", {}).get("commit"), "finished": r.get("finished"),
-    }
-
-
-def fmt(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
-def table(records: list[dict], notes: list[str]) -> list[str]:
-    """Methods x tasks: mean ± std over seeds of the test metric, Avg, best bold."""
-    tasks = sorted({r["task"] for r in records})
-    methods = sorted({r["method"]["id"] for r in records})
-    higher = records[0]["metric"]["higher_is_better"]
-    cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in records:
-        cells[r["method"]["id"], r["task"]].append(r)
-    means: dict[tuple[str, str], float] = {}
-    for key, rs in cells.items():
-        ok = [r["metric"]["value"] for r in rs if r["status"] == "ok"]
-        if ok:
-            means[key] = statistics.fmean(ok)
-    avg = {m: statistics.fmean(means[m, t] for t in tasks) for m in methods if all((m, t) in means for t in tasks)}
-
-    def best(values: dict) -> float | None:
-        return (max if higher else min)(values.values()) if values else None
-
-    best_task = {t: best({m: v for (m, tt), v in means.items() if tt == t}) for t in tasks}
-    best_avg = best(avg)
-    lines = ["| Method | " + " | ".join(tasks) + " | Avg |", "|---" * (len(tasks) + 2) + "|"]
-    for m in methods:
-        row = []
-        for t in tasks:
-            rs = cells.get((m, t), [])
-            ok = [r["metric"]["value"] for r in rs if r["status"] == "ok"]
-            failed = sum(r["status"] == "failed" for r in rs)
-            if ok:
-                text = fmt(ok)
-                text = f"**{text}**" if means[m, t] == best_task[t] else text
-                text += f" ({len(ok)} seeds, {failed} failed)" if failed else ""
-            elif any(r["status"] == "n/a" for r in rs):
-                reason = next(r.get("reason", "") for r in rs if r["status"] == "n/a")
-                if reason not in notes:
-                    notes.append(reason)
-                text = f"n/a [{notes.index(reason) + 1}]"
-            elif failed:
-                text = f"failed ({failed})"
-            else:
-                text = "—"
-            row.append(text)
-        a = avg.get(m)
-        row.append("—" if a is None else (f"**{a:.2f}**" if a == best_avg else f"{a:.2f}"))
-        lines.append(f"| {m} | " + " | ".join(row) + " |")
-    return lines
-
-
-def render(suite: str, records: list[dict], source: str) -> str:
-    seeds = sorted({r["seed"] for r in records})
-    out = [f"# Leaderboard: `{suite}`", "",
-           f"Generated by `hubbench leaderboard` from {len(records)} records in `{source}`; do not edit.",
-           f"Each cell: test metric, mean ± std over seeds {seeds}; best per column in bold.", ""]
-    notes: list[str] = []
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for r in records:
-        groups[r["hub"], r.get("kind", ""), r["metric"]["name"]].append(r)
-    for (hub, kind, metric), rs in sorted(groups.items()):
-        arrow = "higher is better" if rs[0]["metric"]["higher_is_better"] else "lower is better"
-        out += [f"## Hub `{hub}`: {kind}, {metric} ({arrow})", "", *table(rs, notes), ""]
-    if notes:
-        out += ["Notes:", ""] + [f"{i}. {n}" for i, n in enumerate(notes, 1)] + [""]
-    envs = sorted({(r["environment"]["device_name"], r["environment"]["torch"],
-                    r["environment"]["git"]["commit"][:12]) for r in records})
-    out += ["## Environment", "", "| Device | torch | hubbench commit |", "|---|---|---|"]
-    out += [f"| {d} | {t} | {c} |" for d, t, c in envs] + [""]
-    return "\n".join(out)
-
-
-def write_if_changed(path: Path, text: str) -> None:
-    """Atomically, and only when the text changed, so regenerating is idempotent."""
-    if not path.exists() or path.read_text() != text:
-        atomic_write(path, lambda f: f.write(text), mode="w")
+def sync_figures(folder: Path, figures: dict[str, bytes]) -> None:
+    """Write the figures and delete those an earlier run made that this one no longer does."""
+    for name, png in figures.items():
+        write_if_changed(folder / name, png)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name not in figures:
+                path.unlink()
+        if not figures:
+            folder.rmdir()
 
 
 def generate(suite: str, results: Path, out: Path) -> Path:
@@ -145,20 +44,18 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     if not records:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
     target = out / suite
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in sorted(records, key=lambda r: (r["hub"], r["task"], r["method"]["id"], r["seed"])):
-        writer.writerow(csv_row(r))
-    write_if_changed(target / "results.csv", buf.getvalue())
-    write_if_changed(target / "README.md", render(suite, records, f"{results.name}/{suite}"))
+    blocks = page(suite, records, f"{results.name}/{suite}")
+    sync_figures(target / "figures", {b.name: b.png for b in blocks if isinstance(b, Figure)})
+    write_if_changed(target / "results.csv", results_csv(records).encode())
+    write_if_changed(target / "README.md", markdown(blocks).encode())
+    write_if_changed(target / "index.html", html_page(f"Leaderboard: {suite}", blocks).encode())
     return target
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hubbench leaderboard",
-        description="Regenerate leaderboard/<suite>/README.md and results.csv from the records.")
+        description="Regenerate leaderboard/<suite>/ (README.md, index.html, results.csv, figures/) from the records.")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -81,7 +81,7 @@ class HubPathway(nn.Module):
         dense = logits.softmax(-1)
         top = dense.topk(self.k, dim=-1)
         kept = torch.zeros_like(dense).scatter(-1, top.indices, top.values)
-        active = torch.zeros_like(dense, dtype=torch.bool).scatter(-1, top.indices, True)
+        active = torch.zeros_like(dense, dtype=torch.bool).scatter(-1, top.indices, torch.ones_like(top.values).bool())
         return Gate(dense, kept / kept.sum(-1, keepdim=True), active)
 
     def pathways(self, x: torch.Tensor) -> Pathways:

@@ -126,6 +126,10 @@ class Task(ABC):
     def distillation(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """Loss pulling a student's outputs towards a (detached) teacher's outputs."""
 
+    def examples(self, outputs: torch.Tensor, split: str = "test", n: int = 8) -> dict | None:
+        """A few samples of `split` with their predictions for the leaderboard's pictures (None: none drawn)."""
+        return None
+
     @property
     def splits(self) -> dict[str, Split]:
         """The splits, made once per process: the data depend on the task, not on the protocol."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hubbench.images import png_base64
 from tasks.base import Protocol, Task
 
 FAILURE_THRESHOLDS = (0.08, 0.10)
@@ -165,6 +166,17 @@ class LandmarkTask(Task):
         """The task loss with the teacher's heatmaps as targets. `temperature` is unused:
         heatmaps are regression targets, not distributions to soften."""
         return self.loss_scale * heatmap_mse(student, teacher.detach())
+
+    def examples(self, outputs, split="test", n=8):
+        """The first `n` images of `split` with their true and predicted points, in the pixels of the
+        (possibly downscaled) embedded images: what the leaderboard draws its prediction grids from."""
+        data = self.splits[split]
+        encoded = [png_base64(image) for image in data.images[:n]]
+        scales = torch.tensor([s for _, s in encoded]).view(-1, 1, 1)
+        target = unpack(data.targets[:n])[0].float() * scales
+        predicted = decode(outputs[:n].float(), self.frame) * scales
+        return {"split": split, "images": [b64 for b64, _ in encoded],
+                "target": target.round(decimals=2).tolist(), "predicted": predicted.round(decimals=2).tolist()}
 
     def augment(self, x, y, g):
         p = self.protocol

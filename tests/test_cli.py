@@ -19,9 +19,9 @@ class Broken(Method):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--suite", "nope"], "unknown suite 'nope' (choose from: mini, smoke)"),
+    (["run", "--suite", "nope"], "unknown suite 'nope' (choose from: mini, "),  # then the paper suites, smoke
     (["run", "--suite", "smoke", "--task", "nope"], "unknown task 'nope' (choose from:"),
-    (["run", "--suite", "smoke", "--hub", "nope"], "unknown hub 'nope' (choose from: mini)"),
+    (["run", "--suite", "smoke", "--hub", "nope"], "unknown hub 'nope' (choose from: mini, mini-hetero)"),
     (["run", "--suite", "smoke", "--method", "nope"], "unknown method 'nope' (choose from:"),
     (["run", "--suite", "smoke", "--seed", "one"], "bad seed list 'one'"),
     (["run", "--suite", "smoke", "--seed", "5"], "unknown seed '5' (choose from: 0)"),

@@ -47,6 +47,8 @@ def comparable(results: Path) -> dict:
     for path in sorted(results.rglob("seed*.json")):
         record = {k: v for k, v in json.loads(path.read_text()).items() if k not in NOT_RESULTS}
         record["environment"].pop("git")  # the checkout may change while tests run
+        for measured in ("memory", "speed"):  # of this machine at this moment; params and FLOPs must agree
+            record.get("complexity", {}).pop(measured, None)
         for artifact in record.get("artifacts", []):
             artifact.pop("train_s")
         out[str(path.relative_to(results))] = record

@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import PLUGIN, ROOT, hubbench, write_suite
 
-SAME = ("status", "metric", "metrics", "curves", "params", "method", "config", "artifacts")
+SAME = ("status", "metric", "metrics", "curves", "method", "config", "artifacts", "examples")
 
 
 def run_args(suite, results):
@@ -22,6 +22,7 @@ def records(results):
     for path in sorted(results.rglob("*.json")):
         record = json.loads(path.read_text())
         out[str(path.relative_to(results))] = {k: record.get(k) for k in SAME}
+        out[str(path.relative_to(results))]["size"] = {k: record["complexity"][k] for k in ("params", "flops")}
         for artifact in out[str(path.relative_to(results))]["artifacts"] or []:
             artifact.pop("train_s")  # wall time, not a result
     return out

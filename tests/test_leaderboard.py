@@ -1,40 +1,97 @@
+import ast
+import base64
 import csv
+import io
 import json
+import subprocess
+import sys
 
 import pytest
+from PIL import Image
 
+from leaderboard import reported
 from leaderboard.generate import generate, main
+from leaderboard.stats import paired, pareto
 
 
-def record(task, method, seed, value, *, status="ok", higher=True, metric="top1", reason=None):
+def record(task, method, seed, value, *, status="ok", higher=True, metric="top1", reason=None, hub="h", kind="k"):
+    """A record as older runners wrote it: identity, status and metric only."""
     return {
-        "schema": "hubbench.record/1", "suite": "s", "hub": "h", "task": task, "kind": "k", "seed": seed,
+        "schema": "hubbench.record/1", "suite": "s", "hub": hub, "task": task, "kind": kind, "seed": seed,
         "method": {"id": method, "name": method.split("[")[0], "params": {}}, "status": status,
         "reason": reason, "metric": {"name": metric, "higher_is_better": higher, "value": value},
         "environment": {"device_name": "cpu", "torch": "2", "git": {"commit": "abc"}, "device": "cpu"},
     }
 
 
-def write(results, records):
+def png_b64(size=16):
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (40, 80, 120)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def full(task, method, seed, value, *, kind="classification", gflops=1.0, **kw):
+    """A record with everything the current runner writes: complexity, cost, curves, diagnostics, examples."""
+    metric = "top1" if kind == "classification" else "nme"
+    r = record(task, method, seed, value, kind=kind, metric=metric, higher=kind == "classification", **kw)
+    r["complexity"] = {
+        "params": {"total": 2_000_000, "trainable": 2_000_000, "active": 1_000_000.0},
+        "flops": {"fvcore_gflops": gflops, "flop_counter_gflops": 2 * gflops, "fvcore_unsupported": {"aten::x": 1},
+                  "batch": 8},
+        "memory": {"device": "cpu", "measure": "CPU peak RSS growth", "train_mb": 100.0, "infer_mb": 50.0},
+        "speed": {"infer_samples_s": 400.0, "train_samples_s": 100.0, "batch": 8, "precision": "fp32",
+                  "memory_format": "contiguous", "compile": None, "device_name": "Test CPU", "torch": "2.x",
+                  "cuda": None, "warmup": 2, "repeats": 5}}
+    r["cost"] = {"train_s": 10.0, "artifacts_s": 5.0, "total_s": 15.0}
+    r["curves"] = {"train_loss": [[10, 2.0], [20, 1.0]], f"val_{metric}": [[10, value - 1], [20, value]],
+                   f"test_{metric}": [[10, value + 1], [20, value]]}
+    name = r["method"]["name"]
+    if name.startswith("zoo_tuning"):
+        r["diagnostics"] = {"gate_sources": ["a", "b"], "gates": {"conv1": [0.2, 0.8], "layer1.conv": [0.5, 0.5]}}
+    if name == "hub_pathway":
+        summary = {"activation": {"a": 0.7, "b": 0.3}, "mean_weight": {"a": 0.6, "b": 0.4}}
+        r["diagnostics"] = {"pathway": {"split": "test", "k": 1, **summary, "per_class": {"0": summary, "1": summary}}}
+    if kind == "landmarks":
+        points = [[[4.0, 4.0], [12.0, 8.0]]] * 2
+        r["examples"] = {"split": "test", "images": [png_b64(), png_b64()], "target": points,
+                         "predicted": [[[5.0, 4.5], [11.0, 8.5]]] * 2}
+    return r
+
+
+def write(results, records, suite="s"):
     for i, r in enumerate(records):
-        path = results / "s" / r["hub"] / r["task"] / r["method"]["id"] / f"seed{r['seed']}-{i}.json"
+        path = results / suite / r["hub"] / r["task"] / r["method"]["id"] / f"seed{r['seed']}-{i}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
 
 
-def rows(readme):
-    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in readme.splitlines() if line.startswith("| ") and "Method" not in line}
+def render(tmp_path, records):
+    write(tmp_path / "r", records)
+    return (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
+
+
+def rows(readme, heading="### Test"):
+    """First column -> other cells of the first table after the first line starting with `heading`."""
+    lines = readme.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    out = {}
+    for line in lines[start + 1:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("| ") and not line.startswith("| Method"):
+            out[line.split(" | ")[0][2:]] = [c.strip() for c in line.split("|")[2:-1]]
+        elif out and not line.startswith("|"):
+            break
+    return out
 
 
 @pytest.mark.parametrize("higher", [True, False])
 def test_table_mean_std_avg_and_direction_aware_bold(tmp_path, higher):
-    write(tmp_path / "r", [
+    readme = render(tmp_path, [
         record("a", "m1", 0, 10, higher=higher), record("a", "m1", 1, 20, higher=higher),
         record("b", "m1", 0, 30, higher=higher),
         record("a", "m2", 0, 40, higher=higher), record("b", "m2", 0, 6, higher=higher),
     ])
-    readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
     table = rows(readme)
     if higher:
         assert table["m1"] == ["15.00 ± 7.07", "**30.00**", "22.50"]
@@ -45,21 +102,118 @@ def test_table_mean_std_avg_and_direction_aware_bold(tmp_path, higher):
     assert ("higher is better" if higher else "lower is better") in readme
 
 
-def test_na_failed_and_missing_cells(tmp_path):
-    write(tmp_path / "r", [
+def test_na_failed_missing_cells_and_missing_fields(tmp_path):
+    readme = render(tmp_path, [
         record("a", "ok", 0, 1.0), record("b", "ok", 0, 2.0),
         record("a", "soup", 0, None, status="n/a", reason="needs a homogeneous hub"),
         record("b", "soup", 0, None, status="n/a", reason="needs a homogeneous hub"),
         record("a", "bad", 0, None, status="failed", reason="RuntimeError: boom"),
         record("a", "half", 0, 3.0), record("a", "half", 1, None, status="failed"),
     ])
-    readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
     table = rows(readme)
     assert table["soup"] == ["n/a [1]", "n/a [1]", "—"] and "1. needs a homogeneous hub" in readme
     assert table["bad"] == ["failed (1)", "—", "—"]
     assert table["half"][0] == "**3.00** (1 seeds, 1 failed)" and table["half"][2] == "—"
+    assert rows(readme, "### Complexity")["ok"] == ["1.50", "—", "—", "—", "—", "—"]
+    assert "bad" not in rows(readme, "### Complexity")  # no ok record: no row
+    assert "Memory: not measured" in readme and "No fine-tune records" in readme
     with open(tmp_path / "lb/s/results.csv") as f:
         assert len(list(csv.DictReader(f))) == 7
+
+
+def test_complexity_table_averages_tasks_then_seeds_and_states_settings(tmp_path):
+    readme = render(tmp_path, [
+        full("a", "m", 0, 10, gflops=1.0), full("a", "m", 1, 20, gflops=3.0),  # task a: 2 GFLOPs
+        full("b", "m", 0, 30, gflops=6.0),  # task b: 6, so 4 over tasks (not 10/3 over records)
+        full("a", "hub_pathway", 0, 50, gflops=0.5), full("b", "hub_pathway", 0, 50, gflops=0.5),
+    ])
+    table = rows(readme, "### Complexity")
+    assert table["m"] == ["22.50", "2.00 (1.00 active)", "4.00", "100.00 / 50.00", "400.00 / 100.00",
+                          "15.00 (10.00 + 5.00)"]
+    assert table["hub_pathway"][:3] == ["50.00", "2.00 (1.00 active)", "0.5"]
+    assert "Memory: CPU peak RSS growth on cpu." in readme
+    assert "Speed: batch 8, fp32, contiguous, eager, on Test CPU" in readme
+    with open(tmp_path / "lb/s/results.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["method"] == "m")  # rows sorted by hub, task, method, seed
+    assert row["gflops_fvcore"] == "1.0" and row["params_active"] == "1000000.0" and row["train_mb"] == "100.0"
+    assert json.loads(row["fvcore_unsupported"]) == {"aten::x": 1} and row["artifacts_s"] == "5.0"
+
+
+def test_partial_complexity_renders_dashes(tmp_path):
+    partial = full("a", "m", 0, 10)
+    partial["complexity"] = {"params": {"total": 3_000_000}, "flops": {}}
+    del partial["cost"]["artifacts_s"], partial["curves"]
+    readme = render(tmp_path, [partial])
+    assert rows(readme, "### Complexity")["m"] == ["10.00", "3.00", "—", "—", "—", "15.00 (10.00 + —)"]
+    assert "Memory: not measured" in readme and "Speed: not measured" in readme
+
+
+def test_reads_only_records():
+    """The leaderboard imports none of the packages that make records."""
+    code = "import sys, leaderboard.generate; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert not {"benchmark", "methods", "tasks", "hubs"} & set(ast.literal_eval(loaded))
+
+
+def test_paired_interval_on_a_known_example():
+    p = paired({0: 12, 1: 14, 2: 16, 3: 99}, {0: 11, 1: 12, 2: 13}, higher=True)  # diffs 1, 2, 3; seed 3 unpaired
+    assert (p.n, p.mean) == (3, 2.0)
+    half = 4.302652729911275 / 3 ** 0.5  # t(0.975, 2) * sd 1 / sqrt(3)
+    assert p.low == pytest.approx(2 - half) and p.high == pytest.approx(2 + half) and p.sign == 0
+    lower = paired({0: 1.0, 1: 2.0}, {0: 3.0, 1: 3.5}, higher=False)  # lower is better: 2 and 1.5 better
+    assert lower.mean == pytest.approx(1.75) and lower.n == 2
+    assert paired({0: 5.0}, {0: 4.0}, higher=True) == type(p)(1.0, None, None, 1)
+    assert paired({1: 5.0}, {0: 4.0}, higher=True) is None
+
+
+def test_paired_table_against_best_single_finetune(tmp_path):
+    readme = render(tmp_path, [
+        *(record("a", "finetune[model=x]", s, v) for s, v in enumerate([11, 12, 13])),
+        *(record("a", "finetune[model=y]", s, v) for s, v in enumerate([1, 2, 3])),
+        *(record("a", "m", s, v) for s, v in enumerate([12, 14, 16])),  # +1, +2, +3: interval spans 0
+        *(record("a", "z", s, v) for s, v in enumerate([13, 14.1, 14.9])),  # +2, +2.1, +1.9: consistently better
+    ])
+    table = rows(readme, "### Paired")
+    assert table["best single fine-tune"] == ["`finetune[model=x]`"]
+    assert table["m"] == ["+2.00 [-0.48, +4.48] (n=3)"] and table["finetune[model=x]"] == ["baseline"]
+    assert table["z"] == ["**+2.00 [+1.75, +2.25] (n=3)**"]
+    assert "`z` is consistently better than the best single fine-tune on a." in readme
+    assert "`m` is consistently" not in readme and "Consistently worse: `finetune[model=y]` (a)." in readme
+
+
+def test_pareto_front_is_direction_aware():
+    points = {"cheap": (1, 50), "dear": (10, 80), "dominated": (5, 40), "tie": (1, 45)}
+    assert pareto(points, higher=True) == ["cheap", "dear"]
+    assert pareto(points, higher=False) == ["tie", "dominated"]
+
+
+@pytest.mark.parametrize("hub", ["resnet50-zoo", "hetero-zoo", "mini"])
+def test_reported_rows_only_for_real_hubs_and_kept_apart(tmp_path, hub):
+    readme = render(tmp_path, [full("cifar100", "zoo_tuning", 0, 70.0, hub=hub), full("cifar100", "scratch", 0, 20.0,
+                                                                                         hub=hub)])
+    ours = rows(readme)
+    assert set(ours) == {"scratch", "zoo_tuning"} and ours["zoo_tuning"] == ["**70.00**", "**70.00**"]
+    if hub == "mini":
+        assert "Reported (paper)" not in readme
+        return
+    paper = rows(readme, "**Reported (paper)**: Hub-Pathway")
+    assert "**Reported (paper)**: Hub-Pathway (NeurIPS 2022) poster" in readme
+    if hub == "resnet50-zoo":
+        assert paper["finetune[model=supervised] (ImageNet)"][0] == "81.18"
+        assert paper["zoo_tuning (Zoo-Tuning)"][-1] == "85.16"  # Avg of the paper's seven tasks
+        assert "Zoo-Tuning (ICML 2021) supplementary, Table 1" in readme
+        complexity = rows(readme, "**Reported (paper)**: Hub-Pathway (NeurIPS 2022) poster, complexity")
+        assert complexity["hub_pathway (Hub-Pathway)"] == ["85.63", "128.43", "9.11", "3537", "240.48", "not stated"]
+    else:
+        assert paper["finetune[model=detection] (MaskRCNN)"][0] == "79.12 ± 0.06"
+
+
+def test_every_reported_name_maps_to_ours():
+    for row in reported.read("reported_accuracy.csv"):
+        assert row["method"] in reported.METHODS and row["task"] in reported.TASKS
+        assert row["metric"] in reported.METRICS and row["source"]
+    for row in reported.read("reported_complexity.csv"):
+        assert row["method"] in reported.METHODS and row["source"]
 
 
 def test_regeneration_is_idempotent_and_errors_are_one_line(tmp_path, capsys):

@@ -42,6 +42,12 @@ def test_common_checks(method_name, task_name, tiny_hub, tmp_path):
     assert stored == json.loads(json.dumps(record)) and stored["schema"] == SCHEMA
     assert stored["method"] == {"id": method.id, "name": method_name, "params": method.params}
     assert math.isfinite(stored["metric"]["value"]) and stored["metric"]["name"] == ctx.task.metric
-    assert stored["params"]["total"] > 0 and stored["cost"]["total_s"] >= 0
+    assert stored["cost"]["total_s"] >= 0
+    complexity = stored["complexity"]  # the one profiler measured it, whatever the method
+    assert 0 < complexity["params"]["active"] <= complexity["params"]["total"]
+    assert complexity["flops"]["fvcore_gflops"] > 0 and complexity["flops"]["flop_counter_gflops"] > 0
+    assert complexity["speed"]["infer_samples_s"] > 0 and complexity["speed"]["train_samples_s"] > 0
+    assert set(complexity["memory"]) >= {"device", "measure", "train_mb", "infer_mb"}
+    assert (stored["examples"] is not None) == (ctx.task.kind == "landmarks")
     assert stored["environment"]["git"]["commit"] and stored["environment"]["torch"] == torch.__version__
     assert run_cell(cell, tmp_path, torch.device("cpu"))[0] == "skipped"

@@ -15,6 +15,16 @@ def test_mini_suite_has_three_seeds():
     assert len(Suite.load("mini").seeds) == 3
 
 
+@pytest.mark.parametrize("name", ["smoke", "mini"])
+def test_default_suites_run_every_builtin_method_on_both_mini_hubs_and_faces(name):
+    from methods import METHODS
+
+    suite = Suite.load(name)
+    builtin = {n for n in METHODS.names() if METHODS.get(n).__module__.startswith("methods.")}
+    assert set(suite.methods) == builtin
+    assert set(suite.hubs) == {"mini", "mini-hetero"} and "faces" in suite.tasks
+
+
 @pytest.mark.parametrize("text, message", [
     ("hubs = [", "malformed suite file"),
     ('hubs = ["mini"]\ntasks = ["digits"]\nmethods = ["scratch"]\ncolour = 1', "unknown key"),

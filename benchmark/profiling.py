@@ -1,0 +1,221 @@
+"""The one profiler every record goes through: params, FLOPs, memory and speed of a trained predictor.
+
+Everything is measured on the deployed model as `fit` returned it and on real task batches, so
+data-dependent routing (Hub-Pathway) and folded kernels (Zoo-Tuning-L) are counted as they run.
+Conventions:
+- params: `total` and `trainable` count unique tensors; `active` is the mean number of parameters a
+  test sample actually goes through: each module's own parameters, weighted by the share of the
+  batch its forward saw (so a model that sees half the samples counts half).
+- FLOPs per sample at inference on one test batch: fvcore (one multiply-add = one flop, as the papers
+  report) and `torch.utils.flop_counter.FlopCounterMode` (two per multiply-add); fvcore's unsupported
+  operators are listed, never silently zero. A multi-view test batch is profiled on its first view.
+- memory: on CUDA `max_memory_allocated` (weights included) for one training step and for inference,
+  reset in between; on CPU the peak RSS growth of this process over the same step (Linux VmHWM,
+  reset through /proc/self/clear_refs), labelled as such.
+- speed: samples/s at the stated batch, precision and memory format; warm-up steps first, the device
+  synchronised around every timed step, the median of the repeats (the timm benchmark's method).
+  Training speed is one SGD step of the deployed model on the task loss (a copy: the measured model
+  is left as it was), which for methods whose own training adds losses or teachers is a lower bound
+  of their cost per step; their `cost` in the record is the real training time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmark.records import cpu_name
+from hubbench.seeding import generator
+from hubbench.training import autocast, batch_indices
+from tasks.base import Task
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How speed and memory are measured; stored in every record next to the figures."""
+
+    batch: int | None = None  # default: the task protocol's training batch
+    precision: str = "fp32"  # or "bf16": autocast on CUDA (on CPU the measurement stays fp32, and says so)
+    channels_last: bool = False
+    compile: str | None = None  # a torch.compile mode, e.g. "default", "max-autotune"
+    warmup: int = 2
+    repeats: int = 5
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    params = {id(p): p for p in model.parameters()}.values()
+    return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
+def first_view(x: torch.Tensor) -> torch.Tensor:
+    """A multi-view eval batch [B, V, 3, H, W] -> its first view [B, 3, H, W]."""
+    return x[:, 0] if x.dim() == 5 else x
+
+
+def test_batch(task: Task, size: int) -> torch.Tensor:
+    batches = task.eval_batches("test")
+    x = first_view(next(batches))
+    while len(x) < size and (more := next(batches, None)) is not None:
+        x = torch.cat([x, first_view(more)])
+    return x[:size]
+
+
+def train_batch(task: Task, size: int):
+    return task.train_batch(batch_indices(len(task.splits["train"]), size, 0, 0), generator(0, "profile"))
+
+
+@torch.no_grad()
+def active_params(model: nn.Module, x: torch.Tensor) -> float:
+    """Mean parameters per sample: each module's own parameters times the share of the batch it saw."""
+    seen: dict[nn.Module, int] = {}
+
+    def hook(module, args):
+        t = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        seen[module] = seen.get(module, 0) + (len(t) if t is not None and t.dim() else len(x))
+
+    owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    handles = [m.register_forward_pre_hook(hook) for m in owners]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    counted: set[int] = set()
+    total = 0.0
+    for m, n in seen.items():
+        own = [p for p in m.parameters(recurse=False) if id(p) not in counted]
+        counted.update(id(p) for p in own)
+        total += sum(p.numel() for p in own) * min(1.0, n / len(x))
+    return total
+
+
+@torch.no_grad()
+def flops(model: nn.Module, x: torch.Tensor) -> dict:
+    """GFLOPs per sample by fvcore (1 per multiply-add) and by FlopCounterMode (2 per multiply-add)."""
+    with warnings.catch_warnings():  # fvcore's import uses the deprecated torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
+
+    out: dict = {"batch": len(x)}
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    out["flop_counter_gflops"] = counter.get_total_flops() / len(x) / 1e9
+    with warnings.catch_warnings():  # tracing warns about data-dependent shapes: that is the point
+        warnings.simplefilter("ignore")
+        analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        try:
+            out["fvcore_gflops"] = analysis.total() / len(x) / 1e9
+            out["fvcore_unsupported"] = dict(sorted(analysis.unsupported_ops().items()))
+        except Exception as e:  # an untraceable model is a fact of the record, not a failed cell
+            out["fvcore_gflops"], out["fvcore_error"] = None, f"{type(e).__name__}: {e}"
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _hwm_kb() -> int | None:
+    try:
+        return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+    except (OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device, out: dict, key: str):
+    """Store in out[key] the peak memory (MB) of the block: CUDA allocator peak, or CPU RSS growth."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        yield
+        _sync(device)
+        out[key] = torch.cuda.max_memory_allocated(device) / 2**20
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        before = _hwm_kb()
+    except OSError:
+        before = None
+    yield
+    after = _hwm_kb()
+    out[key] = None if before is None or after is None else (after - before) / 1024
+
+
+def median_rate(step, batch: int, device: torch.device, s: Settings) -> float:
+    """Samples/s: the median over `s.repeats` synchronised steps, after `s.warmup` untimed ones."""
+    for _ in range(s.warmup):
+        step()
+    times = []
+    for _ in range(s.repeats):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def prepare(model: nn.Module, s: Settings) -> nn.Module:
+    if s.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model, mode=s.compile) if s.compile else model
+
+
+def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings()) -> dict:
+    """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged)."""
+    s = settings
+    batch = s.batch or task.protocol.batch_size
+    amp = s.precision == "bf16" and device.type == "cuda"
+    model = model.to(device).eval()
+    x = test_batch(task, batch).to(device)
+    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt)
+    result = {"params": {**count_params(model), "active": active_params(model, x)}, "flops": flops(model, x)}
+
+    infer_model = prepare(model, s)
+
+    def infer():
+        with torch.no_grad(), autocast(device, amp):
+            infer_model(x)
+
+    trained = copy.deepcopy(model).train()
+    train_model = prepare(trained, s)
+    tx, ty = train_batch(task, batch)
+    tx, ty = tx.to(device).contiguous(memory_format=fmt), ty.to(device)
+    params = [p for p in trained.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9) if params else None
+
+    def train_step():
+        with autocast(device, amp):
+            loss = task.loss(train_model(tx), ty)
+        if optimizer:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    memory = {"device": device.type,
+              "measure": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS growth (CPU)"}
+    with peak_memory(device, memory, "train_mb"):
+        train_step()
+    with peak_memory(device, memory, "infer_mb"):
+        infer()
+    speed = {"infer_samples_s": median_rate(infer, batch, device, s),
+             "train_samples_s": median_rate(train_step, batch, device, s),
+             "batch": batch, "precision": "bf16" if amp else "fp32",
+             "memory_format": "channels_last" if s.channels_last else "contiguous",
+             "compile": s.compile, "warmup": s.warmup, "repeats": s.repeats,
+             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+             "torch": torch.__version__, "cuda": torch.version.cuda}
+    result.update(memory=memory, speed=speed)
+    return result

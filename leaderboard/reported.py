@@ -1,0 +1,83 @@
+"""Numbers printed in the papers (leaderboard/reported/*.csv, with their source), shown next to ours
+for the real hubs only, in tables of their own: never averaged with our runs, never bold."""
+
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+
+from leaderboard.board import Board
+from leaderboard.document import MISSING, Block, Table, Text
+
+DIR = Path(__file__).with_name("reported")
+
+# the papers' names -> ours (method ids as the runner writes them; `soup` is the greedy recipe, the paper's default)
+METHODS = {
+    "ImageNet": "finetune[model=supervised]", "MoCo": "finetune[model=selfsup]",
+    "MaskRCNN": "finetune[model=detection]", "DeepLab": "finetune[model=segmentation]",
+    "Keypoint": "finetune[model=keypoints]", "MobileNetV3": "finetune[model=mobilenet_v3_large]",
+    "EffNet-B3": "finetune[model=efficientnet_b3]", "Swin-T": "finetune[model=swin_t]",
+    "ConvNeXt-T": "finetune[model=convnext_tiny]",
+    "Ensemble": "ensemble_i", "Ensemble-I": "ensemble_i", "Ensemble-J": "ensemble_j", "Distill": "distill",
+    "K-Flow": "kflow", "ModelSoups": "soup", "Zoo-Tuning": "zoo_tuning", "Zoo-Tuning-L": "zoo_tuning_l",
+    "Hub-Pathway": "hub_pathway", "CED": "ced", "CED+Finetuned": "ced_ft", "FE": "fe", "FE+Finetuned": "fe_ft",
+}
+TASKS = {
+    "CIFAR-100": "cifar100", "COCO-70": "coco70", "Aircraft": "aircraft", "Cars": "cars", "Indoors": "indoor67",
+    "MIT-Indoors": "indoor67", "DMLab": "dmlab", "EuroSAT": "eurosat", "300W": "300w", "WFLW": "wflw",
+    "COFW": "cofw", "AFLW": "aflw", "Avg": "Avg (paper's tasks)",
+}
+METRICS = {"top1_acc": "top1", "nme": "nme"}
+
+
+@functools.cache
+def read(name: str) -> tuple[dict, ...]:
+    with open(DIR / name, newline="") as f:
+        return tuple(csv.DictReader(f))
+
+
+def label(paper_name: str) -> str:
+    return f"{METHODS[paper_name]} ({paper_name})"
+
+
+def by_source(rows) -> dict[str, list[dict]]:
+    """Rows grouped by the paper table they come from, in the file's order."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["source"], []).append(r)
+    return out
+
+
+def marked(source: str) -> Text:
+    return Text(f"**Reported (paper)**: {source}. Printed numbers, not our runs: not in our means, Avg or bold.")
+
+
+def accuracy(board: Board) -> list[Block]:
+    """The paper tables of this hub and metric, methods × tasks under our names, "± std" where printed,
+    the tasks in our table's column order."""
+    rows = [r for r in read("reported_accuracy.csv") if r["hub"] == board.hub and METRICS[r["metric"]] == board.metric]
+    blocks: list[Block] = []
+    for source, rs in by_source(rows).items():
+        order = {t: i for i, t in enumerate(board.tasks)}  # our tables' column order first, then the paper's
+        tasks = sorted(dict.fromkeys(TASKS[r["task"]] for r in rs), key=lambda t: order.get(t, len(order)))
+        cells = {(r["method"], TASKS[r["task"]]): r["value"] + (f" ± {r['std']}" if r["std"] else "") for r in rs}
+        methods = list(dict.fromkeys(r["method"] for r in rs))
+        table = [[label(m), *(cells.get((m, t), MISSING) for t in tasks)] for m in methods]
+        blocks += [marked(source), Table(["Reported (paper)", *tasks], table)]
+    return blocks
+
+
+def complexity(board: Board) -> list[Block]:
+    """The paper's complexity table of this hub (top-1 accuracy is its only metric)."""
+    if board.metric != "top1":
+        return []
+    rows = [r for r in read("reported_complexity.csv") if r["hub"] == board.hub]
+    blocks: list[Block] = []
+    for source, rs in by_source(rows).items():
+        table = [[label(r["method"]), r["avg_top1_acc"], r["params_M"], r["gflops_fvcore"], r["memory_MB"],
+                  r["speed_samples_per_s"], r["hardware"]] for r in rs]
+        header = ["Reported (paper)", "top1 Avg (paper's tasks)", "Params (M)", "GFLOPs (fvcore)", "Memory (MB)",
+                  "Speed (samples/s)", "Hardware"]
+        blocks += [marked(source), Table(header, table)]
+    return blocks

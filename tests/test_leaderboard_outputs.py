@@ -1,0 +1,72 @@
+"""The leaderboard's files for a suite with every kind of data: figures, a self-contained index.html,
+and a second run that changes nothing."""
+
+import re
+
+import pytest
+from PIL import Image
+from test_leaderboard import full, record, write
+
+from leaderboard.generate import generate
+
+METHODS = ["finetune[model=a]", "finetune[model=b]", "zoo_tuning", "hub_pathway", "scratch"]
+
+
+def suite_records():
+    out = []
+    for seed in (0, 1):
+        for i, m in enumerate(METHODS):
+            out.append(full("shapes", m, seed, 50.0 + 5 * i + seed, gflops=0.1 * (i + 1)))
+            out.append(full("faces", m, seed, 20.0 - 2 * i - seed, kind="landmarks", gflops=0.1 * (i + 1)))
+    return out + [record("shapes", "soup", 0, None, status="n/a", reason="heterogeneous", kind="classification"),
+                  record("shapes", "broken", 0, None, status="failed", reason="boom", kind="classification")]
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lb")
+    write(tmp / "r", suite_records())
+    return tmp, generate("s", tmp / "r", tmp / "lb")
+
+
+def test_every_figure_is_drawn(board):
+    _, out = board
+    names = sorted(p.name for p in (out / "figures").iterdir())
+    assert names == sorted([
+        "h-classification-pareto.png", "h-classification-shapes-curves.png",
+        "h-classification-shapes-zoo_tuning-gates.png", "h-classification-shapes-hub_pathway-pathway.png",
+        "h-landmarks-pareto.png", "h-landmarks-faces-curves.png", "h-landmarks-faces-finetune-vs-zoo-tuning.png",
+        "h-landmarks-faces-zoo_tuning-gates.png", "h-landmarks-faces-hub_pathway-pathway.png",
+        "h-landmarks-faces-examples.png"])
+    for path in (out / "figures").iterdir():
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) > 100
+    readme = (out / "README.md").read_text()
+    assert all(f"(figures/{n})" in readme for n in names)
+    assert "rows: `scratch` (best method), `finetune[model=b]` (best single fine-tune)." in readme
+
+
+def test_index_html_is_self_contained(board):
+    _, out = board
+    html = (out / "index.html").read_text()
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html, flags=re.I)
+    assert links and all(link.startswith(("data:", "#")) for link in links)
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == len(list((out / "figures").iterdir()))
+    assert "<strong>" in html and "<table>" in html and "@import" not in html and "url(" not in html
+
+
+def test_second_run_changes_nothing_and_stale_figures_go(board):
+    tmp, out = board
+    snapshot = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+    generate("s", tmp / "r", tmp / "again")  # a fresh tree is byte-identical too
+    assert {p.relative_to(out): b for p, (b, _) in snapshot.items()} == {
+        p.relative_to(tmp / "again" / "s"): p.read_bytes() for p in (tmp / "again" / "s").rglob("*") if p.is_file()}
+    (out / "figures" / "old.png").write_bytes(b"stale")
+    generate("s", tmp / "r", tmp / "lb")
+    assert snapshot == {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+
+
+def test_figures_without_data_are_skipped(tmp_path):
+    write(tmp_path / "r", [record("a", "m", 0, 1.0), record("a", "finetune[model=x]", 0, 2.0)])
+    out = generate("s", tmp_path / "r", tmp_path / "lb")
+    assert not (out / "figures").exists() and "### Figures" not in (out / "README.md").read_text()

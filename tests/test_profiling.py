@@ -1,0 +1,68 @@
+"""The profiler: FLOPs follow what runs, active params follow routing, and the model is left as it was."""
+
+import pytest
+import torch
+from helpers import make_task
+from torch import nn
+
+from benchmark.profiling import Settings, active_params, flops, profile
+from methods.base import task_model
+from methods.hub_pathway import HubPathway, PathwayGenerator
+
+
+def pathway(hub, task, k):
+    torch.manual_seed(0)
+    models = [task_model(s.backbone(pretrained=False), task) for s in hub.sources]
+    generator = PathwayGenerator(len(models), 16, 8)
+    nn.init.normal_(generator.logits.weight, std=1.0)  # spread the routing over the models
+    return HubPathway(models, generator, task.combine, k).eval()
+
+
+def test_fvcore_counts_a_multiply_add_once_flop_counter_twice():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(8 * 16, 5, bias=False))
+    counted = flops(model.eval(), torch.randn(4, 3, 4, 4))
+    macs = 8 * 3 * 9 * 16 + 8 * 16 * 5  # per sample
+    assert counted["fvcore_gflops"] * 1e9 == pytest.approx(macs)
+    assert counted["flop_counter_gflops"] * 1e9 == pytest.approx(2 * macs)
+    assert counted["fvcore_unsupported"] == {}
+
+
+def test_hub_pathway_top1_counts_one_mth_of_the_dense_backbone_flops(tiny_hub):
+    task = make_task("clutter")
+    x = next(task.eval_batches("test"))[:16]
+    m = len(tiny_hub.sources)
+    sparse, dense = pathway(tiny_hub, task, 1), pathway(tiny_hub, task, m)
+    dense.load_state_dict(sparse.state_dict())
+    gate = flops(sparse.generator, x)["fvcore_gflops"]
+    routed = flops(sparse, x)["fvcore_gflops"] - gate
+    everything = flops(dense, x)["fvcore_gflops"] - gate
+    assert sparse.gate(x).active.float().sum(0).min() < len(x)  # samples really are split between models
+    assert routed / everything == pytest.approx(1 / m, rel=0.03)
+
+
+def test_active_params_weigh_each_model_by_the_share_of_samples_routed_to_it(tiny_hub):
+    task = make_task("clutter")
+    x = next(task.eval_batches("test"))[:16]
+    model = pathway(tiny_hub, task, 1)
+    share = model.gate(x).active.float().mean(0)
+    sizes = torch.tensor([sum(p.numel() for p in m.parameters()) for m in model.models], dtype=torch.float)
+    expected = sum(p.numel() for p in model.generator.parameters()) + (share * sizes).sum().item()
+    assert active_params(model, x) == pytest.approx(expected)
+    dense = task_model(tiny_hub.sources[0].backbone(pretrained=False), task).eval()
+    assert active_params(dense, x) == sum(p.numel() for p in dense.parameters())
+
+
+@pytest.mark.parametrize("task_name", ["clutter", "faces"])
+def test_profile_measures_everything_and_leaves_the_model_unchanged(tiny_hub, task_name):
+    task = make_task(task_name)
+    model = task_model(tiny_hub.sources[0].backbone(pretrained=False), task).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = profile(model, task, torch.device("cpu"), Settings(batch=4, warmup=1, repeats=2))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
+    assert result["params"]["total"] == result["params"]["trainable"] == result["params"]["active"]
+    assert result["flops"]["batch"] == 4 and result["flops"]["fvcore_gflops"] > 0
+    assert result["memory"]["device"] == "cpu" and "RSS" in result["memory"]["measure"]
+    assert result["memory"]["train_mb"] is not None and result["memory"]["train_mb"] >= 0
+    speed = result["speed"]
+    assert speed["infer_samples_s"] > 0 and speed["train_samples_s"] > 0
+    assert (speed["batch"], speed["precision"], speed["repeats"]) == (4, "fp32", 2)

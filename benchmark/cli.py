@@ -12,6 +12,7 @@ import hubs
 import methods
 import tasks
 from benchmark import suites
+from hubbench.io import DATA_DIR_ENV
 from hubbench.registry import UnknownName
 from hubs.checkpoints import DownloadFailed, MissingWeights
 
@@ -64,6 +65,23 @@ def apply_weights_options(args) -> None:
         hubs.get_hub.cache_clear()
 
 
+def apply_data_dir(args) -> None:
+    """Where tasks read real datasets; set in the environment, so that worker processes and jobs inherit it."""
+    if args.data_dir:
+        if not args.data_dir.is_dir():
+            raise UsageError(f"--data-dir {args.data_dir} is not a directory")
+        os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
+
+
+def check_data(cells) -> None:
+    """Read every selected real dataset now: a missing or malformed one is then one error before
+    any cell runs or any hub weights load, not a failed cell per method and seed."""
+    for name in dict.fromkeys(cell.task for cell in cells):
+        task = tasks.TASKS.get(name)
+        if task.external_data:
+            task().splits  # noqa: B018 (reading is the check; the splits stay cached for this process)
+
+
 def check_executor_options(args) -> None:
     """Options of another executor than the chosen one are mistakes, not silently ignored."""
     if args.threads < 1:
@@ -111,9 +129,11 @@ def cmd_run(args) -> int:
 
     check_executor_options(args)
     apply_weights_options(args)
+    apply_data_dir(args)
     suite = suites.Suite.load(args.suite)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    check_data(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
     executor = make_executor(args, suite, device)
     if args.dry_run:
@@ -204,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", action="append", help="only this method name or id (repeatable)")
     run.add_argument("--seed", action="append", help="only these seeds, e.g. 0,1 (repeatable)")
     run.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    run.add_argument("--data-dir", type=Path, metavar="DIR",
+                     help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     run.add_argument("--force", action="store_true", help="redo cells that already have a record")
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")

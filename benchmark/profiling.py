@@ -38,6 +38,7 @@ from benchmark.records import cpu_name
 from hubbench.seeding import generator
 from hubbench.training import autocast, batch_indices
 from tasks.base import Task
+from tasks.crops import first_view
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,6 @@ class Settings:
 def count_params(model: nn.Module) -> dict[str, int]:
     params = {id(p): p for p in model.parameters()}.values()
     return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
-
-
-def first_view(x: torch.Tensor) -> torch.Tensor:
-    """A multi-view eval batch [B, V, 3, H, W] -> its first view [B, 3, H, W]."""
-    return x[:, 0] if x.dim() == 5 else x
 
 
 def test_batch(task: Task, size: int) -> torch.Tensor:

@@ -52,3 +52,12 @@ def cache_dir() -> Path:
     """Where built hubs, artifacts and checkpoints live: $HUBBENCH_CACHE or ~/.cache/hubbench."""
     root = os.environ.get("HUBBENCH_CACHE") or Path.home() / ".cache" / "hubbench"
     return Path(root)
+
+
+DATA_DIR_ENV = "HUBBENCH_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """Where real datasets live, one folder per task: $HUBBENCH_DATA_DIR or ~/data."""
+    root = os.environ.get(DATA_DIR_ENV) or Path.home() / "data"
+    return Path(root).expanduser()

@@ -180,14 +180,20 @@ def predict(
     device: torch.device | str = "cpu",
     amp: bool = False,
 ) -> torch.Tensor:
-    """Concatenated eval-mode outputs of `model` over `batches` (outputs returned as float32 on CPU)."""
+    """Concatenated eval-mode outputs of `model` over `batches` (outputs returned as float32 on CPU).
+
+    A batch of several test views per image, [B, V, C, H, W], runs as one batch of B * V images
+    and each image's output is the sum over its views (the papers' ten-crop test).
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     outs = []
     for x in batches:
+        x, views = x.to(device, non_blocking=True), x.dim() == 5
         with autocast(device, amp):
-            outs.append(model(x.to(device, non_blocking=True)).float().cpu())
+            out = model(x.flatten(0, 1) if views else x).float().cpu()
+        outs.append(out.unflatten(0, x.shape[:2]).sum(1) if views else out)
     model.train(was_training)
     return torch.cat(outs)
 

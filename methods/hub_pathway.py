@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import Method, register, task_model
+from tasks.crops import first_view
 
 
 class Gate(NamedTuple):
@@ -155,7 +156,7 @@ class HubPathwayMethod(Method):
 def routing_diagnostics(model: HubPathway, ctx, split: str) -> dict:
     """Per source: how often it is activated and its mean weight Ḡ, overall and per class."""
     model.eval().to(ctx.device)
-    gates = [model.gate(x.to(ctx.device)) for x in ctx.task.eval_batches(split)]
+    gates = [model.gate(first_view(x).to(ctx.device)) for x in ctx.task.eval_batches(split)]
     weights = torch.cat([g.weights for g in gates]).float().cpu()
     active = torch.cat([g.active for g in gates]).float().cpu()
     names = ctx.hub.names

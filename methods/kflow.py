@@ -166,7 +166,8 @@ class KFlow(Method):
             per_teacher = [stage_outputs(t.to(x.device), tap, x) for t, tap in zip(teachers, teacher_taps, strict=True)]
             return [list(f) for f in zip(*per_teacher, strict=True)]
 
-        x0 = task.prepare(task.splits["train"].images[:2])  # a dry run gives the channel counts
+        size = task.protocol.image_size
+        x0 = torch.zeros(2, 3, size, size)  # a dry run at the input size gives the channel counts
         student_taps = taps(student.backbone, self.stages)
         with torch.no_grad():
             channels = [f.shape[1] for f in stage_outputs(student.backbone.eval(), student_taps, x0)]

@@ -124,9 +124,11 @@ def in_scope(name: str, prefixes: Collection[str]) -> bool:
 def mean_gates(model: TaskModel, ctx) -> dict[str, list[float]]:
     """Per AdaAggConv of the backbone: the gate used for each source, averaged over the val split."""
     sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
 
-    def record(name, module, inputs, out):
-        sums[name] = sums.get(name, 0) + out.float().mean(0).cpu() * len(inputs[0])
+    def record(name, module, inputs, out):  # every view of a multi-view test counts as one input
+        sums[name] = sums.get(name, 0) + out.float().sum(0).cpu()
+        counts[name] = counts.get(name, 0) + len(out)
 
     hooks = [m.gate.register_forward_hook(partial(record, name))
              for name, m in model.backbone.named_modules() if isinstance(m, AdaAggConv)]
@@ -135,8 +137,7 @@ def mean_gates(model: TaskModel, ctx) -> dict[str, list[float]]:
     finally:
         for h in hooks:
             h.remove()
-    n = len(ctx.task.splits["val"])
-    return {name: (s / n).tolist() for name, s in sums.items()}
+    return {name: (s / counts[name]).tolist() for name, s in sums.items()}
 
 
 @register

@@ -15,6 +15,7 @@ from torch import nn
 from hubbench.images import to_input
 from hubbench.registry import Registry
 from hubbench.training import Schedule
+from tasks.crops import VIEWS
 
 TASKS: Registry[type[Task]] = Registry("task")
 _SPLITS: dict[type, dict[str, Split]] = {}
@@ -25,6 +26,11 @@ class Protocol:
 
     `milestones` are fractions of `iterations` (the papers' 6 000 and 12 000 of 15 000 are
     0.4 and 0.8), so a suite that shortens training keeps the shape of the schedule.
+    `resize`, `random_resized_crop` and `test_views` are the papers' ImageNet-style pipeline, used by
+    tasks that decode image files per batch (`tasks.files`): squash to `resize` x `resize`, train
+    on crops of random area and aspect (else the centre) at `image_size`, test on `test_views`
+    crops (1: the centre; 2: and its mirror; 5: the centre and four corners; 10: and their mirrors)
+    whose outputs are summed.
     """
 
     image_size: int
@@ -38,9 +44,19 @@ class Protocol:
     gamma: float = 0.1
     crop_padding: int = 0
     flip: bool = False
+    resize: int = 0  # 0: no squash before cropping, images come at `image_size`
+    random_resized_crop: bool = False
+    test_views: int = 1
     eval_every: int = 0
     eval_batch_size: int = 256
     checkpoint_every: int = 50
+
+    def __post_init__(self):
+        if self.test_views not in VIEWS:
+            raise ValueError(f"protocol field 'test_views' must be one of {VIEWS}, got {self.test_views!r}")
+        if 0 < self.resize < self.image_size:
+            raise ValueError(f"protocol field 'resize' must be 0 or at least image_size ({self.image_size}), "
+                             f"got {self.resize}")
 
     def schedule(self, iterations: int | None = None) -> Schedule:
         n = self.iterations if iterations is None else iterations
@@ -99,6 +115,7 @@ class Task(ABC):
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
     protocol: ClassVar[Protocol]
+    external_data: ClassVar[bool] = False  # read from the data directory (hubbench.io.data_dir), not made here
 
     def __init__(self, protocol: Protocol | None = None):
         self.protocol = protocol or type(self).protocol

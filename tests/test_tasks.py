@@ -4,7 +4,7 @@ import torch
 import tasks
 from tasks.base import Protocol
 
-TASK_NAMES = tasks.TASKS.names()
+TASK_NAMES = [n for n in tasks.TASKS.names() if not tasks.TASKS.get(n).external_data]  # real data: test_paper_*
 CLASSIFICATION = [n for n in TASK_NAMES if tasks.TASKS.get(n).kind == "classification"]  # landmarks: test_landmarks
 
 

@@ -82,6 +82,13 @@ def check_data(cells) -> None:
             task().splits  # noqa: B018 (reading is the check; the splits stay cached for this process)
 
 
+def runtime_options(args):
+    from hubbench.training import Runtime
+
+    bf16 = {"auto": None, "fp32": False, "bf16": True}[args.precision]
+    return Runtime(bf16=bf16, channels_last=args.channels_last, compile=args.compile, deterministic=args.deterministic)
+
+
 def check_executor_options(args) -> None:
     """Options of another executor than the chosen one are mistakes, not silently ignored."""
     if args.threads < 1:
@@ -139,7 +146,7 @@ def cmd_run(args) -> int:
     if args.dry_run:
         return dry_run(cells, executor, args)
     counts = run_cells(cells, args.results, device, executor=executor, force=args.force,
-                       retry_failed=args.retry_failed, threads=args.threads)
+                       retry_failed=args.retry_failed, threads=args.threads, runtime=runtime_options(args))
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
@@ -201,6 +208,13 @@ def cmd_leaderboard(args) -> int:
     return run(args)
 
 
+def cmd_profile(args) -> int:
+    from benchmark.profile_cmd import run
+
+    apply_weights_options(args)
+    return run(args, pick_device(args.device))
+
+
 def build_parser() -> argparse.ArgumentParser:
     plugin_help = "a .py file registering extra hubs, tasks or methods (repeatable)"
     common = Parser(add_help=False)  # --plugin is accepted before and after the command
@@ -229,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     run.add_argument("--force", action="store_true", help="redo cells that already have a record")
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
+    run.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                     help="bf16 autocast for training and inference (CUDA only; default auto: bf16 on CUDA)")
+    run.add_argument("--channels-last", action="store_true", help="NHWC models and batches (faster convs on GPUs)")
+    run.add_argument("--compile", metavar="MODE", choices=["default", "reduce-overhead", "max-autotune"],
+                     help="torch.compile the training step in this mode (default: eager)")
+    run.add_argument("--deterministic", action="store_true",
+                     help="deterministic kernels and no cudnn.benchmark: reproducible GPU results, slower")
     run.add_argument("--threads", type=int, default=1,
                      help="CPU threads per cell (default 1: results depend on it, so it is pinned and recorded)")
     run.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
@@ -262,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(lb)
     lb.set_defaults(func=cmd_leaderboard)
+
+    from benchmark import profile_cmd
+
+    prof = sub.add_parser("profile", parents=[common, weights], help="params, FLOPs, memory and speed of one method",
+                          description="Build a method on a hub and task with one training step (on stand-in data "
+                                      "for tasks read from files, in a temporary cache), then print and record its "
+                                      "params, FLOPs, memory and speed.")
+    profile_cmd.add_arguments(prof)
+    prof.set_defaults(func=cmd_profile)
 
     hub = sub.add_parser("hub", parents=[common], help="hub operations")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")

@@ -13,7 +13,7 @@ from torch import nn
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import locked
 from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
-from hubbench.training import Checkpoint, batch_indices, predict, train
+from hubbench.training import Checkpoint, Runtime, batch_indices, predict, train
 from hubs.base import Hub
 from methods.base import FinetunedSource
 from tasks.base import Task
@@ -35,9 +35,9 @@ class Context:
     """
 
     def __init__(self, hub: Hub, task: Task, seed: int, *, scope: str, cache: Path,
-                 device: torch.device, amp: bool = False):
+                 device: torch.device, runtime: Runtime = Runtime()):
         self.hub, self.task, self.seed, self.scope = hub, task, seed, scope
-        self.cache, self.device, self.amp = cache, device, amp
+        self.cache, self.device, self.runtime = cache, device, runtime
         self.curves: dict[str, list[list[float]]] = {}
         self.diagnostics: dict = {}
         self.train_seconds = 0.0
@@ -76,7 +76,7 @@ class Context:
             seed=seed,
             params=params,
             device=self.device,
-            amp=self.amp,
+            runtime=self.runtime,
             checkpoint=checkpoint,
             evaluate=evaluate if proto.eval_every else None,
             eval_every=proto.eval_every,
@@ -88,8 +88,8 @@ class Context:
         return model
 
     def predict(self, model: nn.Module, split: str) -> torch.Tensor:
-        model.to(self.device)
-        return predict(model, self.task.eval_batches(split), self.device, self.amp)
+        self.runtime.model(model, self.device)
+        return predict(model, self.task.eval_batches(split), self.device, self.runtime)
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         return self.task.evaluate(self.predict(model, split), self.task.splits[split].targets)
@@ -102,6 +102,7 @@ class Context:
     def artifact_key(self, artifact: FinetunedSource) -> str:
         return digest({"artifact": artifact.id, "hub": self.hub.describe(), "task": self.task.config(),
                        "seed": self.seed, "torch": torch.__version__, "device": self.device.type,
+                       "runtime": dataclasses.asdict(self.runtime),
                        "threads": torch.get_num_threads()})
 
     def artifact_path(self, artifact: FinetunedSource) -> Path:
@@ -128,12 +129,12 @@ class Context:
         model = artifact.build(self, pretrained=False)
         model.load_state_dict(load_torch(path))
         self.used[artifact.id] = read_json(meta_path)
-        return model.to(self.device).eval()
+        return self.runtime.model(model, self.device).eval()
 
     def _train_artifact(self, artifact: FinetunedSource, path: Path, meta_path: Path) -> nn.Module:
         """Train `artifact` (resumably) and cache it: weights first, then the metadata that marks it complete."""
         sub = Context(self.hub, self.task, self.seed, scope=f"{self.hub.name}/{self.task.name}/{artifact.id}",
-                      cache=self.cache, device=self.device, amp=self.amp)
+                      cache=self.cache, device=self.device, runtime=self.runtime)
         seed_everything(derive_seed(self.seed, sub.scope, "init"))
         model = artifact.build(sub, pretrained=True)
         artifact.train(sub, model)
@@ -143,7 +144,7 @@ class Context:
         write_json(meta_path, meta)
         sub.clear_checkpoints()
         self.used[artifact.id] = meta
-        return model.to(self.device).eval()
+        return self.runtime.model(model, self.device).eval()
 
     def artifact_info(self, artifact: FinetunedSource) -> dict:
         return self.used[artifact.id]

@@ -28,6 +28,7 @@ from benchmark.records import read_record
 from benchmark.runner import Cell, must_run, run_cell
 from benchmark.suites import Suite, check_slurm
 from hubbench.io import read_json, write_json
+from hubbench.training import Runtime
 from hubs.base import get_hub
 from methods.base import parse_spec
 
@@ -59,6 +60,7 @@ class CellJob:
     force: bool = False
     retry_failed: bool = False
     threads: int = 1
+    runtime: Runtime = Runtime()  # its device-dependent defaults are decided where the job runs
 
     @classmethod
     def of(cls, cell: Cell, results: Path, device, plugins: Sequence[str] = (), **options) -> CellJob:
@@ -74,7 +76,7 @@ class CellJob:
         """Run the cell: (status, record, seconds), as `runner.run_cell` (status 'skipped' included)."""
         start = time.perf_counter()
         status, record = run_cell(self.cell(), self.results, pick_device(self.device), force=self.force,
-                                  retry_failed=self.retry_failed, threads=self.threads)
+                                  retry_failed=self.retry_failed, threads=self.threads, runtime=self.runtime)
         return status, record, time.perf_counter() - start
 
     def checkpoint(self) -> DelayedSubmission:
@@ -98,7 +100,7 @@ class Executor:
         self.plugins = tuple(plugins)
 
     def run(self, cells: list[Cell], results: Path, device, *, force: bool = False, retry_failed: bool = False,
-            threads: int = 1) -> Iterator[Outcome]:
+            threads: int = 1, runtime: Runtime = Runtime()) -> Iterator[Outcome]:
         """Yield each cell's outcome as it ends; 'incomplete' when its process or job ended without a
         record (killed, out of memory, cancelled): a rerun resumes it."""
         todo = pending(cells, results, force, retry_failed)
@@ -107,8 +109,8 @@ class Executor:
                 yield cell, "skipped", read_record(cell.path(results)), 0.0
         if not todo:
             return
-        jobs = [CellJob.of(c, results, device, self.plugins, force=force, retry_failed=retry_failed, threads=threads)
-                for c in todo]
+        jobs = [CellJob.of(c, results, device, self.plugins, force=force, retry_failed=retry_failed, threads=threads,
+                           runtime=runtime) for c in todo]
         for i, result in self.submit(todo, jobs):
             if isinstance(result, BaseException):
                 lines = str(result).strip().splitlines()

@@ -27,6 +27,7 @@ import re
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.records import cpu_name
 from hubbench.seeding import generator
-from hubbench.training import autocast, batch_indices
+from hubbench.training import Runtime, batch_indices
 from tasks.base import Task
 from tasks.crops import first_view
 
@@ -68,6 +69,24 @@ def test_batch(task: Task, size: int) -> torch.Tensor:
 
 def train_batch(task: Task, size: int):
     return task.train_batch(batch_indices(len(task.splits["train"]), size, 0, 0), generator(0, "profile"))
+
+
+def sgd_step(model: nn.Module, task: Task, x: torch.Tensor, y, amp: bool = False) -> Callable[[], None]:
+    """One SGD step of `model` on the task loss of the batch (x, y): the unit of training speed and memory,
+    here and in tests/perf. The optimiser is made once, so repeated calls time the step alone; a model
+    without trainable parameters steps through its forward and loss only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9) if params else None
+
+    def step():
+        with Runtime(bf16=amp).autocast(x.device):
+            loss = task.loss(model(x), y)
+        if optimizer:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    return step
 
 
 @torch.no_grad()
@@ -182,23 +201,12 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
     infer_model = prepare(model, s)
 
     def infer():
-        with torch.no_grad(), autocast(device, amp):
+        with torch.no_grad(), Runtime(bf16=amp).autocast(device):
             infer_model(x)
 
-    trained = copy.deepcopy(model).train()
-    train_model = prepare(trained, s)
     tx, ty = train_batch(task, batch)
     tx, ty = tx.to(device).contiguous(memory_format=fmt), ty.to(device)
-    params = [p for p in trained.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9) if params else None
-
-    def train_step():
-        with autocast(device, amp):
-            loss = task.loss(train_model(tx), ty)
-        if optimizer:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    train_step = sgd_step(prepare(copy.deepcopy(model).train(), s), task, tx, ty, amp)
 
     memory = {"device": device.type,
               "measure": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS growth (CPU)"}

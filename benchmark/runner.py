@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections import Counter
@@ -20,6 +21,7 @@ from hubbench.io import cache_dir
 from hubbench.locks import locked
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed, seed_everything
+from hubbench.training import Runtime
 from hubs.base import get_hub
 from methods.base import Method, parse_spec
 from tasks.base import TASKS, Task
@@ -92,7 +94,7 @@ def must_run(record: dict | None, force: bool = False, retry_failed: bool = Fals
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
              force: bool = False, retry_failed: bool = False, threads: int = 1,
-             profiling: Settings | None = None) -> tuple[str, dict]:
+             runtime: Runtime | None = None) -> tuple[str, dict]:
     """Run one cell into its record; returns ('skipped' or the record's status, record).
 
     A complete record is kept unless `force` (or `retry_failed`, for failed ones). The cell runs
@@ -100,7 +102,8 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
     runs it and the others wait, then keep the record it wrote. An exception inside the method
     becomes a 'failed' record; an interrupt leaves no record and the stage checkpoints, so the
     next run resumes where this one stopped. CPU results depend on the number of intra-op
-    threads, so it is pinned (`threads`) and recorded.
+    threads, so it is pinned (`threads`) and recorded, as is the `runtime` (default: bf16 autocast
+    on CUDA, nothing else).
     """
     path = cell.path(results)
     old = read_record(path)
@@ -110,13 +113,14 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
         new = read_record(path)
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
-        record = execute(cell, path, device, cache or cache_dir(), threads, profiling or Settings())
+        record = execute(cell, path, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device))
     return record["status"], record
 
 
-def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int, profiling: Settings) -> dict:
+def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int, runtime: Runtime) -> dict:
     """Run the cell, write its record to `path` and drop its checkpoints."""
     torch.set_num_threads(threads)
+    runtime.apply(device)
     hub, task = get_hub(cell.hub), cell.make_task()
     record = {
         "schema": SCHEMA,
@@ -127,12 +131,13 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
         "seed": cell.seed,
         "kind": task.kind,
         "metric": {"name": task.metric, "higher_is_better": task.higher_is_better, "value": None},
-        "config": {"hub": hub.describe(), "task": task.config(), "suite_protocol": cell.suite.protocol},
+        "config": {"hub": hub.describe(), "task": task.config(), "suite_protocol": cell.suite.protocol,
+                   "runtime": dataclasses.asdict(runtime)},
         "environment": environment(device),
         "started": now(),
     }
     ok, reason = cell.method.applicable(hub, task)
-    ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, amp=device.type == "cuda")
+    ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
     if not ok:
         record.update(status="n/a", reason=reason)
     else:
@@ -146,7 +151,9 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
             metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
             eval_s = time.perf_counter() - start
             start = time.perf_counter()
-            complexity = profile(model, task, device, profiling)
+            complexity = profile(model, task, device, Settings(precision="bf16" if runtime.bf16 else "fp32",
+                                                               channels_last=runtime.channels_last,
+                                                               compile=runtime.compile))
             artifacts_s = sum(a["train_s"] for a in ctx.used.values())
             record.update(
                 status="ok",

@@ -9,6 +9,8 @@ to an uninterrupted one on the same machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,21 +64,53 @@ def batch_indices(n: int, batch_size: int, iteration: int, seed: int) -> torch.T
     return torch.randperm(n, generator=g)[j * batch_size : (j + 1) * batch_size]
 
 
-def to_device(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(o, device) for o in obj)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    return obj
+@dataclass(frozen=True)
+class Runtime:
+    """The throughput options of a run, recorded with its results. On the CPU only `channels_last`,
+    `compile` and `deterministic` act; `bf16` autocasts on CUDA only."""
 
+    bf16: bool | None = None  # autocast to bfloat16; None: on CUDA (see `resolve`)
+    channels_last: bool = False  # NHWC models and image batches
+    compile: str | None = None  # a torch.compile mode for the training step
+    deterministic: bool = False  # deterministic kernels, no cudnn.benchmark: reproducible, slower
 
-def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on GPU when asked; a no-op on CPU."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    def resolve(self, device: torch.device) -> Runtime:
+        """These options with the defaults that depend on the device decided (what a record stores)."""
+        return dataclasses.replace(self, bf16=device.type == "cuda" if self.bf16 is None else self.bf16)
+
+    def apply(self, device: torch.device) -> None:
+        """Set this process's global switches (each cell sets all of them, so none leaks to the next)."""
+        if self.deterministic and device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' condition for determinism
+        torch.use_deterministic_algorithms(self.deterministic)
+        torch.backends.cudnn.benchmark = device.type == "cuda" and not self.deterministic
+
+    def autocast(self, device: torch.device):
+        if self.bf16 and device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def model(self, model: nn.Module, device: torch.device) -> nn.Module:
+        return model.to(device, memory_format=torch.channels_last) if self.channels_last else model.to(device)
+
+    def batch(self, obj: Any, device: torch.device) -> Any:
+        """`obj`'s tensors on `device`: through pinned memory and without blocking on CUDA, image
+        batches in the model's memory format."""
+        if isinstance(obj, torch.Tensor):
+            if device.type == "cuda" and not obj.is_cuda:
+                obj = obj.pin_memory()
+            obj = obj.to(device, non_blocking=True)
+            if self.channels_last and obj.dim() == 4 and obj.is_floating_point():
+                obj = obj.contiguous(memory_format=torch.channels_last)
+            return obj
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.batch(o, device) for o in obj)
+        if isinstance(obj, dict):
+            return {k: self.batch(v, device) for k, v in obj.items()}
+        return obj
+
+    def compiled(self, model: nn.Module) -> nn.Module:
+        return torch.compile(model, mode=self.compile) if self.compile else model
 
 
 class Checkpoint:
@@ -105,7 +139,7 @@ def train(
     seed: int,
     params: Iterable | None = None,
     device: torch.device | str = "cpu",
-    amp: bool = False,
+    runtime: Runtime = Runtime(),
     checkpoint: Checkpoint | None = None,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     eval_every: int = 0,
@@ -119,7 +153,8 @@ def train(
     loss and every metric `evaluate` returns, logged each `eval_every` iterations and at the end.
     """
     device = torch.device(device)
-    model.to(device)
+    runtime.model(model, device)
+    step_model = runtime.compiled(model)  # the loss calls this one; checkpoints hold `model`'s own state
     if params is None:
         params = [p for p in model.parameters() if p.requires_grad]
     opt = schedule.optimizer(params)
@@ -144,9 +179,9 @@ def train(
         torch.manual_seed(derive_seed(seed, "step", it))
         for group in opt.param_groups:
             group["lr"] = schedule.lr_at(it) * group.get("lr_mult", 1.0)
-        x, y = to_device(batch_at(it), device)
-        with autocast(device, amp):
-            loss = loss_fn(model, x, y)
+        x, y = runtime.batch(batch_at(it), device)
+        with runtime.autocast(device):
+            loss = loss_fn(step_model, x, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at iteration {it}")
         opt.zero_grad(set_to_none=True)
@@ -178,7 +213,7 @@ def predict(
     model: nn.Module,
     batches: Iterable[torch.Tensor],
     device: torch.device | str = "cpu",
-    amp: bool = False,
+    runtime: Runtime = Runtime(),
 ) -> torch.Tensor:
     """Concatenated eval-mode outputs of `model` over `batches` (outputs returned as float32 on CPU).
 
@@ -190,10 +225,11 @@ def predict(
     model.eval()
     outs = []
     for x in batches:
-        x, views = x.to(device, non_blocking=True), x.dim() == 5
-        with autocast(device, amp):
-            out = model(x.flatten(0, 1) if views else x).float().cpu()
-        outs.append(out.unflatten(0, x.shape[:2]).sum(1) if views else out)
+        shape, views = x.shape[:2], x.dim() == 5
+        x = runtime.batch(x.flatten(0, 1) if views else x, device)
+        with runtime.autocast(device):
+            out = model(x).float().cpu()
+        outs.append(out.unflatten(0, shape).sum(1) if views else out)
     model.train(was_training)
     return torch.cat(outs)
 

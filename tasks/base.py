@@ -147,6 +147,10 @@ class Task(ABC):
         """A few samples of `split` with their predictions for the leaderboard's pictures (None: none drawn)."""
         return None
 
+    def stand_in_targets(self, n: int, g: torch.Generator) -> torch.Tensor:
+        """`n` random valid targets, for stand-in data of the task's shapes (`hubbench profile` without the data)."""
+        raise NotImplementedError(f"task {self.name!r} of kind {self.kind!r} has no stand-in targets")
+
     @property
     def splits(self) -> dict[str, Split]:
         """The splits, made once per process: the data depend on the task, not on the protocol."""
@@ -211,6 +215,9 @@ class ClassificationTask(Task):
 
     def loss(self, outputs, targets):
         return F.cross_entropy(outputs, targets)
+
+    def stand_in_targets(self, n, g):
+        return torch.randint(0, self.num_classes, (n,), generator=g)
 
     def evaluate(self, outputs, targets):
         top1 = (outputs.argmax(1) == targets).float().mean().item() * 100

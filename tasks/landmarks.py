@@ -149,6 +149,11 @@ class LandmarkTask(Task):
         target = encode(points.float(), outputs.shape[-2:], self.frame, self.sigma)
         return self.loss_scale * heatmap_mse(outputs, target)
 
+    def stand_in_targets(self, n, g):
+        """Points uniform in the frame; normaliser a third of it, about the inter-ocular distance of a framed face."""
+        points = torch.rand(n, self.num_points, 2, generator=g) * self.frame
+        return pack(points, torch.full((n,), self.frame / 3))
+
     def evaluate(self, outputs, targets):
         points, normaliser = unpack(targets)
         errors = normalised_errors(decode(outputs, self.frame), points, normaliser)

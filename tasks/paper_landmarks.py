@@ -190,7 +190,7 @@ class PaperLandmarkTask(LandmarkTask):
         recognised by its targets."""
         metrics = super().evaluate(outputs, targets)
         split = next((s for s in self.splits.values() if torch.equal(s.targets, targets.cpu())), None)
-        if split is not None and split.subsets:
+        if isinstance(split, SubsetSplit) and split.subsets:
             errors = normalised_errors(decode(outputs, self.frame), *unpack(targets))
             for subset, mask in split.subsets.items():
                 metrics.update({f"{k}_{subset}": v for k, v in summarise(errors[mask.to(errors.device)]).items()})

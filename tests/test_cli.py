@@ -26,6 +26,8 @@ class Broken(Method):
     (["run", "--suite", "smoke", "--seed", "one"], "bad seed list 'one'"),
     (["run", "--suite", "smoke", "--seed", "5"], "unknown seed '5' (choose from: 0)"),
     (["run", "--suite", "smoke", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["run", "--suite", "smoke", "--compile", "fastest"], "invalid choice: 'fastest'"),
+    (["run", "--suite", "smoke", "--precision", "fp8"], "invalid choice: 'fp8'"),
     (["run", "--suite", "missing.toml"], "suite file missing.toml does not exist"),
     (["list", "widgets"], "invalid choice: 'widgets'"),
     (["hub", "build", "nope"], "unknown hub 'nope'"),

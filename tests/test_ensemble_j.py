@@ -23,7 +23,7 @@ def test_gradients_reach_every_member_from_the_joint_loss(tiny_hub):
 def test_trains_jointly_without_artifacts_and_combines_the_members(tiny_hub):
     ctx = make_ctx(tiny_hub, scope="ensemble_j/train", iterations=2)
     ensemble = METHODS.get("ensemble_j")().fit(ctx)
-    assert ctx.used == {} and ctx.train_seconds > 0 and list(ctx.curves) == ["train_loss", "val_top1"]
+    assert ctx.used == {} and ctx.train_seconds > 0 and list(ctx.curves) == ["train_loss", "val_top1", "test_top1"]
     for member, source in zip(ensemble.members, tiny_hub.sources, strict=True):
         weights = source.weights()
         assert not all(torch.equal(weights[k], v) for k, v in member.backbone.state_dict().items())

@@ -1,0 +1,184 @@
+"""`hubbench profile`: params, FLOPs, memory and speed of any method on any hub and task, in a minute or two on a
+CPU, without the task's data and, with `--random-weights`, without the hub's checkpoint files.
+
+The model profiled is the one the method's `fit` deploys, built under a protocol of a single training step of two
+samples: the architecture of a full run, so its params and FLOPs; memory and speed too, up to data-dependent
+routing, whose gates have then been trained for one step. Its predictions mean nothing, and nothing of it is kept.
+- Data: a task whose data are made in memory uses them, so routed methods route real samples. A task that reads
+  files (`external_data`) gets stand-in data of its shapes instead: a few random images at the protocol's input
+  size (one test view) and random valid targets (`Task.stand_in_targets`), batched in memory; head, loss, metric
+  and combination stay the task's own, and no file is read.
+- Caches: the hub's weights are loaded first (a mini hub not yet built is pre-trained into the user's cache, as by
+  `hubbench hub build`); all the build writes after that (artifacts, checkpoints, locks) goes to a temporary
+  cache, removed at the end, so the user's cache and results are left as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmark.context import Context
+from benchmark.profiling import Settings, profile
+from benchmark.records import environment
+from hubbench.io import write_json
+from hubbench.seeding import derive_seed, generator, seed_everything
+from hubs.base import Hub, get_hub
+from methods.base import Method, parse_spec
+from tasks.base import TASKS, Protocol, Split, Task
+
+SCHEMA = "hubbench.profile/1"
+CACHE_ENV = "HUBBENCH_CACHE"
+ONE_STEP = {"iterations": 1, "batch_size": 2, "eval_every": 0, "test_views": 1}  # 2: BatchNorm trains on no fewer
+STAND_IN_IMAGES = {"resize": 0, "random_resized_crop": False}  # stand-in images come at the input size
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--hub", required=True, help="hub name (see `hubbench list hubs`)")
+    parser.add_argument("--task", required=True, help="task name; a task read from files is profiled on stand-in "
+                                                      "data of its shapes, so its data need not be there")
+    parser.add_argument("--method", required=True,
+                        help="method name or id, e.g. finetune[model=selfsup]; a bare name profiles its first "
+                             "variant (finetune: the hub's first model; soup: the greedy recipe)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
+    parser.add_argument("--batch", type=int, default=2,
+                        help="samples per measured batch (default 2, quick on a CPU): FLOPs are per sample and do "
+                             "not depend on it; memory and speed do")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: autocast for memory and speed on CUDA (on a CPU they stay fp32, and say so)")
+    parser.add_argument("--channels-last", action="store_true", help="measure speed and memory in channels-last")
+    parser.add_argument("--compile", metavar="MODE", help="torch.compile mode for speed and memory, e.g. default, "
+                                                          "max-autotune (default: eager)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the one-step build (default 0)")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
+
+
+def run(args, device: torch.device) -> int:
+    if args.batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {args.batch}")
+    hub = get_hub(args.hub)
+    task, stand_in = profile_task(args.task, args.batch)
+    method = first_variant(args.method, hub)
+    ok, reason = method.applicable(hub, task)
+    if not ok:
+        raise ValueError(f"{method.id} does not apply to hub {hub.name!r} and task {task.name!r}: {reason}")
+    out = args.out or Path("results", "profile", hub.name, task.name, method.id.replace("[", "@").replace("]", "")
+                           + ".json")
+    start = time.perf_counter()
+    hub = loaded(hub)
+    data = "stand-in" if stand_in else "task"
+    print(f"building {method.id} on {hub.name}/{task.name}: one training step on {data} data, {device} ...",
+          flush=True)
+    model = build(method, hub, task, args.seed, device)
+    build_s = time.perf_counter() - start
+    print(f"built in {build_s:.0f} s; profiling at batch {args.batch} ...", flush=True)
+    start = time.perf_counter()
+    settings = Settings(batch=args.batch, precision=args.precision, channels_last=args.channels_last,
+                        compile=args.compile)
+    complexity = profile(model, task, device, settings)
+    result = {"schema": SCHEMA, "hub": hub.name, "task": task.name, "kind": task.kind,
+              "method": {"id": method.id, "name": method.name, "params": method.params}, "seed": args.seed,
+              "stand_in": stand_in, "protocol": dataclasses.asdict(task.protocol), "hub_config": hub.describe(),
+              "complexity": complexity, "environment": environment(device),
+              "timings": {"build_s": build_s, "profile_s": time.perf_counter() - start}}
+    write_json(out, result)
+    print(table(result))
+    print(f"written to {out}")
+    return 0
+
+
+def profile_task(name: str, batch: int) -> tuple[Task, bool]:
+    """Task `name` under the one-step protocol, and whether its data are stand-ins (enough for `batch`)."""
+    cls = TASKS.get(name)
+    protocol = cls.protocol.replace(**ONE_STEP)
+    if not cls.external_data:
+        return cls(protocol), False
+    return stand_in(cls, protocol.replace(**STAND_IN_IMAGES), max(batch, protocol.batch_size)), True
+
+
+def stand_in(cls: type[Task], protocol: Protocol, n: int) -> Task:
+    """`cls` whose splits are `n` random images at the protocol's size with random valid targets, batched by
+    `Task`'s in-memory `train_batch` and `eval_batches` (not the file-reading ones of `cls`)."""
+    task = cls(protocol)
+    g = generator("stand-in", cls.name)
+    size = protocol.image_size
+    splits = {split: Split(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+                                 task.stand_in_targets(n, g)) for split in ("train", "val", "test")}
+    members = {"__doc__": f"{cls.__name__} on stand-in data.", "make_splits": lambda self: splits,
+               "train_batch": Task.train_batch, "eval_batches": Task.eval_batches}
+    return type(f"StandIn{cls.__name__}", (cls,), members)(protocol)
+
+
+def first_variant(spec: str, hub: Hub) -> Method:
+    """The method of `spec` (`name` or `name[k=v,...]`), its unnamed parameters those of its first variant on `hub`."""
+    cls, params = parse_spec(spec)
+    return cls(**{**cls.variants(hub)[0], **params})
+
+
+def loaded(hub: Hub) -> Hub:
+    """`hub` with every source's weights already in memory, so that building from it reads no cache."""
+    print(f"loading the weights of hub {hub.name} ...", flush=True)
+    return dataclasses.replace(hub, sources=tuple(dataclasses.replace(s, weights=partial(dict, s.weights()))
+                                                  for s in hub.sources))
+
+
+@contextlib.contextmanager
+def temporary_cache() -> Iterator[Path]:
+    """A throw-away $HUBBENCH_CACHE for the block (the locks of `hubbench.locks` are kept there too)."""
+    old = os.environ.get(CACHE_ENV)
+    with tempfile.TemporaryDirectory(prefix="hubbench-profile-") as tmp:
+        os.environ[CACHE_ENV] = tmp
+        try:
+            yield Path(tmp)
+        finally:
+            if old is None:
+                del os.environ[CACHE_ENV]
+            else:
+                os.environ[CACHE_ENV] = old
+
+
+def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device) -> nn.Module:
+    """What `method.fit` deploys under the task's (one-step) protocol, built in a temporary cache."""
+    scope = f"profile/{hub.name}/{task.name}/{method.id}"
+    with temporary_cache() as cache:
+        seed_everything(derive_seed(seed, scope, "init"))
+        return method.fit(Context(hub, task, seed, scope=scope, cache=cache, device=device))
+
+
+def table(result: dict) -> str:
+    """The profile as a few aligned lines, each figure with its unit and convention."""
+    c = result["complexity"]
+    p, f, m, s = c["params"], c["flops"], c["memory"], c["speed"]
+    fvcore = f"{f['fvcore_gflops']:.2f}" if f["fvcore_gflops"] is not None else f"n/a ({f['fvcore_error']})"
+    unsupported = ", ".join(f"{op} x{n}" for op, n in f.get("fvcore_unsupported", {}).items())
+
+    def mb(value):
+        return "n/a" if value is None else f"{value:.0f}"
+
+    compiled = f", compiled ({s['compile']})" if s["compile"] else ""
+    rows = [
+        ("Params (M)", f"{p['total'] / 1e6:.2f} total, {p['trainable'] / 1e6:.2f} trainable, "
+                       f"{p['active'] / 1e6:.2f} active per sample"),
+        ("GFLOPs", f"{fvcore} fvcore (1 per multiply-add), {f['flop_counter_gflops']:.2f} FlopCounterMode "
+                   f"(2 per multiply-add), per sample at {result['protocol']['image_size']} px"),
+        ("fvcore unsupported", f"{unsupported} (counted as 0)" if unsupported else "none"),
+        ("Memory (MB)", f"training step {mb(m['train_mb'])}, inference {mb(m['infer_mb'])}: {m['measure']}"),
+        ("Speed (samples/s)", f"inference {s['infer_samples_s']:.1f}, training {s['train_samples_s']:.1f} at batch "
+                              f"{s['batch']}, {s['precision']}, {s['memory_format']}{compiled}, {m['device']} "
+                              f"({s['device_name']})"),
+    ]
+    weights = ", random weights" if result["hub_config"]["config"].get("weights") == "random" else ""
+    header = (f"{result['hub']} / {result['task']} / {result['method']['id']} "
+              f"({'stand-in' if result['stand_in'] else 'task'} data{weights})")
+    width = max(len(name) for name, _ in rows)
+    return "\n".join([header, *(f"  {name:<{width}}  {value}" for name, value in rows)])

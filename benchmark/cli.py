@@ -212,7 +212,8 @@ def cmd_profile(args) -> int:
     from benchmark.profile_cmd import run
 
     apply_weights_options(args)
-    return run(args, pick_device(args.device))
+    device = pick_device(args.device)
+    return run(args, device, runtime_options(args).resolve(device))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,13 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", action="append", default=[], dest="plugins", metavar="FILE", help=plugin_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    runtime = Parser(add_help=False)  # how models run: `hubbench.training.Runtime`
+    runtime.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                         help="bf16 autocast for training and inference (CUDA only; default auto: bf16 on CUDA)")
+    runtime.add_argument("--channels-last", action="store_true", help="NHWC models and batches (faster convs on GPUs)")
+    runtime.add_argument("--compile", metavar="MODE", choices=["default", "reduce-overhead", "max-autotune"],
+                         help="torch.compile the training step (and the profiled model) in this mode (default: eager)")
+    runtime.add_argument("--deterministic", action="store_true",
+                         help="deterministic kernels and no cudnn.benchmark: reproducible GPU results, slower")
     weights = Parser(add_help=False)
     weights.add_argument("--weights-dir", type=Path, metavar="DIR",
                          help="checkpoint files of real hubs (default: $TORCH_HOME/hub/checkpoints)")
     weights.add_argument("--random-weights", action="store_true",
                          help="real hubs' architectures with seeded random weights (profiling, tests)")
 
-    run = sub.add_parser("run", parents=[common, weights], help="run a suite's cells into records",
+    run = sub.add_parser("run", parents=[common, weights, runtime], help="run a suite's cells into records",
                          description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped.")
     run.add_argument("--suite", required=True, help="suite name (see `hubbench list suites`) or path to a .toml file")
     run.add_argument("--hub", action="append", help="only this hub (repeatable)")
@@ -243,13 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     run.add_argument("--force", action="store_true", help="redo cells that already have a record")
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
-    run.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                     help="bf16 autocast for training and inference (CUDA only; default auto: bf16 on CUDA)")
-    run.add_argument("--channels-last", action="store_true", help="NHWC models and batches (faster convs on GPUs)")
-    run.add_argument("--compile", metavar="MODE", choices=["default", "reduce-overhead", "max-autotune"],
-                     help="torch.compile the training step in this mode (default: eager)")
-    run.add_argument("--deterministic", action="store_true",
-                     help="deterministic kernels and no cudnn.benchmark: reproducible GPU results, slower")
     run.add_argument("--threads", type=int, default=1,
                      help="CPU threads per cell (default 1: results depend on it, so it is pinned and recorded)")
     run.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
@@ -286,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from benchmark import profile_cmd
 
-    prof = sub.add_parser("profile", parents=[common, weights], help="params, FLOPs, memory and speed of one method",
+    prof = sub.add_parser("profile", parents=[common, weights, runtime],
+                          help="params, FLOPs, memory and speed of one method",
                           description="Build a method on a hub and task with one training step (on stand-in data "
                                       "for tasks read from files, in a temporary cache), then print and record its "
                                       "params, FLOPs, memory and speed.")

@@ -32,6 +32,7 @@ from benchmark.profiling import Settings, profile
 from benchmark.records import environment
 from hubbench.io import write_json
 from hubbench.seeding import derive_seed, generator, seed_everything
+from hubbench.training import Runtime
 from hubs.base import Hub, get_hub
 from methods.base import Method, parse_spec
 from tasks.base import TASKS, Protocol, Split, Task
@@ -53,17 +54,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=2,
                         help="samples per measured batch (default 2, quick on a CPU): FLOPs are per sample and do "
                              "not depend on it; memory and speed do")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="bf16: autocast for memory and speed on CUDA (on a CPU they stay fp32, and say so)")
-    parser.add_argument("--channels-last", action="store_true", help="measure speed and memory in channels-last")
-    parser.add_argument("--compile", metavar="MODE", help="torch.compile mode for speed and memory, e.g. default, "
-                                                          "max-autotune (default: eager)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one-step build (default 0)")
     parser.add_argument("--out", type=Path, metavar="FILE",
                         help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
 
 
-def run(args, device: torch.device) -> int:
+def run(args, device: torch.device, runtime: Runtime) -> int:
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     hub = get_hub(args.hub)
@@ -79,12 +75,12 @@ def run(args, device: torch.device) -> int:
     data = "stand-in" if stand_in else "task"
     print(f"building {method.id} on {hub.name}/{task.name}: one training step on {data} data, {device} ...",
           flush=True)
-    model = build(method, hub, task, args.seed, device)
+    runtime.apply(device)
+    model = build(method, hub, task, args.seed, device, runtime)
     build_s = time.perf_counter() - start
     print(f"built in {build_s:.0f} s; profiling at batch {args.batch} ...", flush=True)
     start = time.perf_counter()
-    settings = Settings(batch=args.batch, precision=args.precision, channels_last=args.channels_last,
-                        compile=args.compile)
+    settings = Settings(runtime, batch=args.batch)
     complexity = profile(model, task, device, settings)
     result = {"schema": SCHEMA, "hub": hub.name, "task": task.name, "kind": task.kind,
               "method": {"id": method.id, "name": method.name, "params": method.params}, "seed": args.seed,
@@ -147,12 +143,12 @@ def temporary_cache() -> Iterator[Path]:
                 os.environ[CACHE_ENV] = old
 
 
-def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device) -> nn.Module:
+def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device, runtime: Runtime) -> nn.Module:
     """What `method.fit` deploys under the task's (one-step) protocol, built in a temporary cache."""
     scope = f"profile/{hub.name}/{task.name}/{method.id}"
     with temporary_cache() as cache:
         seed_everything(derive_seed(seed, scope, "init"))
-        return method.fit(Context(hub, task, seed, scope=scope, cache=cache, device=device))
+        return method.fit(Context(hub, task, seed, scope=scope, cache=cache, device=device, runtime=runtime))
 
 
 def table(result: dict) -> str:

@@ -44,12 +44,11 @@ from tasks.crops import first_view
 
 @dataclass(frozen=True)
 class Settings:
-    """How speed and memory are measured; stored in every record next to the figures."""
+    """How speed and memory are measured: with the run's `Runtime` (precision, memory format, compile mode,
+    resolved for the device), at `batch`; stored in every record next to the figures."""
 
+    runtime: Runtime = Runtime()
     batch: int | None = None  # default: the task protocol's training batch
-    precision: str = "fp32"  # or "bf16": autocast on CUDA (on CPU the measurement stays fp32, and says so)
-    channels_last: bool = False
-    compile: str | None = None  # a torch.compile mode, e.g. "default", "max-autotune"
     warmup: int = 2
     repeats: int = 5
 
@@ -71,7 +70,7 @@ def train_batch(task: Task, size: int):
     return task.train_batch(batch_indices(len(task.splits["train"]), size, 0, 0), generator(0, "profile"))
 
 
-def sgd_step(model: nn.Module, task: Task, x: torch.Tensor, y, amp: bool = False) -> Callable[[], None]:
+def sgd_step(model: nn.Module, task: Task, x: torch.Tensor, y, runtime: Runtime = Runtime()) -> Callable[[], None]:
     """One SGD step of `model` on the task loss of the batch (x, y): the unit of training speed and memory,
     here and in tests/perf. The optimiser is made once, so repeated calls time the step alone; a model
     without trainable parameters steps through its forward and loss only."""
@@ -79,7 +78,7 @@ def sgd_step(model: nn.Module, task: Task, x: torch.Tensor, y, amp: bool = False
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9) if params else None
 
     def step():
-        with Runtime(bf16=amp).autocast(x.device):
+        with runtime.autocast(x.device):
             loss = task.loss(model(x), y)
         if optimizer:
             optimizer.zero_grad(set_to_none=True)
@@ -181,32 +180,22 @@ def median_rate(step, batch: int, device: torch.device, s: Settings) -> float:
     return batch / statistics.median(times)
 
 
-def prepare(model: nn.Module, s: Settings) -> nn.Module:
-    if s.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model, mode=s.compile) if s.compile else model
-
-
 def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings()) -> dict:
     """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged)."""
-    s = settings
+    s, rt = settings, settings.runtime.resolve(device)
     batch = s.batch or task.protocol.batch_size
-    amp = s.precision == "bf16" and device.type == "cuda"
-    model = model.to(device).eval()
-    x = test_batch(task, batch).to(device)
-    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
-    x = x.contiguous(memory_format=fmt)
+    model = rt.model(model, device).eval()
+    x = rt.batch(test_batch(task, batch), device)
     result = {"params": {**count_params(model), "active": active_params(model, x)}, "flops": flops(model, x)}
 
-    infer_model = prepare(model, s)
+    infer_model = rt.compiled(model)
 
     def infer():
-        with torch.no_grad(), Runtime(bf16=amp).autocast(device):
+        with torch.no_grad(), rt.autocast(device):
             infer_model(x)
 
-    tx, ty = train_batch(task, batch)
-    tx, ty = tx.to(device).contiguous(memory_format=fmt), ty.to(device)
-    train_step = sgd_step(prepare(copy.deepcopy(model).train(), s), task, tx, ty, amp)
+    tx, ty = rt.batch(train_batch(task, batch), device)
+    train_step = sgd_step(rt.compiled(copy.deepcopy(model).train()), task, tx, ty, rt)
 
     memory = {"device": device.type,
               "measure": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS growth (CPU)"}
@@ -216,9 +205,9 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
         infer()
     speed = {"infer_samples_s": median_rate(infer, batch, device, s),
              "train_samples_s": median_rate(train_step, batch, device, s),
-             "batch": batch, "precision": "bf16" if amp else "fp32",
-             "memory_format": "channels_last" if s.channels_last else "contiguous",
-             "compile": s.compile, "warmup": s.warmup, "repeats": s.repeats,
+             "batch": batch, "precision": "bf16" if rt.bf16 and device.type == "cuda" else "fp32",
+             "memory_format": "channels_last" if rt.channels_last else "contiguous",
+             "compile": rt.compile, "warmup": s.warmup, "repeats": s.repeats,
              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
              "torch": torch.__version__, "cuda": torch.version.cuda}
     result.update(memory=memory, speed=speed)

@@ -151,9 +151,7 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
             metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
             eval_s = time.perf_counter() - start
             start = time.perf_counter()
-            complexity = profile(model, task, device, Settings(precision="bf16" if runtime.bf16 else "fp32",
-                                                               channels_last=runtime.channels_last,
-                                                               compile=runtime.compile))
+            complexity = profile(model, task, device, Settings(runtime))
             artifacts_s = sum(a["train_s"] for a in ctx.used.values())
             record.update(
                 status="ok",

@@ -86,7 +86,7 @@ def test_sgd_step(benchmark, fitted, hub_name, task_name, method):
     model, task, runtime = fitted(hub_name, task_name, method)
     device = torch.device(DEVICES[hub_name])
     x, y = train_batch(task, task.protocol.batch_size)
-    step = sgd_step(model.train(), task, x.to(device), y.to(device), amp=runtime.bf16)
+    step = sgd_step(model.train(), task, x.to(device), y.to(device), runtime)
     benchmark.extra_info.update(method=method.id, batch=len(x), device=device.type, threads=torch.get_num_threads(),
                                 runtime=dataclasses.asdict(runtime), trainable=count_params(model)["trainable"])
 

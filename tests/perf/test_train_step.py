@@ -86,7 +86,9 @@ def test_sgd_step(benchmark, fitted, hub_name, task_name, method):
     model, task, runtime = fitted(hub_name, task_name, method)
     device = torch.device(DEVICES[hub_name])
     x, y = train_batch(task, task.protocol.batch_size)
-    step = sgd_step(model.train(), task, x.to(device), y.to(device), runtime)
+    x, y = x.to(device), y.to(device)
+    trainable = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    step = sgd_step(model.train(), task, x, y, runtime)
     benchmark.extra_info.update(method=method.id, batch=len(x), device=device.type, threads=torch.get_num_threads(),
                                 runtime=dataclasses.asdict(runtime), trainable=count_params(model)["trainable"])
 
@@ -96,3 +98,8 @@ def test_sgd_step(benchmark, fitted, hub_name, task_name, method):
             torch.cuda.synchronize(device)
 
     benchmark.pedantic(timed, rounds=ROUNDS, warmup_rounds=WARMUP)
+    # what was timed is a real training step: the loss stays finite and the trainable weights moved
+    params = dict(model.named_parameters())
+    assert not trainable or any(not torch.equal(before, params[name]) for name, before in trainable.items())
+    with torch.no_grad():
+        assert torch.isfinite(task.loss(model(x), y))

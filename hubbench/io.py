@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +13,33 @@ from typing import Any
 import torch
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_orphans(path: Path, host: str) -> None:
+    """Remove temp files of `path` left by killed writers on this host (a SIGKILL skips every cleanup).
+
+    The temp name carries host and pid, so a writer on another node of a shared filesystem is never touched."""
+    for tmp in path.parent.glob(f".{path.name}.{host}-*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.{host}-").split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Write through `write(fileobj)` to a temp file in the target directory, then rename over."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    host = socket.gethostname().replace(".", "_")
+    _sweep_orphans(path, host)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{host}-{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
             write(f)

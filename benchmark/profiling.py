@@ -9,9 +9,11 @@ Conventions:
 - FLOPs per sample at inference on one test batch: fvcore (one multiply-add = one flop, as the papers
   report) and `torch.utils.flop_counter.FlopCounterMode` (two per multiply-add); fvcore's unsupported
   operators are listed, never silently zero. A multi-view test batch is profiled on its first view.
-- memory: on CUDA `max_memory_allocated` (weights included) for one training step and for inference,
-  reset in between; on CPU the peak RSS growth of this process over the same step (Linux VmHWM,
-  reset through /proc/self/clear_refs), labelled as such.
+- memory: peak tensor memory of one training step and of inference, weights included. On CUDA the
+  allocator's `max_memory_allocated`, reset in between. On CPU the allocator keeps no such count and RSS
+  does not grow once a process's heap is warm, so a dispatch mode traces it: the peak total size of the
+  distinct storages alive that the block's operators read or make (weights, batch, activations,
+  gradients, optimiser state); scratch space inside one kernel, and torch.compile'd graphs, are not seen.
 - speed: samples/s at the stated batch, precision and memory format; warm-up steps first, the device
   synchronised around every timed step, the median of the repeats (the timm benchmark's method).
   Training speed is one SGD step of the deployed model on the task loss (a copy: the measured model
@@ -23,16 +25,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import re
 import statistics
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.records import cpu_name
@@ -63,7 +66,7 @@ def test_batch(task: Task, size: int) -> torch.Tensor:
     x = first_view(next(batches))
     while len(x) < size and (more := next(batches, None)) is not None:
         x = torch.cat([x, first_view(more)])
-    return x[:size]
+    return x[:size].clone()  # a batch of its own, not a view that keeps the whole eval batch alive
 
 
 def train_batch(task: Task, size: int):
@@ -140,30 +143,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _hwm_kb() -> int | None:
-    try:
-        return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
-    except (OSError, AttributeError):
-        return None
+class LiveTensorBytes(TorchDispatchMode):
+    """The peak total size of the distinct tensor storages alive while the block runs, counting each
+    storage from the first operator that reads or makes it until it is freed."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.current = self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        for ptr, (ref, size) in list(self.live.items()):
+            if ref.expired():
+                del self.live[ptr]
+                self.current -= size
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves((args, kwargs, out)):
+            if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                storage = t.untyped_storage()
+                if storage.nbytes() and storage.data_ptr() not in self.live:
+                    self.live[storage.data_ptr()] = StorageWeakRef(storage), storage.nbytes()
+                    self.current += storage.nbytes()
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+MEMORY_MEASURE = {"cuda": "torch.cuda.max_memory_allocated", "cpu": "peak live tensor storage (dispatch-traced)"}
 
 
 @contextlib.contextmanager
 def peak_memory(device: torch.device, out: dict, key: str):
-    """Store in out[key] the peak memory (MB) of the block: CUDA allocator peak, or CPU RSS growth."""
+    """Store in out[key] the peak tensor memory (MB) of the block, as `MEMORY_MEASURE[device.type]` says."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         yield
         _sync(device)
         out[key] = torch.cuda.max_memory_allocated(device) / 2**20
         return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        before = _hwm_kb()
-    except OSError:
-        before = None
-    yield
-    after = _hwm_kb()
-    out[key] = None if before is None or after is None else (after - before) / 1024
+    with LiveTensorBytes() as trace:
+        yield
+    out[key] = trace.peak / 2**20
 
 
 def median_rate(step, batch: int, device: torch.device, s: Settings) -> float:
@@ -197,8 +216,7 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
     tx, ty = rt.batch(train_batch(task, batch), device)
     train_step = sgd_step(rt.compiled(copy.deepcopy(model).train()), task, tx, ty, rt)
 
-    memory = {"device": device.type,
-              "measure": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS growth (CPU)"}
+    memory = {"device": device.type, "measure": MEMORY_MEASURE[device.type]}
     with peak_memory(device, memory, "train_mb"):
         train_step()
     with peak_memory(device, memory, "infer_mb"):

@@ -27,7 +27,7 @@ from hubs.archs import MiniResNet
 from hubs.base import HUBS, Hub, Source
 from hubs.sources import SOURCE_TASKS, SourceTask
 
-HUB_VERSION = 3  # bump whenever the source tasks or the pre-training code change
+HUB_VERSION = 4  # bump whenever the source tasks or the pre-training code change
 IMAGE_SIZE = 32
 WIDTHS = (16, 32, 64, 128)
 
@@ -70,16 +70,22 @@ def source_data(task: SourceTask, cfg: Pretraining) -> tuple[torch.Tensor, torch
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
 
 
+def weights_key(task: SourceTask, cfg: Pretraining, arch: Arch) -> str:
+    """Everything that determines the pre-trained weights, the initial weights' lineage included."""
+    parent = task.starts_from and weights_key(task.starts_from, cfg, arch)
+    return digest({"version": HUB_VERSION, **arch.key, "size": IMAGE_SIZE, "task": task.name, "starts_from": parent,
+                   "pretraining": dataclasses.asdict(cfg), "torch": torch.__version__})
+
+
 def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch = MINI_RESNET,
                        name: str = "") -> dict[str, torch.Tensor]:
-    """The weights of `arch` after pre-training on `task`: from the cache, else trained now.
+    """The weights of `arch` after pre-training on `task`: from the cache, else trained now,
+    starting from the weights pre-trained on `task.starts_from` if it has one.
 
     Cached as `hubs/<hub>/<name>-<key>.pt` (`name` defaults to the task's name).
     """
     name = name or task.name
-    key = digest({"version": HUB_VERSION, **arch.key, "size": IMAGE_SIZE, "task": task.name,
-                  "pretraining": dataclasses.asdict(cfg), "torch": torch.__version__})
-    path = cache_dir() / "hubs" / hub / f"{name}-{key}.pt"
+    path = cache_dir() / "hubs" / hub / f"{name}-{weights_key(task, cfg, arch)}.pt"
     if path.exists():
         return load_torch(path)
     # built alike everywhere (one thread) and without disturbing the caller's random streams; processes
@@ -90,6 +96,8 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch 
         images, targets = source_data(task, cfg)
         torch.manual_seed(derive_seed("source-init", task.name, cfg.seed))
         backbone = arch.build()
+        if task.starts_from:
+            backbone.load_state_dict(pretrained_weights(task.starts_from, cfg, hub, arch))
         model = nn.Sequential(backbone, task.head(backbone.out_channels))
         seed = derive_seed("pretrain", task.name, cfg.seed)
 

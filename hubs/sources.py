@@ -22,6 +22,7 @@ class SourceTask(ABC):
     name: str
     paradigm: str
     description: str
+    starts_from: SourceTask | None = None  # whose pre-trained backbone this paradigm starts from (None: random)
 
     @abstractmethod
     def sample(self, canvas: Canvas) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +97,10 @@ class Rotation(ClassifySource):
 
 
 class Segmentation(SourceTask):
+    """Starts from the supervised backbone, as torchvision's DeepLabV3 starts from ImageNet weights."""
+
     name, paradigm = "segmentation", "DeepLab-like dense prediction"
+    starts_from = Supervised()
     description = "semantic segmentation of 6 object categories (DeepLab-like, dense)"
 
     def sample(self, canvas):
@@ -118,7 +122,10 @@ class Segmentation(SourceTask):
 
 
 class Detection(SourceTask):
+    """Starts from the supervised backbone, as torchvision's Mask R-CNN starts from ImageNet weights."""
+
     name, paradigm = "detection", "Mask R-CNN-like detection"
+    starts_from = Supervised()
     description = "detection: category and box of the salient object in clutter (Mask R-CNN-like)"
 
     def sample(self, canvas):
@@ -139,7 +146,10 @@ class Detection(SourceTask):
 
 
 class Keypoints(SourceTask):
+    """Starts from the supervised backbone, as torchvision's Keypoint R-CNN starts from ImageNet weights."""
+
     name, paradigm = "keypoints", "Keypoint R-CNN-like keypoints"
+    starts_from = Supervised()
     description = "5 face keypoints (eyes, nose, mouth corners) as spatial heatmaps (Keypoint R-CNN-like)"
     template = np.array([[-0.35, -0.25], [0.35, -0.25], [0.0, 0.12], [-0.3, 0.45], [0.3, 0.45]])
     grid = 16

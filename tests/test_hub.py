@@ -26,6 +26,16 @@ def test_source_task_heads_and_losses(task):
     assert torch.isfinite(task.loss(out, torch.from_numpy(np.stack(targets))))
 
 
+def test_detection_segmentation_and_keypoints_start_from_the_supervised_backbone(cache):
+    frozen = mini.Pretraining(images=16, iterations=2, batch_size=8, lr=0.0)  # lr 0: the init is what remains
+    hub = mini.mini_hub("lineage", frozen)
+    convs = {name: {k: v for k, v in hub.source(name).weights().items() if k.endswith("conv1.weight")}
+             for name in hub.names}
+    for child in ("detection", "segmentation", "keypoints"):
+        assert all(torch.equal(convs[child][k], w) for k, w in convs["supervised"].items()), child
+    assert not torch.equal(convs["selfsup"]["conv1.weight"], convs["supervised"]["conv1.weight"])  # its own init
+
+
 def test_tiny_hub_builds_deterministically_and_caches(tiny_hub, cache, monkeypatch):
     source = tiny_hub.sources[0]
     weights = source.weights()

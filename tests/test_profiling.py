@@ -5,7 +5,7 @@ import torch
 from helpers import make_task
 from torch import nn
 
-from benchmark.profiling import Settings, active_params, flops, profile
+from benchmark.profiling import MEMORY_MEASURE, LiveTensorBytes, Settings, active_params, flops, profile
 from methods.base import task_model
 from methods.hub_pathway import HubPathway, PathwayGenerator
 
@@ -52,6 +52,17 @@ def test_active_params_weigh_each_model_by_the_share_of_samples_routed_to_it(tin
     assert active_params(dense, x) == sum(p.numel() for p in dense.parameters())
 
 
+def test_cpu_memory_trace_counts_live_storages_once_and_releases_freed_ones():
+    mib = 2**20 // 4  # float32 elements in one MiB
+    with LiveTensorBytes() as trace:
+        x = torch.zeros(mib)
+        y = x + 1
+        del y
+        half = x[: mib // 2]  # a view: no storage of its own
+        z = torch.cat([x, half])  # y was freed: x and z live, 2.5 MiB
+    assert trace.peak == 2.5 * 2**20 and z.shape == (1.5 * mib,)
+
+
 @pytest.mark.parametrize("task_name", ["clutter", "faces"])
 def test_profile_measures_everything_and_leaves_the_model_unchanged(tiny_hub, task_name):
     task = make_task(task_name)
@@ -61,8 +72,10 @@ def test_profile_measures_everything_and_leaves_the_model_unchanged(tiny_hub, ta
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
     assert result["params"]["total"] == result["params"]["trainable"] == result["params"]["active"]
     assert result["flops"]["batch"] == 4 and result["flops"]["fvcore_gflops"] > 0
-    assert result["memory"]["device"] == "cpu" and "RSS" in result["memory"]["measure"]
-    assert result["memory"]["train_mb"] is not None and result["memory"]["train_mb"] >= 0
+    weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    memory = result["memory"]
+    assert memory["device"] == "cpu" and memory["measure"] == MEMORY_MEASURE["cpu"]
+    assert memory["train_mb"] > memory["infer_mb"] > weights_mb  # + gradients, momentum, saved activations
     speed = result["speed"]
     assert speed["infer_samples_s"] > 0 and speed["train_samples_s"] > 0
     assert (speed["batch"], speed["precision"], speed["repeats"]) == (4, "fp32", 2)

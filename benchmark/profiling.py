@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import statistics
 import time
 import warnings
@@ -116,6 +117,16 @@ def active_params(model: nn.Module, x: torch.Tensor) -> float:
     return total
 
 
+def sdpa_flop_jit(inputs, outputs) -> int:
+    """fvcore has no handle for `scaled_dot_product_attention`: count it as its two matmuls, q·kᵀ and
+    attention·v (multiply-adds; softmax and scaling are left out, as fvcore leaves out elementwise ops)."""
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    batch = math.prod(q[:-2])
+    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
 @torch.no_grad()
 def flops(model: nn.Module, x: torch.Tensor) -> dict:
     """GFLOPs per sample by fvcore (1 per multiply-add) and by FlopCounterMode (2 per multiply-add)."""
@@ -130,6 +141,7 @@ def flops(model: nn.Module, x: torch.Tensor) -> dict:
     with warnings.catch_warnings():  # tracing warns about data-dependent shapes: that is the point
         warnings.simplefilter("ignore")
         analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
         try:
             out["fvcore_gflops"] = analysis.total() / len(x) / 1e9
             out["fvcore_unsupported"] = dict(sorted(analysis.unsupported_ops().items()))

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import make_task
 from torch import nn
 
@@ -25,6 +26,24 @@ def test_fvcore_counts_a_multiply_add_once_flop_counter_twice():
     assert counted["fvcore_gflops"] * 1e9 == pytest.approx(macs)
     assert counted["flop_counter_gflops"] * 1e9 == pytest.approx(2 * macs)
     assert counted["fvcore_unsupported"] == {}
+
+
+class Attention(nn.Module):
+    def __init__(self, fused: bool):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, x):  # x: [B, heads, tokens, dim], attending to itself
+        if self.fused:
+            return F.scaled_dot_product_attention(x, x, x)
+        return torch.softmax(x @ x.transpose(-2, -1) / x.shape[-1] ** 0.5, -1) @ x
+
+
+def test_fvcore_counts_fused_attention_as_its_two_matmuls():
+    x = torch.randn(2, 3, 16, 8)
+    fused, explicit = flops(Attention(True), x), flops(Attention(False), x)
+    assert fused["fvcore_gflops"] == explicit["fvcore_gflops"] == 3 * 16 * 16 * (8 + 8) / 1e9
+    assert "aten::scaled_dot_product_attention" not in fused["fvcore_unsupported"]
 
 
 def test_hub_pathway_top1_counts_one_mth_of_the_dense_backbone_flops(tiny_hub):

@@ -78,6 +78,9 @@ class Supervised(ClassifySource):
         return canvas.finish(), np.int64(label)
 
 
+SUPERVISED = Supervised()
+
+
 class Rotation(ClassifySource):
     name, paradigm = "selfsup", "MoCo-like self-supervised"
     description = "self-supervised rotation prediction on upright scenes (MoCo-like, no labels)"
@@ -97,10 +100,8 @@ class Rotation(ClassifySource):
 
 
 class Segmentation(SourceTask):
-    """Starts from the supervised backbone, as torchvision's DeepLabV3 starts from ImageNet weights."""
-
     name, paradigm = "segmentation", "DeepLab-like dense prediction"
-    starts_from = Supervised()
+    starts_from = SUPERVISED  # as torchvision's DeepLabV3 starts from ImageNet weights
     description = "semantic segmentation of 6 object categories (DeepLab-like, dense)"
 
     def sample(self, canvas):
@@ -122,10 +123,8 @@ class Segmentation(SourceTask):
 
 
 class Detection(SourceTask):
-    """Starts from the supervised backbone, as torchvision's Mask R-CNN starts from ImageNet weights."""
-
     name, paradigm = "detection", "Mask R-CNN-like detection"
-    starts_from = Supervised()
+    starts_from = SUPERVISED  # as torchvision's Mask R-CNN
     description = "detection: category and box of the salient object in clutter (Mask R-CNN-like)"
 
     def sample(self, canvas):
@@ -146,10 +145,8 @@ class Detection(SourceTask):
 
 
 class Keypoints(SourceTask):
-    """Starts from the supervised backbone, as torchvision's Keypoint R-CNN starts from ImageNet weights."""
-
     name, paradigm = "keypoints", "Keypoint R-CNN-like keypoints"
-    starts_from = Supervised()
+    starts_from = SUPERVISED  # as torchvision's Keypoint R-CNN
     description = "5 face keypoints (eyes, nose, mouth corners) as spatial heatmaps (Keypoint R-CNN-like)"
     template = np.array([[-0.35, -0.25], [0.35, -0.25], [0.0, 0.12], [-0.3, 0.45], [0.3, 0.45]])
     grid = 16
@@ -182,4 +179,4 @@ class Keypoints(SourceTask):
         return F.cross_entropy(logits.flatten(2).transpose(1, 2).reshape(-1, self.grid**2), targets.reshape(-1))
 
 
-SOURCE_TASKS = (Supervised(), Rotation(), Segmentation(), Detection(), Keypoints())
+SOURCE_TASKS = (SUPERVISED, Rotation(), Segmentation(), Detection(), Keypoints())

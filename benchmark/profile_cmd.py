@@ -51,19 +51,20 @@ def add_arguments(parser) -> None:
                         help="method name or id, e.g. finetune[model=selfsup]; a bare name profiles its first "
                              "variant (finetune: the hub's first model; soup: the greedy recipe)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
-    parser.add_argument("--batch", type=int, default=2,
-                        help="samples per measured batch (default 2, quick on a CPU): FLOPs are per sample and do "
-                             "not depend on it; memory and speed do")
+    parser.add_argument("--batch", type=int,
+                        help="samples per measured batch (default: the task's training batch on CUDA, as runs measure, "
+                             "and 2 on the CPU, to be quick): memory and speed depend on it")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one-step build (default 0)")
     parser.add_argument("--out", type=Path, metavar="FILE",
                         help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
 
 
 def run(args, device: torch.device, runtime: Runtime) -> int:
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
+    batch = args.batch or (TASKS.get(args.task).protocol.batch_size if device.type == "cuda" else 2)
     hub = get_hub(args.hub)
-    task, stand_in = profile_task(args.task, args.batch)
+    task, stand_in = profile_task(args.task, batch)
     method = first_variant(args.method, hub)
     ok, reason = method.applicable(hub, task)
     if not ok:
@@ -78,9 +79,9 @@ def run(args, device: torch.device, runtime: Runtime) -> int:
     runtime.apply(device)
     model = build(method, hub, task, args.seed, device, runtime)
     build_s = time.perf_counter() - start
-    print(f"built in {build_s:.0f} s; profiling at batch {args.batch} ...", flush=True)
+    print(f"built in {build_s:.0f} s; profiling at batch {batch} ...", flush=True)
     start = time.perf_counter()
-    settings = Settings(runtime, batch=args.batch)
+    settings = Settings(runtime, batch=batch)
     complexity = profile(model, task, device, settings)
     result = {"schema": SCHEMA, "hub": hub.name, "task": task.name, "kind": task.kind,
               "method": {"id": method.id, "name": method.name, "params": method.params}, "seed": args.seed,

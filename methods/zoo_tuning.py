@@ -59,7 +59,10 @@ class AdaAggConv(nn.Module):
     W_e [out, in/groups, k, k] is source e's kernel (stacked into `weight` [m, ...]); A_e is its
     learnable out x out channel-alignment matrix (identity at start) acting on the output-channel
     axis, present only when `align` and k > 1. Per-sample kernels run as one grouped convolution
-    with groups = batch (the official trick); shared gates run one plain convolution.
+    with groups = batch (the official trick); shared gates run one plain convolution. The aligned
+    kernels A_e W_e are constant at inference, so without autograd they are computed once per change
+    of A or W: a deployed model's cost per sample is then the gated mix and the convolution, whatever
+    the batch (recomputing A_e W_e in every forward would add m·out²·in·k² multiply-adds per batch).
     """
 
     def __init__(self, convs: Sequence[nn.Conv2d], gate: Gate, align: bool = False):
@@ -76,11 +79,22 @@ class AdaAggConv(nn.Module):
         if align and max(c.kernel_size) > 1:
             self.align = nn.Parameter(torch.eye(c.out_channels).repeat(len(convs), 1, 1))
         self.gate = gate
+        self._aligned: tuple[tuple, torch.Tensor] | None = None  # (key of A and W's state, A_e W_e)
+
+    def aligned(self) -> torch.Tensor:
+        """The source kernels after alignment, A_e W_e [m, out, in/groups, k, k]."""
+        if self.align is None:
+            return self.weight
+        if torch.is_grad_enabled():
+            return torch.einsum("eop,epijk->eoijk", self.align, self.weight)
+        key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in (self.align, self.weight))
+        if self._aligned is None or self._aligned[0] != key:
+            self._aligned = key, torch.einsum("eop,epijk->eoijk", self.align, self.weight)
+        return self._aligned[1]
 
     def mix(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Kernels [n, out, in/groups, k, k] and biases [n, out] (or None) for gates g [n, m]."""
-        w = self.weight if self.align is None else torch.einsum("eop,epijk->eoijk", self.align, self.weight)
-        return torch.einsum("ne,eoijk->noijk", g, w), None if self.bias is None else g @ self.bias
+        return torch.einsum("ne,eoijk->noijk", g, self.aligned()), None if self.bias is None else g @ self.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate(x)

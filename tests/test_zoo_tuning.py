@@ -6,9 +6,11 @@ import torch.nn.functional as F
 from helpers import make_ctx, make_task
 from torch import nn
 
+from benchmark.profiling import flops
 from hubs.archs import MiniResNet
 from hubs.base import Hub, Source
 from methods import METHODS, parse_spec
+from methods.base import task_model
 from methods.zoo_tuning import AdaAggConv, Gate, ZooTuning, fold
 from methods.zoo_tuning_lite import ZooTuningL
 
@@ -72,6 +74,23 @@ def test_alignment_at_identity_is_a_no_op():
     x = torch.randn(3, 6, 8, 8)
     with torch.no_grad():
         assert torch.allclose(aligned(x), plain(x), atol=1e-6)
+
+
+def test_inference_reuses_the_aligned_kernels_until_they_change():
+    _, agg = layer(True)
+    x = torch.randn(3, 6, 8, 8)
+    with torch.no_grad():
+        first = agg.aligned()
+        assert agg.aligned() is first  # computed once for every inference batch
+        agg.align.mul_(2.0)  # an in-place update (optimiser step, load_state_dict) invalidates it
+        assert torch.allclose(agg.aligned(), 2 * first) and torch.allclose(agg(x), agg.cpu()(x))
+    assert agg.aligned().requires_grad  # training differentiates through A_e W_e every step
+
+
+def test_zoo_tuning_inference_flops_per_sample_do_not_depend_on_the_batch(tiny_hub):
+    model = task_model(ZooTuning().merge(tiny_hub), make_task("clutter")).eval()
+    small, large = (flops(model, torch.randn(n, 3, 32, 32))["fvcore_gflops"] for n in (2, 16))
+    assert small == pytest.approx(large, rel=1e-4)  # recomputed per batch: 4x at batch 2
 
 
 def test_alignment_only_where_asked_and_k_above_one(tiny_hub):

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
-import hubs
-import methods
-import tasks
-from benchmark import suites
+from hubbench.benchmark import suites
+from hubbench.benchmark.plugins import load_plugin, pick_device
+from hubbench.hubs.checkpoints import DownloadFailed, MissingWeights
+
+from hubbench import hubs, methods, tasks
 from hubbench.io import DATA_DIR_ENV
 from hubbench.registry import UnknownName
-from hubs.checkpoints import DownloadFailed, MissingWeights
 
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
           "$HUBBENCH_CACHE or ~/.cache/hubbench.")
@@ -27,30 +26,6 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
-
-
-def load_plugin(path: str) -> None:
-    """Import a Python file that registers hubs, tasks or methods."""
-    file = Path(path)
-    if not file.is_file() or file.suffix != ".py":
-        raise UsageError(f"plugin {path} is not a .py file")
-    spec = importlib.util.spec_from_file_location(f"hubbench_plugin_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        raise UsageError(f"cannot load plugin {path}: {type(e).__name__}: {e}") from None
-
-
-def pick_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def apply_weights_options(args) -> None:
@@ -104,7 +79,7 @@ def make_executor(args, suite: suites.Suite, device):
     """The parallel executor chosen by the options (None: inline, in this process)."""
     if args.executor == "inline":
         return None
-    from benchmark import executors
+    from hubbench.benchmark import executors
 
     plugins = args.plugins + args.plugin
     if args.executor == "local":
@@ -119,7 +94,7 @@ def make_executor(args, suite: suites.Suite, device):
 
 
 def dry_run(cells, executor, args) -> int:
-    from benchmark.executors import Submitit, pending
+    from hubbench.benchmark.executors import Submitit, pending
 
     todo = pending(cells, args.results, args.force, args.retry_failed)
     print(f"{len(todo)} of {len(cells)} cells would run" + (":" if todo else ""))
@@ -132,7 +107,7 @@ def dry_run(cells, executor, args) -> int:
 
 
 def cmd_run(args) -> int:
-    from benchmark.runner import expand, run_cells
+    from hubbench.benchmark.runner import expand, run_cells
 
     check_executor_options(args)
     apply_weights_options(args)
@@ -155,9 +130,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from benchmark.executors import job_states, submitit_folder
-    from benchmark.runner import expand
-    from benchmark.status import STATES, report
+    from hubbench.benchmark.executors import job_states, submitit_folder
+    from hubbench.benchmark.runner import expand
+    from hubbench.benchmark.status import STATES, report
+
     from hubbench.io import cache_dir
 
     suite = suites.Suite.load(args.suite)
@@ -195,7 +171,7 @@ def cmd_hub_build(args) -> int:
 
 
 def cmd_hub_download(args) -> int:
-    from hubs.zoo import download
+    from hubbench.hubs.zoo import download
 
     for path in download(args.name, args.dest):
         print(path)
@@ -203,13 +179,13 @@ def cmd_hub_download(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from leaderboard.generate import run
+    from hubbench.leaderboard.generate import run
 
     return run(args)
 
 
 def cmd_profile(args) -> int:
-    from benchmark.profile_cmd import run
+    from hubbench.benchmark.profile_cmd import run
 
     apply_weights_options(args)
     device = pick_device(args.device)
@@ -281,12 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", parents=[common], help="regenerate leaderboards from records",
                         description="Regenerate leaderboard/<suite>/README.md and results.csv from the records.")
-    from leaderboard.generate import add_arguments
+    from hubbench.leaderboard.generate import add_arguments
 
     add_arguments(lb)
     lb.set_defaults(func=cmd_leaderboard)
 
-    from benchmark import profile_cmd
+    from hubbench.benchmark import profile_cmd
 
     prof = sub.add_parser("profile", parents=[common, weights, runtime],
                           help="params, FLOPs, memory and speed of one method",

@@ -21,26 +21,18 @@ from typing import Any
 
 import submitit
 import torch
+from hubbench.benchmark.plugins import load_plugins, pick_device
+from hubbench.benchmark.records import read_record
+from hubbench.benchmark.runner import Cell, must_run, run_cell
+from hubbench.benchmark.suites import Suite, check_slurm
+from hubbench.hubs.base import get_hub
+from hubbench.methods.base import parse_spec
 from submitit.helpers import DelayedSubmission
 
-from benchmark.cli import load_plugin, pick_device
-from benchmark.records import read_record
-from benchmark.runner import Cell, must_run, run_cell
-from benchmark.suites import Suite, check_slurm
 from hubbench.io import read_json, write_json
 from hubbench.training import Runtime
-from hubs.base import get_hub
-from methods.base import parse_spec
 
 Outcome = tuple[Cell, str, dict, float]  # cell, status, record (or {"reason": ...}), seconds
-_LOADED: set[str] = set()  # plugin files this process has loaded
-
-
-def load_plugins(paths: Sequence[str]) -> None:
-    for path in paths:
-        if path not in _LOADED:
-            load_plugin(path)
-            _LOADED.add(path)
 
 
 @dataclass(frozen=True)

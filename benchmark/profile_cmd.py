@@ -25,17 +25,17 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from hubbench.benchmark.profiling import Settings, profile
+from hubbench.benchmark.records import environment
+from hubbench.hubs.base import Hub, get_hub
+from hubbench.methods.base import Method, parse_spec
+from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from torch import nn
 
-from benchmark.context import Context
-from benchmark.profiling import Settings, profile
-from benchmark.records import environment
+from hubbench.context import Context
 from hubbench.io import write_json
 from hubbench.seeding import derive_seed, generator, seed_everything
 from hubbench.training import Runtime
-from hubs.base import Hub, get_hub
-from methods.base import Method, parse_spec
-from tasks.base import TASKS, Protocol, Split, Task
 
 SCHEMA = "hubbench.profile/1"
 CACHE_ENV = "HUBBENCH_CACHE"

@@ -33,17 +33,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from hubbench.benchmark.records import cpu_name
+from hubbench.tasks.base import Task
+from hubbench.tasks.crops import first_view
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.records import cpu_name
 from hubbench.seeding import generator
 from hubbench.training import Runtime, batch_indices
-from tasks.base import Task
-from tasks.crops import first_view
 
 
 @dataclass(frozen=True)

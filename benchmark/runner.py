@@ -11,20 +11,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from hubbench.benchmark.profiling import Settings, profile
+from hubbench.benchmark.records import SCHEMA, environment, read_record, write_record
+from hubbench.benchmark.suites import Suite
+from hubbench.hubs.base import get_hub
+from hubbench.methods.base import Method, parse_spec
+from hubbench.tasks.base import TASKS, Task
 from tqdm.auto import tqdm
 
-from benchmark.context import Context
-from benchmark.profiling import Settings, profile
-from benchmark.records import SCHEMA, environment, read_record, write_record
-from benchmark.suites import Suite
+from hubbench.context import Context
 from hubbench.io import cache_dir
 from hubbench.locks import locked
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed, seed_everything
 from hubbench.training import Runtime
-from hubs.base import get_hub
-from methods.base import Method, parse_spec
-from tasks.base import TASKS, Task
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from benchmark.context import checkpoint_stem
-from benchmark.records import read_record
-from benchmark.runner import Cell
+from hubbench.benchmark.records import read_record
+from hubbench.benchmark.runner import Cell
+
+from hubbench.context import checkpoint_stem
 from hubbench.locks import is_locked
 
 STATES = ("done", "failed", "n/a", "running", "interrupted", "missing")

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubbench.hubs.base import HUBS
+from hubbench.methods.base import parse_spec
+from hubbench.tasks.base import TASKS
+
 from hubbench.registry import UnknownName, check_name
-from hubs.base import HUBS
-from methods.base import parse_spec
-from tasks.base import TASKS
 
 if sys.version_info >= (3, 11):
     import tomllib

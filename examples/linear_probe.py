@@ -1,6 +1,6 @@
 """A method defined outside hubbench: train only a new head on a frozen hub model."""
 
-from methods import Method, register, task_model
+from hubbench.methods import Method, register, task_model
 
 
 @register

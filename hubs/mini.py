@@ -15,6 +15,9 @@ from functools import partial
 
 import numpy as np
 import torch
+from hubbench.hubs.archs import MiniResNet
+from hubbench.hubs.base import HUBS, Hub, Source
+from hubbench.hubs.sources import SOURCE_TASKS, SourceTask
 from torch import nn
 
 from hubbench.images import to_input
@@ -23,9 +26,6 @@ from hubbench.locks import locked
 from hubbench.seeding import derive_seed, digest, preserved_rng, threads
 from hubbench.synthetic import Canvas
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
-from hubs.archs import MiniResNet
-from hubs.base import HUBS, Hub, Source
-from hubs.sources import SOURCE_TASKS, SourceTask
 
 HUB_VERSION = 4  # bump whenever the source tasks or the pre-training code change
 IMAGE_SIZE = 32

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from hubs.archs import MOBILENET_BLOCKS, MiniConvNeXt, MiniMobileNet, MiniSwin
-from hubs.base import HUBS, Hub
-from hubs.mini import HUB_VERSION, IMAGE_SIZE, MINI_RESNET, Arch, Pretraining, pretrained_source
-from hubs.sources import Detection, Supervised
+from hubbench.hubs.archs import MOBILENET_BLOCKS, MiniConvNeXt, MiniMobileNet, MiniSwin
+from hubbench.hubs.base import HUBS, Hub
+from hubbench.hubs.mini import HUB_VERSION, IMAGE_SIZE, MINI_RESNET, Arch, Pretraining, pretrained_source
+from hubbench.hubs.sources import Detection, Supervised
 
 MOBILENET = Arch.of("mobilenet", MiniMobileNet, 1, blocks=MOBILENET_BLOCKS, out_channels=128)
 CONVNEXT = Arch.of("convnext", MiniConvNeXt, 1, dims=(64, 128), depths=(1, 2))

@@ -25,13 +25,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from hubbench.hubs import checkpoints
+from hubbench.hubs.base import HUBS, Hub, Source
+from hubbench.hubs.checkpoints import Checkpoint
 from torch import nn
 
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed
-from hubs import checkpoints
-from hubs.base import HUBS, Hub, Source
-from hubs.checkpoints import Checkpoint
 
 RANDOM_WEIGHTS_ENV = "HUBBENCH_RANDOM_WEIGHTS"
 MOCO_URL = "https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v1_200ep/moco_v1_200ep_pretrain.pth.tar"

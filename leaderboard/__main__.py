@@ -1,5 +1,5 @@
 import sys
 
-from leaderboard.generate import main
+from hubbench.leaderboard.generate import main
 
 sys.exit(main())

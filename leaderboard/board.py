@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from leaderboard.records import metric, value
+from hubbench.leaderboard.records import metric, value
 
 
 @dataclass

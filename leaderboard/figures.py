@@ -14,14 +14,13 @@ from contextlib import contextmanager
 
 import matplotlib
 import numpy as np
+from hubbench.leaderboard.board import Board
+from hubbench.leaderboard.document import Figure
+from hubbench.leaderboard.records import field
+from hubbench.leaderboard.stats import pareto
 from matplotlib import style
 from matplotlib.figure import Figure as MplFigure
 from PIL import Image
-
-from leaderboard.board import Board
-from leaderboard.document import Figure
-from leaderboard.records import field
-from leaderboard.stats import pareto
 
 RC = {"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7, "figure.dpi": 100}
 MARKS = {"target": {"c": "lime", "marker": "o", "s": 6}, "predicted": {"c": "red", "marker": "x", "s": 8}}

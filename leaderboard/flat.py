@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from leaderboard.records import field, params
+from hubbench.leaderboard.records import field, params
 
 # column -> path into the record
 PATHS: dict[str, tuple[str, ...]] = {

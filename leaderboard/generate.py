@@ -12,14 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from hubbench.leaderboard.document import Figure
+from hubbench.leaderboard.flat import results_csv
+from hubbench.leaderboard.html import page as html_page
+from hubbench.leaderboard.markdown import markdown
+from hubbench.leaderboard.page import page
+from hubbench.leaderboard.records import LeaderboardError, load_records
+
 from hubbench.io import atomic_write
 from hubbench.registry import check_name
-from leaderboard.document import Figure
-from leaderboard.flat import results_csv
-from leaderboard.html import page as html_page
-from leaderboard.markdown import markdown
-from leaderboard.page import page
-from leaderboard.records import LeaderboardError, load_records
 
 
 def write_if_changed(path: Path, data: bytes) -> None:

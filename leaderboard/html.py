@@ -7,7 +7,7 @@ import html
 import re
 from collections import Counter
 
-from leaderboard.document import Block, Figure, Heading, Table, Text
+from hubbench.leaderboard.document import Block, Figure, Heading, Table, Text
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; color: #222; }

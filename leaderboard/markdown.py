@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leaderboard.document import Block, Figure, Heading, Table, Text
+from hubbench.leaderboard.document import Block, Figure, Heading, Table, Text
 
 
 def markdown(blocks: list[Block]) -> str:

@@ -4,10 +4,10 @@ and environments."""
 
 from __future__ import annotations
 
-from leaderboard import figures, reported, tables
-from leaderboard.board import Board, boards
-from leaderboard.document import MISSING, Block, Heading, Table, Text
-from leaderboard.records import field
+from hubbench.leaderboard import figures, reported, tables
+from hubbench.leaderboard.board import Board, boards
+from hubbench.leaderboard.document import MISSING, Block, Heading, Table, Text
+from hubbench.leaderboard.records import field
 
 
 def section(board: Board, notes: list[str]) -> list[Block]:

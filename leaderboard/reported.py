@@ -7,8 +7,8 @@ import csv
 import functools
 from pathlib import Path
 
-from leaderboard.board import Board
-from leaderboard.document import MISSING, Block, Table, Text
+from hubbench.leaderboard.board import Board
+from hubbench.leaderboard.document import MISSING, Block, Table, Text
 
 DIR = Path(__file__).with_name("reported")
 

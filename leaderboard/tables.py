@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from leaderboard.board import Board
-from leaderboard.document import MISSING, Block, Table, Text
-from leaderboard.records import field, params
-from leaderboard.stats import mean_std, paired
+from hubbench.leaderboard.board import Board
+from hubbench.leaderboard.document import MISSING, Block, Table, Text
+from hubbench.leaderboard.records import field, params
+from hubbench.leaderboard.stats import mean_std, paired
 
 
 def num(v: float | None) -> str:

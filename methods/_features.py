@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import FinetunedSource
-
-if TYPE_CHECKING:
-    from benchmark.context import Context
+from hubbench.context import Context, FinetunedSource
 
 
 class Frozen(nn.Module):

@@ -12,16 +12,14 @@ import re
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from hubbench.hubs.base import Hub
+from hubbench.tasks.base import Task
 from torch import nn
 
-from hubbench.registry import Registry, check_name
-from hubs.base import Hub
-from tasks.base import Task
-
-if TYPE_CHECKING:  # the runner's context; methods only call what it offers
-    from benchmark.context import Context
+from hubbench.context import Context, FinetunedSource
+from hubbench.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
 
@@ -99,36 +97,3 @@ def convert(raw: str, kind: Any, what: str) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise ValueError(f"invalid value {raw!r} for {what} (expected {getattr(kind, '__name__', kind)})") from None
-
-
-class TaskModel(nn.Module):
-    """A backbone followed by a task head: the model every fine-tuning method trains."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, x):
-        return self.head(self.backbone(x))
-
-
-def task_model(backbone: nn.Module, task: Task) -> TaskModel:
-    return TaskModel(backbone, task.head(backbone.out_channels))
-
-
-@dataclass(frozen=True)
-class FinetunedSource:
-    """Source `source` fine-tuned on the task with the task's protocol: the artifact that
-    Fine-tune, Ensemble-I and every "+Finetuned" method share, trained once per seed."""
-
-    source: str
-
-    @property
-    def id(self) -> str:
-        return f"finetuned-{check_name('source', self.source)}"
-
-    def build(self, ctx: Context, pretrained: bool) -> TaskModel:
-        return task_model(ctx.hub.source(self.source).backbone(pretrained), ctx.task)
-
-    def train(self, ctx: Context, model: TaskModel) -> None:
-        ctx.train(model)

@@ -6,10 +6,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from hubbench.methods._features import Teachers, finetuned_needs, resize_to, source_backbones
+from hubbench.methods.base import Method, register
 from torch import nn
-
-from methods._features import Teachers, finetuned_needs, resize_to, source_backbones
-from methods.base import Method, register
 
 
 class MultiHeadStudent(nn.Module):

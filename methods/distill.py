@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from hubbench.methods._features import Teachers, finetuned_models, finetuned_needs
+from hubbench.methods.base import Method, register
+from hubbench.methods.ensemble_i import Ensemble
+
+from hubbench.context import task_model
 from hubbench.registry import UnknownName
-from methods._features import Teachers, finetuned_models, finetuned_needs
-from methods.base import Method, register, task_model
-from methods.ensemble_i import Ensemble
 
 
 @register

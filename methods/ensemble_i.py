@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from hubbench.methods.base import Method, register
 from torch import nn
 
-from methods.base import FinetunedSource, Method, register
+from hubbench.context import FinetunedSource
 
 
 class Ensemble(nn.Module):

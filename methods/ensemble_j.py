@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from methods.base import Method, register, task_model
-from methods.ensemble_i import Ensemble
+from hubbench.methods.base import Method, register
+from hubbench.methods.ensemble_i import Ensemble
+
+from hubbench.context import task_model
 
 
 @register

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from methods._features import ConcatFeatures, Frozen, finetuned_needs, source_backbones
-from methods.base import Method, TaskModel, register
+from hubbench.methods._features import ConcatFeatures, Frozen, finetuned_needs, source_backbones
+from hubbench.methods.base import Method, register
+
+from hubbench.context import TaskModel
 
 
 @register

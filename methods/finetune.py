@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from hubbench.methods.base import Method, register
+
+from hubbench.context import FinetunedSource
 from hubbench.registry import UnknownName
-from methods.base import FinetunedSource, Method, register
 
 
 @register

@@ -29,10 +29,11 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from hubbench.methods.base import Method, register
+from hubbench.tasks.crops import first_view
 from torch import nn
 
-from methods.base import Method, register, task_model
-from tasks.crops import first_view
+from hubbench.context import task_model
 
 
 class Gate(NamedTuple):

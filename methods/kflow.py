@@ -8,10 +8,11 @@ import math
 import re
 
 import torch
+from hubbench.methods._features import Frozen, resize_to
+from hubbench.methods.base import Method, register
 from torch import nn
 
-from methods._features import Frozen, resize_to
-from methods.base import Method, TaskModel, register, task_model
+from hubbench.context import TaskModel, task_model
 
 STAGE_RE = re.compile(r"layer(\d+)")
 

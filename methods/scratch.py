@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from methods.base import Method, register, task_model
+from hubbench.methods.base import Method, register
+
+from hubbench.context import task_model
 
 
 @register

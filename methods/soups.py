@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 
 import torch
+from hubbench.methods._features import finetuned_models, finetuned_needs
+from hubbench.methods.base import Method, register
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from hubbench.seeding import derive_seed, generator
 from hubbench.training import batch_indices
-from methods._features import finetuned_models, finetuned_needs
-from methods.base import Method, register
 
 RECIPES = ("greedy", "uniform")
 

@@ -14,9 +14,10 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from hubbench.methods.base import Method, register
 from torch import nn
 
-from methods.base import Method, TaskModel, register, task_model
+from hubbench.context import TaskModel, task_model
 
 
 class Gate(nn.Module):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from hubbench.methods.base import register
+from hubbench.methods.zoo_tuning import Gate, ZooTuning, fold
 from torch import nn
-
-from methods.base import register
-from methods.zoo_tuning import Gate, ZooTuning, fold
 
 
 @register

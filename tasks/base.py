@@ -10,12 +10,12 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from hubbench.tasks.crops import VIEWS
 from torch import nn
 
 from hubbench.images import to_input
 from hubbench.registry import Registry
 from hubbench.training import Schedule
-from tasks.crops import VIEWS
 
 TASKS: Registry[type[Task]] = Registry("task")
 _SPLITS: dict[type, dict[str, Split]] = {}

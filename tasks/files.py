@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hubbench.tasks.base import ClassificationTask
+from hubbench.tasks.crops import centre_box, random_boxes, views
+from hubbench.tasks.datasets import DatasetError
 from PIL import Image
 
 from hubbench.images import to_input
-from tasks.base import ClassificationTask
-from tasks.crops import centre_box, random_boxes, views
-from tasks.datasets import DatasetError
 
 Box = tuple[int, int, int, int]
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from hubbench.tasks import datasets
+from hubbench.tasks.base import Protocol, register
+from hubbench.tasks.datasets import DatasetError, Item, Listing
+from hubbench.tasks.files import FileSplit, FileTask
 
 from hubbench.io import data_dir
 from hubbench.seeding import derive_seed
-from tasks import datasets
-from tasks.base import Protocol, register
-from tasks.datasets import DatasetError, Item, Listing
-from tasks.files import FileSplit, FileTask
 
 PAPER_PROTOCOL = Protocol(
     image_size=224, resize=256, random_resized_crop=True, flip=True, test_views=10,

@@ -38,12 +38,8 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-
-from hubbench.io import cache_dir, data_dir, load_torch, save_torch
-from hubbench.locks import locked
-from hubbench.seeding import derive_seed, digest
-from tasks.base import Protocol, Split, register
-from tasks.landmark_data import (
+from hubbench.tasks.base import Protocol, Split, register
+from hubbench.tasks.landmark_data import (
     COFW_FILES,
     COFW_LAYOUT,
     W300_LAYOUT,
@@ -59,7 +55,11 @@ from tasks.landmark_data import (
     load_wflw,
     require,
 )
-from tasks.landmarks import LandmarkTask, decode, normalised_errors, summarise, unpack
+from hubbench.tasks.landmarks import LandmarkTask, decode, normalised_errors, summarise, unpack
+
+from hubbench.io import cache_dir, data_dir, load_torch, save_torch
+from hubbench.locks import locked
+from hubbench.seeding import derive_seed, digest
 
 CACHE_VERSION = 1  # bump when the cropping or the cached format changes
 DATA_HINT = "(the data dir is --data-dir or $HUBBENCH_DATA_DIR)"

@@ -28,8 +28,8 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_hub(cache):
-    from benchmark.cli import load_plugin
-    from hubs import get_hub
+    from hubbench.benchmark.cli import load_plugin
+    from hubbench.hubs import get_hub
 
     load_plugin(str(PLUGIN))
     return get_hub("tiny")

@@ -1,10 +1,10 @@
 """Shared test helpers: a context on the tiny hub with a tiny protocol."""
 
 import torch
+from hubbench.tasks import TASKS
 
-from benchmark.context import Context
+from hubbench.context import Context
 from hubbench.io import cache_dir
-from tasks import TASKS
 
 
 def make_task(name="digits", **protocol):

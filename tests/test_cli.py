@@ -2,11 +2,10 @@ import json
 
 import pytest
 from conftest import PLUGIN, hubbench, write_suite
-
-from benchmark.cli import main
+from hubbench.benchmark.cli import main
 
 FAILING_PLUGIN = '''
-from methods import Method, register
+from hubbench.methods import Method, register
 
 @register
 class Broken(Method):

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hubbench.tasks import datasets
+from hubbench.tasks.datasets import DatasetError
 from PIL import Image
 from scipy.io import savemat
-
-from tasks import datasets
-from tasks.datasets import DatasetError
 
 _buf = io.BytesIO()
 Image.new("RGB", (4, 4), (200, 30, 60)).save(_buf, format="JPEG")

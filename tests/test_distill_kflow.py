@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from hubbench.methods import METHODS, TaskModel, task_model
+from hubbench.methods.kflow import MixedStage
 from torch import nn
 from transfer_helpers import forward_calls, same_state, small_ctx, state
-
-from methods import METHODS, TaskModel, task_model
-from methods.kflow import MixedStage
 
 
 def test_distill_with_zero_weight_is_finetuning_the_student(tiny_hub):

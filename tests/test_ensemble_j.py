@@ -2,9 +2,8 @@
 
 import torch
 from helpers import make_ctx
-
-from methods import METHODS
-from methods.ensemble_i import Ensemble
+from hubbench.methods import METHODS
+from hubbench.methods.ensemble_i import Ensemble
 
 
 def test_gradients_reach_every_member_from_the_joint_loss(tiny_hub):

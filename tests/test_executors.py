@@ -14,22 +14,23 @@ from pathlib import Path
 
 import pytest
 from conftest import PLUGIN, ROOT, hubbench, write_suite
+from hubbench.benchmark.cli import main
+from hubbench.benchmark.executors import Submitit, pending, slurm_resources, submitit_folder
+from hubbench.benchmark.plugins import load_plugins
+from hubbench.benchmark.runner import expand, run_cells
+from hubbench.benchmark.status import report
+from hubbench.benchmark.suites import Suite
 
-from benchmark.cli import main
-from benchmark.context import checkpoint_stem
-from benchmark.executors import Submitit, load_plugins, pending, slurm_resources, submitit_folder
-from benchmark.runner import expand, run_cells
-from benchmark.status import report
-from benchmark.suites import Suite
+from hubbench.context import checkpoint_stem
 from hubbench.io import write_json
 from hubbench.locks import locked
 
 PAIR_PLUGIN = '''"""A hub of the mini hub's first two sources (seconds of pre-training): ensemble_i shares both."""
 import dataclasses
 
-from hubs.base import HUBS, Hub
-from hubs.mini import MINI_RESNET, Pretraining, pretrained_source
-from hubs.sources import SOURCE_TASKS
+from hubbench.hubs.base import HUBS, Hub
+from hubbench.hubs.mini import MINI_RESNET, Pretraining, pretrained_source
+from hubbench.hubs.sources import SOURCE_TASKS
 
 CFG = Pretraining(images=64, iterations=4, batch_size=16)
 if "pair" not in HUBS:

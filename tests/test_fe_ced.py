@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from hubbench.methods import METHODS, FinetunedSource
+from hubbench.methods._features import ConcatFeatures, Frozen
 from torch import nn
 from transfer_helpers import forward_calls, same_state, small_ctx, state
-
-from methods import METHODS, FinetunedSource
-from methods._features import ConcatFeatures, Frozen
 
 
 def test_concat_features_resizes_to_the_first_map_and_frozen_ignores_train_mode():

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 import torch
+from hubbench.hubs import mini
+from hubbench.hubs.sources import SOURCE_TASKS
 
 from hubbench.synthetic import Canvas
-from hubs import mini
-from hubs.sources import SOURCE_TASKS
 
 
 def test_mini_hub_covers_the_papers_paradigms():
-    from hubs import get_hub
+    from hubbench.hubs import get_hub
 
     hub = get_hub("mini")
     assert len(hub.sources) >= 5 and hub.homogeneous

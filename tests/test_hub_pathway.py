@@ -5,11 +5,10 @@ import math
 import pytest
 import torch
 from helpers import make_ctx, make_task
+from hubbench.hubs import get_hub
+from hubbench.methods import METHODS, task_model
+from hubbench.methods.hub_pathway import HubPathway, PathwayGenerator, negative_entropy, pathway_losses
 from torch import nn
-
-from hubs import get_hub
-from methods import METHODS, task_model
-from methods.hub_pathway import HubPathway, PathwayGenerator, negative_entropy, pathway_losses
 
 
 def pathway(hub, task, k, seed=0):

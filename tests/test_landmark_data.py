@@ -7,9 +7,7 @@ exactly, so the colour of a crop's pixel says which original pixel it came from.
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from tasks.landmark_data import (
+from hubbench.tasks.landmark_data import (
     Crop,
     Face,
     LandmarkDataError,
@@ -20,7 +18,8 @@ from tasks.landmark_data import (
     load_cofw,
     load_wflw,
 )
-from tasks.landmarks import normalised_errors, unpack
+from hubbench.tasks.landmarks import normalised_errors, unpack
+from PIL import Image
 
 H, W = 50, 60
 

@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from hubbench.leaderboard import reported
+from hubbench.leaderboard.generate import generate, main
+from hubbench.leaderboard.stats import paired, pareto
 from PIL import Image
-
-from leaderboard import reported
-from leaderboard.generate import generate, main
-from leaderboard.stats import paired, pareto
 
 
 def record(task, method, seed, value, *, status="ok", higher=True, metric="top1", reason=None, hub="h", kind="k"):

@@ -4,10 +4,9 @@ and a second run that changes nothing."""
 import re
 
 import pytest
+from hubbench.leaderboard.generate import generate
 from PIL import Image
 from test_leaderboard import full, record, write
-
-from leaderboard.generate import generate
 
 METHODS = ["finetune[model=a]", "finetune[model=b]", "zoo_tuning", "hub_pathway", "scratch"]
 

@@ -3,10 +3,9 @@
 import pytest
 import torch
 from helpers import make_ctx
+from hubbench.methods import METHODS, FinetunedSource, parse_spec
+from hubbench.methods.ensemble_i import Ensemble
 from transfer_helpers import same_state
-
-from methods import METHODS, FinetunedSource, parse_spec
-from methods.ensemble_i import Ensemble
 
 
 def test_spec_parsing_is_typed_and_validated():

@@ -6,11 +6,10 @@ import math
 import pytest
 import torch
 from helpers import make_ctx, make_task, one_task_per_kind
-
-from benchmark.records import SCHEMA, read_record
-from benchmark.runner import Cell, run_cell
-from benchmark.suites import Suite
-from methods import METHODS, task_model
+from hubbench.benchmark.records import SCHEMA, read_record
+from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.suites import Suite
+from hubbench.methods import METHODS, task_model
 
 SMALL = {"iterations": 4, "eval_every": 2, "checkpoint_every": 2}
 

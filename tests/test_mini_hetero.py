@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-
-from hubs import get_hub
-from hubs.archs import MiniConvNeXt, MiniMobileNet, MiniSwin, SwinBlock
+from hubbench.hubs import get_hub
+from hubbench.hubs.archs import MiniConvNeXt, MiniMobileNet, MiniSwin, SwinBlock
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,19 @@ import os
 import pytest
 import torch
 from conftest import hubbench
+from hubbench.benchmark.cli import main
+from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.suites import Suite
+from hubbench.methods import METHODS
+from hubbench.tasks import TASKS
+from hubbench.tasks.base import _SPLITS
+from hubbench.tasks.crops import random_boxes
+from hubbench.tasks.datasets import DatasetError, read_cifar100
+from hubbench.tasks.paper_cls import PAPER_PROTOCOL
 from test_datasets import cifar, jpegs, text
 
-from benchmark.cli import main
-from benchmark.runner import Cell, run_cell
-from benchmark.suites import Suite
 from hubbench.images import to_input
 from hubbench.training import predict
-from methods import METHODS
-from tasks import TASKS
-from tasks.base import _SPLITS
-from tasks.crops import random_boxes
-from tasks.datasets import DatasetError, read_cifar100
-from tasks.paper_cls import PAPER_PROTOCOL
 
 PAPER_TASKS = ["cifar100", "coco70", "aircraft", "cars", "indoor67", "dmlab", "eurosat"]
 SMALL = {"image_size": 32, "resize": 40, "eval_batch_size": 64}  # ten views of 32 px from 40 px squashes

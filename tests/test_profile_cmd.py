@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import hubbench
-
-from benchmark.cli import main
-from benchmark.profile_cmd import first_variant, profile_task
-from tasks.crops import first_view
-from tasks.landmarks import unpack
+from hubbench.benchmark.cli import main
+from hubbench.benchmark.profile_cmd import first_variant, profile_task
+from hubbench.tasks.crops import first_view
+from hubbench.tasks.landmarks import unpack
 
 
 def files_under(path):

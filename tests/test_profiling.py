@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import make_task
+from hubbench.benchmark.profiling import MEMORY_MEASURE, LiveTensorBytes, Settings, active_params, flops, profile
+from hubbench.methods.hub_pathway import HubPathway, PathwayGenerator
 from torch import nn
 
-from benchmark.profiling import MEMORY_MEASURE, LiveTensorBytes, Settings, active_params, flops, profile
-from methods.base import task_model
-from methods.hub_pathway import HubPathway, PathwayGenerator
+from hubbench.context import task_model
 
 
 def pathway(hub, task, k):

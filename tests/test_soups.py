@@ -4,9 +4,8 @@ import dataclasses
 
 import pytest
 import torch
+from hubbench.methods import METHODS, FinetunedSource, parse_spec
 from transfer_helpers import same_state, small_ctx
-
-from methods import METHODS, FinetunedSource, parse_spec
 
 Soup = METHODS.get("soup")
 

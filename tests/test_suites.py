@@ -1,8 +1,7 @@
 import pytest
 from conftest import write_suite
-
-from benchmark.runner import expand
-from benchmark.suites import Suite, SuiteError, suite_names
+from hubbench.benchmark.runner import expand
+from hubbench.benchmark.suites import Suite, SuiteError, suite_names
 
 
 @pytest.mark.parametrize("name", suite_names())
@@ -17,10 +16,10 @@ def test_mini_suite_has_three_seeds():
 
 @pytest.mark.parametrize("name", ["smoke", "mini"])
 def test_default_suites_run_every_builtin_method_on_both_mini_hubs_and_faces(name):
-    from methods import METHODS
+    from hubbench.methods import METHODS
 
     suite = Suite.load(name)
-    builtin = {n for n in METHODS.names() if METHODS.get(n).__module__.startswith("methods.")}
+    builtin = {n for n in METHODS.names() if METHODS.get(n).__module__.startswith("hubbench.methods.")}
     assert set(suite.methods) == builtin
     assert set(suite.hubs) == {"mini", "mini-hetero"} and "faces" in suite.tasks
 

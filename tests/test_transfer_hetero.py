@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from hubbench.hubs import HUBS, get_hub
+from hubbench.methods import METHODS
 from transfer_helpers import small_ctx
-
-from hubs import HUBS, get_hub
-from methods import METHODS
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import make_ctx, make_task
+from hubbench.benchmark.profiling import flops
+from hubbench.hubs.archs import MiniResNet
+from hubbench.hubs.base import Hub, Source
+from hubbench.methods import METHODS, parse_spec
+from hubbench.methods.zoo_tuning import AdaAggConv, Gate, ZooTuning, fold
+from hubbench.methods.zoo_tuning_lite import ZooTuningL
 from torch import nn
 
-from benchmark.profiling import flops
-from hubs.archs import MiniResNet
-from hubs.base import Hub, Source
-from methods import METHODS, parse_spec
-from methods.base import task_model
-from methods.zoo_tuning import AdaAggConv, Gate, ZooTuning, fold
-from methods.zoo_tuning_lite import ZooTuningL
+from hubbench.context import task_model
 
 M = 3
 
@@ -104,7 +104,7 @@ def test_alignment_only_where_asked_and_k_above_one(tiny_hub):
 
 
 def test_auto_alignment_is_the_papers_choice_on_resnet50():
-    from hubs.zoo import RESNET50
+    from hubbench.hubs.zoo import RESNET50
 
     assert ZooTuning().align_prefixes(RESNET50()) == ("conv1", "layer3", "layer4")
 

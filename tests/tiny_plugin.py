@@ -1,8 +1,8 @@
 """Loaded like a user's `--plugin`: the mini hubs' code with seconds of pre-training."""
 
-from hubs.base import HUBS
-from hubs.mini import Pretraining, mini_hub
-from hubs.mini_hetero import mini_hetero_hub
+from hubbench.hubs.base import HUBS
+from hubbench.hubs.mini import Pretraining, mini_hub
+from hubbench.hubs.mini_hetero import mini_hetero_hub
 
 TINY = Pretraining(images=64, iterations=4, batch_size=16)
 

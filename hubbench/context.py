@@ -1,22 +1,58 @@
-"""What a method's `fit` is given: the hub, the task, the shared training loop and the artifacts."""
+"""What a method's `fit` is given and builds on: the context (hub, task, the shared training loop, the
+artifacts cache), the task model (a backbone and a task head) and the fine-tuned source artifact."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import locked
+from hubbench.registry import check_name
 from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
+from hubbench.tasks.base import Task
 from hubbench.training import Checkpoint, Runtime, batch_indices, predict, train
-from hubs.base import Hub
-from methods.base import FinetunedSource
-from tasks.base import Task
+
+
+class TaskModel(nn.Module):
+    """A backbone followed by a task head: the model every fine-tuning method trains."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def task_model(backbone: nn.Module, task: Task) -> TaskModel:
+    return TaskModel(backbone, task.head(backbone.out_channels))
+
+
+@dataclass(frozen=True)
+class FinetunedSource:
+    """Source `source` fine-tuned on the task with the task's protocol: the artifact that
+    Fine-tune, Ensemble-I and every "+Finetuned" method share, trained once per seed."""
+
+    source: str
+
+    @property
+    def id(self) -> str:
+        return f"finetuned-{check_name('source', self.source)}"
+
+    def build(self, ctx: Context, pretrained: bool) -> TaskModel:
+        return task_model(ctx.hub.source(self.source).backbone(pretrained), ctx.task)
+
+    def train(self, ctx: Context, model: TaskModel) -> None:
+        ctx.train(model)
+
 
 Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 

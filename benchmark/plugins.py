@@ -1,0 +1,47 @@
+"""Plugin files and devices, as every process that runs cells (the CLI, workers, cluster jobs) loads them."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+_LOADED: set[str] = set()  # plugin files this process has loaded
+
+
+class PluginError(ValueError):
+    """A plugin file that is missing or fails to import: bad input, reported in one line."""
+
+
+def load_plugin(path: str) -> None:
+    """Import a Python file that registers hubs, tasks or methods."""
+    file = Path(path)
+    if not file.is_file() or file.suffix != ".py":
+        raise PluginError(f"plugin {path} is not a .py file")
+    spec = importlib.util.spec_from_file_location(f"hubbench_plugin_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise PluginError(f"cannot load plugin {path}: {type(e).__name__}: {e}") from None
+
+
+def load_plugins(paths: Sequence[str]) -> None:
+    """Load each plugin file once per process."""
+    for path in paths:
+        if path not in _LOADED:
+            load_plugin(path)
+            _LOADED.add(path)
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` is CUDA when present, else the CPU; asking for an absent CUDA is bad input."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return torch.device(name)

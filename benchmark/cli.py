@@ -13,6 +13,7 @@ from hubbench.hubs.checkpoints import DownloadFailed, MissingWeights
 
 from hubbench import hubs, methods, tasks
 from hubbench.io import DATA_DIR_ENV
+from hubbench.record import RecordError
 from hubbench.registry import UnknownName
 
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
@@ -107,7 +108,7 @@ def dry_run(cells, executor, args) -> int:
 
 
 def cmd_run(args) -> int:
-    from hubbench.benchmark.runner import expand, run_cells
+    from hubbench.benchmark.runner import check_records, expand, run_cells
 
     check_executor_options(args)
     apply_weights_options(args)
@@ -115,6 +116,10 @@ def cmd_run(args) -> int:
     suite = suites.Suite.load(args.suite)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    try:
+        check_records(cells, args.results)
+    except RecordError as e:
+        raise UsageError(f"{e}; move it away to run its cell again") from None
     check_data(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
     executor = make_executor(args, suite, device)
@@ -292,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         for plugin in args.plugins + args.plugin:
             load_plugin(plugin)
         return args.func(args)
-    except (UsageError, UnknownName, suites.SuiteError, ValueError, MissingWeights, DownloadFailed) as e:
+    except (UsageError, UnknownName, suites.SuiteError, ValueError, MissingWeights, DownloadFailed,
+            RecordError) as e:
         print(f"hubbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

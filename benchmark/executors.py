@@ -22,17 +22,17 @@ from typing import Any
 import submitit
 import torch
 from hubbench.benchmark.plugins import load_plugins, pick_device
-from hubbench.benchmark.records import read_record
 from hubbench.benchmark.runner import Cell, must_run, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
 from hubbench.methods.base import parse_spec
 from submitit.helpers import DelayedSubmission
 
+from hubbench import record as records
 from hubbench.io import read_json, write_json
 from hubbench.training import Runtime
 
-Outcome = tuple[Cell, str, dict, float]  # cell, status, record (or {"reason": ...}), seconds
+Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary or why it ended), seconds
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,12 @@ class CellJob:
         cls, params = parse_spec(self.method)
         return Cell(self.suite, self.hub, self.task, cls(**params), self.seed)
 
-    def __call__(self) -> tuple[str, dict, float]:
-        """Run the cell: (status, record, seconds), as `runner.run_cell` (status 'skipped' included)."""
+    def __call__(self) -> tuple[str, str, float]:
+        """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
         start = time.perf_counter()
         status, record = run_cell(self.cell(), self.results, pick_device(self.device), force=self.force,
                                   retry_failed=self.retry_failed, threads=self.threads, runtime=self.runtime)
-        return status, record, time.perf_counter() - start
+        return status, record.summary(), time.perf_counter() - start
 
     def checkpoint(self) -> DelayedSubmission:
         """submitit calls this when the job is pre-empted or reaches its time limit: the requeued job
@@ -81,7 +81,7 @@ def pending(cells: list[Cell], results: Path, force: bool = False, retry_failed:
     """The cells to submit: those without a record (or redone by `force`, `retry_failed`), ordered by
     the number of artifacts they need (a stable sort): the cells that train one artifact each start
     before those that need several, which then mostly find them trained."""
-    todo = [c for c in cells if must_run(read_record(c.path(results)), force, retry_failed)]
+    todo = [c for c in cells if must_run(records.read(c.path(results)), force, retry_failed)]
     return sorted(todo, key=lambda c: len(c.method.needs(get_hub(c.hub), c.make_task())))
 
 
@@ -98,7 +98,7 @@ class Executor:
         todo = pending(cells, results, force, retry_failed)
         for cell in cells:
             if cell not in todo:
-                yield cell, "skipped", read_record(cell.path(results)), 0.0
+                yield cell, "skipped", "", 0.0
         if not todo:
             return
         jobs = [CellJob.of(c, results, device, self.plugins, force=force, retry_failed=retry_failed, threads=threads,
@@ -106,7 +106,7 @@ class Executor:
         for i, result in self.submit(todo, jobs):
             if isinstance(result, BaseException):
                 lines = str(result).strip().splitlines()
-                yield todo[i], "incomplete", {"reason": f"{type(result).__name__}: {lines[-1] if lines else ''}"}, 0.0
+                yield todo[i], "incomplete", f"{type(result).__name__}: {lines[-1] if lines else ''}", 0.0
             else:
                 yield todo[i], *result
 

@@ -26,18 +26,16 @@ from pathlib import Path
 
 import torch
 from hubbench.benchmark.profiling import Settings, profile
-from hubbench.benchmark.records import environment
 from hubbench.hubs.base import Hub, get_hub
 from hubbench.methods.base import Method, parse_spec
 from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from torch import nn
 
+from hubbench import record
 from hubbench.context import Context
-from hubbench.io import write_json
 from hubbench.seeding import derive_seed, generator, seed_everything
 from hubbench.training import Runtime
 
-SCHEMA = "hubbench.profile/1"
 CACHE_ENV = "HUBBENCH_CACHE"
 ONE_STEP = {"iterations": 1, "batch_size": 2, "eval_every": 0, "test_views": 1}  # 2: BatchNorm trains on no fewer
 STAND_IN_IMAGES = {"resize": 0, "random_resized_crop": False}  # stand-in images come at the input size
@@ -83,12 +81,11 @@ def run(args, device: torch.device, runtime: Runtime) -> int:
     start = time.perf_counter()
     settings = Settings(runtime, batch=batch)
     complexity = profile(model, task, device, settings)
-    result = {"schema": SCHEMA, "hub": hub.name, "task": task.name, "kind": task.kind,
-              "method": {"id": method.id, "name": method.name, "params": method.params}, "seed": args.seed,
-              "stand_in": stand_in, "protocol": dataclasses.asdict(task.protocol), "hub_config": hub.describe(),
-              "complexity": complexity, "environment": environment(device),
-              "timings": {"build_s": build_s, "profile_s": time.perf_counter() - start}}
-    write_json(out, result)
+    result = record.Profile(hub.name, task.name, task.kind, record.MethodId(method.id, method.name, method.params),
+                            args.seed, stand_in, dataclasses.asdict(task.protocol), hub.describe(), complexity,
+                            record.environment(device),
+                            {"build_s": build_s, "profile_s": time.perf_counter() - start})
+    record.write(out, result)
     print(table(result))
     print(f"written to {out}")
     return 0
@@ -152,30 +149,30 @@ def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device,
         return method.fit(Context(hub, task, seed, scope=scope, cache=cache, device=device, runtime=runtime))
 
 
-def table(result: dict) -> str:
+def table(result: record.Profile) -> str:
     """The profile as a few aligned lines, each figure with its unit and convention."""
-    c = result["complexity"]
-    p, f, m, s = c["params"], c["flops"], c["memory"], c["speed"]
-    fvcore = f"{f['fvcore_gflops']:.2f}" if f["fvcore_gflops"] is not None else f"n/a ({f['fvcore_error']})"
-    unsupported = ", ".join(f"{op} x{n}" for op, n in f.get("fvcore_unsupported", {}).items())
+    c = result.complexity
+    p, f, m, s = c.params, c.flops, c.memory, c.speed
+    fvcore = f"{f.fvcore_gflops:.2f}" if f.fvcore_gflops is not None else f"n/a ({f.fvcore_error})"
+    unsupported = ", ".join(f"{op} x{n}" for op, n in f.fvcore_unsupported.items())
 
     def mb(value):
         return "n/a" if value is None else f"{value:.0f}"
 
-    compiled = f", compiled ({s['compile']})" if s["compile"] else ""
+    compiled = f", compiled ({s.compile})" if s.compile else ""
     rows = [
-        ("Params (M)", f"{p['total'] / 1e6:.2f} total, {p['trainable'] / 1e6:.2f} trainable, "
-                       f"{p['active'] / 1e6:.2f} active per sample"),
-        ("GFLOPs", f"{fvcore} fvcore (1 per multiply-add), {f['flop_counter_gflops']:.2f} FlopCounterMode "
-                   f"(2 per multiply-add), per sample at {result['protocol']['image_size']} px"),
+        ("Params (M)", f"{p.total / 1e6:.2f} total, {p.trainable / 1e6:.2f} trainable, "
+                       f"{p.active / 1e6:.2f} active per sample"),
+        ("GFLOPs", f"{fvcore} fvcore (1 per multiply-add), {f.flop_counter_gflops:.2f} FlopCounterMode "
+                   f"(2 per multiply-add), per sample at {result.protocol['image_size']} px"),
         ("fvcore unsupported", f"{unsupported} (counted as 0)" if unsupported else "none"),
-        ("Memory (MB)", f"training step {mb(m['train_mb'])}, inference {mb(m['infer_mb'])}: {m['measure']}"),
-        ("Speed (samples/s)", f"inference {s['infer_samples_s']:.1f}, training {s['train_samples_s']:.1f} at batch "
-                              f"{s['batch']}, {s['precision']}, {s['memory_format']}{compiled}, {m['device']} "
-                              f"({s['device_name']})"),
+        ("Memory (MB)", f"training step {mb(m.train_mb)}, inference {mb(m.infer_mb)}: {m.measure}"),
+        ("Speed (samples/s)", f"inference {s.infer_samples_s:.1f}, training {s.train_samples_s:.1f} at batch "
+                              f"{s.batch}, {s.precision}, {s.memory_format}{compiled}, {m.device} "
+                              f"({s.device_name})"),
     ]
-    weights = ", random weights" if result["hub_config"]["config"].get("weights") == "random" else ""
-    header = (f"{result['hub']} / {result['task']} / {result['method']['id']} "
-              f"({'stand-in' if result['stand_in'] else 'task'} data{weights})")
+    weights = ", random weights" if result.hub_config["config"].get("weights") == "random" else ""
+    header = (f"{result.hub} / {result.task} / {result.method.id} "
+              f"({'stand-in' if result.stand_in else 'task'} data{weights})")
     width = max(len(name) for name, _ in rows)
     return "\n".join([header, *(f"  {name:<{width}}  {value}" for name, value in rows)])

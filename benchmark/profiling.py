@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from hubbench.benchmark.records import cpu_name
 from hubbench.tasks.base import Task
 from hubbench.tasks.crops import first_view
 from torch import nn
@@ -42,6 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from hubbench.record import Complexity, Flops, Memory, Params, Speed, cpu_name
 from hubbench.seeding import generator
 from hubbench.training import Runtime, batch_indices
 
@@ -211,13 +211,14 @@ def median_rate(step, batch: int, device: torch.device, s: Settings) -> float:
     return batch / statistics.median(times)
 
 
-def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings()) -> dict:
+def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings()) -> Complexity:
     """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged)."""
     s, rt = settings, settings.runtime.resolve(device)
     batch = s.batch or task.protocol.batch_size
     model = rt.model(model, device).eval()
     x = rt.batch(test_batch(task, batch), device)
-    result = {"params": {**count_params(model), "active": active_params(model, x)}, "flops": flops(model, x)}
+    params = Params(**count_params(model), active=active_params(model, x))
+    flop_counts = Flops(**flops(model, x))
 
     infer_model = rt.compiled(model)
 
@@ -233,12 +234,11 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
         train_step()
     with peak_memory(device, memory, "infer_mb"):
         infer()
-    speed = {"infer_samples_s": median_rate(infer, batch, device, s),
-             "train_samples_s": median_rate(train_step, batch, device, s),
-             "batch": batch, "precision": "bf16" if rt.bf16 and device.type == "cuda" else "fp32",
-             "memory_format": "channels_last" if rt.channels_last else "contiguous",
-             "compile": rt.compile, "warmup": s.warmup, "repeats": s.repeats,
-             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-             "torch": torch.__version__, "cuda": torch.version.cuda}
-    result.update(memory=memory, speed=speed)
-    return result
+    speed = Speed(infer_samples_s=median_rate(infer, batch, device, s),
+                  train_samples_s=median_rate(train_step, batch, device, s),
+                  batch=batch, precision="bf16" if rt.bf16 and device.type == "cuda" else "fp32",
+                  memory_format="channels_last" if rt.channels_last else "contiguous",
+                  compile=rt.compile, warmup=s.warmup, repeats=s.repeats,
+                  device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+                  torch=torch.__version__, cuda=torch.version.cuda)
+    return Complexity(params, flop_counts, Memory(**memory), speed)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 from hubbench.benchmark.profiling import Settings, profile
-from hubbench.benchmark.records import SCHEMA, environment, read_record, write_record
 from hubbench.benchmark.suites import Suite
 from hubbench.hubs.base import get_hub
 from hubbench.methods.base import Method, parse_spec
 from hubbench.tasks.base import TASKS, Task
 from tqdm.auto import tqdm
 
+from hubbench import record as records
 from hubbench.context import Context
 from hubbench.io import cache_dir
 from hubbench.locks import locked
@@ -37,7 +37,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return f"{self.hub}/{self.task}/{self.method.id}/seed{self.seed}"
+        return records.cell_id(self.hub, self.task, self.method.id, self.seed)
 
     @property
     def scope(self) -> str:
@@ -87,14 +87,21 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def must_run(record: dict | None, force: bool = False, retry_failed: bool = False) -> bool:
+def must_run(record: records.Record | None, force: bool = False, retry_failed: bool = False) -> bool:
     """Whether a cell whose record is `record` (None: it has none) runs."""
-    return record is None or force or (retry_failed and record["status"] == "failed")
+    return record is None or force or (retry_failed and record.status == records.FAILED)
+
+
+def check_records(cells: list[Cell], results: Path) -> None:
+    """Raise `RecordError` for the first cell whose record file cannot be read (corrupt, or written by a
+    newer hubbench): rather than replace it, a run refuses to start until the user moves it away."""
+    for cell in cells:
+        records.read(cell.path(results))
 
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
              force: bool = False, retry_failed: bool = False, threads: int = 1,
-             runtime: Runtime | None = None) -> tuple[str, dict]:
+             runtime: Runtime | None = None) -> tuple[str, records.Record]:
     """Run one cell into its record; returns ('skipped' or the record's status, record).
 
     A complete record is kept unless `force` (or `retry_failed`, for failed ones). The cell runs
@@ -106,40 +113,29 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
     on CUDA, nothing else).
     """
     path = cell.path(results)
-    old = read_record(path)
+    old = records.read(path)
     if not must_run(old, force, retry_failed):
         return "skipped", old
     with locked(cell.scope):
-        new = read_record(path)
+        new = records.read(path)
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
         record = execute(cell, path, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device))
-    return record["status"], record
+    return record.status, record
 
 
-def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int, runtime: Runtime) -> dict:
+def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int,
+            runtime: Runtime) -> records.Record:
     """Run the cell, write its record to `path` and drop its checkpoints."""
     torch.set_num_threads(threads)
     runtime.apply(device)
     hub, task = get_hub(cell.hub), cell.make_task()
-    record = {
-        "schema": SCHEMA,
-        "suite": cell.suite.name,
-        "hub": cell.hub,
-        "task": cell.task,
-        "method": {"id": cell.method.id, "name": cell.method.name, "params": cell.method.params},
-        "seed": cell.seed,
-        "kind": task.kind,
-        "metric": {"name": task.metric, "higher_is_better": task.higher_is_better, "value": None},
-        "config": {"hub": hub.describe(), "task": task.config(), "suite_protocol": cell.suite.protocol,
-                   "runtime": dataclasses.asdict(runtime)},
-        "environment": environment(device),
-        "started": now(),
-    }
+    started, environment = now(), records.environment(device)
     ok, reason = cell.method.applicable(hub, task)
     ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
+    outcome = {"metric": records.Metric(task.metric, task.higher_is_better)}
     if not ok:
-        record.update(status="n/a", reason=reason)
+        outcome.update(status=records.INAPPLICABLE, reason=reason)
     else:
         try:
             start = time.perf_counter()
@@ -153,24 +149,28 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
             start = time.perf_counter()
             complexity = profile(model, task, device, Settings(runtime))
             artifacts_s = sum(a["train_s"] for a in ctx.used.values())
-            record.update(
-                status="ok",
+            outcome.update(
+                status=records.OK,
+                metric=dataclasses.replace(outcome["metric"], value=metrics["test"][task.metric]),
                 metrics=metrics,
                 complexity=complexity,
                 examples=task.examples(outputs["test"]),
-                timings={"fit_s": fit_s, "eval_s": eval_s, "profile_s": time.perf_counter() - start},
-                cost={"train_s": ctx.train_seconds, "artifacts_s": artifacts_s,
-                      "total_s": ctx.train_seconds + artifacts_s},
-                artifacts=[{"id": k, "key": a["key"], "train_s": a["train_s"]} for k, a in ctx.used.items()],
+                timings=records.Timings(fit_s, eval_s, time.perf_counter() - start),
+                cost=records.Cost(ctx.train_seconds, artifacts_s, ctx.train_seconds + artifacts_s),
+                artifacts=[records.Artifact(k, a["key"], a["train_s"]) for k, a in ctx.used.items()],
                 curves=ctx.curves,
                 diagnostics=ctx.diagnostics,
             )
-            record["metric"]["value"] = metrics["test"][task.metric]
         except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
-            record.update(status="failed", reason=f"{type(e).__name__}: {e}",
-                          traceback=traceback.format_exc(limit=8))
-    record["finished"] = now()
-    write_record(path, record)
+            outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
+                           traceback=traceback.format_exc(limit=8))
+    record = records.Record(
+        suite=cell.suite.name, hub=cell.hub, task=cell.task, kind=task.kind,
+        method=records.MethodId(cell.method.id, cell.method.name, cell.method.params), seed=cell.seed,
+        started=started, finished=now(), **outcome,
+        config=records.Config(hub.describe(), task.config(), cell.suite.protocol, dataclasses.asdict(runtime)),
+        environment=environment)
+    records.write(path, record)
     ctx.clear_checkpoints()
     return record
 
@@ -181,21 +181,19 @@ def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, e
     counts: Counter = Counter()
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None, dynamic_ncols=True)
     outcomes = executor.run(cells, results, device, **kw) if executor else inline(cells, results, device, bar, **kw)
-    for cell, status, record, seconds in outcomes:
+    for cell, status, detail, seconds in outcomes:
         counts[status] += 1
         bar.update()
         if status != "skipped":
-            detail = (f"{record['metric']['name']}={record['metric']['value']:.2f}" if status == "ok"
-                      else record.get("reason", ""))
             tqdm.write(f"{status:7} {cell.id}  {detail}  ({seconds:.1f}s)")
     bar.close()
     return counts
 
 
 def inline(cells: list[Cell], results: Path, device: torch.device, bar: tqdm, **kw):
-    """The in-process executor: run cells one after the other, yielding (cell, status, record, seconds)."""
+    """The in-process executor: run cells one after the other, yielding (cell, status, detail, seconds)."""
     for cell in cells:
         bar.set_postfix_str(cell.id, refresh=True)
         start = time.perf_counter()
         status, record = run_cell(cell, results, device, **kw)
-        yield cell, status, record, time.perf_counter() - start
+        yield cell, status, record.summary(), time.perf_counter() - start

@@ -3,29 +3,33 @@ locks, checkpoints, submitit's job ids), so it works for every executor and whil
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
-from hubbench.benchmark.records import read_record
 from hubbench.benchmark.runner import Cell
 
+from hubbench import record as records
 from hubbench.context import checkpoint_stem
 from hubbench.locks import is_locked
 
-STATES = ("done", "failed", "n/a", "running", "interrupted", "missing")
-RECORD_STATES = {"ok": "done", "failed": "failed", "n/a": "n/a"}
+STATES = ("done", "failed", "n/a", "running", "interrupted", "unreadable", "missing")
+RECORD_STATES = {records.OK: "done", records.FAILED: "failed", records.INAPPLICABLE: "n/a"}
 
 
 def cell_state(cell: Cell, results: Path, cache: Path) -> tuple[str, str]:
     """(state, detail): 'running' while a process holds the cell's lock; else the record's status;
-    else 'interrupted' when checkpoints of the cell remain (a rerun resumes them); else 'missing'."""
+    'unreadable' (with a warning) when its record file cannot be read; else 'interrupted' when
+    checkpoints of the cell remain (a rerun resumes them); else 'missing'."""
     if is_locked(cell.scope):
         return "running", ""
-    record = read_record(cell.path(results))
+    try:
+        record = records.read(cell.path(results))
+    except records.RecordError as e:
+        print(f"hubbench status: warning: {e}", file=sys.stderr)
+        return "unreadable", "the record file cannot be read: see the warning"
     if record is not None:
-        metric = record["metric"]
-        detail = f"{metric['name']}={metric['value']:.2f}" if record["status"] == "ok" else record.get("reason", "")
-        return RECORD_STATES[record["status"]], detail.splitlines()[0] if detail else ""
+        return RECORD_STATES[record.status], record.summary()
     stem = checkpoint_stem(cell.scope, cell.seed, cell.make_task().protocol)
     if any((cache / "checkpoints").glob(f"{stem}-*.ckpt")):
         return "interrupted", "checkpoints left: a rerun resumes"

@@ -1,14 +1,15 @@
-"""One hub × task kind (and primary metric): records as methods × tasks, with the means every
-table and figure ranks by, so that all of them agree on what "best" is."""
+"""One hub × task kind (and primary metric): its rows of the results frame as methods × tasks × seeds,
+with the means every table and figure ranks by, so that all of them agree on what "best" is."""
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
-from collections.abc import Callable
+import math
 from dataclasses import dataclass, field
 
-from hubbench.leaderboard.records import metric, value
+import pandas as pd
+from scipy.stats import t as student_t
+
+from hubbench.record import OK
 
 
 @dataclass
@@ -17,62 +18,91 @@ class Board:
     kind: str
     metric: str
     higher: bool
-    records: list[dict]
+    rows: pd.DataFrame  # this board's rows of `frame.results`, in record order
     tasks: list[str] = field(init=False)
     methods: list[str] = field(init=False)
-    cells: dict[tuple[str, str], list[dict]] = field(init=False)
-    means: dict[tuple[str, str], float] = field(init=False)
-    avg: dict[str, float] = field(init=False)
+    ok: pd.DataFrame = field(init=False)  # the ok rows
+    scores: pd.Series = field(init=False)  # (method, task, seed) -> primary test metric of the ok rows
+    means: pd.Series = field(init=False)  # (method, task) -> mean over seeds
+    avg: pd.Series = field(init=False)  # method -> mean over tasks of its means, for methods with every task
 
     def __post_init__(self):
-        self.tasks = sorted({r["task"] for r in self.records})
-        self.methods = sorted({r["method"]["id"] for r in self.records})
-        self.cells = defaultdict(list)
-        for r in self.records:
-            self.cells[r["method"]["id"], r["task"]].append(r)
-        self.means = {key: statistics.fmean(v.values()) for key in self.cells if (v := self.seeds(*key))}
-        self.avg = {m: statistics.fmean(self.means[m, t] for t in self.tasks)
-                    for m in self.methods if all((m, t) in self.means for t in self.tasks)}
+        self.tasks = sorted(self.rows.task.unique())
+        self.methods = sorted(self.rows.method.unique())
+        self.ok = self.rows[self.rows.status == OK]
+        self.scores = self.ok.dropna(subset=["value"]).set_index(["method", "task", "seed"]).value.sort_index()
+        self.means = self.scores.groupby(["method", "task"]).mean()
+        by_task = self.means.unstack("task").reindex(columns=self.tasks)
+        self.avg = by_task.mean(axis=1, skipna=False).dropna()
 
-    def seeds(self, method: str, task: str) -> dict[int, float]:
+    def seeds(self, method: str, task: str) -> pd.Series:
         """seed -> primary test metric of the ok records of one cell."""
-        return {r["seed"]: v for r in self.cells.get((method, task), []) if (v := value(r)) is not None}
+        if (method, task) not in self.means.index:
+            return pd.Series(dtype="float64")
+        return self.scores.loc[method, task]
 
-    def ok(self, method: str, task: str | None = None) -> list[dict]:
-        """The ok records of a method (on one task, or on all)."""
-        tasks = self.tasks if task is None else [task]
-        return [r for t in tasks for r in self.cells.get((method, t), []) if r["status"] == "ok"]
-
-    def best(self, scores: dict) -> object | None:
-        """The key of the best score in the board's direction (None for no scores); ties: the first key."""
-        if not scores:
+    def best(self, scores: pd.Series) -> str | None:
+        """The label of the best score in the board's direction (None for no scores); ties: the first."""
+        if scores.empty:
             return None
-        return (max if self.higher else min)(scores, key=scores.__getitem__)
+        return scores.idxmax() if self.higher else scores.idxmin()
+
+    def task_means(self, task: str) -> pd.Series:
+        """method -> mean over seeds on `task`."""
+        return self.means[self.means.index.get_level_values("task") == task].droplevel("task")
 
     def best_method(self, task: str) -> str | None:
-        return self.best({m: v for (m, t), v in self.means.items() if t == task})
+        return self.best(self.task_means(task))
 
     def best_finetune(self, task: str) -> str | None:
         """The single-source fine-tune with the best mean on `task`: the baseline methods must beat."""
-        finetunes = {m for m in self.methods if self.method_name(m) == "finetune"}
-        return self.best({m: v for (m, t), v in self.means.items() if t == task and m in finetunes})
+        means = self.task_means(task)
+        return self.best(means[means.index.map(self.method_name) == "finetune"])
 
     def method_name(self, method: str) -> str:
-        return next(r["method"]["name"] for r in self.records if r["method"]["id"] == method)
+        return self.rows.method_name[self.rows.method == method].iloc[0]
 
-    def task_mean(self, method: str, get: Callable[[dict], float | None]) -> float | None:
-        """Mean over tasks of the per-task mean over seeds of `get(record)` (ok records, known values)."""
-        per_task = []
-        for task in self.tasks:
-            values = [v for r in self.ok(method, task) if (v := get(r)) is not None]
-            if values:
-                per_task.append(statistics.fmean(values))
-        return statistics.fmean(per_task) if per_task else None
+    def task_mean(self, columns: list[str]) -> pd.DataFrame:
+        """method -> mean over tasks of the per-task mean over seeds of each column (ok rows, known values)."""
+        per_task = self.ok.groupby(["method", "task"])[columns].mean()
+        return per_task.groupby("method").mean().astype("float64").reindex(self.methods)
 
 
-def boards(records: list[dict]) -> list[Board]:
-    """One board per (hub, kind, primary metric), in that order."""
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for r in records:
-        groups[r["hub"], r.get("kind") or "", metric(r)[0]].append(r)
-    return [Board(hub, kind, name, metric(rs[0])[1], rs) for (hub, kind, name), rs in sorted(groups.items())]
+@dataclass(frozen=True)
+class Paired:
+    """Mean of per-seed differences (positive = better) and its two-sided t-interval (None for n < 2)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+
+    @property
+    def sign(self) -> int:
+        """+1 / -1 when the interval excludes 0 on the better / worse side, else 0."""
+        if self.low is not None and self.low > 0:
+            return 1
+        if self.high is not None and self.high < 0:
+            return -1
+        return 0
+
+
+def paired(method: pd.Series, baseline: pd.Series, higher: bool, level: float = 0.95) -> Paired | None:
+    """Differences on the seeds (index) both have, oriented so that positive means `method` is better.
+
+    Pairing by seed removes what a seed shares between methods (its data order and head
+    initialisation), which an unpaired comparison of two means would count as noise.
+    """
+    diffs = (method - baseline).dropna() * (1 if higher else -1)
+    if diffs.empty:
+        return None
+    if len(diffs) < 2:
+        return Paired(diffs.mean(), None, None, 1)
+    half = student_t.ppf((1 + level) / 2, len(diffs) - 1) * diffs.std() / math.sqrt(len(diffs))
+    return Paired(diffs.mean(), diffs.mean() - half, diffs.mean() + half, len(diffs))
+
+
+def boards(frame: pd.DataFrame) -> list[Board]:
+    """One board per (hub, kind, primary metric), in that order; its direction is its first record's."""
+    return [Board(hub, kind, metric, bool(rows.higher_is_better.iloc[0]), rows)
+            for (hub, kind, metric), rows in frame.groupby(["hub", "kind", "metric"], sort=True)]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hubbench.figures import Figure
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -23,15 +25,6 @@ class Text:
 class Table:
     header: list[str]
     rows: list[list[str]]
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A PNG, written to figures/<name> next to README.md and embedded in index.html."""
-
-    name: str
-    caption: str
-    png: bytes
 
 
 Block = Heading | Text | Table | Figure

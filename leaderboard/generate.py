@@ -1,9 +1,12 @@
-"""Render the leaderboard of a suite from its records alone: README.md, index.html, results.csv, figures/.
+"""Render the leaderboard of a suite from its records: README.md, index.html, results.csv, results.parquet,
+curves.parquet and figures/.
 
-Reads nothing but record JSON files (and the papers' numbers shipped in leaderboard/reported/),
-so it works on records copied from any machine. Every file is written atomically and only when
-its bytes change, and figures no longer produced are removed: rerunning on the same records
-leaves the directory untouched.
+Reads nothing but record JSON files (and the papers' numbers shipped in leaderboard/reported/), so it
+works on records copied from any machine; the methods' own figures are drawn by their code
+(`Method.figures`), so a plugin method's need its `--plugin`. A file that is not a readable record
+(corrupt, or written by a newer hubbench) is skipped with a warning naming it. Every file is written
+atomically and only when its bytes change, and figures no longer produced are removed: rerunning on the
+same records leaves the directory untouched.
 """
 
 from __future__ import annotations
@@ -12,15 +15,33 @@ import argparse
 import sys
 from pathlib import Path
 
+from hubbench.leaderboard import frame
 from hubbench.leaderboard.document import Figure
-from hubbench.leaderboard.flat import results_csv
 from hubbench.leaderboard.html import page as html_page
 from hubbench.leaderboard.markdown import markdown
 from hubbench.leaderboard.page import page
-from hubbench.leaderboard.records import LeaderboardError, load_records
 
+from hubbench import record
 from hubbench.io import atomic_write
 from hubbench.registry import check_name
+
+
+class LeaderboardError(Exception):
+    """Records that cannot be rendered; the message says which and why."""
+
+
+def load_records(suite_dir: Path) -> list[record.Record]:
+    """Every record of the suite, in a stable order; other JSON files (profiles) are not records, and
+    records that cannot be read are skipped with a warning."""
+    records = []
+    for path in sorted(suite_dir.rglob("*.json")):
+        try:
+            records.append(record.read(path))
+        except record.ForeignFile:
+            continue
+        except record.RecordError as e:
+            print(f"hubbench leaderboard: warning: skipping {e}", file=sys.stderr)
+    return sorted(records, key=lambda r: (r.hub, r.task, r.method.id, r.seed))
 
 
 def write_if_changed(path: Path, data: bytes) -> None:
@@ -45,9 +66,12 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     if not records:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
     target = out / suite
-    blocks = page(suite, records, f"{results.name}/{suite}")
+    table, curves = frame.results(records), frame.curves(records)
+    blocks = page(suite, records, table, curves, f"{results.name}/{suite}")
     sync_figures(target / "figures", {b.name: b.png for b in blocks if isinstance(b, Figure)})
-    write_if_changed(target / "results.csv", results_csv(records).encode())
+    write_if_changed(target / "results.csv", frame.csv_bytes(table))
+    write_if_changed(target / "results.parquet", frame.parquet_bytes(table))
+    write_if_changed(target / "curves.parquet", frame.parquet_bytes(curves))
     write_if_changed(target / "README.md", markdown(blocks).encode())
     write_if_changed(target / "index.html", html_page(f"Leaderboard: {suite}", blocks).encode())
     return target
@@ -56,7 +80,8 @@ def generate(suite: str, results: Path, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hubbench leaderboard",
-        description="Regenerate leaderboard/<suite>/ (README.md, index.html, results.csv, figures/) from the records.")
+        description="Regenerate leaderboard/<suite>/ (README.md, index.html, results.csv, results.parquet, "
+                    "curves.parquet, figures/) from the records.")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

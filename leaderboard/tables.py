@@ -3,43 +3,57 @@ the paired comparison of every method with the best single fine-tune."""
 
 from __future__ import annotations
 
-from collections import Counter
+import math
 
-from hubbench.leaderboard.board import Board
+import pandas as pd
+from hubbench.leaderboard.board import Board, paired
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
-from hubbench.leaderboard.records import field, params
-from hubbench.leaderboard.stats import mean_std, paired
+
+from hubbench.record import FAILED, INAPPLICABLE
+
+
+def known(v) -> bool:
+    return v is not None and v is not pd.NA and not (isinstance(v, float) and math.isnan(v))
 
 
 def num(v: float | None) -> str:
     """Two decimals, or three significant digits below 1 (the mini hub's 0.3 M parameters)."""
-    if v is None:
+    if not known(v):
         return MISSING
     return f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
+
+
+def mean_std(values: pd.Series) -> str:
+    """"mean ± sample std" over seeds; a single seed has no spread to show."""
+    if len(values) == 1:
+        return f"{values.iloc[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std():.2f}"
 
 
 def accuracy(board: Board, notes: list[str]) -> Table:
     """Methods × tasks: mean ± std over seeds of the test metric, Avg over tasks, the best of each column bold.
 
-    A cell says how many seeds failed next to the mean of the others; n/a cells point to `notes`,
+    A cell says how many seeds failed next to the mean of the others; inapplicable cells point to `notes`,
     which collects the reasons (numbered over the whole page)."""
     best_task = {t: board.means[b, t] for t in board.tasks if (b := board.best_method(t)) is not None}
     best_avg = board.avg.get(board.best(board.avg))
+    cells = board.rows.groupby(["method", "task"])
     rows = []
     for m in board.methods:
         row = [m]
         for t in board.tasks:
-            rs = board.cells.get((m, t), [])
-            ok = list(board.seeds(m, t).values())
-            failed = sum(r["status"] == "failed" for r in rs)
-            if ok:
+            rs = cells.get_group((m, t)) if (m, t) in cells.groups else board.rows.iloc[:0]
+            ok = board.seeds(m, t)
+            failed = (rs.status == FAILED).sum()
+            reasons = rs.reason[rs.status == INAPPLICABLE].fillna("")
+            if len(ok):
                 text = mean_std(ok)
                 text = f"**{text}**" if board.means[m, t] == best_task[t] else text
                 text += f" ({len(ok)} seeds, {failed} failed)" if failed else ""
-            elif reason := next((r.get("reason") or "" for r in rs if r["status"] == "n/a"), None):
-                if reason not in notes:
-                    notes.append(reason)
-                text = f"n/a [{notes.index(reason) + 1}]"
+            elif len(reasons) and reasons.iloc[0]:
+                if reasons.iloc[0] not in notes:
+                    notes.append(reasons.iloc[0])
+                text = f"n/a [{notes.index(reasons.iloc[0]) + 1}]"
             elif failed:
                 text = f"failed ({failed})"
             else:
@@ -51,75 +65,78 @@ def accuracy(board: Board, notes: list[str]) -> Table:
     return Table(["Method", *board.tasks, "Avg"], rows)
 
 
-def mean_of(board: Board, method: str, *path: str) -> float | None:
-    return board.task_mean(method, lambda r: field(r, *path))
-
-
-def settings(records: list[dict], label: str, describe) -> str:
-    """One line naming each distinct measurement setting of `records` (with its share when they differ);
-    `describe` gives a record's setting, None when it has none."""
-    counts = Counter(d for r in records if (d := describe(r)) is not None)
-    if not counts:
+def settings(rows: pd.DataFrame, label: str, describe) -> str:
+    """One line naming each distinct measurement setting of `rows` (with its share when they differ);
+    `describe` gives a row's setting, None when it has none."""
+    counts = rows.apply(describe, axis=1).dropna().value_counts() if len(rows) else pd.Series(dtype=object)
+    if counts.empty:
         return f"{label}: not measured in these records."
     if len(counts) == 1:
-        return f"{label}: {next(iter(counts))}."
+        return f"{label}: {counts.index[0]}."
     return f"{label}: " + "; ".join(f"{s} ({n} records)" for s, n in sorted(counts.items())) + "."
 
 
-def speed_setting(r: dict) -> str | None:
-    if not (s := field(r, "complexity", "speed")):
-        return None
-    compiled = f"torch.compile {s['compile']}" if s.get("compile") else "eager"
-    return (f"batch {s.get('batch', MISSING)}, {s.get('precision', MISSING)}, {s.get('memory_format', MISSING)}, "
-            f"{compiled}, on {s.get('device_name', MISSING)} (torch {s.get('torch', MISSING)}, "
-            f"CUDA {s.get('cuda') or 'none'}), median of {s.get('repeats', MISSING)} after {s.get('warmup', MISSING)} "
-            "warm-up steps")
+def text(v) -> str:
+    return str(v) if known(v) else MISSING
 
 
-def memory_setting(r: dict) -> str | None:
-    if not (m := field(r, "complexity", "memory")):
+SPEED = ["speed_batch", "precision", "memory_format", "compile", "speed_device_name", "speed_torch", "speed_cuda",
+         "repeats", "warmup", "infer_samples_s", "train_samples_s"]
+MEMORY = ["memory_measure", "memory_device", "train_mb", "infer_mb"]
+
+
+def speed_setting(r: pd.Series) -> str | None:
+    if not r[SPEED].notna().any():
         return None
-    return f"{m.get('measure', MISSING)} on {m.get('device', MISSING)}"
+    compiled = f"torch.compile {r.compile}" if known(r.compile) and r.compile != "eager" else "eager"
+    return (f"batch {text(r.speed_batch)}, {text(r.precision)}, {text(r.memory_format)}, {compiled}, on "
+            f"{text(r.speed_device_name)} (torch {text(r.speed_torch)}, "
+            f"{r.speed_cuda if known(r.speed_cuda) else 'CUDA none'}), median of {text(r.repeats)} after "
+            f"{text(r.warmup)} warm-up steps")
+
+
+def memory_setting(r: pd.Series) -> str | None:
+    if not r[MEMORY].notna().any():
+        return None
+    return f"{text(r.memory_measure)} on {text(r.memory_device)}"
 
 
 def params_text(total: float | None, active: float | None) -> str:
     """Total parameters in millions, and those a sample goes through on average when that is fewer."""
-    text = num(None if total is None else total / 1e6)
-    if total and active is not None and abs(active - total) > 0.005 * total:
-        text += f" ({num(active / 1e6)} active)"
-    return text
+    out = num(total / 1e6 if known(total) else None)
+    if known(total) and total and known(active) and abs(active - total) > 0.005 * total:
+        out += f" ({num(active / 1e6)} active)"
+    return out
 
 
 def pair_text(a: float | None, b: float | None) -> str:
-    return MISSING if a is None and b is None else f"{num(a)} / {num(b)}"
+    return MISSING if not known(a) and not known(b) else f"{num(a)} / {num(b)}"
+
+
+COMPLEXITY = ["params_total", "params_active", "gflops_fvcore", "train_mb", "infer_mb", "infer_samples_s",
+              "train_samples_s", "train_s", "artifacts_s", "total_s"]
 
 
 def complexity(board: Board) -> list[Block]:
     """Per method, over the board's tasks (mean over tasks of the mean over seeds, ok records only):
     the metric's Avg next to what it costs to run and to train."""
+    means = board.task_mean(COMPLEXITY)
     rows = []
     for m in board.methods:
-        if not board.ok(m):
+        if m not in set(board.ok.method):
             continue
+        c = means.loc[m]
         avg = board.avg.get(m)
-        own, artifacts, total = (mean_of(board, m, "cost", k) for k in ("train_s", "artifacts_s", "total_s"))
         rows.append([
-            m, MISSING if avg is None else f"{avg:.2f}",
-            params_text(board.task_mean(m, lambda r: params(r, "total")),
-                        board.task_mean(m, lambda r: params(r, "active"))),
-            num(mean_of(board, m, "complexity", "flops", "fvcore_gflops")),
-            pair_text(mean_of(board, m, "complexity", "memory", "train_mb"),
-                      mean_of(board, m, "complexity", "memory", "infer_mb")),
-            pair_text(mean_of(board, m, "complexity", "speed", "infer_samples_s"),
-                      mean_of(board, m, "complexity", "speed", "train_samples_s")),
-            MISSING if total is None else f"{num(total)} ({num(own)} + {num(artifacts)})",
+            m, MISSING if avg is None else f"{avg:.2f}", params_text(c.params_total, c.params_active),
+            num(c.gflops_fvcore), pair_text(c.train_mb, c.infer_mb), pair_text(c.infer_samples_s, c.train_samples_s),
+            MISSING if not known(c.total_s) else f"{num(c.total_s)} ({num(c.train_s)} + {num(c.artifacts_s)})",
         ])
-    ok = [r for r in board.records if r["status"] == "ok"]
     notes = [
         f"Each row: mean over the {len(board.tasks)} task(s) of this table of the mean over seeds (ok records). "
         "GFLOPs per sample at inference, fvcore's convention (one multiply-add = one flop); "
         "cost: training seconds, the record's own + those of the artifacts it reuses (fine-tuned sources).",
-        settings(ok, "Memory", memory_setting), settings(ok, "Speed", speed_setting)]
+        settings(board.ok, "Memory", memory_setting), settings(board.ok, "Speed", speed_setting)]
     header = ["Method", f"{board.metric} Avg", "Params (M)", "GFLOPs (fvcore)", "Memory train / infer (MB)",
               "Speed infer / train (samples/s)", "Cost (s): total (own + artifacts)"]
     return [Table(header, rows), *map(Text, notes)]
@@ -144,8 +161,8 @@ def comparison(board: Board) -> list[Block]:
                 row.append("baseline" if m == baselines[t] else MISSING)
                 continue
             interval = f" [{p.low:+.2f}, {p.high:+.2f}]" if p.low is not None else ""
-            text = f"{p.mean:+.2f}{interval} (n={p.n})"
-            row.append(f"**{text}**" if p.sign > 0 else text)
+            cell = f"{p.mean:+.2f}{interval} (n={p.n})"
+            row.append(f"**{cell}**" if p.sign > 0 else cell)
             if p.sign:
                 verdicts[p.sign].setdefault(m, []).append(t)
         rows.append(row)

@@ -19,6 +19,7 @@ from hubbench.tasks.base import Task
 from torch import nn
 
 from hubbench.context import Context, FinetunedSource
+from hubbench.figures import FigureHook
 from hubbench.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -44,6 +45,12 @@ class Method(ABC):
     def variants(cls, hub: Hub) -> list[dict[str, Any]]:
         """The parameter sets a bare suite entry expands to (one cell each)."""
         return [{}]
+
+    @classmethod
+    def figures(cls) -> tuple[FigureHook, ...]:
+        """The leaderboard figures drawn from this method's records (its `ctx.diagnostics`, its curves)
+        beyond those every method gets: see `hubbench.figures`."""
+        return ()
 
     @abstractmethod
     def fit(self, ctx: Context) -> nn.Module:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from hubbench.methods.base import Method, register
@@ -34,6 +35,7 @@ from hubbench.tasks.crops import first_view
 from torch import nn
 
 from hubbench.context import task_model
+from hubbench.figures import Figure, Panel, canvas
 
 
 class Gate(NamedTuple):
@@ -152,6 +154,10 @@ class HubPathwayMethod(Method):
         ctx.diagnostics["pathway"] = routing_diagnostics(model, ctx, "test")
         return model
 
+    @classmethod
+    def figures(cls):
+        return (routing_figure,)
+
 
 @torch.no_grad()
 def routing_diagnostics(model: HubPathway, ctx, split: str) -> dict:
@@ -172,4 +178,45 @@ def routing_diagnostics(model: HubPathway, ctx, split: str) -> dict:
         classes = getattr(ctx.task, "classes", None)
         out["per_class"] = {str(classes[c] if classes else c): summary(targets == c)
                             for c in targets.unique().tolist()}
+    return out
+
+
+def mean_routing(parts: list[dict], sources: list[str], key: str, cls: str | None = None) -> np.ndarray:
+    """Mean over seeds of the per-source `key` (activation or mean_weight) of `routing_diagnostics`, overall
+    or of one class."""
+    parts = [p if cls is None else p["per_class"][cls] for p in parts]
+    return np.mean([[p[key][s] for s in sources] for p in parts], axis=0)
+
+
+def routing_figure(panel: Panel, methods: list[str]) -> list[Figure]:
+    """How often each source is activated and its mean weight, overall and per class, mean over seeds."""
+    out = []
+    for m in methods:
+        parts = [p for r in panel.ok(m) if (p := r.diagnostics.get("pathway")) and p.get("activation")]
+        if not parts:
+            continue
+        sources = list(parts[0]["activation"])
+        per_class = [p.get("per_class") for p in parts]
+        classes = [c for c in per_class[0] if all(c in p for p in per_class)] if all(per_class) else []
+
+        activation, weight = (mean_routing(parts, sources, key) for key in ("activation", "mean_weight"))
+        height = max(3.2, 1.2 + 0.14 * len(classes))
+        with canvas(4 + 0.5 * len(sources) + (2 + 0.6 * len(sources) if classes else 0), height,
+                    cols=2 if classes else 1) as (fig, axes):
+            x = np.arange(len(sources))
+            axes[0].bar(x - 0.2, activation, 0.4, label="activation frequency")
+            axes[0].bar(x + 0.2, weight, 0.4, label="mean weight")
+            axes[0].set_xticks(x, sources, rotation=30, ha="right")
+            axes[0].set_title(f"{panel.task}: {m} routing ({parts[0].get('split', '?')} split)")
+            axes[0].legend()
+            if classes:
+                grid = np.stack([mean_routing(parts, sources, "activation", c) for c in classes])
+                image = axes[1].imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+                axes[1].set_xticks(range(len(sources)), sources, rotation=30, ha="right")
+                axes[1].set_yticks(range(len(classes)), classes if len(classes) <= 60 else [""] * len(classes))
+                axes[1].set_title("activation frequency per class")
+                fig.colorbar(image, ax=axes[1])
+            out.append(panel.figure([m, "pathway"], f"`{m}` source activation frequency and mean weight"
+                                    f"{', overall and per class' if classes else ''}, mean over {len(parts)} seed(s).",
+                                    fig))
     return out

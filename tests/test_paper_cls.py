@@ -173,9 +173,9 @@ def test_a_cell_trains_and_tests_on_files(data, tiny_hub, tmp_path_factory):
     method = METHODS.get("finetune")(model=tiny_hub.names[0])
     status, record = run_cell(Cell(suite, "tiny", "cifar100", method, 0), tmp_path_factory.mktemp("results"),
                               torch.device("cpu"))
-    assert status == "ok", record.get("traceback")
-    assert record["config"]["task"]["sizes"] == {"train": 700, "val": 100, "test": 200}
-    assert 0 <= record["metrics"]["test"]["top1"] <= 100 and record["curves"]["val_top1"]
+    assert status == "ok", record.traceback
+    assert record.config.task["sizes"] == {"train": 700, "val": 100, "test": 200}
+    assert 0 <= record.metrics["test"]["top1"] <= 100 and record.curves["val_top1"]
 
 
 def test_cli_reports_a_missing_dataset_in_one_line_before_anything_runs(tmp_path):

@@ -89,12 +89,12 @@ def test_profile_measures_everything_and_leaves_the_model_unchanged(tiny_hub, ta
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = profile(model, task, torch.device("cpu"), Settings(batch=4, warmup=1, repeats=2))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
-    assert result["params"]["total"] == result["params"]["trainable"] == result["params"]["active"]
-    assert result["flops"]["batch"] == 4 and result["flops"]["fvcore_gflops"] > 0
+    assert result.params.total == result.params.trainable == result.params.active
+    assert result.flops.batch == 4 and result.flops.fvcore_gflops > 0
     weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    memory = result["memory"]
-    assert memory["device"] == "cpu" and memory["measure"] == MEMORY_MEASURE["cpu"]
-    assert memory["train_mb"] > memory["infer_mb"] > weights_mb  # + gradients, momentum, saved activations
-    speed = result["speed"]
-    assert speed["infer_samples_s"] > 0 and speed["train_samples_s"] > 0
-    assert (speed["batch"], speed["precision"], speed["repeats"]) == (4, "fp32", 2)
+    memory = result.memory
+    assert memory.device == "cpu" and memory.measure == MEMORY_MEASURE["cpu"]
+    assert memory.train_mb > memory.infer_mb > weights_mb  # + gradients, momentum, saved activations
+    speed = result.speed
+    assert speed.infer_samples_s > 0 and speed.train_samples_s > 0
+    assert (speed.batch, speed.precision, speed.repeats) == (4, "fp32", 2)

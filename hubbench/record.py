@@ -1,0 +1,423 @@
+"""The record: one JSON file per benchmark cell, and the one module that knows its shape.
+
+A record carries everything needed to interpret it (the leaderboard reads nothing else): identity
+(suite, hub, task, method and its hyper-parameters, seed), outcome (status, reason, times), the
+primary and every val/test metric, complexity, cost, curves, diagnostics, config and environment.
+Its shape is `Record`, written with its schema version; files of every earlier version are upgraded
+on read (`UPGRADES`), so a version bump neither drops old records from a leaderboard nor makes
+`hubbench run` redo them. A file this hubbench cannot read (corrupt, malformed, or written by a
+newer hubbench) raises `RecordError` naming it, so that no command mistakes it for a missing record.
+
+`Record.row` is the flat view every table derives from (one column per value, `COLUMNS` their types).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import platform
+import subprocess
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torchvision
+
+import hubbench
+from hubbench.io import write_json
+
+OK, FAILED, INAPPLICABLE = "ok", "failed", "inapplicable"
+STATUSES = (OK, FAILED, INAPPLICABLE)
+
+
+class RecordError(Exception):
+    """A file that is not a record this hubbench can read; the message names it and says why."""
+
+
+class ForeignFile(RecordError):
+    """A JSON file of another kind than records (e.g. a `hubbench profile` result)."""
+
+
+@dataclass(frozen=True)
+class MethodId:
+    id: str  # name[k=v,...] with the parameters that differ from their defaults
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)  # every hyper-parameter
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The task's primary metric: its name, its direction and (ok records) its test value."""
+
+    name: str
+    higher_is_better: bool = True
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class Params:
+    total: int | None = None
+    trainable: int | None = None
+    active: float | None = None  # mean parameters a test sample goes through
+
+
+@dataclass(frozen=True)
+class Flops:
+    """GFLOPs per sample at inference: fvcore's (1 per multiply-add) and FlopCounterMode's (2)."""
+
+    batch: int | None = None
+    fvcore_gflops: float | None = None
+    flop_counter_gflops: float | None = None
+    fvcore_unsupported: dict[str, int] = field(default_factory=dict)  # operator -> calls counted as 0
+    fvcore_error: str | None = None  # why fvcore could not trace the model
+
+
+@dataclass(frozen=True)
+class Memory:
+    device: str | None = None
+    measure: str | None = None
+    train_mb: float | None = None
+    infer_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Speed:
+    infer_samples_s: float | None = None
+    train_samples_s: float | None = None
+    batch: int | None = None
+    precision: str | None = None
+    memory_format: str | None = None
+    compile: str | None = None  # torch.compile mode; None: eager
+    warmup: int | None = None
+    repeats: int | None = None
+    device_name: str | None = None
+    torch: str | None = None
+    cuda: str | None = None
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """What `hubbench.benchmark.profiling.profile` measured of the deployed model."""
+
+    params: Params | None = None
+    flops: Flops | None = None
+    memory: Memory | None = None
+    speed: Speed | None = None
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Training seconds: the record's own, those of the artifacts it reused, and their sum."""
+
+    train_s: float | None = None
+    artifacts_s: float | None = None
+    total_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    fit_s: float | None = None
+    eval_s: float | None = None
+    profile_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    id: str
+    key: str
+    train_s: float
+
+
+@dataclass(frozen=True)
+class Config:
+    """What determined the cell beyond its identity, as the hub, the task and the runtime describe themselves."""
+
+    hub: dict[str, Any] = field(default_factory=dict)
+    task: dict[str, Any] = field(default_factory=dict)
+    suite_protocol: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Git:
+    commit: str | None = None
+    dirty: bool | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    hubbench: str | None = None
+    git: Git | None = None
+    python: str | None = None
+    platform: str | None = None
+    torch: str | None = None
+    torchvision: str | None = None
+    numpy: str | None = None
+    cuda: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    threads: int | None = None
+    cpus: int | None = None
+
+
+def _v1_to_v2(data: dict) -> dict:
+    """Version 1 (the first runners): the oldest put the model's own parameter count at top-level `params`
+    (later ones: the profiler's, in `complexity.params`), and an inapplicable cell's status was "n/a",
+    which CSV readers (pandas among them) take for a missing value."""
+    data = dict(data)
+    params = data.pop("params", None)
+    if params is not None and not (data.get("complexity") or {}).get("params"):
+        data["complexity"] = {**(data.get("complexity") or {}), "params": params}
+    if data.get("status") == "n/a":
+        data["status"] = INAPPLICABLE
+    return data
+
+
+def cell_id(hub: str, task: str, method_id: str, seed: int) -> str:
+    return f"{hub}/{task}/{method_id}/seed{seed}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One cell's record. Identity and outcome always; measurements only where the status is ok."""
+
+    SCHEMA: ClassVar[str] = "hubbench.record"
+    VERSION: ClassVar[int] = 2
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2}  # version -> to the next version
+
+    # identity
+    suite: str
+    hub: str
+    task: str
+    kind: str
+    method: MethodId
+    seed: int
+    # outcome
+    status: str
+    metric: Metric
+    reason: str | None = None  # failed: the exception; inapplicable: why the method does not apply
+    traceback: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    # measurements
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metric -> value
+    complexity: Complexity | None = None
+    cost: Cost | None = None
+    timings: Timings | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [iteration, value] pairs
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # the method's own (see Method.figures)
+    examples: dict[str, Any] | None = None  # a few test samples with predictions (Task.examples)
+    # context
+    config: Config | None = None
+    environment: Environment | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"record status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.hub, self.task, self.method.id, self.seed)
+
+    @property
+    def value(self) -> float | None:
+        """The primary test metric of an ok record; None otherwise."""
+        return self.metric.value if self.status == OK else None
+
+    def summary(self) -> str:
+        """One line: the primary metric of an ok record, else the first line of its reason."""
+        if self.status == OK:
+            return f"{self.metric.name}={self.metric.value:.2f}"
+        return (self.reason or "").strip().split("\n")[0]
+
+    def row(self) -> dict[str, Any]:
+        """The record's flat columns (see COLUMNS), plus one per val/test metric (`val_<name>`, `test_<name>`)
+        and per hyper-parameter (`hp_<name>`); None where the record has no value."""
+        c = self.complexity or Complexity()
+        p, f, m, s = c.params or Params(), c.flops or Flops(), c.memory or Memory(), c.speed or Speed()
+        cost, env = self.cost or Cost(), self.environment or Environment()
+        git = env.git or Git()
+        return {
+            "id": self.id, "suite": self.suite, "hub": self.hub, "task": self.task, "kind": self.kind,
+            "method": self.method.id, "method_name": self.method.name, "seed": self.seed,
+            "status": self.status, "reason": self.reason,
+            "metric": self.metric.name, "higher_is_better": self.metric.higher_is_better, "value": self.value,
+            **{f"{split}_{name}": v for split, values in sorted(self.metrics.items())
+               for name, v in sorted(values.items())},
+            **{f"hp_{name}": v for name, v in sorted(self.method.params.items())},
+            "params_total": p.total, "params_trainable": p.trainable, "params_active": p.active,
+            "gflops_fvcore": f.fvcore_gflops, "gflops_flop_counter": f.flop_counter_gflops, "flops_batch": f.batch,
+            "fvcore_unsupported": "; ".join(f"{op} x{n}" for op, n in sorted(f.fvcore_unsupported.items())) or None,
+            "memory_device": m.device, "memory_measure": m.measure, "train_mb": m.train_mb, "infer_mb": m.infer_mb,
+            "infer_samples_s": s.infer_samples_s, "train_samples_s": s.train_samples_s, "speed_batch": s.batch,
+            "precision": s.precision, "memory_format": s.memory_format,
+            "compile": s.compile or ("eager" if c.speed else None), "speed_device_name": s.device_name,
+            "speed_torch": s.torch, "speed_cuda": cuda_label(s.cuda), "warmup": s.warmup, "repeats": s.repeats,
+            "train_s": cost.train_s, "artifacts_s": cost.artifacts_s, "total_s": cost.total_s,
+            "device": env.device, "device_name": env.device_name, "torch": env.torch, "cuda": cuda_label(env.cuda),
+            "threads": env.threads, "git_commit": git.commit, "git_dirty": git.dirty,
+            "started": self.started, "finished": self.finished,
+        }
+
+
+def cuda_label(version: str | None) -> str | None:
+    """'CUDA 13.0': a version that reads back from a CSV as text, not as the number 13.0."""
+    return f"CUDA {version}" if version else None
+
+
+# The fixed columns of `Record.row`, in order, with their pandas dtypes ("category": STATUSES, in that order).
+# The metric columns (float64) come after `value`, the hyper-parameter columns (types as found) after them.
+IDENTITY_COLUMNS = {"id": "str", "suite": "str", "hub": "str", "task": "str", "kind": "str", "method": "str",
+                    "method_name": "str", "seed": "int64"}
+OUTCOME_COLUMNS = {"status": "category", "reason": "str", "metric": "str", "higher_is_better": "bool",
+                   "value": "float64"}
+MEASURE_COLUMNS = {
+    "params_total": "Int64", "params_trainable": "Int64", "params_active": "float64",
+    "gflops_fvcore": "float64", "gflops_flop_counter": "float64", "flops_batch": "Int64", "fvcore_unsupported": "str",
+    "memory_device": "str", "memory_measure": "str", "train_mb": "float64", "infer_mb": "float64",
+    "infer_samples_s": "float64", "train_samples_s": "float64", "speed_batch": "Int64", "precision": "str",
+    "memory_format": "str", "compile": "str", "speed_device_name": "str", "speed_torch": "str", "speed_cuda": "str",
+    "warmup": "Int64", "repeats": "Int64", "train_s": "float64", "artifacts_s": "float64", "total_s": "float64",
+    "device": "str", "device_name": "str", "torch": "str", "cuda": "str", "threads": "Int64", "git_commit": "str",
+    "git_dirty": "boolean", "started": "datetime64[ns, UTC]", "finished": "datetime64[ns, UTC]"}
+COLUMNS = {**IDENTITY_COLUMNS, **OUTCOME_COLUMNS, **MEASURE_COLUMNS}
+METRIC_PREFIXES = ("val_", "test_")
+HP_PREFIX = "hp_"
+
+
+
+
+def _parse(cls: type, data: Any, where: str) -> Any:
+    """A `cls` (dataclass) from its JSON object: nested dataclasses built likewise, unknown keys refused."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{where} is not an object")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    if unknown := sorted(data.keys() - known.keys()):
+        raise RecordError(f"unknown field(s) {', '.join(unknown)} in {where}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        inner = next((t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t)), None)
+        if typing.get_origin(hint) is list and dataclasses.is_dataclass(item := typing.get_args(hint)[0]):
+            value = [_parse(item, v, f"{where}.{name}[{i}]") for i, v in enumerate(value or [])]
+        elif inner is not None and value is not None:
+            value = _parse(inner, value, f"{where}.{name}")
+        values[name] = value
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise RecordError(f"{where}: {e}") from None
+
+
+def schema(cls: type = Record) -> str:
+    return f"{cls.SCHEMA}/{cls.VERSION}"
+
+
+def from_json(data: Any, cls: type = Record) -> Any:
+    """The record of a JSON object of any version of `cls`'s schema, upgraded to the current one."""
+    if not isinstance(data, dict) or not isinstance(data.get("schema"), str):
+        raise RecordError("not a record (no schema)")
+    name, _, version = data["schema"].partition("/")
+    if name != cls.SCHEMA:
+        raise ForeignFile(f"not a record (schema {data['schema']})")
+    if not version.isdigit():
+        raise RecordError(f"unknown schema version {data['schema']!r}")
+    version = int(version)
+    if version > cls.VERSION:
+        raise RecordError(f"written by a newer hubbench (schema {data['schema']}; this one reads up to {schema(cls)})")
+    while version < cls.VERSION:
+        if version not in cls.UPGRADES:
+            raise RecordError(f"no upgrade from schema {cls.SCHEMA}/{version}")
+        data, version = cls.UPGRADES[version](data), version + 1
+    return _parse(cls, {k: v for k, v in data.items() if k != "schema"}, "record")
+
+
+def to_json(record: Any) -> dict:
+    return {"schema": schema(type(record)), **dataclasses.asdict(record)}
+
+
+def read(path: Path, cls: type = Record) -> Any:
+    """The record at `path`, upgraded to the current version; None when there is no file there.
+    Raises RecordError (its message naming the file) for a file that is not a record of this or an earlier version."""
+    try:
+        text = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise RecordError(f"{path}: unreadable ({e.strerror or e})") from None
+    try:
+        return from_json(json.loads(text), cls)
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        raise RecordError(f"{path}: not valid JSON ({e})") from None
+    except RecordError as e:
+        raise type(e)(f"{path}: {e}") from None
+
+
+def write(path: Path, record: Any) -> Path:
+    """Write `record` atomically (temp file and rename) with its schema version."""
+    return write_json(path, to_json(record))
+
+
+@functools.cache
+def git_state() -> Git:
+    """Commit of the hubbench checkout the code runs from ('unknown' when not a checkout)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        return Git(git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no")))
+    except (OSError, subprocess.SubprocessError):
+        return Git("unknown", None)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device) -> Environment:
+    """The software and hardware a record is made with (`device`: the torch.device it runs on)."""
+    return Environment(
+        hubbench=hubbench.__version__, git=git_state(), python=platform.python_version(),
+        platform=platform.platform(), torch=torch.__version__, torchvision=torchvision.__version__,
+        numpy=np.__version__, cuda=torch.version.cuda, device=device.type,
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        threads=torch.get_num_threads(), cpus=os.cpu_count())
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `hubbench profile` writes: the complexity of one method built with a single training step."""
+
+    SCHEMA: ClassVar[str] = "hubbench.profile"
+    VERSION: ClassVar[int] = 1
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {}
+
+    hub: str
+    task: str
+    kind: str
+    method: MethodId
+    seed: int
+    stand_in: bool  # the task's data were stand-ins of its shapes
+    protocol: dict[str, Any]
+    hub_config: dict[str, Any]
+    complexity: Complexity
+    environment: Environment
+    timings: dict[str, float] = field(default_factory=dict)

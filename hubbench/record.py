@@ -1,6 +1,6 @@
 """The record: one JSON file per benchmark cell, and the one module that knows its shape.
 
-A record carries everything needed to interpret it (the leaderboard reads nothing else): identity
+A record carries everything needed to interpret it (the leaderboard reads nothing else of a run): identity
 (suite, hub, task, method and its hyper-parameters, seed), outcome (status, reason, times), the
 primary and every val/test metric, complexity, cost, curves, diagnostics, config and environment.
 Its shape is `Record`, written with its schema version; files of every earlier version are upgraded
@@ -135,6 +135,17 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class Examples:
+    """A few samples of a split with their targets and predictions, for the leaderboard's pictures:
+    PNG images (base64) and, per image, its points in the image's pixels (landmark tasks)."""
+
+    split: str
+    images: list[str]
+    target: list[list[list[float]]]
+    predicted: list[list[list[float]]]
+
+
+@dataclass(frozen=True)
 class Config:
     """What determined the cell beyond its identity, as the hub, the task and the runtime describe themselves."""
 
@@ -213,7 +224,7 @@ class Record:
     artifacts: list[Artifact] = field(default_factory=list)
     curves: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [iteration, value] pairs
     diagnostics: dict[str, Any] = field(default_factory=dict)  # the method's own (see Method.figures)
-    examples: dict[str, Any] | None = None  # a few test samples with predictions (Task.examples)
+    examples: Examples | None = None  # a few test samples with predictions (Task.examples)
     # context
     config: Config | None = None
     environment: Environment | None = None
@@ -251,7 +262,7 @@ class Record:
             "metric": self.metric.name, "higher_is_better": self.metric.higher_is_better, "value": self.value,
             **{f"{split}_{name}": v for split, values in sorted(self.metrics.items())
                for name, v in sorted(values.items())},
-            **{f"hp_{name}": v for name, v in sorted(self.method.params.items())},
+            **{f"{HP_PREFIX}{name}": v for name, v in sorted(self.method.params.items())},
             "params_total": p.total, "params_trainable": p.trainable, "params_active": p.active,
             "gflops_fvcore": f.fvcore_gflops, "gflops_flop_counter": f.flop_counter_gflops, "flops_batch": f.batch,
             "fvcore_unsupported": "; ".join(f"{op} x{n}" for op, n in sorted(f.fvcore_unsupported.items())) or None,

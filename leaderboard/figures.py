@@ -18,7 +18,7 @@ from PIL import Image
 from hubbench.figures import Figure, FigureHook, Panel, canvas, file_name, png
 from hubbench.record import Record
 
-MARKS = {"target": {"c": "lime", "marker": "o", "s": 6}, "predicted": {"c": "red", "marker": "x", "s": 8}}
+TARGET, PREDICTED = {"c": "lime", "marker": "o", "s": 6}, {"c": "red", "marker": "x", "s": 8}
 
 
 def colours(board: Board) -> dict[str, tuple]:
@@ -89,25 +89,25 @@ def examples(panel: Panel, methods: list[str]) -> list[Figure]:
     for role, m in (("best method", panel.best), ("best single fine-tune", panel.baseline)):
         if m is not None:
             roles.setdefault(m, []).append(role)
-    picks = {m: rs[0] for m in roles if (rs := [r for r in panel.ok(m) if (r.examples or {}).get("images")])}
+    picks = {m: rs[0] for m in roles if (rs := [r for r in panel.ok(m) if r.examples and r.examples.images])}
     if not picks:
         return []
-    cols = max(len(r.examples["images"]) for r in picks.values())
+    cols = max(len(r.examples.images) for r in picks.values())
     with canvas(1.4 * cols, 1.6 * len(picks) + 0.3, cols=cols, rows=len(picks)) as (fig, axes):
         for row, (m, r) in enumerate(picks.items()):
             ex = r.examples
             for i, ax in enumerate(axes[row * cols:(row + 1) * cols]):
                 ax.set_axis_off()
-                if i >= len(ex["images"]):
+                if i >= len(ex.images):
                     continue
-                image = decode(ex["images"][i])
+                image = decode(ex.images[i])
                 ax.imshow(image, extent=(0, image.shape[1], image.shape[0], 0), interpolation="nearest")
-                for key, marks in MARKS.items():
-                    points = np.asarray(ex[key][i]).reshape(-1, 2)
+                for points, marks in ((ex.target[i], TARGET), (ex.predicted[i], PREDICTED)):
+                    points = np.asarray(points).reshape(-1, 2)
                     ax.scatter(points[:, 0], points[:, 1], linewidths=0.8, **marks)
                 if i == 0:
                     ax.set_title(f"{m}, seed {r.seed} ({' and '.join(roles[m])})", loc="left", fontsize=7)
-        split = next(iter(picks.values())).examples.get("split", "test")
+        split = next(iter(picks.values())).examples.split
         rows = ", ".join(f"`{m}` ({' and '.join(roles[m])})" for m in picks)
         return [panel.figure(["examples"], f"{split} images, ground truth green, prediction red; rows: {rows}.", fig)]
 

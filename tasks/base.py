@@ -14,6 +14,7 @@ from hubbench.tasks.crops import VIEWS
 from torch import nn
 
 from hubbench.images import to_input
+from hubbench.record import Examples
 from hubbench.registry import Registry
 from hubbench.training import Schedule
 
@@ -143,7 +144,7 @@ class Task(ABC):
     def distillation(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """Loss pulling a student's outputs towards a (detached) teacher's outputs."""
 
-    def examples(self, outputs: torch.Tensor, split: str = "test", n: int = 8) -> dict | None:
+    def examples(self, outputs: torch.Tensor, split: str = "test", n: int = 8) -> Examples | None:
         """A few samples of `split` with their predictions for the leaderboard's pictures (None: none drawn)."""
         return None
 

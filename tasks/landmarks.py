@@ -19,6 +19,7 @@ from hubbench.tasks.base import Protocol, Task
 from torch import nn
 
 from hubbench.images import png_base64
+from hubbench.record import Examples
 
 FAILURE_THRESHOLDS = (0.08, 0.10)
 AUC_LIMIT = 0.10
@@ -180,8 +181,8 @@ class LandmarkTask(Task):
         scales = torch.tensor([s for _, s in encoded]).view(-1, 1, 1)
         target = unpack(data.targets[:n])[0].float() * scales
         predicted = decode(outputs[:n].float(), self.frame) * scales
-        return {"split": split, "images": [b64 for b64, _ in encoded],
-                "target": target.round(decimals=2).tolist(), "predicted": predicted.round(decimals=2).tolist()}
+        return Examples(split, [b64 for b64, _ in encoded], target.round(decimals=2).tolist(),
+                        predicted.round(decimals=2).tolist())
 
     def augment(self, x, y, g):
         p = self.protocol

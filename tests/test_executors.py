@@ -21,6 +21,7 @@ from hubbench.benchmark.runner import expand, run_cells
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 
+from hubbench import record as records
 from hubbench.context import checkpoint_stem
 from hubbench.io import write_json
 from hubbench.locks import locked
@@ -144,9 +145,10 @@ def test_pending_puts_artifact_producers_first_and_retries_failed(grid, tmp_path
     cells = expand(suite)
     reordered = expand(Suite(suite.name, "", suite.hubs, suite.tasks, ("ensemble_i", "finetune"), suite.seeds))
     assert [c.method.name for c in pending(reordered, tmp_path)] == ["finetune", "finetune", "ensemble_i"]
-    base = {"schema": "hubbench.record/1", "metric": {}}
-    write_json(cells[0].path(tmp_path), {**base, "status": "failed"})
-    write_json(cells[1].path(tmp_path), {**base, "status": "ok"})
+    for cell, status in zip(cells[:2], (records.FAILED, records.OK), strict=True):
+        method = records.MethodId(cell.method.id, cell.method.name, cell.method.params)
+        records.write(cell.path(tmp_path), records.Record(suite.name, cell.hub, cell.task, "classification", method,
+                                                          cell.seed, status, records.Metric("top1")))
     assert pending(cells, tmp_path) == [cells[2]]
     assert pending(cells, tmp_path, retry_failed=True) == [cells[0], cells[2]]
 

@@ -5,8 +5,11 @@ import re
 
 import pytest
 from hubbench.leaderboard.generate import generate
+from hubbench.methods import Method, register
 from PIL import Image
 from test_leaderboard import full, record, write
+
+from hubbench.figures import canvas
 
 METHODS = ["finetune[model=a]", "finetune[model=b]", "zoo_tuning", "hub_pathway", "scratch"]
 
@@ -69,3 +72,28 @@ def test_figures_without_data_are_skipped(tmp_path):
     write(tmp_path / "r", [record("a", "m", 0, 1.0), record("a", "finetune[model=x]", 0, 2.0)])
     out = generate("s", tmp_path / "r", tmp_path / "lb")
     assert not (out / "figures").exists() and "### Figures" not in (out / "README.md").read_text()
+
+
+def test_a_plugin_method_brings_its_own_figure(tmp_path):
+    def seeds_per_method(panel, methods):
+        with canvas(3, 2) as (fig, (ax,)):
+            ax.bar(methods, [len(panel.ok(m)) for m in methods])
+            return [panel.figure(["seeds"], "ok seeds per method.", fig)]
+
+    @register
+    class WithFigure(Method):
+        name = "with_figure"
+        description = "a plugin method declaring a figure of its own"
+
+        def fit(self, ctx):
+            raise NotImplementedError
+
+        @classmethod
+        def figures(cls):
+            return (seeds_per_method,)
+
+    write(tmp_path / "r", [record("a", "with_figure", 0, 1.0), record("a", "with_figure[x=1]", 1, 1.0),
+                           record("a", "m", 0, 2.0)])
+    out = generate("s", tmp_path / "r", tmp_path / "lb")
+    assert [p.name for p in (out / "figures").iterdir()] == ["h-k-a-seeds.png"]
+    assert "`h` / a: ok seeds per method." in (out / "README.md").read_text()

@@ -1,11 +1,42 @@
-"""Distill reduces to fine-tuning without its distillation term; K-Flow ends independent of its teachers."""
+"""Distill learns from the ensemble of every fine-tuned hub model and reduces to fine-tuning
+without its distillation term; K-Flow ends independent of its teachers."""
 
 import pytest
 import torch
-from hubbench.methods import METHODS, TaskModel, task_model
+from hubbench.methods import METHODS, FinetunedSource, TaskModel, task_model
+from hubbench.methods import distill as distill_module
 from hubbench.methods.kflow import MixedStage
 from torch import nn
 from transfer_helpers import forward_calls, same_state, small_ctx, state
+
+
+def distils_from_the_finetuned_ensemble(hub, scope) -> bool:
+    """Whether the teacher outputs Distill trains on are the task's combination of every hub model
+    fine-tuned on the task (Ensemble-I), on the very batches the student sees."""
+    ctx = small_ctx(hub, scope)
+    ensemble = [ctx.artifact(FinetunedSource(n)).eval() for n in hub.names]  # trained before the spies go in
+    task, batches, teachers = ctx.task, [], []
+    train_batch, distillation = task.train_batch, task.distillation
+    task.train_batch = lambda *a: batches.append(train_batch(*a)) or batches[-1]
+    task.distillation = lambda s, t, temperature: teachers.append(t.detach()) or distillation(s, t, temperature)
+    try:
+        METHODS.get("distill")().fit(ctx)
+    finally:
+        del task.train_batch, task.distillation
+    with torch.no_grad():
+        expected = [task.combine([m(x) for m in ensemble]) for x, _ in batches]
+    return len(teachers) == len(expected) == task.protocol.iterations and all(
+        torch.allclose(t, e, atol=1e-5) for t, e in zip(teachers, expected, strict=True))
+
+
+def test_distill_teacher_is_the_ensemble_of_every_finetuned_model(tiny_hub, monkeypatch):
+    assert distils_from_the_finetuned_ensemble(tiny_hub, "distill-teacher")
+    finetuned = distill_module.finetuned_models
+    wrong = {"pre-trained": lambda ctx: [task_model(s.backbone(), ctx.task) for s in ctx.hub.sources],
+             "single": lambda ctx: finetuned(ctx)[:1]}
+    for name, teachers in wrong.items():
+        monkeypatch.setattr(distill_module, "finetuned_models", teachers)
+        assert not distils_from_the_finetuned_ensemble(tiny_hub, f"distill-teacher/{name}"), name
 
 
 def test_distill_with_zero_weight_is_finetuning_the_student(tiny_hub):

@@ -48,7 +48,7 @@ def write_suite(directory: Path, name: str = "tiny", *, methods=("scratch", "fin
 
 def hubbench(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     """Run the CLI in a subprocess with the tiny plugin loaded."""
-    cmd = [sys.executable, "-m", "benchmark", "--plugin", str(PLUGIN), *args]
+    cmd = [sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), *args]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=kw.pop("cwd", ROOT), **kw)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stderr[-3000:]}")

@@ -27,14 +27,16 @@ weighted mean of probabilities would cancel. `mean` is the task's fixed weighted
 is the activated model's output whatever G is, so the generator would learn nothing from the
 task: refused, as is k = 1 with `renormalise` (Ḡ is then one-hot).
 
-The generator (`generator`, our inference, not stated in the paper): its complexity table gives
-Hub-Pathway 128.43 M params and 9.11 GFLOPs (fvcore) against 118.55 M and 2 x 4.11 GFLOPs for
-the five ResNet-50s with their heads at k = 2, so a generator of about 10 M params and 0.9
-GFLOPs: a ResNet-18 (11.2 M) on the input resized to 160 px (0.93 GFLOPs) matches it best among
-standard nets, about 0.47x a source model's params and 0.22x its FLOPs. It scales with the hub:
-`resnet18` for the papers' 224 px inputs, `mini` for the CPU hubs' 32 px inputs (a MiniResNet,
-the mini sources' design, at widths and input side giving about the same ratios to a mini
-source); `auto` picks by the task's input size. The input is resized by `gate_scale` (160/224).
+The generator (`generator`; inferred from the paper's complexity table, not stated there): the
+table gives Hub-Pathway 128.43 M params and 9.11 GFLOPs (fvcore) against 118.55 M and 2 x 4.11
+GFLOPs for the five ResNet-50s with their heads at k = 2, so a generator of about 10 M params and
+0.9 GFLOPs, 0.42x a source model's params and 0.22x its FLOPs. We take a ResNet-18, the smallest
+standard ResNet, on the input resized to 160 px: 11.2 M params and 0.93 GFLOPs, so 129.8 M and
+9.15 GFLOPs in all (`hubbench profile --hub resnet50-zoo --task cifar100 --method hub_pathway
+--random-weights`). It scales with the hub: `resnet18` for the papers' 224 px inputs, `mini` for
+the CPU hubs' 32 px inputs (a MiniResNet, the mini sources' design, at widths and input side
+giving about the same ratios to a mini source); `auto` picks by the task's input size. The input
+is resized by `gate_scale` (160/224).
 The generator starts from random weights (a pre-trained one would bring knowledge from outside
 the hub), its output layer zero-initialised so that routing starts balanced and noise-driven
 (as Shazeer et al.'s noisy top-k gating). Also ours: λ = 0.1; the shared SGD protocol for

@@ -54,8 +54,9 @@ def trunk(builder: str, children: tuple[str, ...], out_channels: int) -> Trunk:
     return Trunk(getattr(torchvision.models, builder)(weights=None), children, out_channels)
 
 
-RESNET50 = partial(trunk, "resnet50", ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"),
-                   2048)
+RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+RESNET50 = partial(trunk, "resnet50", RESNET_STAGES, 2048)
+RESNET18 = partial(trunk, "resnet18", RESNET_STAGES, 512)
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,46 @@
 """Hub-Pathway (NeurIPS 2022): a pathway generator routes each input through a few hub models.
 
-G(x) = softmax(G_p(x) + eps * softplus(G_n(x))), eps ~ N(0, 1) in training only. The top-k
-entries of G(x) are kept and renormalised to sum to one (the other m - k are zero): Ḡ(x). An
-input is run only through the models its Ḡ activates, each model with its own task head, and
-the prediction is the task's weighted aggregate of their outputs, `task.combine(outputs, Ḡ)`.
+As the paper defines it: G(x) = softmax(G_p(x) + eps * softplus(G_n(x))), eps ~ N(0, 1) in training
+only; Ḡ(x) = top-k(G(x)) keeps the k largest entries of G(x) as they are and zeroes the others
+(`renormalise` rescales the kept ones to sum to one instead: not the paper's); an input is run
+only through the models its Ḡ activates, each model with its own task head; the prediction is
+the aggregator's A([Ḡ(x)_1 Θ_1(x), ..., Ḡ(x)_m Θ_m(x)]).
 
 Losses (as the paper states them):
-- task: the task loss of the aggregate;
+- task: the task loss of the prediction;
 - exploration: -H(E_x[G(x)]), the negative entropy of the batch-mean (dense, noisy) gate, times λ;
 - exploitation: sum_i E_x[1(Ḡ_i(x) > 0) ℓ(Θ_i(x), y)], each activated model's own head loss on
   the samples routed to it.
-The paper trains G (and the aggregator) on task + λ·exploration, the models on task +
-exploitation. Their sum gives exactly that split without any detaching: the exploration term
-depends on G alone, and the exploitation term on the models alone, since routing is an index
-set (no gradient flows through the top-k selection into G). Our aggregator, `task.combine`, has
-no parameters.
+G and A are trained on task + λ·exploration, the models on task + exploitation. Their sum gives
+exactly that split without any detaching: the exploration term depends on G alone, and the
+exploitation term on the models alone, since routing is an index set (no gradient flows
+through the top-k selection into G). As the kept weights are not renormalised, the task loss
+reaches all m logits of G through the softmax, even with k = 1.
 
-Not in the paper (our choices, all parameters): the generator is a two-layer CNN on the input
-downscaled to `gate_size` px, `gate_width` channels, its output layer zero-initialised so routing
-starts balanced and noise-driven (as Shazeer et al.'s noisy top-k gating); λ = 0.1; the shared
-SGD protocol for everything, the generator's lr times `gate_lr_mult`. Renormalising the kept
-weights makes Ḡ mixing proportions whatever the task's `combine` does with them.
+The aggregator A (`aggregator`): the paper learns A with G but does not give its form. Ours,
+`linear`, is the most general map that stays in the models' output space: a learned linear map
+of the concatenated weighted outputs along the channel axis (per position for dense outputs, a
+1x1 convolution), with a bias, starting as their sum Σ_i Ḡ_i Θ_i(x). For classification it acts on
+the logits, so scaling the Ḡ_i changes the prediction's confidence: the task gradient to G that a
+weighted mean of probabilities would cancel. `mean` is the task's fixed weighted mean
+(`task.combine`, normalised by Ḡ's sum; for classification, of the probabilities): with k = 1 it
+is the activated model's output whatever G is, so the generator would learn nothing from the
+task: refused, as is k = 1 with `renormalise` (Ḡ is then one-hot).
+
+The generator (`generator`; inferred from the paper's complexity table, not stated there): the
+table gives Hub-Pathway 128.43 M params and 9.11 GFLOPs (fvcore) against 118.55 M and 2 x 4.11
+GFLOPs for the five ResNet-50s with their heads at k = 2, so a generator of about 10 M params and
+0.9 GFLOPs, 0.42x a source model's params and 0.22x its FLOPs. We take a ResNet-18, the smallest
+standard ResNet, on the input resized to 160 px: 11.2 M params and 0.93 GFLOPs, so 129.8 M and
+9.15 GFLOPs in all (`hubbench profile --hub resnet50-zoo --task cifar100 --method hub_pathway
+--random-weights`). It scales with the hub: `resnet18` for the papers' 224 px inputs, `mini` for
+the CPU hubs' 32 px inputs (a MiniResNet, the mini sources' design, at widths and input side
+giving about the same ratios to a mini source); `auto` picks by the task's input size. The input
+is resized by `gate_scale` (160/224).
+The generator starts from random weights (a pre-trained one would bring knowledge from outside
+the hub), its output layer zero-initialised so that routing starts balanced and noise-driven
+(as Shazeer et al.'s noisy top-k gating). Also ours: λ = 0.1; the shared SGD protocol for
+everything, the generator's and aggregator's lr times `gate_lr_mult`.
 """
 
 from __future__ import annotations
@@ -30,6 +50,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hubbench.hubs.archs import MiniResNet
+from hubbench.hubs.zoo import RESNET18
 from hubbench.methods.base import Method, register
 from hubbench.tasks.crops import first_view
 from torch import nn
@@ -37,10 +59,16 @@ from torch import nn
 from hubbench.context import task_model
 from hubbench.figures import Figure, Panel, canvas
 
+GENERATORS = ("auto", "resnet18", "mini")
+AGGREGATORS = ("linear", "mean")
+# The mini sources' widths (16, 32, 64, 128) x 0.69: on 23 px inputs 0.47x a mini source's params, 0.27x its FLOPs.
+MINI_WIDTHS = (11, 22, 44, 88)
+LARGE_INPUT = 128  # `auto`: tasks with inputs at least this side get the ResNet-18 generator
+
 
 class Gate(NamedTuple):
     dense: torch.Tensor  # G(x) [B, m], noisy in training
-    weights: torch.Tensor  # Ḡ(x) [B, m]: top-k of G, renormalised, zero elsewhere
+    weights: torch.Tensor  # Ḡ(x) [B, m]: top-k of G (renormalised if asked), zero elsewhere
     active: torch.Tensor  # [B, m] bool: the models each sample is routed through
 
 
@@ -51,33 +79,57 @@ class Pathways(NamedTuple):
 
 
 class PathwayGenerator(nn.Module):
-    """G_p and G_n: one small CNN on the downscaled input, a linear layer giving both logit vectors."""
+    """G_p and G_n: a backbone on the input resized to `size` px, global average pooling, and one
+    linear layer giving both logit vectors, zero-initialised."""
 
-    def __init__(self, models: int, size: int, width: int):
+    def __init__(self, backbone: nn.Module, models: int, size: int):
         super().__init__()
-        self.size = size
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.logits = nn.Linear(2 * width, 2 * models)
+        self.backbone, self.size = backbone, size
+        self.logits = nn.Linear(backbone.out_channels, 2 * models)
         nn.init.zeros_(self.logits.weight)
         nn.init.zeros_(self.logits.bias)
 
     def forward(self, x):
-        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        clean, noise = self.logits(self.features(x)).chunk(2, dim=-1)
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        clean, noise = self.logits(self.backbone(x).mean((2, 3))).chunk(2, dim=-1)
         return clean, noise
 
 
-class HubPathway(nn.Module):
-    """The predictor: hub models with their own heads, the generator, and the task's aggregator."""
+class LinearAggregator(nn.Module):
+    """A([Ḡ_1 Θ_1, ..., Ḡ_m Θ_m]): a learned linear map of the concatenated weighted outputs
+    [B, m C, ...] to [B, C, ...] along the channel axis, starting as their sum."""
 
-    def __init__(self, models: list[nn.Module], generator: nn.Module, combine, k: int):
+    def __init__(self, models: int, channels: int):
         super().__init__()
-        self.models, self.generator = nn.ModuleList(models), generator
-        self.combine, self.k = combine, k
+        self.weight = nn.Parameter(torch.eye(channels).repeat(1, models))  # [C, m C]: m identity blocks
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, outputs: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack(outputs, 1)  # [B, m, C, ...]
+        z = (weights.view(*weights.shape, *[1] * (stacked.dim() - 2)) * stacked).flatten(1, 2)
+        return F.linear(z.movedim(1, -1), self.weight, self.bias).movedim(-1, 1)
+
+
+class WeightedMean(nn.Module):
+    """The task's fixed weighted mean of the outputs (`task.combine`): no parameters."""
+
+    def __init__(self, combine):
+        super().__init__()
+        self.combine = combine
+
+    def forward(self, outputs: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        return self.combine(outputs, weights)
+
+
+class HubPathway(nn.Module):
+    """The predictor: hub models with their own heads, the generator, and the aggregator."""
+
+    def __init__(self, models: list[nn.Module], generator: nn.Module, aggregator: nn.Module, k: int,
+                 renormalise: bool = False):
+        super().__init__()
+        self.models, self.generator, self.aggregator = nn.ModuleList(models), generator, aggregator
+        self.k, self.renormalise = k, renormalise
 
     def gate(self, x: torch.Tensor) -> Gate:
         clean, noise = self.generator(x)
@@ -86,7 +138,7 @@ class HubPathway(nn.Module):
         top = dense.topk(self.k, dim=-1)
         kept = torch.zeros_like(dense).scatter(-1, top.indices, top.values)
         active = torch.zeros_like(dense, dtype=torch.bool).scatter(-1, top.indices, torch.ones_like(top.values).bool())
-        return Gate(dense, kept / kept.sum(-1, keepdim=True), active)
+        return Gate(dense, kept / kept.sum(-1, keepdim=True) if self.renormalise else kept, active)
 
     def pathways(self, x: torch.Tensor) -> Pathways:
         """Run each sample through its activated models only, then aggregate."""
@@ -99,7 +151,7 @@ class HubPathway(nn.Module):
         first = next(iter(routed.values()))[1]
         zeros = first.new_zeros((len(x), *first.shape[1:]))  # unrouted samples: their weight is zero
         outputs = [zeros.index_copy(0, *routed[i]) if i in routed else zeros for i in range(len(self.models))]
-        return Pathways(self.combine(outputs, gate.weights), gate, routed)
+        return Pathways(self.aggregator(outputs, gate.weights), gate, routed)
 
     def forward(self, x):
         return self.pathways(x).prediction
@@ -120,21 +172,35 @@ def pathway_losses(p: Pathways, task, y) -> tuple[torch.Tensor, torch.Tensor, to
 
 @register
 class HubPathwayMethod(Method):
-    """Routes each input through its top-k hub models; see the module docstring for the losses
-    and for what we chose where the paper is silent. Diagnostics: per source, the activation
-    frequency and mean weight Ḡ on the test split, overall and (classification) per class."""
+    """Routes each input through its top-k hub models; see the module docstring for the losses,
+    the aggregator and the generator, and for what we chose where the paper is silent.
+    Diagnostics: the generator, and per source the activation frequency and mean weight Ḡ on the
+    test split, overall and (classification) per class."""
 
     name = "hub_pathway"
     description = "Hub-Pathway: a generator routes each input through its top-k hub models"
     k: int = 2
     explore_weight: float = 0.1
-    gate_size: int = 16
-    gate_width: int = 32
+    renormalise: bool = False
+    aggregator: str = "linear"
+    generator: str = "auto"
+    gate_scale: float = 160 / 224
     gate_lr_mult: float = 1.0
+
+    def __post_init__(self):
+        for field, value, choices in (("aggregator", self.aggregator, AGGREGATORS),
+                                      ("generator", self.generator, GENERATORS)):
+            if value not in choices:
+                raise ValueError(f"unknown hub_pathway {field} {value!r} (choose from: {', '.join(choices)})")
+        if not 0 < self.gate_scale <= 1:
+            raise ValueError(f"hub_pathway needs 0 < gate_scale <= 1, got {self.gate_scale}")
 
     def applicable(self, hub, task):
         if not 1 <= self.k <= len(hub.sources):
             return False, f"k={self.k} must be between 1 and the hub's {len(hub.sources)} models"
+        if self.k == 1 and (self.renormalise or self.aggregator == "mean"):
+            why = "renormalised top-1 weights are 1" if self.renormalise else "the weighted mean of one output is it"
+            return False, f"k=1 with {why}: the generator would get no task gradient"
         return True, ""
 
     def objective(self, task):
@@ -144,14 +210,27 @@ class HubPathwayMethod(Method):
 
         return loss
 
+    def generator_arch(self, task) -> str:
+        if self.generator != "auto":
+            return self.generator
+        return "resnet18" if task.protocol.image_size >= LARGE_INPUT else "mini"
+
+    def build(self, hub, task, pretrained: bool = True) -> HubPathway:
+        """The untrained predictor: the hub models with new heads, the generator and the aggregator."""
+        models = [task_model(source.backbone(pretrained), task) for source in hub.sources]
+        backbone = RESNET18() if self.generator_arch(task) == "resnet18" else MiniResNet(MINI_WIDTHS)
+        generator = PathwayGenerator(backbone, len(models), max(1, round(self.gate_scale * task.protocol.image_size)))
+        aggregator = LinearAggregator(len(models), task.output_channels) if self.aggregator == "linear" \
+            else WeightedMean(task.combine)
+        return HubPathway(models, generator, aggregator, self.k, self.renormalise)
+
     def fit(self, ctx):
-        models = [task_model(source.backbone(), ctx.task) for source in ctx.hub.sources]
-        generator = PathwayGenerator(len(models), self.gate_size, self.gate_width)
-        model = HubPathway(models, generator, ctx.task.combine, self.k)
-        groups = [{"params": model.models.parameters()},
-                  {"params": generator.parameters(), "lr_mult": self.gate_lr_mult}]
-        ctx.train(model, self.objective(ctx.task), params=groups)
-        ctx.diagnostics["pathway"] = routing_diagnostics(model, ctx, "test")
+        model = self.build(ctx.hub, ctx.task)
+        gate = [*model.generator.parameters(), *model.aggregator.parameters()]
+        ctx.train(model, self.objective(ctx.task),
+                  params=[{"params": model.models.parameters()}, {"params": gate, "lr_mult": self.gate_lr_mult}])
+        generator = {"arch": self.generator_arch(ctx.task), "size": model.generator.size}
+        ctx.diagnostics["pathway"] = {"generator": generator, **routing_diagnostics(model, ctx, "test")}
         return model
 
     @classmethod

@@ -22,6 +22,11 @@ def average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
             for k, v in states[0].items()}
 
 
+def improves(task, value: float, best: float) -> bool:
+    """Strictly better in the task's direction: an ingredient that only ties is left out (the paper's rule)."""
+    return value > best if task.higher_is_better else value < best
+
+
 @register
 class Soup(Method):
     """A single model whose weights are a mean of the fine-tuned hub models' (heads included).
@@ -71,7 +76,7 @@ class Soup(Method):
             for i in order[1:]:
                 candidate = self.cook(ctx, models, [*chosen, i])
                 val = ctx.evaluate(candidate, "val")[task.metric]
-                if (val > best) if task.higher_is_better else (val < best):
+                if improves(task, val, best):
                     chosen, best, soup = [*chosen, i], val, candidate
         ctx.diagnostics["soup"] = {"ingredients": [ctx.hub.names[i] for i in chosen],
                                    "ingredient_val": dict(zip(ctx.hub.names, vals, strict=True))}

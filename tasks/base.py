@@ -129,6 +129,11 @@ class Task(ABC):
     def head(self, in_channels: int) -> nn.Module:
         """A fresh head mapping the backbone's last feature map to task outputs."""
 
+    @property
+    def output_channels(self) -> int:
+        """Channels of the task outputs (their axis 1): what a learned aggregator of outputs maps."""
+        raise NotImplementedError(f"task {self.name!r} of kind {self.kind!r} does not say its output channels")
+
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
 
@@ -213,6 +218,10 @@ class ClassificationTask(Task):
 
     def head(self, in_channels: int) -> nn.Module:
         return ClassifierHead(in_channels, self.num_classes)
+
+    @property
+    def output_channels(self):
+        return self.num_classes
 
     def loss(self, outputs, targets):
         return F.cross_entropy(outputs, targets)

@@ -145,6 +145,10 @@ class LandmarkTask(Task):
     def head(self, in_channels: int) -> nn.Module:
         return LandmarkHead(in_channels, self.num_points, self.head_channels)
 
+    @property
+    def output_channels(self):
+        return self.num_points
+
     def loss(self, outputs, targets):
         points, _ = unpack(targets)
         target = encode(points.float(), outputs.shape[-2:], self.frame, self.sigma)

@@ -2,8 +2,54 @@
 
 import torch
 from helpers import make_ctx
-from hubbench.methods import METHODS
+from hubbench.methods import METHODS, task_model
 from hubbench.methods.ensemble_i import Ensemble
+from transfer_helpers import fit_recording_training, small_ctx
+
+EnsembleJ = METHODS.get("ensemble_j")
+
+
+class OneByOne(EnsembleJ):
+    """Wrong: each member fine-tuned on its own, then combined (Ensemble-I without the artifacts)."""
+
+    def fit(self, ctx):
+        members = [ctx.train(task_model(s.backbone(), ctx.task), key=s.name) for s in ctx.hub.sources]
+        return Ensemble(members, ctx.task.combine)
+
+
+class OwnLosses(EnsembleJ):
+    """Wrong: one training stage, but each member on the loss of its own prediction."""
+
+    def fit(self, ctx):
+        ensemble = Ensemble([task_model(s.backbone(), ctx.task) for s in ctx.hub.sources], ctx.task.combine)
+        return ctx.train(ensemble, loss=lambda m, x, y: sum(ctx.task.loss(member(x), y) for member in m.members))
+
+
+def trains_jointly(method, hub, scope) -> bool:
+    """Whether `method.fit` trains the returned ensemble in one stage, on a loss through which each
+    member's gradient depends on the other members' outputs (what makes them complement each other)."""
+    ctx = small_ctx(hub, scope, iterations=0)
+    ensemble, stages = fit_recording_training(method, ctx)
+    if len(stages) != 1 or stages[0][0] is not ensemble:
+        return False
+    task, loss = ctx.task, stages[0][1] or (lambda m, x, y: ctx.task.loss(m(x), y))
+    x, y = task.train_batch(torch.arange(8), torch.Generator().manual_seed(0))
+    first, second = ensemble.train().members[:2]
+
+    def first_member_grad():
+        return torch.autograd.grad(loss(ensemble, x, y), list(first.head.parameters()))
+
+    before = first_member_grad()
+    with torch.no_grad():
+        for p in second.head.parameters():
+            p.add_(torch.randn_like(p))
+    return not all(torch.allclose(a, b) for a, b in zip(before, first_member_grad(), strict=True))
+
+
+def test_members_train_jointly_and_wrong_variants_are_rejected(tiny_hub):
+    assert trains_jointly(EnsembleJ(), tiny_hub, "ensemble_j/joint")
+    assert not trains_jointly(OneByOne(), tiny_hub, "ensemble_j/one-by-one")
+    assert not trains_jointly(OwnLosses(), tiny_hub, "ensemble_j/own-losses")
 
 
 def test_gradients_reach_every_member_from_the_joint_loss(tiny_hub):

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hubbench.methods import METHODS, FinetunedSource
-from hubbench.methods._features import ConcatFeatures, Frozen
+from hubbench.methods import ced as ced_module
+from hubbench.methods._features import ConcatFeatures, Frozen, resize_to, source_backbones
 from torch import nn
-from transfer_helpers import forward_calls, same_state, small_ctx, state
+from transfer_helpers import fit_recording_training, forward_calls, same_state, small_ctx, state
 
 
 def test_concat_features_resizes_to_the_first_map_and_frozen_ignores_train_mode():
@@ -65,3 +67,33 @@ def test_ced_feature_loss_moves_the_adapters(tiny_hub):
         adapters.append(state(METHODS.get("ced")(feature_weight=weight).fit(ctx).adapters))
         ctx.clear_checkpoints()
     assert not same_state(*adapters)
+
+
+class ShuffledTeachers(ced_module.Teachers):
+    """Wrong: the teachers' features come back in another order than the hub's."""
+
+    def __call__(self, x):
+        out = super().__call__(x)
+        return out[1:] + out[:1]
+
+
+def adapter_i_regresses_model_i(name, hub, scope) -> bool:
+    """Whether CED's training loss is the task loss of the head on the concatenated adapters plus
+    `feature_weight` x the mean over i of the MSE between adapter i's output and hub model i's map."""
+    ctx = small_ctx(hub, scope, iterations=0)
+    method = METHODS.get(name)(feature_weight=2.0)
+    teachers = [Frozen(b) for b in source_backbones(ctx, method.finetuned)]  # before the spy: no artifact training
+    model, [(trained, loss)] = fit_recording_training(method, ctx)
+    x, y = ctx.task.train_batch(torch.arange(8), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feats = model.train().features(x)
+        mse = [F.mse_loss(f, resize_to(t(x), f.shape[-2:])) for f, t in zip(feats, teachers, strict=True)]
+        expected = ctx.task.loss(model.head(torch.cat(feats, 1)), y) + 2.0 * sum(mse) / len(mse)
+        return trained is model and torch.allclose(loss(model, x, y), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ced", "ced_ft"])
+def test_ced_adapter_i_regresses_hub_model_i(name, tiny_hub, monkeypatch):
+    assert adapter_i_regresses_model_i(name, tiny_hub, f"ced-pairs/{name}")
+    monkeypatch.setattr(ced_module, "Teachers", ShuffledTeachers)
+    assert not adapter_i_regresses_model_i(name, tiny_hub, f"ced-pairs/{name}-shuffled")

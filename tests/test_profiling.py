@@ -5,18 +5,16 @@ import torch
 import torch.nn.functional as F
 from helpers import make_task
 from hubbench.benchmark.profiling import MEMORY_MEASURE, LiveTensorBytes, Settings, active_params, flops, profile
-from hubbench.methods.hub_pathway import HubPathway, PathwayGenerator
+from hubbench.methods import METHODS, task_model
 from torch import nn
-
-from hubbench.context import task_model
 
 
 def pathway(hub, task, k):
+    """Hub-Pathway with the parameter-free aggregator: the FLOPs beyond the generator are the routed models'."""
     torch.manual_seed(0)
-    models = [task_model(s.backbone(pretrained=False), task) for s in hub.sources]
-    generator = PathwayGenerator(len(models), 16, 8)
-    nn.init.normal_(generator.logits.weight, std=1.0)  # spread the routing over the models
-    return HubPathway(models, generator, task.combine, k).eval()
+    model = METHODS.get("hub_pathway")(k=k, aggregator="mean").build(hub, task, pretrained=False)
+    nn.init.normal_(model.generator.logits.weight, std=1.0)  # spread the routing over the models
+    return model.eval()
 
 
 def test_fvcore_counts_a_multiply_add_once_flop_counter_twice():

@@ -32,3 +32,18 @@ def forward_calls(cls):
         yield calls
     finally:
         handle.remove()
+
+
+def fit_recording_training(method, ctx) -> tuple[nn.Module, list[tuple[nn.Module, object]]]:
+    """`method.fit(ctx)`, and the (model, loss) of every training stage it ran (loss None: the task loss)."""
+    stages, train = [], ctx.train
+
+    def spy(model, loss=None, **kw):
+        stages.append((model, loss))
+        return train(model, loss=loss, **kw)
+
+    ctx.train = spy
+    try:
+        return method.fit(ctx), stages
+    finally:
+        del ctx.train

@@ -45,8 +45,7 @@ class Cell:
         return f"{self.suite.name}/{self.id}"
 
     def path(self, results: Path) -> Path:
-        method_dir = self.method.id.replace("[", "@").replace("]", "")
-        return results / self.suite.name / self.hub / self.task / method_dir / f"seed{self.seed}.json"
+        return records.record_path(results, self.suite.name, self.hub, self.task, self.method.id, self.seed)
 
     def make_task(self) -> Task:
         cls = TASKS.get(self.task)
@@ -133,7 +132,8 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
     started, environment = now(), records.environment(device)
     ok, reason = cell.method.applicable(hub, task)
     ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
-    outcome = {"metric": records.Metric(task.metric, task.higher_is_better)}
+    metric = records.Metric(task.metric, task.higher_is_better)
+    outcome = {"metric": metric}
     if not ok:
         outcome.update(status=records.INAPPLICABLE, reason=reason)
     else:
@@ -151,7 +151,7 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
             artifacts_s = sum(a["train_s"] for a in ctx.used.values())
             outcome.update(
                 status=records.OK,
-                metric=dataclasses.replace(outcome["metric"], value=metrics["test"][task.metric]),
+                metric=dataclasses.replace(metric, value=metrics["test"][task.metric]),
                 metrics=metrics,
                 complexity=complexity,
                 examples=task.examples(outputs["test"]),

@@ -194,6 +194,14 @@ def cell_id(hub: str, task: str, method_id: str, seed: int) -> str:
     return f"{hub}/{task}/{method_id}/seed{seed}"
 
 
+def record_path(results: Path, suite: str, hub: str, task: str, method_id: str, seed: int) -> Path:
+    """Where a cell's record lives: results/<suite>/<hub>/<task>/<method id, `[k=v]` as `@k=v`>/seed<N>.json."""
+    return Path(results, suite, hub, task, method_id.replace("[", "@").replace("]", ""), f"seed{seed}.json")
+
+
+RECORD_FILES = "*/*/*/seed*.json"  # the records under results/<suite>/ (not the executors' files beside them)
+
+
 @dataclass(frozen=True)
 class Record:
     """One cell's record. Identity and outcome always; measurements only where the status is ok."""

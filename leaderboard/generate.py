@@ -31,10 +31,10 @@ class LeaderboardError(Exception):
 
 
 def load_records(suite_dir: Path) -> list[record.Record]:
-    """Every record of the suite, in a stable order; other JSON files (profiles) are not records, and
-    records that cannot be read are skipped with a warning."""
+    """Every record of the suite, in a stable order; record files that cannot be read are skipped with a
+    warning, files of another kind (profiles) silently."""
     records = []
-    for path in sorted(suite_dir.rglob("*.json")):
+    for path in sorted(suite_dir.glob(record.RECORD_FILES)):
         try:
             records.append(record.read(path))
         except record.ForeignFile:

@@ -98,7 +98,9 @@ def test_leaderboard_skips_unreadable_records_with_a_warning(tmp_path, capsys):
     for path, text in ((newer, '{"schema": "hubbench.record/3"}'), (corrupt, "{")):
         path.parent.mkdir(parents=True)
         path.write_text(text)
-    (tmp_path / "r/s/profile.json").write_text('{"schema": "hubbench.profile/1"}')  # not a record: ignored
+    (tmp_path / "r/s/.submitit").mkdir()
+    (tmp_path / "r/s/.submitit/jobs.json").write_text('{"jobs": {}}')  # an executor's file: not a record
+    (tmp_path / "r/s/h/a/y/seed1.json").write_text('{"schema": "hubbench.profile/1"}')  # another kind: ignored
     readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
     warnings = capsys.readouterr().err.splitlines()
     assert warnings == [f"hubbench leaderboard: warning: skipping {newer}: written by a newer hubbench (schema "

@@ -98,7 +98,7 @@ def check_output_dir(path: str | os.PathLike, what: str) -> Path:
     naming `what` otherwise. Checked before any work, so that a bad output path is refused up front and
     not once a cell has trained; nothing is created."""
     path = Path(path)
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(f"{what} {path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pickle
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -127,7 +129,15 @@ class Checkpoint:
         self.carried_s = 0.0
 
     def load(self) -> dict | None:
-        state = load_torch(self.path) if self.path.exists() else None
+        """The saved state; None when there is none, or when it does not load: checkpoints are written
+        atomically, so that is a damaged disk or a foreign file, and the stage starts afresh (with a warning)."""
+        state = None
+        if self.path.exists():
+            try:
+                state = load_torch(self.path)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+                print(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
+                      "starts afresh", file=sys.stderr)
         self.carried_s = float(state.get("seconds", 0.0)) if state else 0.0
         return state
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 import time
 import traceback
@@ -166,6 +167,8 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
                 diagnostics=ctx.diagnostics,
             )
         except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # the machine's fault, not the method's: no record, the checkpoints kept for a rerun
             outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=8))
     record = records.Record(

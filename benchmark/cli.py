@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -167,18 +168,18 @@ def cmd_run(args) -> int:
     check_weights(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
     executor = make_executor(args, suite, device)
-    force = args.force or args.retrain_artifacts
+    args.force = args.force or args.retrain_artifacts  # retrained artifacts make the cells' records stale
     if args.dry_run:
         return dry_run(cells, executor, args)
     if args.retrain_artifacts:
         retrain_artifacts(cells)
-    counts = run_cells(cells, args.results, device, executor=executor, force=force,
+    counts = run_cells(cells, args.results, device, executor=executor, force=args.force,
                        retry_failed=args.retry_failed, threads=args.threads, runtime=runtime_options(args))
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
-    sets = "".join(f" --set {item}" for item in args.set or [])
-    print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard --suite {args.suite}{sets}")
+    again = " ".join(shlex.quote(a) for a in ["--suite", args.suite, *(f"--set={item}" for item in args.set or [])])
+    print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard {again}")
     return 1 if counts["failed"] or counts["incomplete"] else 0
 
 

@@ -87,12 +87,13 @@ def retrain_artifacts(cells) -> None:
 
     from hubbench.context import clear_artifact
 
-    done = set()
+    done, files = set(), 0
     for cell in cells:
         for artifact in cell.method.needs(get_hub(cell.hub), cell.make_task()):
             if (key := (cell.hub, cell.task, artifact, cell.seed)) not in done:
                 done.add(key)
-                clear_artifact(cache_dir(), *key)
+                files += clear_artifact(cache_dir(), *key)
+    print(f"--retrain-artifacts: {len(done)} artifacts to retrain ({files} cached files deleted)")
 
 
 def runtime_options(args):
@@ -257,7 +258,7 @@ def cmd_profile(args) -> int:
 
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory, not a file")
-    check_output_dir(args.out.parent if args.out else Path("results"), "--out" if args.out else "results")
+    check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
     apply_weights_options(args)
     device = pick_device(args.device)
     return run(args, device, runtime_options(args).resolve(device))
@@ -392,6 +393,7 @@ def input_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         for plugin in args.plugins + args.plugin:
@@ -408,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hubbench: error: {e}", file=sys.stderr)
             return 2
         if isinstance(e, OSError):  # the environment failed a running command: a full disk, a vanished file
-            print(f"hubbench: error: {e}; the records written before it are intact, rerun to resume", file=sys.stderr)
+            running = getattr(args, "command", "") == "run"
+            resume = "; the records written before it are intact, rerun to resume" if running else ""
+            print(f"hubbench: error: {e}{resume}", file=sys.stderr)
             return 1
         raise
 

@@ -19,6 +19,7 @@ from hubbench.benchmark.plugins import load_plugin, pick_device
 
 import hubbench
 from hubbench.io import DATA_DIR_ENV, cache_dir, check_output_dir
+from hubbench.progress import interval
 from hubbench.registry import UnknownName
 
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
@@ -154,6 +155,7 @@ def cmd_run(args) -> int:
     from hubbench.record import RecordError
 
     check_executor_options(args)
+    interval()  # of the progress lines: a bad $HUBBENCH_PROGRESS_S is refused here, not in every cell
     check_output_dir(args.results, "--results")
     check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
     apply_weights_options(args)

@@ -14,9 +14,19 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from tqdm.auto import tqdm
-
 INTERVAL_ENV = "HUBBENCH_PROGRESS_S"
+
+
+def interval() -> float:
+    """Seconds between two progress lines: $HUBBENCH_PROGRESS_S, default 30 (0: a line per iteration)."""
+    text = os.environ.get(INTERVAL_ENV) or "30"
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"${INTERVAL_ENV} must be a number of seconds (0 or more), got {text!r}")
+    return seconds
 
 
 def to_terminal() -> bool:
@@ -38,10 +48,10 @@ def clock(seconds: float) -> str:
 class Lines:
     """The log-file counterpart of a tqdm bar over `iterable`, with its interface (`set_postfix`, `close`)."""
 
-    def __init__(self, iterable: Iterable, *, total: int, initial: int = 0, desc: str = "", unit: str = "it"):
-        self.iterable, self.total, self.n, self.desc, self.unit = iterable, total, initial, desc, unit
-        self.initial, self.postfix = initial, ""
-        self.every = float(os.environ.get(INTERVAL_ENV) or 30)
+    def __init__(self, iterable: Iterable, *, total: int, initial: int = 0, desc: str = ""):
+        self.iterable, self.total, self.n, self.initial, self.desc = iterable, total, initial, initial, desc
+        self.postfix = ""
+        self.every = interval()
 
     def __iter__(self) -> Iterator:
         start = last = time.monotonic()
@@ -57,7 +67,7 @@ class Lines:
         rate = (self.n - self.initial) / elapsed if elapsed > 0 else 0.0
         eta = clock((self.total - self.n) / rate) if rate else "?"
         postfix = f", {self.postfix}" if self.postfix else ""
-        note(f"{self.desc}: {self.n}/{self.total} {self.unit}{postfix}, {clock(elapsed)} elapsed, ETA {eta}")
+        note(f"{self.desc}: {self.n}/{self.total} it{postfix}, {clock(elapsed)} elapsed, ETA {eta}")
 
     def set_postfix(self, refresh: bool = False, **values) -> None:
         self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
@@ -66,8 +76,10 @@ class Lines:
         pass
 
 
-def progress(iterable: Iterable, *, total: int, initial: int = 0, desc: str = "", unit: str = "it"):
-    """A tqdm bar over `iterable` in a terminal, else `Lines`."""
+def progress(iterable: Iterable, *, total: int, initial: int = 0, desc: str = ""):
+    """A tqdm bar over the iterations `iterable` in a terminal, else `Lines`."""
     if to_terminal():
-        return tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
-    return Lines(iterable, total=total, initial=initial, desc=desc, unit=unit)
+        from tqdm.auto import tqdm  # here: the CLI imports this module, and answers --help without tqdm
+
+        return tqdm(iterable, total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
+    return Lines(iterable, total=total, initial=initial, desc=desc)

@@ -12,8 +12,8 @@ def make_task(name="digits", **protocol):
     return cls(cls.protocol.replace(**{"iterations": 4, "eval_every": 2, "checkpoint_every": 2, **protocol}))
 
 
-def make_ctx(hub, task="digits", seed=0, scope="test", **protocol):
-    return Context(hub, make_task(task, **protocol), seed, scope=scope, cache=cache_dir(),
+def make_ctx(hub, task="digits", seed=0, scope="test", cache=None, **protocol):
+    return Context(hub, make_task(task, **protocol), seed, scope=scope, cache=cache or cache_dir(),
                    device=torch.device("cpu"))
 
 

@@ -52,8 +52,8 @@ def test_members_train_jointly_and_wrong_variants_are_rejected(tiny_hub):
     assert not trains_jointly(OwnLosses(), tiny_hub, "ensemble_j/own-losses")
 
 
-def test_gradients_reach_every_member_from_the_joint_loss(tiny_hub):
-    ctx = make_ctx(tiny_hub, scope="ensemble_j/grad", iterations=0)
+def test_gradients_reach_every_member_from_the_joint_loss(tiny_hub, untrained):
+    ctx = make_ctx(tiny_hub, scope="ensemble_j/grad", cache=untrained)
     ensemble = METHODS.get("ensemble_j")().fit(ctx)
     assert isinstance(ensemble, Ensemble) and len(ensemble.members) == len(tiny_hub.sources)
     for member, source in zip(ensemble.members, tiny_hub.sources, strict=True):

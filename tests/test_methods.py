@@ -17,10 +17,10 @@ def test_spec_parsing_is_typed_and_validated():
             parse_spec(bad)
 
 
-def test_finetune_starts_from_the_source_and_scratch_does_not(tiny_hub):
+def test_finetune_starts_from_the_source_and_scratch_does_not(tiny_hub, untrained):
     source = tiny_hub.sources[2]
-    ft = METHODS.get("finetune")(model=source.name).fit(make_ctx(tiny_hub, scope="p1", iterations=0))
-    scratch = METHODS.get("scratch")().fit(make_ctx(tiny_hub, scope="p1", iterations=0))
+    ft = METHODS.get("finetune")(model=source.name).fit(make_ctx(tiny_hub, scope="p1", cache=untrained))
+    scratch = METHODS.get("scratch")().fit(make_ctx(tiny_hub, scope="p1", cache=untrained))
     assert same_state(source.weights(), ft.backbone.state_dict())
     assert not any(same_state(s.weights(), scratch.backbone.state_dict()) for s in tiny_hub.sources)
 

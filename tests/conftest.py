@@ -26,14 +26,6 @@ def cache(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def untrained(monkeypatch, tmp_path):
-    """A cache of the test's own, where `ctx.train` builds models without training them (a protocol needs
-    at least one iteration): what a method starts from. Artifacts made so stay out of the shared cache."""
-    monkeypatch.setattr("hubbench.context.train", lambda model, *args, **kw: {"train_loss": []})
-    return tmp_path / "untrained-cache"
-
-
 @pytest.fixture(scope="session")
 def tiny_hub(cache):
     from hubbench.benchmark.cli import load_plugin

@@ -1,5 +1,10 @@
 """Shared test helpers: a context on the tiny hub with a tiny protocol."""
 
+import contextlib
+import tempfile
+from pathlib import Path
+from unittest import mock
+
 import torch
 from hubbench.tasks import TASKS
 
@@ -23,3 +28,12 @@ def one_task_per_kind():
         if not TASKS.get(name).external_data:  # real datasets are not in the repository
             kinds.setdefault(TASKS.get(name).kind, name)
     return sorted(kinds.values())
+
+
+@contextlib.contextmanager
+def untrained():
+    """A throw-away cache (yielded) in which `ctx.train` builds models without training them: what a method
+    starts from (a protocol needs at least one iteration). Artifacts made so never reach the shared cache."""
+    with tempfile.TemporaryDirectory(prefix="untrained-") as cache, \
+            mock.patch("hubbench.context.train", lambda model, *args, **kw: {"train_loss": []}):
+        yield Path(cache)

@@ -118,8 +118,8 @@ def test_slurm_without_sbatch(quiet_dir, capsys, monkeypatch):
 
 
 def test_unknown_state_filter(quiet_dir, capsys):
-    refused(capsys, ["status", "--suite", "smoke", "--state", "finished"],
-            "unknown state 'finished' (choose from: done, failed, n/a, running, interrupted, missing)", quiet_dir)
+    refused(capsys, ["status", "--suite", "smoke", "--state", "finished"], "unknown state 'finished' (choose from: "
+            "done, failed, n/a, running, interrupted, unreadable, missing)", quiet_dir)
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_a_full_disk_ends_with_one_line_and_earlier_records_intact(full_at, tiny
 
 
 def test_status_piped_into_a_reader_that_left_is_quiet(tmp_path):
-    status = subprocess.Popen([sys.executable, "-m", "benchmark", "status", "--suite", "smoke", "--list",
+    status = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "status", "--suite", "smoke", "--list",
                                "--results", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     status.stdout.close()  # as `head` does once it has its lines
     err = status.stderr.read().decode()

@@ -34,7 +34,7 @@ def test_sigkill_mid_cell_then_rerun_equals_uninterrupted(victim, tmp_path):
                         iterations=60, checkpoint_every=5, eval_every=20)
     killed_cache, killed_results = tmp_path / "cache-a", tmp_path / "results-a"
     env = {**os.environ, "HUBBENCH_CACHE": str(killed_cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *run_args(suite, killed_results)],
+    proc = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", *run_args(suite, killed_results)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_record = killed_results / "tiny/tiny/digits/finetune@model=supervised/seed0.json"
     deadline = time.time() + 300
@@ -102,8 +102,8 @@ def test_costs_survive_kills_after_the_last_checkpoint(tmp_path):
     plugin.write_text(PAUSING_PLUGIN)
     suite = write_suite(tmp_path, methods=("train_twice",), iterations=30, checkpoint_every=15, eval_every=0)
     marker = tmp_path / "paused"
-    args = [sys.executable, "-m", "benchmark", "--plugin", str(PLUGIN), "--plugin", str(plugin), "run", "--suite",
-            str(suite)]
+    args = [sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "--plugin", str(plugin), "run",
+            "--suite", str(suite)]
     env = {**os.environ, "HUBBENCH_CACHE": str(tmp_path / "cache-a"), "PAUSE_MARKER": str(marker)}
     for stage in ("artifact", "cell"):
         proc = subprocess.Popen([*args, "--results", str(tmp_path / "a")], cwd=ROOT, env={**env, "PAUSE_AT": stage},

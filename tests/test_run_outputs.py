@@ -11,6 +11,7 @@ import sys
 from conftest import PLUGIN, ROOT, hubbench, write_suite
 from hubbench.benchmark.cli import main
 
+from hubbench import record as records
 from hubbench.io import write_json
 
 
@@ -23,7 +24,7 @@ def test_a_run_outside_a_terminal_logs_progress_and_writes_readable_files(tmp_pa
     suite = write_suite(tmp_path, methods=("scratch",))
     results, cache, record = tmp_path / "results", tmp_path / "cache", None
     env = {**os.environ, "HUBBENCH_CACHE": str(cache), "HUBBENCH_PROGRESS_S": "0"}  # a line per step
-    cmd = [sys.executable, "-m", "benchmark", "--plugin", str(PLUGIN), "run", "--suite", str(suite),
+    cmd = [sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite", str(suite),
            "--results", str(results), "--set", "iterations=8"]
     run = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                            preexec_fn=lambda: os.umask(0o022))
@@ -47,8 +48,8 @@ def test_a_run_outside_a_terminal_logs_progress_and_writes_readable_files(tmp_pa
 
     (results / "profile/tiny/digits").mkdir(parents=True)  # `hubbench profile` output: not a suite
     write_json(results / "profile/tiny/digits/scratch.json", {"schema": "hubbench.profile/1"})
-    board = subprocess.run([sys.executable, "-m", "benchmark", "leaderboard", "--results", str(results), "--out",
-                            str(tmp_path / "lb")], cwd=ROOT, capture_output=True, text=True,
+    board = subprocess.run([sys.executable, "-m", "hubbench.benchmark", "leaderboard", "--results", str(results),
+                            "--out", str(tmp_path / "lb")], cwd=ROOT, capture_output=True, text=True,
                            preexec_fn=lambda: os.umask(0o022))
     assert board.returncode == 0 and board.stdout == f"{tmp_path / 'lb/tiny@iterations=8/README.md'}\n", board.stderr
     assert unreadable(results) == unreadable(cache) == unreadable(tmp_path / "lb") == []
@@ -65,10 +66,8 @@ def test_atomic_writes_follow_the_umask(tmp_path):
 
 def test_leaderboard_takes_the_suite_forms_of_run(tmp_path, capsys):
     suite = write_suite(tmp_path, "mine", hubs=("mini",), methods=("scratch",))
-    record = {"schema": "hubbench.record/1", "suite": "mine@lr=0.5", "hub": "h", "task": "t", "kind": "k", "seed": 0,
-              "method": {"id": "m", "name": "m", "params": {}}, "status": "ok",
-              "metric": {"name": "top1", "higher_is_better": True, "value": 1.0}}
-    write_json(tmp_path / "r/mine@lr=0.5/h/t/m/seed0.json", record)
+    records.write(tmp_path / "r/mine@lr=0.5/h/t/m/seed0.json", records.Record(
+        "mine@lr=0.5", "h", "t", "k", records.MethodId("m", "m"), 0, records.OK, records.Metric("top1", value=1.0)))
     args = ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "lb")]
     assert main([*args, "--suite", str(suite), "--set", "lr=0.5"]) == 0  # a suite file and a variant of it
     assert main([*args, "--suite", "mine@lr=0.5"]) == 0  # its folder's name
@@ -78,9 +77,10 @@ def test_leaderboard_takes_the_suite_forms_of_run(tmp_path, capsys):
 def test_status_summarises_and_filters(tiny_hub, tmp_path, capsys):
     suite = write_suite(tmp_path, methods=("scratch", "finetune"), seeds=(0, 1))
     results = tmp_path / "results"
-    base = {"schema": "hubbench.record/1", "metric": {"name": "top1", "value": 50.0}}
-    write_json(results / "tiny/tiny/digits/scratch/seed0.json", {**base, "status": "ok"})
-    write_json(results / "tiny/tiny/digits/scratch/seed1.json", {**base, "status": "failed", "reason": "boom"})
+    for seed, status, reason in ((0, records.OK, None), (1, records.FAILED, "boom")):
+        records.write(results / f"tiny/tiny/digits/scratch/seed{seed}.json", records.Record(
+            "tiny", "tiny", "digits", "classification", records.MethodId("scratch", "scratch"), seed, status,
+            records.Metric("top1", value=50.0), reason=reason))
     args = ["status", "--suite", str(suite), "--results", str(results)]
 
     assert main(args) == 0

@@ -1,19 +1,25 @@
-"""The `hubbench` command line."""
+"""The `hubbench` command line.
+
+Every check of the input (options, paths, suite, protocol, datasets, hub weights, the scheduler) runs
+before any cell starts; a failure is one line on stderr, exit code 2, and nothing written. Modules that
+import torch are imported by the commands that use them, so `hubbench --help` and `--version` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
 from hubbench.benchmark import suites
 from hubbench.benchmark.plugins import load_plugin, pick_device
-from hubbench.hubs.checkpoints import DownloadFailed, MissingWeights
 
-from hubbench import hubs, methods, tasks
-from hubbench.io import DATA_DIR_ENV
-from hubbench.record import RecordError
+import hubbench
+from hubbench.io import DATA_DIR_ENV, cache_dir, check_output_dir
+from hubbench.progress import interval
 from hubbench.registry import UnknownName
 
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
@@ -37,8 +43,10 @@ def apply_weights_options(args) -> None:
             raise UsageError(f"--weights-dir {args.weights_dir} is not a directory")
         os.environ["HUBBENCH_WEIGHTS_DIR"] = str(args.weights_dir.resolve())
     if getattr(args, "random_weights", False):
+        from hubbench.hubs import get_hub
+
         os.environ["HUBBENCH_RANDOM_WEIGHTS"] = "1"
-        hubs.get_hub.cache_clear()
+        get_hub.cache_clear()
 
 
 def apply_data_dir(args) -> None:
@@ -50,12 +58,43 @@ def apply_data_dir(args) -> None:
 
 
 def check_data(cells) -> None:
-    """Read every selected real dataset now: a missing or malformed one is then one error before
-    any cell runs or any hub weights load, not a failed cell per method and seed."""
+    """Read every selected real dataset now: a missing or malformed one, or one with an empty split, is then
+    one error before any cell runs or any hub weights load, not a failed cell per method and seed. (The
+    in-memory tasks' data are fixed by their code, not by the user: they are made when a cell needs them.)"""
+    from hubbench.tasks import TASKS
+
     for name in dict.fromkeys(cell.task for cell in cells):
-        task = tasks.TASKS.get(name)
+        task = TASKS.get(name)
         if task.external_data:
             task().splits  # noqa: B018 (reading is the check; the splits stay cached for this process)
+
+
+def check_weights(cells) -> None:
+    """One error naming every missing checkpoint file of the hubs the cells use (not a failed record per cell)."""
+    from hubbench.hubs import get_hub
+
+    for name in dict.fromkeys(cell.hub for cell in cells):
+        get_hub(name).check()
+
+
+def load_suite(args) -> suites.Suite:
+    """The suite of `--suite` (a name or a .toml path) with the `--set` overrides of its protocol."""
+    return suites.Suite.load(args.suite).overridden(suites.parse_overrides(args.set))
+
+
+def retrain_artifacts(cells) -> None:
+    """Delete the cached artifacts the cells reuse (every version), so that they are trained again."""
+    from hubbench.hubs import get_hub
+
+    from hubbench.context import clear_artifact
+
+    done, files = set(), 0
+    for cell in cells:
+        for artifact in cell.method.needs(get_hub(cell.hub), cell.make_task()):
+            if (key := (cell.hub, cell.task, artifact, cell.seed)) not in done:
+                done.add(key)
+                files += clear_artifact(cache_dir(), *key)
+    print(f"--retrain-artifacts: {len(done)} artifacts to retrain ({files} cached files deleted)")
 
 
 def runtime_options(args):
@@ -74,6 +113,9 @@ def check_executor_options(args) -> None:
     given = [f"--slurm-{k.replace('_', '-')}" for k in suites.SLURM if getattr(args, f"slurm_{k}") is not None]
     if given and args.executor != "slurm":
         raise UsageError(f"{given[0]} applies to --executor slurm")
+    if args.executor == "slurm" and not args.dry_run and shutil.which("sbatch") is None:
+        raise UsageError("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a login node, "
+                         "or run here with --executor local)")
 
 
 def make_executor(args, suite: suites.Suite, device):
@@ -110,10 +152,15 @@ def dry_run(cells, executor, args) -> int:
 def cmd_run(args) -> int:
     from hubbench.benchmark.runner import check_records, expand, run_cells
 
+    from hubbench.record import RecordError
+
     check_executor_options(args)
+    interval()  # of the progress lines: a bad $HUBBENCH_PROGRESS_S is refused here, not in every cell
+    check_output_dir(args.results, "--results")
+    check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
     apply_weights_options(args)
     apply_data_dir(args)
-    suite = suites.Suite.load(args.suite)
+    suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
     try:
@@ -121,36 +168,46 @@ def cmd_run(args) -> int:
     except RecordError as e:
         raise UsageError(f"{e}; move it away to run its cell again") from None
     check_data(cells)
+    check_weights(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
     executor = make_executor(args, suite, device)
+    args.force = args.force or args.retrain_artifacts  # retrained artifacts make the cells' records stale
     if args.dry_run:
         return dry_run(cells, executor, args)
+    if args.retrain_artifacts:
+        retrain_artifacts(cells)
     counts = run_cells(cells, args.results, device, executor=executor, force=args.force,
                        retry_failed=args.retry_failed, threads=args.threads, runtime=runtime_options(args))
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
-    print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard --suite {suite.name}")
+    again = " ".join(shlex.quote(a) for a in ["--suite", args.suite, *(f"--set={item}" for item in args.set or [])])
+    print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard {again}")
     return 1 if counts["failed"] or counts["incomplete"] else 0
 
 
 def cmd_status(args) -> int:
     from hubbench.benchmark.executors import job_states, submitit_folder
     from hubbench.benchmark.runner import expand
-    from hubbench.benchmark.status import STATES, report
+    from hubbench.benchmark.status import STATES, listing, states, summary
 
-    from hubbench.io import cache_dir
-
-    suite = suites.Suite.load(args.suite)
-    cells = expand(suite)
-    jobs = job_states(submitit_folder(args.results, suite.name))
-    counts, lines = report(cells, args.results, cache_dir(), jobs)
-    print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]))
-    print("\n".join(lines))
+    for state in args.state or []:
+        if state not in STATES:
+            raise UnknownName("state", state, list(STATES))
+    suite = load_suite(args)
+    seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
+    cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    rows = states(cells, args.results, cache_dir(), job_states(submitit_folder(args.results, suite.name)))
+    rows = [row for row in rows if not args.state or row.state in args.state]
+    counts = {s: sum(row.state == s for row in rows) for s in STATES}
+    print(f"{suite.name}: {len(rows)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]))
+    print("\n".join(listing(rows) if args.list else summary(rows)))
     return 0
 
 
 def cmd_list(args) -> int:
+    from hubbench import hubs, methods, tasks
+
     what = args.what
     rows: list[tuple[str, str]] = []
     if what in ("hubs", "all"):
@@ -168,8 +225,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_hub_build(args) -> int:
+    from hubbench.hubs import get_hub
+
     apply_weights_options(args)
-    hub = hubs.get_hub(args.name)
+    hub = get_hub(args.name)
     hub.build()
     print(f"hub {hub.name}: {len(hub.sources)} models ready ({', '.join(hub.names)})")
     return 0
@@ -184,14 +243,24 @@ def cmd_hub_download(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    """As `run`, `--suite` takes a suite name or file, and `--set` names a variant; the leaderboard itself
+    knows only the folders of the records."""
     from hubbench.leaderboard.generate import run
 
+    overrides = suites.parse_overrides(args.set)
+    if overrides and not args.suite:
+        raise UsageError("--set names a variant of the suites given with --suite")
+    args.suite = [suites.Suite.load(s).overridden(overrides).name if overrides or suites.is_path(s) else s
+                  for s in args.suite or []]
     return run(args)
 
 
 def cmd_profile(args) -> int:
     from hubbench.benchmark.profile_cmd import run
 
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a directory, not a file")
+    check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
     apply_weights_options(args)
     device = pick_device(args.device)
     return run(args, device, runtime_options(args).resolve(device))
@@ -204,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hubbench", epilog=EPILOG,
                     description="Benchmark ways of transferring knowledge from a hub of pre-trained models.")
     parser.add_argument("--plugin", action="append", default=[], dest="plugins", metavar="FILE", help=plugin_help)
+    parser.add_argument("--version", action="version", version=f"hubbench {hubbench.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     runtime = Parser(add_help=False)  # how models run: `hubbench.training.Runtime`
@@ -220,19 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--random-weights", action="store_true",
                          help="real hubs' architectures with seeded random weights (profiling, tests)")
 
-    run = sub.add_parser("run", parents=[common, weights, runtime], help="run a suite's cells into records",
-                         description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped.")
-    run.add_argument("--suite", required=True, help="suite name (see `hubbench list suites`) or path to a .toml file")
-    run.add_argument("--hub", action="append", help="only this hub (repeatable)")
-    run.add_argument("--task", action="append", help="only this task (repeatable)")
-    run.add_argument("--method", action="append", help="only this method name or id (repeatable)")
-    run.add_argument("--seed", action="append", help="only these seeds, e.g. 0,1 (repeatable)")
-    run.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    grid = Parser(add_help=False)  # which cells: a suite, a variant of it, a part of it
+    grid.add_argument("--suite", required=True, help="suite name (see `hubbench list suites`) or path to a .toml file")
+    grid.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override a protocol field of every task (repeatable), in TOML syntax as in a suite's "
+                           "[protocol] table: --set iterations=20 --set milestones=[0.5]. The cells form a variant "
+                           "of the suite, with records of their own under RESULTS/<suite>@iterations=20,.../")
+    grid.add_argument("--hub", action="append", help="only this hub (repeatable)")
+    grid.add_argument("--task", action="append", help="only this task (repeatable)")
+    grid.add_argument("--method", action="append", help="only this method name or id (repeatable)")
+    grid.add_argument("--seed", action="append", help="only these seeds, e.g. 0,1 (repeatable)")
+    grid.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+
+    run = sub.add_parser("run", parents=[common, grid, weights, runtime], help="run a suite's cells into records",
+                         description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped. "
+                                     "Progress goes to stderr: bars in a terminal, else a line per cell start and "
+                                     "end and a progress line every $HUBBENCH_PROGRESS_S seconds (default 30).")
     run.add_argument("--data-dir", type=Path, metavar="DIR",
                      help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     run.add_argument("--force", action="store_true", help="redo cells that already have a record")
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
+    run.add_argument("--retrain-artifacts", action="store_true",
+                     help="delete the cached fine-tuned sources the selected cells reuse, then redo the cells "
+                          "(implies --force): they train those artifacts again")
     run.add_argument("--threads", type=int, default=1,
                      help="CPU threads per cell (default 1: results depend on it, so it is pinned and recorded)")
     run.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
@@ -248,33 +329,46 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"--executor slurm: {text}; overrides the suite's [slurm] {key}")
     run.set_defaults(func=cmd_run)
 
-    status = sub.add_parser("status", parents=[common], help="show where each cell of a suite stands",
-                            description="Count and list a suite's cells: done, failed, n/a (from records), running "
-                                        "(its lock is held), interrupted (checkpoints left), missing; with the "
-                                        "submitit job of each, when the suite went through --executor slurm.")
-    status.add_argument("--suite", required=True, help="suite name or path to a .toml file")
-    status.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    status = sub.add_parser("status", parents=[common, grid], help="show where each cell of a suite stands",
+                            description="Count a suite's cells by state: done, failed, n/a (from records), running "
+                                        "(its lock is held), interrupted (checkpoints left), missing; per method "
+                                        "id, or with --list one line per cell, with its detail and, when the suite "
+                                        "went through --executor slurm, its submitit job.")
+    status.add_argument("--state", action="append", help="only cells in this state (repeatable)")
+    status.add_argument("--list", action="store_true", help="one line per cell instead of the summary")
     status.set_defaults(func=cmd_status)
 
     lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods or suites")
     lst.add_argument("what", nargs="?", default="all", choices=["hubs", "tasks", "methods", "suites", "all"])
     lst.set_defaults(func=cmd_list)
 
+    from hubbench.leaderboard.generate import DESCRIPTION, add_arguments
+
     lb = sub.add_parser("leaderboard", parents=[common], help="regenerate leaderboards from records",
-                        description="Regenerate leaderboard/<suite>/README.md and results.csv from the records.")
-    from hubbench.leaderboard.generate import add_arguments
-
+                        description=DESCRIPTION)
     add_arguments(lb)
+    lb.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="render the variant of each --suite that `run --set` made with these overrides")
     lb.set_defaults(func=cmd_leaderboard)
-
-    from hubbench.benchmark import profile_cmd
 
     prof = sub.add_parser("profile", parents=[common, weights, runtime],
                           help="params, FLOPs, memory and speed of one method",
                           description="Build a method on a hub and task with one training step (on stand-in data "
                                       "for tasks read from files, in a temporary cache), then print and record its "
                                       "params, FLOPs, memory and speed.")
-    profile_cmd.add_arguments(prof)
+    prof.add_argument("--hub", required=True, help="hub name (see `hubbench list hubs`)")
+    prof.add_argument("--task", required=True, help="task name; a task read from files is profiled on stand-in "
+                                                    "data of its shapes, so its data need not be there")
+    prof.add_argument("--method", required=True,
+                      help="method name or id, e.g. finetune[model=selfsup]; a bare name profiles its first "
+                           "variant (finetune: the hub's first model; soup: the greedy recipe)")
+    prof.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
+    prof.add_argument("--batch", type=int,
+                      help="samples per measured batch (default: the task's training batch on CUDA, as runs measure, "
+                           "and 2 on the CPU, to be quick): memory and speed depend on it")
+    prof.add_argument("--seed", type=int, default=0, help="seed of the one-step build (default 0)")
+    prof.add_argument("--out", type=Path, metavar="FILE",
+                      help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
     prof.set_defaults(func=cmd_profile)
 
     hub = sub.add_parser("hub", parents=[common], help="hub operations")
@@ -291,19 +385,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def input_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean bad input (exit code 2); imported only once one is raised."""
+    from hubbench.hubs.checkpoints import DownloadFailed, MissingWeights
+
+    from hubbench.record import RecordError
+
+    return UsageError, UnknownName, ValueError, MissingWeights, DownloadFailed, RecordError
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         for plugin in args.plugins + args.plugin:
             load_plugin(plugin)
         return args.func(args)
-    except (UsageError, UnknownName, suites.SuiteError, ValueError, MissingWeights, DownloadFailed,
-            RecordError) as e:
-        print(f"hubbench: error: {e}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # the reader left (`hubbench status | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 141  # as a process killed by SIGPIPE
     except KeyboardInterrupt:
         print("hubbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        if isinstance(e, input_errors()):
+            print(f"hubbench: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError):  # the environment failed a running command: a full disk, a vanished file
+            running = getattr(args, "command", "") == "run"
+            resume = "; the records written before it are intact, rerun to resume" if running else ""
+            print(f"hubbench: error: {e}{resume}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _LOADED: set[str] = set()  # plugin files this process has loaded
 
@@ -40,6 +42,8 @@ def load_plugins(paths: Sequence[str]) -> None:
 
 def pick_device(name: str) -> torch.device:
     """`auto` is CUDA when present, else the CPU; asking for an absent CUDA is bad input."""
+    import torch  # here, not above: the CLI imports this module and answers --help without torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -41,22 +41,6 @@ ONE_STEP = {"iterations": 1, "batch_size": 2, "eval_every": 0, "test_views": 1} 
 STAND_IN_IMAGES = {"resize": 0, "random_resized_crop": False}  # stand-in images come at the input size
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--hub", required=True, help="hub name (see `hubbench list hubs`)")
-    parser.add_argument("--task", required=True, help="task name; a task read from files is profiled on stand-in "
-                                                      "data of its shapes, so its data need not be there")
-    parser.add_argument("--method", required=True,
-                        help="method name or id, e.g. finetune[model=selfsup]; a bare name profiles its first "
-                             "variant (finetune: the hub's first model; soup: the greedy recipe)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
-    parser.add_argument("--batch", type=int,
-                        help="samples per measured batch (default: the task's training batch on CUDA, as runs measure, "
-                             "and 2 on the CPU, to be quick): memory and speed depend on it")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the one-step build (default 0)")
-    parser.add_argument("--out", type=Path, metavar="FILE",
-                        help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
-
-
 def run(args, device: torch.device, runtime: Runtime) -> int:
     if args.batch is not None and args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")

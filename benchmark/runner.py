@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import sys
 import time
 import traceback
 from collections import Counter
@@ -22,6 +24,7 @@ from hubbench import record as records
 from hubbench.context import Context
 from hubbench.io import cache_dir
 from hubbench.locks import locked
+from hubbench.progress import note
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed, seed_everything
 from hubbench.training import Runtime
@@ -119,7 +122,9 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
         new = records.read(path)
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
+        note(f"start {cell.id}")
         record = execute(cell, path, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device))
+        note(f"end {cell.id}: {record.status}")
     return record.status, record
 
 
@@ -162,6 +167,8 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
                 diagnostics=ctx.diagnostics,
             )
         except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # the machine's fault, not the method's: no record, the checkpoints kept for a rerun
             outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=8))
     record = records.Record(
@@ -186,6 +193,7 @@ def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, e
         bar.update()
         if status != "skipped":
             tqdm.write(f"{status:7} {cell.id}  {detail}  ({seconds:.1f}s)")
+            sys.stdout.flush()  # a log file gets each line as its cell ends
     bar.close()
     return counts
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 from hubbench.benchmark.runner import Cell
 
@@ -36,11 +37,37 @@ def cell_state(cell: Cell, results: Path, cache: Path) -> tuple[str, str]:
     return "missing", ""
 
 
+class Row(NamedTuple):
+    cell: Cell
+    state: str
+    detail: str
+    job: str  # '<id> <state>' of its submitit job, if any
+
+
+def states(cells: list[Cell], results: Path, cache: Path, jobs: dict[str, str]) -> list[Row]:
+    """Each cell's state, with its detail and its submitit job (`jobs`: by cell id)."""
+    return [Row(cell, *cell_state(cell, results, cache), jobs.get(cell.id, "")) for cell in cells]
+
+
+def listing(rows: list[Row]) -> list[str]:
+    """One table line per cell."""
+    width = max([len("cell")] + [len(r.cell.id) for r in rows])
+    header = f"{'cell':<{width}}  {'state':<11}  {'job':<22}  detail"
+    return [header] + [f"{r.cell.id:<{width}}  {r.state:<11}  {r.job:<22}  {r.detail}".rstrip() for r in rows]
+
+
+def summary(rows: list[Row]) -> list[str]:
+    """A table of the count of each state (the columns that occur) per hub and method id."""
+    shown = [s for s in STATES if any(r.state == s for r in rows)]
+    counts: dict[str, Counter] = {}
+    for r in rows:
+        counts.setdefault(f"{r.cell.hub}  {r.cell.method.id}", Counter())[r.state] += 1
+    width = max([len("hub  method")] + [len(k) for k in counts])
+    header = f"{'hub  method':<{width}}" + "".join(f"  {s:>11}" for s in shown)
+    return [header] + [f"{k:<{width}}" + "".join(f"  {c[s]:>11}" for s in shown) for k, c in counts.items()]
+
+
 def report(cells: list[Cell], results: Path, cache: Path, jobs: dict[str, str]) -> tuple[Counter, list[str]]:
     """The count of each state and one table line per cell (with its submitit job, if any)."""
-    rows = [(cell.id, *cell_state(cell, results, cache), jobs.get(cell.id, "")) for cell in cells]
-    counts = Counter(row[1] for row in rows)
-    width = max([len("cell")] + [len(r[0]) for r in rows])
-    header = f"{'cell':<{width}}  {'state':<11}  {'job':<22}  detail"
-    lines = [header] + [f"{c:<{width}}  {s:<11}  {j:<22}  {d}".rstrip() for c, s, d, j in rows]
-    return counts, lines
+    rows = states(cells, results, cache, jobs)
+    return Counter(r.state for r in rows), listing(rows)

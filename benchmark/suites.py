@@ -1,16 +1,17 @@
 """Suites: TOML files naming the grid (hubs x tasks x methods x seeds), protocol overrides and, for
-`--executor slurm`, the resources of each cell's job."""
+`--executor slurm`, the resources of each cell's job.
+
+The registries are imported where a suite is checked, not with this module: the CLI builds its
+options from `SLURM` without importing torch.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from hubbench.hubs.base import HUBS
-from hubbench.methods.base import parse_spec
-from hubbench.tasks.base import TASKS
 
 from hubbench.registry import UnknownName, check_name
 
@@ -40,6 +41,11 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
+def is_path(name_or_path: str) -> bool:
+    """Whether `--suite` names a file (`my.toml`, `dir/suite`) rather than a bundled suite."""
+    return name_or_path.endswith(".toml") or "/" in name_or_path
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -55,7 +61,7 @@ class Suite:
     @classmethod
     def load(cls, name_or_path: str) -> Suite:
         """A suite by name (from the bundled suites) or by path to a .toml file."""
-        if name_or_path.endswith(".toml") or "/" in name_or_path:
+        if is_path(name_or_path):
             path = Path(name_or_path)
             if not path.is_file():
                 raise SuiteError(f"suite file {name_or_path} does not exist")
@@ -65,6 +71,8 @@ class Suite:
                 raise SuiteError(str(UnknownName("suite", name_or_path, suite_names())))
         try:
             data = tomllib.loads(path.read_text())
+        except OSError as e:
+            raise SuiteError(f"cannot read suite file {path}: {e.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise SuiteError(f"malformed suite file {path}: {e}") from None
         try:
@@ -74,6 +82,10 @@ class Suite:
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> Suite:
+        from hubbench.hubs.base import HUBS
+        from hubbench.methods.base import parse_spec
+        from hubbench.tasks.base import TASKS
+
         unknown = set(data) - KEYS
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(sorted(KEYS))})")
@@ -93,8 +105,7 @@ class Suite:
         protocol = data.get("protocol", {})
         if not isinstance(protocol, dict):
             raise ValueError("'protocol' must be a table of overrides")
-        for task in lists["tasks"]:
-            TASKS.get(task).protocol.replace(**protocol)
+        check_protocol(lists["tasks"], protocol)
         slurm = data.get("slurm", {})
         per_method = slurm.get("methods", {}) if isinstance(slurm, dict) else {}
         if not isinstance(per_method, dict) or not all(isinstance(t, dict) for t in per_method.values()):
@@ -107,6 +118,59 @@ class Suite:
         base = {k: v for k, v in slurm.items() if k != "methods"} if isinstance(slurm, dict) else slurm
         return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"], lists["methods"], seeds,
                    protocol, check_slurm(base), {m: check_slurm(t) for m, t in per_method.items()})
+
+
+    def overridden(self, overrides: dict[str, Any]) -> Suite:
+        """This suite with `overrides` (`hubbench run --set`) over its [protocol] table, named for them
+        (`variant_name`): records, checkpoints and locks of the variant never meet those of the suite."""
+        if not overrides:
+            return self
+        try:
+            typed = check_protocol(self.tasks, {**self.protocol, **overrides})
+        except ValueError as e:
+            raise SuiteError(f"--set: {e}") from None
+        overrides = {k: typed[k] for k in overrides}  # as the protocol holds them: lr=1 and lr=1.0 are one variant
+        return dataclasses.replace(self, name=variant_name(self.name, overrides), protocol={**self.protocol,
+                                                                                             **overrides})
+
+
+def check_protocol(tasks: tuple[str, ...], protocol: dict[str, Any]) -> dict[str, Any]:
+    """`protocol` overrides as a task's protocol holds them, if they make a valid protocol of every task
+    (`tasks.Protocol` checks each field's type and range); ValueError otherwise."""
+    from hubbench.tasks.base import TASKS
+
+    protocols = [TASKS.get(task).protocol.replace(**protocol) for task in tasks]
+    return {k: getattr(protocols[0], k) for k in protocol}
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`key=value` strings into protocol overrides, each value in TOML syntax as in a suite's [protocol]
+    table (`iterations=20`, `lr=0.1`, `flip=false`, `milestones=[0.5, 0.9]`); the last of a key wins."""
+    overrides = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SuiteError(f"--set {item!r}: expected KEY=VALUE, e.g. iterations=20")
+        try:
+            value = tomllib.loads(f"value = {text.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            raise SuiteError(f"--set {item!r}: {text.strip()!r} is not a value (numbers, true/false, [lists], "
+                             "\"quoted strings\")") from None
+        overrides[key.strip()] = value
+    return overrides
+
+
+def variant_name(suite: str, overrides: dict[str, Any]) -> str:
+    """`suite@k=v,...` with the overrides sorted by key (lists joined by '+'): the suite variant's name, and
+    its folder under the results and the leaderboard."""
+    def text(value: Any) -> str:
+        if isinstance(value, list | tuple):
+            return "+".join(text(v) for v in value)
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    if not overrides:
+        return suite
+    return f"{suite}@" + ",".join(f"{k}={text(v)}" for k, v in sorted(overrides.items()))
 
 
 def check_slurm(table: Any) -> dict[str, Any]:

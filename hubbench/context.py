@@ -63,6 +63,22 @@ def checkpoint_stem(scope: str, seed: int, protocol) -> str:
     return digest([scope, seed, dataclasses.asdict(protocol)])
 
 
+def artifact_stem(cache: Path, hub: str, task: str, artifact: FinetunedSource, seed: int) -> Path:
+    """Every cached version of an artifact (one per key) is `<stem>-<key>.pt`, its metadata `<stem>-<key>.json`."""
+    return cache / "artifacts" / hub / task / f"{artifact.id}-seed{seed}"
+
+
+def clear_artifact(cache: Path, hub: str, task: str, artifact: FinetunedSource, seed: int) -> int:
+    """Delete every cached version of an artifact, metadata first (what marks one complete); returns how
+    many files went. The next cell that needs it trains it again."""
+    stem = artifact_stem(cache, hub, task, artifact, seed)
+    files = [p for suffix in (".json", ".pt") for p in sorted(stem.parent.glob(f"{stem.name}-*{suffix}"))
+             if "-" not in p.stem.removeprefix(f"{stem.name}-")]  # a key, not another source's name
+    for path in files:
+        path.unlink(missing_ok=True)
+    return len(files)
+
+
 class Context:
     """One cell's (or one artifact's) view of the harness.
 
@@ -118,7 +134,7 @@ class Context:
             eval_every=proto.eval_every,
             desc=f"{self.scope} {key}",
         )
-        self.train_seconds += time.perf_counter() - start
+        self.train_seconds += checkpoint.carried_s + time.perf_counter() - start  # + seconds before a restart
         prefix = "" if key == "model" else f"{key}/"
         self.curves.update({prefix + k: v for k, v in curves.items()})
         return model
@@ -142,8 +158,8 @@ class Context:
                        "threads": torch.get_num_threads()})
 
     def artifact_path(self, artifact: FinetunedSource) -> Path:
-        name = f"{artifact.id}-seed{self.seed}-{self.artifact_key(artifact)}.pt"
-        return self.cache / "artifacts" / self.hub.name / self.task.name / name
+        stem = artifact_stem(self.cache, self.hub.name, self.task.name, artifact, self.seed)
+        return stem.with_name(f"{stem.name}-{self.artifact_key(artifact)}.pt")
 
     def artifact(self, artifact: FinetunedSource) -> nn.Module:
         """The trained artifact: loaded from the cache, or trained now (resumably) and cached.

@@ -1,4 +1,9 @@
-"""Atomic writes and safe loads: a reader never sees a half-written file, a checkpoint never runs code."""
+"""Atomic writes and safe loads: a reader never sees a half-written file, a checkpoint never runs code.
+
+Files are created with the mode `open` would give them (0666 less the umask), so records, leaderboards
+and caches on a shared filesystem are as readable as the user's other files. torch is imported only
+by the functions that need it: the CLI's start-up stays fast.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,9 @@ import os
 import socket
 import tempfile
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-import torch
 
 
 def _alive(pid: int) -> bool:
@@ -33,21 +37,35 @@ def _sweep_orphans(path: Path, host: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
+@cache
+def file_mode() -> int:
+    """The mode `open` gives a new file: 0666 less the umask (read once: reading it means setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Write through `write(fileobj)` to a temp file in the target directory, then rename over."""
+    """Write through `write(fileobj)` to a temp file in the target directory, then rename over.
+
+    The temp file gets `file_mode()` (mkstemp's is 0600). An OSError (a full disk, a directory that
+    vanished) leaves the old file as it was and names the file it could not write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname().replace(".", "_")
     _sweep_orphans(path, host)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{host}-{os.getpid()}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from e
         raise
     return path
 
@@ -63,12 +81,29 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:
+    import torch
+
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_torch(path: str | os.PathLike) -> Any:
     """Load tensors and plain containers only (`weights_only=True`): checkpoints are untrusted."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_output_dir(path: str | os.PathLike, what: str) -> Path:
+    """`path`, if it is a directory this process can write in, or one it can create: raises ValueError
+    naming `what` otherwise. Checked before any work, so that a bad output path is refused up front and
+    not once a cell has trained; nothing is created."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{what} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: {existing} is not writable")
+    return path
 
 
 def cache_dir() -> Path:

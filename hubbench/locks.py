@@ -29,7 +29,7 @@ def locked(key: str) -> Iterator[None]:
     """Hold the exclusive lock of `key`, waiting as long as another process holds it."""
     path = lock_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as any new file
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

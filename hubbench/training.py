@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pickle
+import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +21,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hubbench.io import load_torch, save_torch
+from hubbench.progress import progress
 from hubbench.seeding import derive_seed
 
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
@@ -115,13 +118,28 @@ class Runtime:
 
 class Checkpoint:
     """Training state saved atomically every `every` iterations and at the end, so a killed
-    run resumes and a finished stage of a multi-stage method is not trained again."""
+    run resumes and a finished stage of a multi-stage method is not trained again.
+
+    The state carries the training seconds spent so far (`seconds`): a resumed stage reports what an
+    uninterrupted one costs, not only the part after the restart. `carried_s` is that figure of the
+    state last loaded (0 when starting afresh)."""
 
     def __init__(self, path: str | Path, every: int):
         self.path, self.every = Path(path), max(1, int(every))
+        self.carried_s = 0.0
 
     def load(self) -> dict | None:
-        return load_torch(self.path) if self.path.exists() else None
+        """The saved state; None when there is none, or when it does not load: checkpoints are written
+        atomically, so that is a damaged disk or a foreign file, and the stage starts afresh (with a warning)."""
+        state = None
+        if self.path.exists():
+            try:
+                state = load_torch(self.path)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+                print(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
+                      "starts afresh", file=sys.stderr)
+        self.carried_s = float(state.get("seconds", 0.0)) if state else 0.0
+        return state
 
     def save(self, state: dict) -> None:
         save_torch(self.path, state)
@@ -152,6 +170,7 @@ def train(
     `lr_mult` key); by default every parameter that requires grad. Curves hold the mean train
     loss and every metric `evaluate` returns, logged each `eval_every` iterations and at the end.
     """
+    started = time.perf_counter()
     device = torch.device(device)
     runtime.model(model, device)
     step_model = runtime.compiled(model)  # the loss calls this one; checkpoints hold `model`'s own state
@@ -165,15 +184,7 @@ def train(
         opt.load_state_dict(state["optimizer"])
         start, curves, window = state["iteration"], state["curves"], state["window"]
     log_every = eval_every or max(1, schedule.iterations // 10)
-    bar = tqdm(
-        range(start, schedule.iterations),
-        initial=start,
-        total=schedule.iterations,
-        desc=desc,
-        leave=False,
-        disable=None,
-        dynamic_ncols=True,
-    )
+    bar = progress(range(start, schedule.iterations), initial=start, total=schedule.iterations, desc=desc)
     model.train()
     for it in bar:
         torch.manual_seed(derive_seed(seed, "step", it))
@@ -201,7 +212,8 @@ def train(
         if checkpoint and (done % checkpoint.every == 0 or done == schedule.iterations):
             checkpoint.save(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "iteration": done, "curves": curves, "window": window}
+                 "iteration": done, "curves": curves, "window": window,
+                 "seconds": checkpoint.carried_s + time.perf_counter() - started}
             )
     bar.close()
     model.eval()

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from hubbench.io import load_torch
+from hubbench.io import file_mode, load_torch
 
 WEIGHTS_DIR_ENV = "HUBBENCH_WEIGHTS_DIR"
 SHOWN = 8  # keys listed per kind of mismatch
@@ -184,6 +184,7 @@ def download(checkpoints: Iterable[Checkpoint], dest: Path) -> list[Path]:
         if not path.is_file():
             try:
                 torch.hub.download_url_to_file(ckpt.url, str(path), hash_prefix=sha256_prefix(ckpt.file))
+                path.chmod(file_mode())  # torch moves a 0600 temp file into place
             except (OSError, RuntimeError) as e:
                 raise DownloadFailed(f"cannot download {ckpt.url} to {dest}: {e}; without network access, "
                                      f"copy the file there by hand") from e

@@ -140,7 +140,8 @@ def zoo_hub(name: str, description: str, models: tuple[ZooModel, ...]) -> Hub:
     sources = tuple(Source(m.name, m.family, m.description, m.arch, partial(weights, m)) for m in models)
     return Hub(name, description, sources,
                config={"weights": "random" if random else "pretrained",
-                       "checkpoints": {m.name: m.checkpoint.weights for m in models}})
+                       "checkpoints": {m.name: m.checkpoint.weights for m in models}},
+               **({} if random else {"check": partial(require_weights, name)}))
 
 
 def zoo_models(hub_name: str) -> tuple[ZooModel, ...]:

@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hubbench.leaderboard import frame
-from hubbench.leaderboard.document import Figure
-from hubbench.leaderboard.html import page as html_page
-from hubbench.leaderboard.markdown import markdown
-from hubbench.leaderboard.page import page
+from hubbench.io import atomic_write, check_output_dir
 
-from hubbench import record
-from hubbench.io import atomic_write
-from hubbench.registry import check_name
+if TYPE_CHECKING:
+    from hubbench import record
 
 
 class LeaderboardError(Exception):
@@ -33,6 +29,8 @@ class LeaderboardError(Exception):
 def load_records(suite_dir: Path) -> list[record.Record]:
     """Every record of the suite, in a stable order; record files that cannot be read are skipped with a
     warning, files of another kind (profiles) silently."""
+    from hubbench import record  # here, with torch: `hubbench --help` does not import them
+
     records = []
     for path in sorted(suite_dir.glob(record.RECORD_FILES)):
         try:
@@ -62,6 +60,13 @@ def sync_figures(folder: Path, figures: dict[str, bytes]) -> None:
 
 
 def generate(suite: str, results: Path, out: Path) -> Path:
+    # the renderers import pandas, matplotlib and scipy: here, so that `hubbench --help` does not wait for them
+    from hubbench.leaderboard import frame
+    from hubbench.leaderboard.document import Figure
+    from hubbench.leaderboard.html import page as html_page
+    from hubbench.leaderboard.markdown import markdown
+    from hubbench.leaderboard.page import page
+
     records = load_records(results / suite)
     if not records:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
@@ -77,25 +82,45 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     return target
 
 
+DESCRIPTION = ("Regenerate leaderboard/<suite>/ from the suite's records alone: README.md (the tables and figures "
+               "in Markdown), index.html (the same page, self-contained, figures embedded), results.csv and "
+               "results.parquet (one flat row per record), curves.parquet (one row per curve point) and "
+               "figures/*.png. Only files whose bytes change are rewritten; unreadable records are skipped with "
+               "a warning.")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hubbench leaderboard",
-        description="Regenerate leaderboard/<suite>/ (README.md, index.html, results.csv, results.parquet, "
-                    "curves.parquet, figures/) from the records.")
+    parser = argparse.ArgumentParser(prog="hubbench leaderboard", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", action="append", help="suite(s) to render (default: every suite with records)")
+    parser.add_argument("--suite", action="append",
+                        help="suite to render, repeatable: a suite name (its folder under RESULTS) or a suite file "
+                             "(default: every folder of RESULTS that holds records)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
-    parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="output directory (default: leaderboard)")
+    parser.add_argument("--out", type=Path, default=Path("leaderboard"),
+                        help="output directory, one folder per suite (default: leaderboard)")
+
+
+def suite_folders(results: Path) -> list[str]:
+    """The folders of `results` laid out as a suite's records (<hub>/<task>/<method>/seed<N>.json): not, for
+    instance, `results/profile` of `hubbench profile`."""
+    return sorted(p.name for p in results.glob("*") if p.is_dir() and next(p.glob("*/*/*/seed*.json"), None))
+
+
+def suite_folder(name: str) -> str:
+    """A suite's folder name, one plain path component (a suite name, or a variant such as `mini@iterations=20`)."""
+    if not name or Path(name).name != name or name.startswith("."):
+        raise LeaderboardError(f"invalid suite name {name!r}: a folder name under the results directory")
+    return name
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        suites = [check_name("suite", s) for s in args.suite or []]
-        suites = suites or sorted(p.name for p in args.results.glob("*") if p.is_dir())
+        check_output_dir(args.out, "--out")
+        suites = [suite_folder(s) for s in args.suite or []] or suite_folders(args.results)
         if not suites:
             raise LeaderboardError(f"no records under {args.results}")
         for suite in suites:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, ClassVar
 
 import torch
@@ -53,8 +56,14 @@ class Protocol:
     checkpoint_every: int = 50
 
     def __post_init__(self):
-        if self.test_views not in VIEWS:
-            raise ValueError(f"protocol field 'test_views' must be one of {VIEWS}, got {self.test_views!r}")
+        """Every field checked for its type and range, so suites, `--set` overrides and tasks' own
+        protocols are all refused before any training, with the field's name and what it must be."""
+        for f in dataclasses.fields(self):
+            value = _typed(f.name, getattr(self, f.name), _field_types()[f.name])
+            object.__setattr__(self, f.name, value)  # ints given for floats, lists for tuples
+            ok, must = LIMITS.get(f.name, (None, ""))
+            if ok is not None and not ok(value):
+                raise ValueError(f"protocol field {f.name!r} must be {must}, got {value!r}")
         if 0 < self.resize < self.image_size:
             raise ValueError(f"protocol field 'resize' must be 0 or at least image_size ({self.image_size}), "
                              f"got {self.resize}")
@@ -73,23 +82,49 @@ class Protocol:
         )
 
     def replace(self, **overrides: Any) -> Protocol:
-        """A copy with `overrides` applied; unknown fields and wrong types are errors."""
+        """A copy with `overrides` applied; unknown fields, wrong types and values out of range are errors."""
         names = [f.name for f in dataclasses.fields(self)]
-        clean = {}
-        for key, value in overrides.items():
+        for key in overrides:
             if key not in names:
                 raise ValueError(f"unknown protocol field {key!r} (choose from: {', '.join(names)})")
-            current = getattr(self, key)
-            if isinstance(current, tuple) and isinstance(value, list):
-                value = tuple(value)
-            elif isinstance(current, float) and type(value) is int:
-                value = float(value)
-            if type(value) is not type(current):
-                raise ValueError(
-                    f"protocol field {key!r} expects {type(current).__name__}, got {value!r}"
-                )
-            clean[key] = value
-        return dataclasses.replace(self, **clean)
+        return dataclasses.replace(self, **overrides)
+
+
+LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {  # field -> (valid?, what it must be); bools have none
+    "image_size": (lambda v: v >= 1, "at least 1"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "iterations": (lambda v: v >= 1, "at least 1"),
+    "lr": (lambda v: 0 < v < math.inf, "a positive number"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: 0 <= v < math.inf, "a non-negative number"),
+    "milestones": (lambda v: all(0 < m <= 1 for m in v), "fractions of the iterations, each in (0, 1]"),
+    "gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "crop_padding": (lambda v: v >= 0, "at least 0"),
+    "resize": (lambda v: v >= 0, "0 or at least image_size"),
+    "test_views": (lambda v: v in VIEWS, f"one of {VIEWS}"),
+    "eval_every": (lambda v: v >= 0, "at least 0 (0: no evaluation during training)"),
+    "eval_batch_size": (lambda v: v >= 1, "at least 1"),
+    "checkpoint_every": (lambda v: v >= 1, "at least 1"),
+}
+
+
+@cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Protocol)
+
+
+def _typed(name: str, value: Any, kind: Any) -> Any:
+    """`value` as a field of type `kind` holds it (an int given for a float becomes one, a list of
+    numbers a tuple of floats); any other type is an error. A bool is not taken for a number."""
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, (list, tuple)) and all(type(v) in (int, float) for v in value):
+            return tuple(float(v) for v in value)
+        raise ValueError(f"protocol field {name!r} expects a list of numbers, got {value!r}")
+    if kind is float and type(value) is int:
+        return float(value)
+    if type(value) is not kind:
+        raise ValueError(f"protocol field {name!r} expects {kind.__name__}, got {value!r}")
+    return value
 
 
 @dataclass
@@ -159,10 +194,18 @@ class Task(ABC):
 
     @property
     def splits(self) -> dict[str, Split]:
-        """The splits, made once per process: the data depend on the task, not on the protocol."""
+        """The splits, made once per process: the data depend on the task, not on the protocol. An empty
+        split is an error here, on reading, and not a failure after training (`hubbench run` reads the
+        datasets of the cells it runs before any starts)."""
         cls = type(self)
         if cls not in _SPLITS:
-            _SPLITS[cls] = self.make_splits()
+            splits = self.make_splits()
+            empty = [name for name in ("train", "val", "test") if len(splits[name]) == 0]
+            if empty:
+                sizes = ", ".join(f"{name} {len(split)}" for name, split in splits.items())
+                raise ValueError(f"task {self.name!r}: empty split ({', '.join(empty)}): {sizes} images; "
+                                 "every method needs train, val and test")
+            _SPLITS[cls] = splits
         return _SPLITS[cls]
 
     def config(self) -> dict:

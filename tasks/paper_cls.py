@@ -54,6 +54,10 @@ class PaperTask(FileTask):
             val = listing.splits["val"]
         else:
             train, val = self.hold_out(train)
+            if not val:
+                raise DatasetError(self.root, f"no class has 6 or more training images, so holding out "
+                                              f"{VAL_FRACTION:.0%} of each (rounded) leaves the val split empty",
+                                   self.layout)
         parts = {"train": train, "val": val, "test": listing.splits["test"]}
         return {name: FileSplit([image for image, _ in items], torch.tensor([y for _, y in items]), self.layout)
                 for name, items in parts.items()}

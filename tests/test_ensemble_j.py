@@ -1,7 +1,7 @@
 """Ensemble-J: every pre-trained hub model learns from the one loss of the combined prediction."""
 
 import torch
-from helpers import make_ctx
+from helpers import make_ctx, untrained
 from hubbench.methods import METHODS, task_model
 from hubbench.methods.ensemble_i import Ensemble
 from transfer_helpers import fit_recording_training, small_ctx
@@ -28,8 +28,9 @@ class OwnLosses(EnsembleJ):
 def trains_jointly(method, hub, scope) -> bool:
     """Whether `method.fit` trains the returned ensemble in one stage, on a loss through which each
     member's gradient depends on the other members' outputs (what makes them complement each other)."""
-    ctx = small_ctx(hub, scope, iterations=0)
-    ensemble, stages = fit_recording_training(method, ctx)
+    with untrained() as cache:
+        ctx = small_ctx(hub, scope, cache=cache)
+        ensemble, stages = fit_recording_training(method, ctx)
     if len(stages) != 1 or stages[0][0] is not ensemble:
         return False
     task, loss = ctx.task, stages[0][1] or (lambda m, x, y: ctx.task.loss(m(x), y))
@@ -53,8 +54,9 @@ def test_members_train_jointly_and_wrong_variants_are_rejected(tiny_hub):
 
 
 def test_gradients_reach_every_member_from_the_joint_loss(tiny_hub):
-    ctx = make_ctx(tiny_hub, scope="ensemble_j/grad", iterations=0)
-    ensemble = METHODS.get("ensemble_j")().fit(ctx)
+    with untrained() as cache:
+        ctx = make_ctx(tiny_hub, scope="ensemble_j/grad", cache=cache)
+        ensemble = METHODS.get("ensemble_j")().fit(ctx)
     assert isinstance(ensemble, Ensemble) and len(ensemble.members) == len(tiny_hub.sources)
     for member, source in zip(ensemble.members, tiny_hub.sources, strict=True):
         weights = source.weights()

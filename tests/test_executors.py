@@ -109,7 +109,7 @@ def test_inline_local_pool_and_submitit_write_identical_records(grid):
 
 def test_status_counts_and_lists_cells_with_their_jobs(grid, pair):
     root, suite = grid
-    out = hubbench("--plugin", str(pair), "status", "--suite", str(suite), "--results",
+    out = hubbench("--plugin", str(pair), "status", "--suite", str(suite), "--list", "--results",
                    str(root / "submitit/results")).stdout
     assert out.startswith("grid: 3 cells: 3 done\n")
     assert re.search(r"pair/scenes/ensemble_i/seed0 +done +\d+ FINISHED +top1=", out)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import untrained
 from hubbench.methods import METHODS, FinetunedSource
 from hubbench.methods import ced as ced_module
 from hubbench.methods._features import ConcatFeatures, Frozen, resize_to, source_backbones
@@ -80,10 +81,11 @@ class ShuffledTeachers(ced_module.Teachers):
 def adapter_i_regresses_model_i(name, hub, scope) -> bool:
     """Whether CED's training loss is the task loss of the head on the concatenated adapters plus
     `feature_weight` x the mean over i of the MSE between adapter i's output and hub model i's map."""
-    ctx = small_ctx(hub, scope, iterations=0)
-    method = METHODS.get(name)(feature_weight=2.0)
-    teachers = [Frozen(b) for b in source_backbones(ctx, method.finetuned)]  # before the spy: no artifact training
-    model, [(trained, loss)] = fit_recording_training(method, ctx)
+    with untrained() as cache:
+        ctx = small_ctx(hub, scope, cache=cache)
+        method = METHODS.get(name)(feature_weight=2.0)
+        teachers = [Frozen(b) for b in source_backbones(ctx, method.finetuned)]  # before the spy: no artifact training
+        model, [(trained, loss)] = fit_recording_training(method, ctx)
     x, y = ctx.task.train_batch(torch.arange(8), torch.Generator().manual_seed(0))
     with torch.no_grad():
         feats = model.train().features(x)

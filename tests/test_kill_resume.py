@@ -34,7 +34,7 @@ def test_sigkill_mid_cell_then_rerun_equals_uninterrupted(victim, tmp_path):
                         iterations=60, checkpoint_every=5, eval_every=20)
     killed_cache, killed_results = tmp_path / "cache-a", tmp_path / "results-a"
     env = {**os.environ, "HUBBENCH_CACHE": str(killed_cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *run_args(suite, killed_results)],
+    proc = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", *run_args(suite, killed_results)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_record = killed_results / "tiny/tiny/digits/finetune@model=supervised/seed0.json"
     deadline = time.time() + 300
@@ -56,3 +56,68 @@ def test_sigkill_mid_cell_then_rerun_equals_uninterrupted(victim, tmp_path):
     reference = tmp_path / "results-b"
     hubbench(*run_args(suite, reference)[2:], env={**os.environ, "HUBBENCH_CACHE": str(tmp_path / "cache-b")})
     assert records(killed_results) == records(reference) and len(records(reference)) == 2
+
+
+PAUSING_PLUGIN = '''
+import os
+import time
+from pathlib import Path
+
+from hubbench.context import FinetunedSource
+from hubbench.methods import Method, register
+
+
+def pause(stage):
+    """Where $PAUSE_AT names this stage: touch $PAUSE_MARKER, then wait to be killed."""
+    if os.environ.get("PAUSE_AT") == stage:
+        Path(os.environ["PAUSE_MARKER"]).touch()
+        time.sleep(600)
+
+
+class PausingSource(FinetunedSource):
+    def train(self, ctx, model):
+        super().train(ctx, model)
+        pause("artifact")
+
+
+@register
+class TrainTwice(Method):
+    name = "train_twice"
+    description = "a fine-tuned source, trained further; pauses after either stage's last checkpoint"
+
+    def needs(self, hub, task):
+        return [PausingSource("supervised")]
+
+    def fit(self, ctx):
+        model = ctx.train(ctx.artifact(PausingSource("supervised")), key="more")
+        pause("cell")
+        return model
+'''
+
+
+def test_costs_survive_kills_after_the_last_checkpoint(tmp_path):
+    """Killed after the artifact's last checkpoint, then after the cell's own, the record reports the training
+    seconds of an uninterrupted run (not the ~0 s of stages that only reloaded their final checkpoint)."""
+    plugin = tmp_path / "pausing.py"
+    plugin.write_text(PAUSING_PLUGIN)
+    suite = write_suite(tmp_path, methods=("train_twice",), iterations=30, checkpoint_every=15, eval_every=0)
+    marker = tmp_path / "paused"
+    args = [sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "--plugin", str(plugin), "run",
+            "--suite", str(suite)]
+    env = {**os.environ, "HUBBENCH_CACHE": str(tmp_path / "cache-a"), "PAUSE_MARKER": str(marker)}
+    for stage in ("artifact", "cell"):
+        proc = subprocess.Popen([*args, "--results", str(tmp_path / "a")], cwd=ROOT, env={**env, "PAUSE_AT": stage},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while not marker.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL, f"the run ended before it paused at the {stage}"
+        marker.unlink()
+    subprocess.run([*args, "--results", str(tmp_path / "a")], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([*args, "--results", str(tmp_path / "b")], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "HUBBENCH_CACHE": str(tmp_path / "cache-b")})
+    resumed, clean = (json.loads((tmp_path / r / "tiny/tiny/digits/train_twice/seed0.json").read_text())["cost"]
+                      for r in ("a", "b"))
+    for key in ("train_s", "artifacts_s"):
+        assert 1 / 3 < resumed[key] / clean[key] < 3, (key, resumed, clean)  # timing noise of a shared machine

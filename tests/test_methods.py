@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import make_ctx
+from helpers import make_ctx, untrained
 from hubbench.methods import METHODS, FinetunedSource, parse_spec
 from hubbench.methods.ensemble_i import Ensemble
 from transfer_helpers import same_state
@@ -19,8 +19,9 @@ def test_spec_parsing_is_typed_and_validated():
 
 def test_finetune_starts_from_the_source_and_scratch_does_not(tiny_hub):
     source = tiny_hub.sources[2]
-    ft = METHODS.get("finetune")(model=source.name).fit(make_ctx(tiny_hub, scope="p1", iterations=0))
-    scratch = METHODS.get("scratch")().fit(make_ctx(tiny_hub, scope="p1", iterations=0))
+    with untrained() as cache:
+        ft = METHODS.get("finetune")(model=source.name).fit(make_ctx(tiny_hub, scope="p1", cache=cache))
+        scratch = METHODS.get("scratch")().fit(make_ctx(tiny_hub, scope="p1", cache=cache))
     assert same_state(source.weights(), ft.backbone.state_dict())
     assert not any(same_state(s.weights(), scratch.backbone.state_dict()) for s in tiny_hub.sources)
 

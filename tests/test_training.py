@@ -70,3 +70,16 @@ def test_each_epoch_is_a_permutation():
 def test_non_finite_loss_is_an_error():
     with pytest.raises(FloatingPointError, match="iteration 0"):
         train(model(), lambda m, x, y: m(x).sum() * float("nan"), batch_at, SCHED, seed=1)
+
+
+def test_a_checkpoint_that_does_not_load_restarts_its_stage(tmp_path, capsys):
+    ref = model()
+    train(ref, loss, batch_at, SCHED, seed=1)
+    ckpt = Checkpoint(tmp_path / "c.ckpt", every=3)
+    ckpt.path.write_bytes(b"PK\x03\x04 not a checkpoint")
+    restarted = model()
+    train(restarted, loss, batch_at, SCHED, seed=1, checkpoint=ckpt)
+    assert all(torch.equal(v, state(restarted)[k]) for k, v in state(ref).items())
+    assert f"hubbench: warning: checkpoint {ckpt.path} does not load (RuntimeError); its stage starts afresh\n" in (
+        capsys.readouterr().err)
+    assert ckpt.load()["iteration"] == 12  # and its replacement does

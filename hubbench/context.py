@@ -93,7 +93,7 @@ class Context:
         n = len(task.splits["train"])
 
         def batch_at(it: int):
-            return task.train_batch(batch_indices(n, proto.batch_size, it, seed), generator(seed, "aug", it))
+            return task.stage_train(batch_indices(n, proto.batch_size, it, seed), generator(seed, "aug", it))
 
         def evaluate(m: nn.Module) -> dict[str, float]:
             """The curves of the primary metric; test too, for the papers' test-metric-over-training figures
@@ -125,7 +125,7 @@ class Context:
 
     def predict(self, model: nn.Module, split: str) -> torch.Tensor:
         self.runtime.model(model, self.device)
-        return predict(model, self.task.eval_batches(split), self.device, self.runtime)
+        return predict(model, self.task.stage_eval(split), self.device, self.runtime)
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         return self.task.evaluate(self.predict(model, split), self.task.splits[split].targets)

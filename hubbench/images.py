@@ -14,7 +14,7 @@ def to_input(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
     x = images.float().div_(255)
     if size is not None and x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return (x - MEAN) / STD
+    return (x - MEAN.to(x.device)) / STD.to(x.device)
 
 
 def png_base64(image: torch.Tensor, max_side: int = 128) -> tuple[str, float]:

@@ -101,15 +101,15 @@ def test_kflow_resumes_its_schedules_exactly(tiny_hub, monkeypatch):
     ctx.clear_checkpoints()
 
     ctx = small_ctx(tiny_hub, "kflow-resume", **protocol)
-    calls, train_batch = [], ctx.task.train_batch
+    calls, stage_train = [], ctx.task.stage_train
 
     def crash_at_five(idx, g):
         calls.append(idx)
         if len(calls) == 5:
             raise RuntimeError("killed")
-        return train_batch(idx, g)
+        return stage_train(idx, g)
 
-    monkeypatch.setattr(ctx.task, "train_batch", crash_at_five)
+    monkeypatch.setattr(ctx.task, "stage_train", crash_at_five)
     torch.manual_seed(0)
     with pytest.raises(RuntimeError, match="killed"):
         method.fit(ctx)

@@ -101,15 +101,14 @@ def profile_task(name: str, batch: int) -> tuple[Task, bool]:
 
 
 def stand_in(cls: type[Task], protocol: Protocol, n: int) -> Task:
-    """`cls` whose splits are `n` random images at the protocol's size with random valid targets, batched by
-    `Task`'s in-memory `train_batch` and `eval_batches` (not the file-reading ones of `cls`)."""
+    """`cls` whose splits are `n` random images at the protocol's size with random valid targets, in memory (a
+    file task batches a split held in memory as it batches its cache)."""
     task = cls(protocol)
     g = generator("stand-in", cls.name)
     size = protocol.image_size
     splits = {split: Split(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
                                  task.stand_in_targets(n, g)) for split in ("train", "val", "test")}
-    members = {"__doc__": f"{cls.__name__} on stand-in data.", "make_splits": lambda self: splits,
-               "train_batch": Task.train_batch, "eval_batches": Task.eval_batches}
+    members = {"__doc__": f"{cls.__name__} on stand-in data.", "make_splits": lambda self: splits}
     return type(f"StandIn{cls.__name__}", (cls,), members)(protocol)
 
 

@@ -66,9 +66,10 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def load_torch(path: str | os.PathLike) -> Any:
-    """Load tensors and plain containers only (`weights_only=True`): checkpoints are untrusted."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_torch(path: str | os.PathLike, mmap: bool = False) -> Any:
+    """Load tensors and plain containers only (`weights_only=True`): checkpoints are untrusted. With `mmap`
+    the tensors are memory-mapped from the file (paged in as read), not read into memory."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def cache_dir() -> Path:

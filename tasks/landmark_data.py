@@ -112,8 +112,11 @@ class Face:
         else:
             from PIL import Image
 
-            with Image.open(require(self.image, "the image file its annotation names")) as im:
-                img = np.asarray(im.convert("RGB"))
+            try:
+                with Image.open(require(self.image, "the image file its annotation names")) as im:
+                    img = np.asarray(im.convert("RGB"))
+            except OSError as e:  # unreadable, truncated or not an image
+                raise LandmarkDataError(f"{self.image}: not a readable image ({e})") from None
         return np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img
 
 

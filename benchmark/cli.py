@@ -197,6 +197,23 @@ def cmd_profile(args) -> int:
     return run(args, device, runtime_options(args).resolve(device))
 
 
+def cmd_data_prepare(args) -> int:
+    """Decode (or crop) every image of the suite's real datasets into the cache now, not in the first cell."""
+    from hubbench.tasks.base import TASKS
+
+    apply_data_dir(args)
+    suite = suites.Suite.load(args.suite)
+    for name in suite.tasks:
+        cls = TASKS.get(name)
+        if not cls.external_data:
+            continue
+        task = cls(cls.protocol.replace(**suite.protocol))
+        for split in task.splits:
+            images = task.pixels(split)
+            print(f"{name}/{split}: {len(images)} images of {images.shape[-1]} px in the cache", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     plugin_help = "a .py file registering extra hubs, tasks or methods (repeatable)"
     common = Parser(add_help=False)  # --plugin is accepted before and after the command
@@ -276,6 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
                                       "params, FLOPs, memory and speed.")
     profile_cmd.add_arguments(prof)
     prof.set_defaults(func=cmd_profile)
+
+    data = sub.add_parser("data", parents=[common], help="dataset operations")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    prepare = data_sub.add_parser("prepare", parents=[common], help="decode a suite's datasets into the cache",
+                                  description="Decode and squash every image of the suite's real datasets (crop the "
+                                              "faces of landmark datasets) into memory-mapped files under "
+                                              "$HUBBENCH_CACHE/, which runs then read instead of the image files.")
+    prepare.add_argument("--suite", required=True, help="suite name or path to a .toml file")
+    prepare.add_argument("--data-dir", type=Path, metavar="DIR",
+                         help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+    prepare.set_defaults(func=cmd_data_prepare)
 
     hub = sub.add_parser("hub", parents=[common], help="hub operations")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")

@@ -255,3 +255,20 @@ def test_images_are_decoded_once_into_a_memory_mapped_cache_keyed_by_the_files(d
     _SPLITS.clear()
     TASKS.get("dmlab")(PAPER_PROTOCOL.replace(**SMALL)).pixels("train")
     assert len(decodes) == 108 and len(list((image_cache.cache_dir() / "images").glob("dmlab-train-40px-*"))) == 2
+
+
+def test_data_prepare_decodes_a_suites_datasets_ahead_and_names_a_bad_image(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HUBBENCH_CACHE", str(tmp_path / "cache"))
+    dmlab(data / "dmlab")
+    suite = tmp_path / "s.toml"
+    suite.write_text('description = "x"\nhubs = ["resnet50-zoo"]\ntasks = ["dmlab"]\nmethods = ["finetune"]\n'
+                     'seeds = [0]\n[protocol]\nimage_size = 32\nresize = 40\n')
+    assert main(["data", "prepare", "--suite", str(suite)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"dmlab/{split}: {n} images of 40 px in the cache"
+                                                    for split, n in (("train", 54), ("val", 6), ("test", 12))]
+    assert len(list((tmp_path / "cache" / "images").glob("dmlab-*-40px-*.u8"))) == 3
+    (data / "dmlab" / "images" / "test" / "3.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    _SPLITS.clear()
+    assert main(["data", "prepare", "--suite", str(suite)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{data / 'dmlab' / 'images' / 'test' / '3.jpg'}: not a readable image" in err[0]

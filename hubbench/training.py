@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hubbench.exclusive import pause_point, sharing
 from hubbench.io import load_torch, save_torch
 from hubbench.seeding import derive_seed
 from hubbench.staging import prefetching
@@ -206,8 +207,9 @@ def train(
     model.train()
     losses = Losses(start)
     stages = (batch_at(it) for it in range(start, schedule.iterations))
-    with prefetching(stages, device, runtime) as batches:
+    with sharing(device), prefetching(stages, device, runtime) as batches:
         for it, (x, y) in zip(bar, batches, strict=True):
+            pause_point(device)  # a neighbour's measurement has the device to itself
             torch.manual_seed(derive_seed(seed, "step", it))
             for group in opt.param_groups:
                 group["lr"] = schedule.lr_at(it) * group.get("lr_mult", 1.0)
@@ -255,8 +257,9 @@ def predict(
     was_training = model.training
     model.eval()
     outs = []
-    with prefetching(batches, device, runtime) as ready:
+    with sharing(device), prefetching(batches, device, runtime) as ready:
         for x in ready:
+            pause_point(device)
             shape, views = x.shape[:2], x.dim() == 5
             x = runtime.batch(x.flatten(0, 1) if views else x, device)
             with runtime.autocast(device):

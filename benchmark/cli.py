@@ -95,6 +95,7 @@ def make_executor(args, suite: suites.Suite, device):
 
 
 def dry_run(cells, executor, args) -> int:
+    from hubbench.benchmark import estimate
     from hubbench.benchmark.executors import Submitit, pending
 
     todo = pending(cells, args.results, args.force, args.retry_failed)
@@ -104,6 +105,9 @@ def dry_run(cells, executor, args) -> int:
     if isinstance(executor, Submitit) and todo:
         print(f"sbatch parameters (submitit folder {executor.folder}):")
         print("\n".join(executor.dry_run(todo)))
+    if todo:
+        found = estimate.grid(todo, pick_device(args.device), runtime_options(args), measure_missing=args.estimate)
+        print("\n".join(estimate.report(found)))
     return 0
 
 
@@ -111,6 +115,8 @@ def cmd_run(args) -> int:
     from hubbench.benchmark.runner import check_records, expand, run_cells
 
     check_executor_options(args)
+    if args.estimate and not args.dry_run:
+        raise UsageError("--estimate goes with --dry-run")
     apply_weights_options(args)
     apply_data_dir(args)
     suite = suites.Suite.load(args.suite)
@@ -259,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="--executor local: worker processes (default: one per GPU with --device cuda, "
                           "else CPUs / --threads)")
     run.add_argument("--dry-run", action="store_true",
-                     help="list the cells that would run (and, for slurm, the sbatch parameters); run nothing")
+                     help="list the cells that would run (and, for slurm, the sbatch parameters) and their estimated "
+                          "device-hours per method, from the step times cached by --estimate; run nothing")
+    run.add_argument("--estimate", action="store_true",
+                     help="with --dry-run: measure the step times missing from the cache on this machine's device "
+                          "(a one-step build of each method, as hubbench profile does) and cache them")
     for key, (kind, text) in suites.SLURM.items():
         run.add_argument(f"--slurm-{key.replace('_', '-')}", type=kind, metavar=kind.__name__.upper(),
                          help=f"--executor slurm: {text}; overrides the suite's [slurm] {key}")

@@ -71,27 +71,44 @@ def check_executor_options(args) -> None:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if args.workers is not None and (args.executor != "local" or args.workers < 1):
         raise UsageError("--workers takes a positive number, with --executor local")
+    if args.cells_per_gpu is not None and (args.executor == "inline" or args.cells_per_gpu < 1 or args.device == "cpu"):
+        raise UsageError("--cells-per-gpu takes a positive number, with --executor local or slurm on CUDA")
     given = [f"--slurm-{k.replace('_', '-')}" for k in suites.SLURM if getattr(args, f"slurm_{k}") is not None]
     if given and args.executor != "slurm":
         raise UsageError(f"{given[0]} applies to --executor slurm")
 
 
-def make_executor(args, suite: suites.Suite, device):
+def cells_per_gpu(args, cells) -> int:
+    """--cells-per-gpu, or the default of `benchmark.packing` for the cells that would run (said on stdout)."""
+    device = pick_device(args.device)
+    if args.cells_per_gpu is not None or device.type != "cuda":
+        return args.cells_per_gpu or 1
+    from hubbench.benchmark.executors import pending
+    from hubbench.benchmark.packing import default_cells_per_gpu
+
+    n, why = default_cells_per_gpu(pending(cells, args.results, args.force, args.retry_failed), device,
+                                   runtime_options(args), args.estimate)
+    print(f"cells per GPU: {n} ({why})")
+    return n
+
+
+def make_executor(args, suite: suites.Suite, device, cells):
     """The parallel executor chosen by the options (None: inline, in this process)."""
     if args.executor == "inline":
         return None
     from hubbench.benchmark import executors
 
     plugins = args.plugins + args.plugin
+    per_gpu = cells_per_gpu(args, cells)
     if args.executor == "local":
         gpus = executors.visible_gpus() if device.type == "cuda" else []
-        workers = args.workers or len(gpus) or max(1, (os.cpu_count() or 1) // args.threads)
+        workers = args.workers or len(gpus) * per_gpu or max(1, (os.cpu_count() or 1) // args.threads)
         return executors.LocalPool(workers, gpus, plugins)
     overrides = {k: getattr(args, f"slurm_{k}") for k in suites.SLURM}
     per_method = {m: executors.slurm_resources(suite, overrides, args.threads, m) for m in suite.slurm_methods}
     return executors.Submitit(executors.submitit_folder(args.results, suite.name), f"hubbench-{suite.name}",
                               executors.slurm_resources(suite, overrides, args.threads), plugins=plugins,
-                              method_resources=per_method)
+                              method_resources=per_method, cells_per_job=per_gpu)
 
 
 def dry_run(cells, executor, args) -> int:
@@ -128,7 +145,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"{e}; move it away to run its cell again") from None
     check_data(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
-    executor = make_executor(args, suite, device)
+    executor = make_executor(args, suite, device, cells)
     if args.dry_run:
         return dry_run(cells, executor, args)
     counts = run_cells(cells, args.results, device, executor=executor, force=args.force,
@@ -264,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, metavar="N",
                      help="--executor local: worker processes (default: one per GPU with --device cuda, "
                           "else CPUs / --threads)")
+    run.add_argument("--cells-per-gpu", type=int, metavar="N",
+                     help="cells trained at once on each GPU, each in its own process (--executor local: N workers "
+                          "per GPU; slurm: N cells per job of one GPU). Default: as many as the GPU's free memory "
+                          "holds at the cells' measured peak and measurably pay (see --estimate), else 1")
     run.add_argument("--dry-run", action="store_true",
                      help="list the cells that would run (and, for slurm, the sbatch parameters) and their estimated "
                           "device-hours per method, from the step times cached by --estimate; run nothing")

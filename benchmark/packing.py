@@ -17,6 +17,7 @@ import time
 
 import torch
 from hubbench.benchmark.estimate import entry, entry_path
+from hubbench.benchmark.plugins import load_plugins
 from hubbench.benchmark.profile_cmd import build, loaded, profile_task
 from hubbench.benchmark.profiling import sgd_step, train_batch
 from hubbench.hubs.base import get_hub
@@ -28,8 +29,9 @@ GAIN = 0.10  # a k that adds less than this share of throughput over k/2 is not 
 HEADROOM = 0.9  # of the free memory, what cells may use
 
 
-def _copy(cell, device: str, runtime: Runtime, seconds: float, start, out) -> None:
+def _copy(cell, device: str, runtime: Runtime, seconds: float, plugins, start, out) -> None:
     """One packed copy: build the cell's deployed model, wait for the others, step for `seconds`."""
+    load_plugins(plugins)
     device = torch.device(device)
     runtime = runtime.resolve(device)
     batch = cell.make_task().protocol.batch_size
@@ -49,11 +51,13 @@ def _copy(cell, device: str, runtime: Runtime, seconds: float, start, out) -> No
     out.put(steps * batch / (time.perf_counter() - begin))
 
 
-def throughput(cell, device: torch.device, runtime: Runtime, copies: int, seconds: float = 10.0) -> float:
-    """Total training samples/s of `copies` processes each stepping the cell's deployed model at once."""
+def throughput(cell, device: torch.device, runtime: Runtime, copies: int, seconds: float = 10.0,
+               plugins: tuple[str, ...] = ()) -> float:
+    """Total training samples/s of `copies` processes each stepping the cell's deployed model at once (each
+    process loads the `plugins` files first, which may define the cell's hub, task or method)."""
     context = multiprocessing.get_context("spawn")
     start, out = context.Barrier(copies), context.Queue()
-    procs = [context.Process(target=_copy, args=(cell, str(device), runtime, seconds, start, out))
+    procs = [context.Process(target=_copy, args=(cell, str(device), runtime, seconds, plugins, start, out))
              for _ in range(copies)]
     for p in procs:
         p.start()

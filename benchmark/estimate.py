@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from hubbench.benchmark.profile_cmd import build, loaded, profile_scope, profile_task
 from hubbench.benchmark.profiling import Settings, median_rate, peak_memory
-from hubbench.benchmark.records import cpu_name
+from hubbench.record import cpu_name
 from hubbench.hubs.base import get_hub
 from hubbench.tasks.base import Protocol
 from hubbench.tasks.crops import first_view

@@ -46,7 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hubbench.exclusive import exclusive
 from hubbench.record import Complexity, Flops, Memory, Params, Speed, cpu_name
 from hubbench.seeding import generator
-from hubbench.training import Runtime, batch_indices
+from hubbench.training import Runtime, batch_indices, shape_stable
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
     train_step = sgd_step(rt.compiled(copy.deepcopy(model).train()), task, tx, ty, rt)
 
     memory = {"device": device.type, "measure": MEMORY_MEASURE[device.type]}
-    with exclusive(device) as alone:  # cells sharing the device pause meanwhile
+    with exclusive(device) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
         with peak_memory(device, memory, "train_mb"):
             train_step()
         with peak_memory(device, memory, "infer_mb"):

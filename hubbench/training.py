@@ -116,6 +116,22 @@ class Runtime:
         return torch.compile(model, mode=self.compile) if self.compile else model
 
 
+@contextlib.contextmanager
+def shape_stable(model: nn.Module):
+    """Run a block without cuDNN autotuning if a module of `model` declares `dynamic_shapes` (routed batches
+    whose size changes every step: the autotuner would time every algorithm again for each new size, in the
+    forward and in the backward, which runs after the loss function has returned)."""
+    if not any(getattr(m, "dynamic_shapes", False) for m in model.modules()):
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 class Losses:
     """The training losses since they were last read, kept on the device: reading them is the loop's only
     wait for the device, so it happens at log points and checkpoints, not at every step. A non-finite
@@ -207,7 +223,7 @@ def train(
     model.train()
     losses = Losses(start)
     stages = (batch_at(it) for it in range(start, schedule.iterations))
-    with sharing(device), prefetching(stages, device, runtime) as batches:
+    with sharing(device), shape_stable(model), prefetching(stages, device, runtime) as batches:
         for it, (x, y) in zip(bar, batches, strict=True):
             pause_point(device)  # a neighbour's measurement has the device to itself
             torch.manual_seed(derive_seed(seed, "step", it))
@@ -257,7 +273,7 @@ def predict(
     was_training = model.training
     model.eval()
     outs = []
-    with sharing(device), prefetching(batches, device, runtime) as ready:
+    with sharing(device), shape_stable(model), prefetching(batches, device, runtime) as ready:
         for x in ready:
             pause_point(device)
             shape, views = x.shape[:2], x.dim() == 5

@@ -238,9 +238,8 @@ def test_trains_on_a_heterogeneous_hub(tiny_hub, k):
 
 def test_routing_is_read_from_the_device_once_for_all_models():
     """A per-model `nonzero` waits for the device once per model; the routes are read in one go."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from hubbench.methods.hub_pathway import route
+    from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
         def __init__(self):

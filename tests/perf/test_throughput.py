@@ -14,7 +14,8 @@ import pytest
 import torch
 from hubbench.benchmark.profiling import sgd_step
 from hubbench.hubs import HUBS
-from hubbench.methods.hub_pathway import HubPathway, HubPathwayMethod, PathwayGenerator
+from hubbench.methods.hub_pathway import HubPathwayMethod
+from hubbench.methods.zoo_tuning import AdaAggConv, Gate
 from hubbench.tasks import TASKS
 from PIL import Image
 from torch import nn
@@ -188,10 +189,9 @@ def test_hub_pathway_vs_ensemble_i_training_step(benchmark):
     hub = HUBS.get("mini")()
     task = TASKS.get("digits")()
     torch.manual_seed(0)
-    members = [task_model(s.backbone(pretrained=False), task) for s in hub.sources]
     method = HubPathwayMethod()
-    routed = HubPathway(members, PathwayGenerator(len(members), method.gate_size, method.gate_width),
-                        task.combine, method.k).to(DEVICE).train()
+    routed = method.build(hub, task, pretrained=False).to(DEVICE).train()
+    members = [task_model(s.backbone(pretrained=False), task) for s in hub.sources]
     x, y = torch.randn(32, 3, 32, 32, device=DEVICE), torch.randint(0, 10, (32,), device=DEVICE)
     objective = method.objective(task)
     opt_routed = torch.optim.SGD(routed.parameters(), lr=1e-4, momentum=0.9)
@@ -211,3 +211,32 @@ def test_hub_pathway_vs_ensemble_i_training_step(benchmark):
         opt_routed.step()
 
     assert paired(benchmark, synced(ensemble_step), synced(pathway_step), name="ensemble_over_pathway") > 0
+
+
+# ResNet-50's convolution shapes: (in, out, kernel, stride, input side)
+RESNET50_CONVS = {"stem 7x7": (3, 64, 7, 2, 224), "layer1 3x3": (64, 64, 3, 1, 56), "layer2 3x3": (128, 128, 3, 1, 28),
+                  "layer3 3x3": (256, 256, 3, 1, 14), "layer4 3x3": (512, 512, 3, 1, 7),
+                  "layer3 1x1": (1024, 256, 1, 1, 14), "layer4 1x1": (2048, 512, 1, 1, 7)}
+
+
+@pytest.mark.parametrize("shape", list(RESNET50_CONVS))
+def test_adaagg_formulations_per_resnet50_layer(benchmark, shape):
+    """Zoo-Tuning's layer (five sources, aligned) forward and backward: the official per-sample grouped
+    convolution against one dense convolution over all sources with gated output mixing."""
+    cin, cout, k, stride, side = RESNET50_CONVS[shape]
+    batch = 48 if CUDA else 2
+    torch.manual_seed(0)
+    convs = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False) for _ in range(5)]
+    layer = AdaAggConv(convs, Gate(cin, 5), align=k > 1).to(DEVICE)
+    x = torch.randn(batch, cin, side, side, device=DEVICE)
+    runtime = Runtime().resolve(DEVICE)
+
+    def run(formulation):
+        def step():
+            layer.formulation = formulation
+            with runtime.autocast(DEVICE):
+                y = layer(x)
+            y.float().square().mean().backward()
+        return synced(step)
+
+    assert paired(benchmark, run("grouped"), run("dense"), name="grouped_over_dense") > 0

@@ -81,7 +81,7 @@ def prefetched(items: Iterable, device: torch.device | str, runtime=None) -> Ite
         leaves, spec = tree_flatten(stage.host)
         if slot.done is not None:
             slot.done.synchronize()  # its previous copy has left the pinned buffers
-        with torch.cuda.stream(stream):
+        with torch.cuda.device(device), torch.cuda.stream(stream):
             moved = [slot.pinned(i, t).to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t
                      for i, t in enumerate(leaves)]
             batch = layout(stage.finish(tree_unflatten(moved, spec)))

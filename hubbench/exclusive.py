@@ -7,22 +7,23 @@ a measurement (`exclusive`) first takes the device's `pause` lock, which makes e
 its queued kernels, release `run` and block at its next step, then takes `run` exclusively: nothing else
 runs on the device until it ends. The locks are `flock`s (`hubbench.locks`), so a process that dies
 releases them, and a look between steps is two system calls. A CPU is a device too: cells on one host
-pause while one of them measures.
+pause while one of them measures. The lock files are the host's (`lock_dir`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-
-from hubbench.io import cache_dir
 
 
 def device_key(device: torch.device) -> str:
@@ -32,8 +33,14 @@ def device_key(device: torch.device) -> str:
     return f"{device.type}-{socket.gethostname()}"
 
 
+def lock_dir() -> Path:
+    """Where device locks live: on the host, since a device is (not under $HUBBENCH_CACHE, which may be shared
+    by several hosts and which `hubbench profile` swaps for a temporary one)."""
+    return Path(tempfile.gettempdir()) / f"hubbench-devices-{getpass.getuser()}"
+
+
 def _open(key: str, role: str) -> int:
-    path = cache_dir() / "locks" / f"device-{key}-{role}.lock"
+    path = lock_dir() / f"{key}-{role}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from hubbench.exclusive import exclusive, pause_point, sharing
 
 
-def neighbour(cache: str, log: str, stop) -> None:
-    """A training loop on the CPU that logs the time of every step."""
-    os.environ["HUBBENCH_CACHE"] = cache
+def neighbour(log: str, stop) -> None:
+    """A training loop on the CPU that logs the time of every step (another process: its own cache, the same host)."""
+    os.environ["HUBBENCH_CACHE"] = log + "-cache"
     with sharing("cpu"), open(log, "a") as f:
         while not stop.is_set():
             pause_point("cpu")
@@ -19,12 +19,12 @@ def neighbour(cache: str, log: str, stop) -> None:
             time.sleep(0.002)
 
 
-def test_a_measurement_pauses_the_loops_sharing_its_device_and_they_resume_after(cache, tmp_path):
+def test_a_measurement_pauses_the_loops_sharing_its_device_and_they_resume_after(tmp_path):
     log = tmp_path / "steps"
     log.touch()
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    loop = context.Process(target=neighbour, args=(str(cache), str(log), stop))
+    loop = context.Process(target=neighbour, args=(str(log), stop))
     loop.start()
     try:
         while len(log.read_text().split()) < 5:  # the neighbour is stepping

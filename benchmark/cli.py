@@ -110,6 +110,8 @@ def check_executor_options(args) -> None:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if args.workers is not None and (args.executor != "local" or args.workers < 1):
         raise UsageError("--workers takes a positive number, with --executor local")
+    if args.cells_per_gpu is not None and (args.executor == "inline" or args.cells_per_gpu < 1 or args.device == "cpu"):
+        raise UsageError("--cells-per-gpu takes a positive number, with --executor local or slurm on CUDA")
     given = [f"--slurm-{k.replace('_', '-')}" for k in suites.SLURM if getattr(args, f"slurm_{k}") is not None]
     if given and args.executor != "slurm":
         raise UsageError(f"{given[0]} applies to --executor slurm")
@@ -118,25 +120,41 @@ def check_executor_options(args) -> None:
                          "or run here with --executor local)")
 
 
-def make_executor(args, suite: suites.Suite, device):
+def cells_per_gpu(args, cells) -> int:
+    """--cells-per-gpu, or the default of `benchmark.packing` for the cells that would run (said on stdout)."""
+    device = pick_device(args.device)
+    if args.cells_per_gpu is not None or device.type != "cuda":
+        return args.cells_per_gpu or 1
+    from hubbench.benchmark.executors import pending
+    from hubbench.benchmark.packing import default_cells_per_gpu
+
+    n, why = default_cells_per_gpu(pending(cells, args.results, args.force, args.retry_failed), device,
+                                   runtime_options(args), args.estimate)
+    print(f"cells per GPU: {n} ({why})")
+    return n
+
+
+def make_executor(args, suite: suites.Suite, device, cells):
     """The parallel executor chosen by the options (None: inline, in this process)."""
     if args.executor == "inline":
         return None
     from hubbench.benchmark import executors
 
     plugins = args.plugins + args.plugin
+    per_gpu = cells_per_gpu(args, cells)
     if args.executor == "local":
         gpus = executors.visible_gpus() if device.type == "cuda" else []
-        workers = args.workers or len(gpus) or max(1, (os.cpu_count() or 1) // args.threads)
+        workers = args.workers or len(gpus) * per_gpu or max(1, (os.cpu_count() or 1) // args.threads)
         return executors.LocalPool(workers, gpus, plugins)
     overrides = {k: getattr(args, f"slurm_{k}") for k in suites.SLURM}
     per_method = {m: executors.slurm_resources(suite, overrides, args.threads, m) for m in suite.slurm_methods}
     return executors.Submitit(executors.submitit_folder(args.results, suite.name), f"hubbench-{suite.name}",
                               executors.slurm_resources(suite, overrides, args.threads), plugins=plugins,
-                              method_resources=per_method)
+                              method_resources=per_method, cells_per_job=per_gpu)
 
 
 def dry_run(cells, executor, args) -> int:
+    from hubbench.benchmark import estimate
     from hubbench.benchmark.executors import Submitit, pending
 
     todo = pending(cells, args.results, args.force, args.retry_failed)
@@ -146,6 +164,9 @@ def dry_run(cells, executor, args) -> int:
     if isinstance(executor, Submitit) and todo:
         print(f"sbatch parameters (submitit folder {executor.folder}):")
         print("\n".join(executor.dry_run(todo)))
+    if todo:
+        found = estimate.grid(todo, pick_device(args.device), runtime_options(args), measure_missing=args.estimate)
+        print("\n".join(estimate.report(found)))
     return 0
 
 
@@ -158,6 +179,8 @@ def cmd_run(args) -> int:
     interval()  # of the progress lines: a bad $HUBBENCH_PROGRESS_S is refused here, not in every cell
     check_output_dir(args.results, "--results")
     check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
+    if args.estimate and not args.dry_run:
+        raise UsageError("--estimate goes with --dry-run")
     apply_weights_options(args)
     apply_data_dir(args)
     suite = load_suite(args)
@@ -170,8 +193,8 @@ def cmd_run(args) -> int:
     check_data(cells)
     check_weights(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
-    executor = make_executor(args, suite, device)
     args.force = args.force or args.retrain_artifacts  # retrained artifacts make the cells' records stale
+    executor = make_executor(args, suite, device, cells)
     if args.dry_run:
         return dry_run(cells, executor, args)
     if args.retrain_artifacts:
@@ -266,6 +289,23 @@ def cmd_profile(args) -> int:
     return run(args, device, runtime_options(args).resolve(device))
 
 
+def cmd_data_prepare(args) -> int:
+    """Decode (or crop) every image of the suite's real datasets into the cache now, not in the first cell."""
+    from hubbench.tasks.base import TASKS
+
+    apply_data_dir(args)
+    suite = suites.Suite.load(args.suite)
+    for name in suite.tasks:
+        cls = TASKS.get(name)
+        if not cls.external_data:
+            continue
+        task = cls(cls.protocol.replace(**suite.protocol))
+        for split in task.splits:
+            images = task.pixels(split)
+            print(f"{name}/{split}: {len(images)} images of {images.shape[-1]} px in the cache", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     plugin_help = "a .py file registering extra hubs, tasks or methods (repeatable)"
     common = Parser(add_help=False)  # --plugin is accepted before and after the command
@@ -322,8 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, metavar="N",
                      help="--executor local: worker processes (default: one per GPU with --device cuda, "
                           "else CPUs / --threads)")
+    run.add_argument("--cells-per-gpu", type=int, metavar="N",
+                     help="cells trained at once on each GPU, each in its own process (--executor local: N workers "
+                          "per GPU; slurm: N cells per job of one GPU). Default: as many as the GPU's free memory "
+                          "holds at the cells' measured peak and measurably pay (see --estimate), else 1")
     run.add_argument("--dry-run", action="store_true",
-                     help="list the cells that would run (and, for slurm, the sbatch parameters); run nothing")
+                     help="list the cells that would run (and, for slurm, the sbatch parameters) and their estimated "
+                          "device-hours per method, from the step times cached by --estimate; run nothing")
+    run.add_argument("--estimate", action="store_true",
+                     help="with --dry-run: measure the step times missing from the cache on this machine's device "
+                          "(a one-step build of each method, as hubbench profile does) and cache them")
     for key, (kind, text) in suites.SLURM.items():
         run.add_argument(f"--slurm-{key.replace('_', '-')}", type=kind, metavar=kind.__name__.upper(),
                          help=f"--executor slurm: {text}; overrides the suite's [slurm] {key}")
@@ -370,6 +418,17 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--out", type=Path, metavar="FILE",
                       help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
     prof.set_defaults(func=cmd_profile)
+
+    data = sub.add_parser("data", parents=[common], help="dataset operations")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    prepare = data_sub.add_parser("prepare", parents=[common], help="decode a suite's datasets into the cache",
+                                  description="Decode and squash every image of the suite's real datasets (crop the "
+                                              "faces of landmark datasets) into memory-mapped files under "
+                                              "$HUBBENCH_CACHE/, which runs then read instead of the image files.")
+    prepare.add_argument("--suite", required=True, help="suite name or path to a .toml file")
+    prepare.add_argument("--data-dir", type=Path, metavar="DIR",
+                         help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+    prepare.set_defaults(func=cmd_data_prepare)
 
     hub = sub.add_parser("hub", parents=[common], help="hub operations")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")

@@ -77,6 +77,26 @@ class CellJob:
         return DelayedSubmission(self)
 
 
+@dataclass(frozen=True)
+class CellGroup:
+    """Cells that share one job and its GPU (`--cells-per-gpu`): each in a process of its own, all at once.
+    Returns what each `CellJob` returned, or the exception that ended it, in order."""
+
+    jobs: tuple[CellJob, ...]
+
+    def __call__(self) -> list:
+        if len(self.jobs) == 1:
+            return [self.jobs[0]()]
+        pool = ProcessPoolExecutor(len(self.jobs), mp_context=multiprocessing.get_context("spawn"))
+        with pool:
+            futures = [pool.submit(job) for job in self.jobs]
+            return [f.exception() or f.result() for f in futures]
+
+    def checkpoint(self) -> DelayedSubmission:
+        """Requeued whole on pre-emption: each cell resumes from its checkpoints (or is skipped, if done)."""
+        return DelayedSubmission(self)
+
+
 def pending(cells: list[Cell], results: Path, force: bool = False, retry_failed: bool = False) -> list[Cell]:
     """The cells to submit: those without a record (or redone by `force`, `retry_failed`), ordered by
     the number of artifacts they need (a stable sort): the cells that train one artifact each start
@@ -179,19 +199,23 @@ class Submitit(Executor):
 
     def __init__(self, folder: Path, name: str, resources: dict, cluster: str = "slurm",
                  plugins: Sequence[str] = (), poll_s: float | None = None,
-                 method_resources: dict[str, dict] | None = None):
+                 method_resources: dict[str, dict] | None = None, cells_per_job: int = 1):
         super().__init__(plugins)
         self.folder, self.name, self.resources, self.cluster = Path(folder), name, resources, cluster
+        self.cells_per_job = cells_per_job
         self.method_resources = method_resources or {}
         self.poll_s = poll_s if poll_s is not None else (1.0 if cluster == "local" else 30.0)
 
-    def arrays(self, cells: list[Cell]) -> list[tuple[dict, list[int]]]:
-        """The job arrays: (resources, indices of their cells), in order of first appearance."""
+    def arrays(self, cells: list[Cell]) -> list[tuple[dict, list[list[int]]]]:
+        """The job arrays: (resources, the indices of each job's cells), in order of first appearance; a job
+        holds `cells_per_job` cells of one set of resources."""
         groups: dict[str, tuple[dict, list[int]]] = {}
         for i, cell in enumerate(cells):
             resources = self.method_resources.get(cell.method.name, self.resources)
             groups.setdefault(json.dumps(resources, sort_keys=True), (resources, []))[1].append(i)
-        return list(groups.values())
+        n = self.cells_per_job
+        return [(resources, [indices[j : j + n] for j in range(0, len(indices), n)])
+                for resources, indices in groups.values()]
 
     def sbatch(self, resources: dict) -> dict:
         """The resources under submitit's SLURM names (a GPU count of 0 is left out)."""
@@ -205,32 +229,33 @@ class Submitit(Executor):
         from submitit.slurm.slurm import _make_sbatch_string  # renders exactly what submitit submits
 
         lines = []
-        for resources, indices in self.arrays(cells):
-            methods = sorted({cells[i].method.name for i in indices})
-            text = _make_sbatch_string(command="", folder=self.folder, map_count=len(indices) if len(indices) > 1
+        for resources, jobs in self.arrays(cells):
+            methods = sorted({cells[i].method.name for job in jobs for i in job})
+            text = _make_sbatch_string(command="", folder=self.folder, map_count=len(jobs) if len(jobs) > 1
                                        else None, **self.sbatch(resources))
-            lines.append(f"# {len(indices)} cells ({', '.join(methods)})")
+            per_job = f", {self.cells_per_job} per job" if self.cells_per_job > 1 else ""
+            lines.append(f"# {sum(map(len, jobs))} cells{per_job} ({', '.join(methods)})")
             lines += [line for line in text.splitlines() if line.startswith("#SBATCH")]
         return lines
 
     def submit(self, cells, jobs):
-        submitted: list = [None] * len(jobs)
-        for resources, indices in self.arrays(cells):
+        submitted: list = []  # (job, indices of its cells)
+        for resources, groups in self.arrays(cells):
             executor = submitit.AutoExecutor(self.folder, cluster=self.cluster)
             # SLURM reads its own names; the local cluster reads only the generic time limit
             executor.update_parameters(timeout_min=resources["time_min"],
                                        **{f"slurm_{k}": v for k, v in self.sbatch(resources).items()})
             with executor.batch():
-                for i in indices:
-                    submitted[i] = executor.submit(jobs[i])
-        self.save_job_ids({cell.id: job.job_id for cell, job in zip(cells, submitted, strict=True)})
-        index = {job.job_id: i for i, job in enumerate(submitted)}
-        for job in submitit.helpers.as_completed(submitted, poll_frequency=self.poll_s):
+                for group in groups:
+                    submitted.append((executor.submit(CellGroup(tuple(jobs[i] for i in group))), group))
+        self.save_job_ids({cells[i].id: job.job_id for job, group in submitted for i in group})
+        index = {job.job_id: group for job, group in submitted}
+        for job in submitit.helpers.as_completed([job for job, _ in submitted], poll_frequency=self.poll_s):
             try:
-                result = job.result()
+                results = job.result()
             except Exception as e:  # the job ended without returning (killed, cancelled, failed to start)
-                result = e
-            yield index[job.job_id], result
+                results = [e] * len(index[job.job_id])
+            yield from zip(index[job.job_id], results, strict=True)
 
     def save_job_ids(self, ids: dict[str, str]) -> None:
         path = self.folder / "jobs.json"

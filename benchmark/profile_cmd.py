@@ -75,25 +75,25 @@ def run(args, device: torch.device, runtime: Runtime) -> int:
     return 0
 
 
-def profile_task(name: str, batch: int) -> tuple[Task, bool]:
-    """Task `name` under the one-step protocol, and whether its data are stand-ins (enough for `batch`)."""
+def profile_task(name: str, batch: int, overrides: dict | None = None) -> tuple[Task, bool]:
+    """Task `name` under the one-step protocol (after a suite's protocol `overrides`), and whether its data are
+    stand-ins (enough for `batch`)."""
     cls = TASKS.get(name)
-    protocol = cls.protocol.replace(**ONE_STEP)
+    protocol = cls.protocol.replace(**{**(overrides or {}), **ONE_STEP})
     if not cls.external_data:
         return cls(protocol), False
     return stand_in(cls, protocol.replace(**STAND_IN_IMAGES), max(batch, protocol.batch_size)), True
 
 
 def stand_in(cls: type[Task], protocol: Protocol, n: int) -> Task:
-    """`cls` whose splits are `n` random images at the protocol's size with random valid targets, batched by
-    `Task`'s in-memory `train_batch` and `eval_batches` (not the file-reading ones of `cls`)."""
+    """`cls` whose splits are `n` random images at the protocol's size with random valid targets, in memory (a
+    file task batches a split held in memory as it batches its cache)."""
     task = cls(protocol)
     g = generator("stand-in", cls.name)
     size = protocol.image_size
     splits = {split: Split(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
                                  task.stand_in_targets(n, g)) for split in ("train", "val", "test")}
-    members = {"__doc__": f"{cls.__name__} on stand-in data.", "make_splits": lambda self: splits,
-               "train_batch": Task.train_batch, "eval_batches": Task.eval_batches}
+    members = {"__doc__": f"{cls.__name__} on stand-in data.", "make_splits": lambda self: splits}
     return type(f"StandIn{cls.__name__}", (cls,), members)(protocol)
 
 
@@ -125,12 +125,19 @@ def temporary_cache() -> Iterator[Path]:
                 os.environ[CACHE_ENV] = old
 
 
-def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device, runtime: Runtime) -> nn.Module:
-    """What `method.fit` deploys under the task's (one-step) protocol, built in a temporary cache."""
-    scope = f"profile/{hub.name}/{task.name}/{method.id}"
+def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device, runtime: Runtime,
+          on_stage=None) -> nn.Module:
+    """What `method.fit` deploys under the task's (one-step) protocol, built in a temporary cache; `on_stage`
+    is told of each training stage (`Context`)."""
+    scope = profile_scope(hub, task, method)
     with temporary_cache() as cache:
         seed_everything(derive_seed(seed, scope, "init"))
-        return method.fit(Context(hub, task, seed, scope=scope, cache=cache, device=device, runtime=runtime))
+        return method.fit(Context(hub, task, seed, scope=scope, cache=cache, device=device, runtime=runtime,
+                                  on_stage=on_stage))
+
+
+def profile_scope(hub: Hub, task: Task, method: Method) -> str:
+    return f"profile/{hub.name}/{task.name}/{method.id}"
 
 
 def table(result: record.Profile) -> str:

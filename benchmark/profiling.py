@@ -16,6 +16,8 @@ Conventions:
   gradients, optimiser state); scratch space inside one kernel, and torch.compile'd graphs, are not seen.
 - speed: samples/s at the stated batch, precision and memory format; warm-up steps first, the device
   synchronised around every timed step, the median of the repeats (the timm benchmark's method).
+  Memory and speed are measured with the device to this process alone (`hubbench.exclusive`): cells
+  packed onto the same GPU pause at their next step until the measurement ends.
   Training speed is one SGD step of the deployed model on the task loss (a copy: the measured model
   is left as it was), which for methods whose own training adds losses or teachers is a lower bound
   of their cost per step; their `cost` in the record is the real training time.
@@ -41,9 +43,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from hubbench.exclusive import exclusive
 from hubbench.record import Complexity, Flops, Memory, Params, Speed, cpu_name
 from hubbench.seeding import generator
-from hubbench.training import Runtime, batch_indices
+from hubbench.training import Runtime, batch_indices, shape_stable
 
 
 @dataclass(frozen=True)
@@ -230,12 +233,13 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
     train_step = sgd_step(rt.compiled(copy.deepcopy(model).train()), task, tx, ty, rt)
 
     memory = {"device": device.type, "measure": MEMORY_MEASURE[device.type]}
-    with peak_memory(device, memory, "train_mb"):
-        train_step()
-    with peak_memory(device, memory, "infer_mb"):
-        infer()
-    speed = Speed(infer_samples_s=median_rate(infer, batch, device, s),
-                  train_samples_s=median_rate(train_step, batch, device, s),
+    with exclusive(device) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
+        with peak_memory(device, memory, "train_mb"):
+            train_step()
+        with peak_memory(device, memory, "infer_mb"):
+            infer()
+        rates = median_rate(infer, batch, device, s), median_rate(train_step, batch, device, s)
+    speed = Speed(infer_samples_s=rates[0], train_samples_s=rates[1], exclusive=alone,
                   batch=batch, precision="bf16" if rt.bf16 and device.type == "cuda" else "fp32",
                   memory_format="channels_last" if rt.channels_last else "contiguous",
                   compile=rt.compile, warmup=s.warmup, repeats=s.repeats,

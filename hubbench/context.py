@@ -55,6 +55,7 @@ class FinetunedSource:
 
 
 Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+StageHook = Callable[["Context", nn.Module, Loss, "list | None", str], None]  # (ctx, model, loss, params, key)
 
 
 def checkpoint_stem(scope: str, seed: int, protocol) -> str:
@@ -87,9 +88,10 @@ class Context:
     """
 
     def __init__(self, hub: Hub, task: Task, seed: int, *, scope: str, cache: Path,
-                 device: torch.device, runtime: Runtime = Runtime()):
+                 device: torch.device, runtime: Runtime = Runtime(), on_stage: StageHook | None = None):
         self.hub, self.task, self.seed, self.scope = hub, task, seed, scope
         self.cache, self.device, self.runtime = cache, device, runtime
+        self.on_stage = on_stage  # told of every training stage once trained (the cost estimator times them)
         self.curves: dict[str, list[list[float]]] = {}
         self.diagnostics: dict = {}
         self.train_seconds = 0.0
@@ -105,11 +107,13 @@ class Context:
         random streams. Returns the trained model, in eval mode, on the context's device.
         """
         task, proto = self.task, self.task.protocol
+        params = None if params is None else list(params)  # iterated once by the optimiser, again by `on_stage`
+        loss = loss or (lambda m, x, y: task.loss(m(x), y))
         seed = derive_seed(self.seed, self.scope, key)
         n = len(task.splits["train"])
 
         def batch_at(it: int):
-            return task.train_batch(batch_indices(n, proto.batch_size, it, seed), generator(seed, "aug", it))
+            return task.stage_train(batch_indices(n, proto.batch_size, it, seed), generator(seed, "aug", it))
 
         def evaluate(m: nn.Module) -> dict[str, float]:
             """The curves of the primary metric; test too, for the papers' test-metric-over-training figures
@@ -122,7 +126,7 @@ class Context:
         start = time.perf_counter()
         curves = train(
             model,
-            loss or (lambda m, x, y: task.loss(m(x), y)),
+            loss,
             batch_at,
             proto.schedule(iterations),
             seed=seed,
@@ -137,11 +141,13 @@ class Context:
         self.train_seconds += checkpoint.carried_s + time.perf_counter() - start  # + seconds before a restart
         prefix = "" if key == "model" else f"{key}/"
         self.curves.update({prefix + k: v for k, v in curves.items()})
+        if self.on_stage is not None:
+            self.on_stage(self, model, loss, params, key)
         return model
 
     def predict(self, model: nn.Module, split: str) -> torch.Tensor:
         self.runtime.model(model, self.device)
-        return predict(model, self.task.eval_batches(split), self.device, self.runtime)
+        return predict(model, self.task.stage_eval(split), self.device, self.runtime)
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         return self.task.evaluate(self.predict(model, split), self.task.splits[split].targets)
@@ -186,7 +192,7 @@ class Context:
     def _train_artifact(self, artifact: FinetunedSource, path: Path, meta_path: Path) -> nn.Module:
         """Train `artifact` (resumably) and cache it: weights first, then the metadata that marks it complete."""
         sub = Context(self.hub, self.task, self.seed, scope=f"{self.hub.name}/{self.task.name}/{artifact.id}",
-                      cache=self.cache, device=self.device, runtime=self.runtime)
+                      cache=self.cache, device=self.device, runtime=self.runtime, on_stage=self.on_stage)
         seed_everything(derive_seed(self.seed, sub.scope, "init"))
         model = artifact.build(sub, pretrained=True)
         artifact.train(sub, model)

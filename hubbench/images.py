@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -14,7 +16,14 @@ def to_input(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
     x = images.float().div_(255)
     if size is not None and x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return (x - MEAN) / STD
+    mean, std = _normalisation(x.device)
+    return (x - mean) / std
+
+
+@functools.cache
+def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """MEAN and STD on `device`, copied there once (a copy from pageable memory would wait for the device)."""
+    return MEAN.to(device), STD.to(device)
 
 
 def png_base64(image: torch.Tensor, max_side: int = 128) -> tuple[str, float]:

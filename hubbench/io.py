@@ -86,11 +86,12 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def load_torch(path: str | os.PathLike) -> Any:
-    """Load tensors and plain containers only (`weights_only=True`): checkpoints are untrusted."""
+def load_torch(path: str | os.PathLike, mmap: bool = False) -> Any:
+    """Load tensors and plain containers only (`weights_only=True`): checkpoints are untrusted. With `mmap`
+    the tensors are memory-mapped from the file (paged in as read), not read into memory."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def check_output_dir(path: str | os.PathLike, what: str) -> Path:

@@ -99,6 +99,7 @@ class Speed:
     device_name: str | None = None
     torch: str | None = None
     cuda: str | None = None
+    exclusive: bool | None = None  # measured with the device to itself (`hubbench.exclusive`)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import pickle
 import sys
@@ -22,9 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from hubbench.exclusive import pause_point, sharing
 from hubbench.io import load_torch, save_torch
 from hubbench.progress import progress
 from hubbench.seeding import derive_seed
+from hubbench.staging import prefetching
 
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 Curves = dict[str, list[list[float]]]
@@ -116,6 +119,47 @@ class Runtime:
         return torch.compile(model, mode=self.compile) if self.compile else model
 
 
+@contextlib.contextmanager
+def shape_stable(model: nn.Module):
+    """Run a block without cuDNN autotuning if a module of `model` declares `dynamic_shapes` (routed batches
+    whose size changes every step: the autotuner would time every algorithm again for each new size, in the
+    forward and in the backward, which runs after the loss function has returned)."""
+    if not any(getattr(m, "dynamic_shapes", False) for m in model.modules()):
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+class Losses:
+    """The training losses since they were last read, kept on the device: reading them is the loop's only
+    wait for the device, so it happens at log points and checkpoints, not at every step. A non-finite
+    loss is an error when read, naming the iteration it occurred at."""
+
+    def __init__(self, start: int):
+        self.pending: list[torch.Tensor] = []
+        self.next = start  # iteration of pending[0]
+
+    def append(self, loss: torch.Tensor) -> None:
+        self.pending.append(loss.detach())
+
+    def read(self) -> list[float]:
+        """The pending losses as floats (each as `.item()` gives it), emptied."""
+        if not self.pending:
+            return []
+        values = torch.stack([v.double() for v in self.pending]).tolist()
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                raise FloatingPointError(f"training loss became {v} at iteration {self.next + i}")
+        self.next += len(values)
+        self.pending.clear()
+        return values
+
+
 class Checkpoint:
     """Training state saved atomically every `every` iterations and at the end, so a killed
     run resumes and a finished stage of a multi-stage method is not trained again.
@@ -169,6 +213,8 @@ def train(
     `params` restricts what is optimised (parameters or param groups, optionally with an
     `lr_mult` key); by default every parameter that requires grad. Curves hold the mean train
     loss and every metric `evaluate` returns, logged each `eval_every` iterations and at the end.
+    `batch_at(i)` may return a `hubbench.staging.Staged` batch: batch i+1 is read and moved while
+    step i runs (`prefetched`), and the loop waits for the device only at log points and checkpoints.
     """
     started = time.perf_counter()
     device = torch.device(device)
@@ -186,35 +232,38 @@ def train(
     log_every = eval_every or max(1, schedule.iterations // 10)
     bar = progress(range(start, schedule.iterations), initial=start, total=schedule.iterations, desc=desc)
     model.train()
-    for it in bar:
-        torch.manual_seed(derive_seed(seed, "step", it))
-        for group in opt.param_groups:
-            group["lr"] = schedule.lr_at(it) * group.get("lr_mult", 1.0)
-        x, y = runtime.batch(batch_at(it), device)
-        with runtime.autocast(device):
-            loss = loss_fn(step_model, x, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at iteration {it}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        window.append(loss.item())
-        done = it + 1
-        if done % log_every == 0 or done == schedule.iterations:
-            curves["train_loss"].append([done, sum(window) / len(window)])
-            window.clear()
-            bar.set_postfix(loss=f"{curves['train_loss'][-1][1]:.3f}", refresh=False)
-            if evaluate is not None:
-                model.eval()
-                for name, value in evaluate(model).items():
-                    curves.setdefault(name, []).append([done, float(value)])
-                model.train()
-        if checkpoint and (done % checkpoint.every == 0 or done == schedule.iterations):
-            checkpoint.save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "iteration": done, "curves": curves, "window": window,
-                 "seconds": checkpoint.carried_s + time.perf_counter() - started}
-            )
+    losses = Losses(start)
+    stages = (batch_at(it) for it in range(start, schedule.iterations))
+    with sharing(device), shape_stable(model), prefetching(stages, device, runtime) as batches:
+        for it, (x, y) in zip(bar, batches, strict=True):
+            pause_point(device)  # a neighbour's measurement has the device to itself
+            torch.manual_seed(derive_seed(seed, "step", it))
+            for group in opt.param_groups:
+                group["lr"] = schedule.lr_at(it) * group.get("lr_mult", 1.0)
+            with runtime.autocast(device):
+                loss = loss_fn(step_model, x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss)
+            done = it + 1
+            if done % log_every == 0 or done == schedule.iterations:
+                window += losses.read()
+                curves["train_loss"].append([done, sum(window) / len(window)])
+                window.clear()
+                bar.set_postfix(loss=f"{curves['train_loss'][-1][1]:.3f}", refresh=False)
+                if evaluate is not None:
+                    model.eval()
+                    for name, value in evaluate(model).items():
+                        curves.setdefault(name, []).append([done, float(value)])
+                    model.train()
+            if checkpoint and (done % checkpoint.every == 0 or done == schedule.iterations):
+                window += losses.read()
+                checkpoint.save(
+                    {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "iteration": done, "curves": curves, "window": window,
+                     "seconds": checkpoint.carried_s + time.perf_counter() - started}
+                )
     bar.close()
     model.eval()
     return curves
@@ -236,12 +285,13 @@ def predict(
     was_training = model.training
     model.eval()
     outs = []
-    for x in batches:
-        shape, views = x.shape[:2], x.dim() == 5
-        x = runtime.batch(x.flatten(0, 1) if views else x, device)
-        with runtime.autocast(device):
-            out = model(x).float().cpu()
-        outs.append(out.unflatten(0, shape).sum(1) if views else out)
+    with sharing(device), shape_stable(model), prefetching(batches, device, runtime) as ready:
+        for x in ready:
+            pause_point(device)
+            shape, views = x.shape[:2], x.dim() == 5
+            x = runtime.batch(x.flatten(0, 1) if views else x, device)
+            with runtime.autocast(device):
+                out = model(x).float().cpu()
+            outs.append(out.unflatten(0, shape).sum(1) if views else out)
     model.train(was_training)
     return torch.cat(outs)
-

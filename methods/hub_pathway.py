@@ -122,8 +122,23 @@ class WeightedMean(nn.Module):
         return self.combine(outputs, weights)
 
 
+def route(active: torch.Tensor) -> dict[int, torch.Tensor]:
+    """{model: indices of the samples routed to it} of a [B, m] activation mask, for the models that got any,
+    with one read from the device (the sizes of the routed batches are data: the host must know them)."""
+    pairs = active.t().nonzero()  # (model, sample) pairs, by model then sample: the one host synchronisation
+    counts = torch.bincount(pairs[:, 0], minlength=active.shape[1]).tolist()  # already computed: no wait
+    return {i: idx for i, idx in enumerate(pairs[:, 1].split(counts)) if len(idx)}
+
+
 class HubPathway(nn.Module):
-    """The predictor: hub models with their own heads, the generator, and the aggregator."""
+    """The predictor: hub models with their own heads, the generator, and the aggregator.
+
+    `dynamic_shapes`: each model sees a batch of a different size at every step, so cuDNN's autotuner
+    (`cudnn.benchmark`) would time every convolution algorithm again for each new size, forward and
+    backward; the training loop and the profiler run such models with fixed algorithms
+    (`hubbench.training.shape_stable`)."""
+
+    dynamic_shapes = True
 
     def __init__(self, models: list[nn.Module], generator: nn.Module, aggregator: nn.Module, k: int,
                  renormalise: bool = False):
@@ -141,13 +156,13 @@ class HubPathway(nn.Module):
         return Gate(dense, kept / kept.sum(-1, keepdim=True) if self.renormalise else kept, active)
 
     def pathways(self, x: torch.Tensor) -> Pathways:
-        """Run each sample through its activated models only, then aggregate."""
+        """Run each sample through its activated models only, then aggregate.
+
+        Which samples go where is read from the device once for all models (`route`), not once per
+        model: every host read waits for all queued kernels, so per-model reads kept the GPU idle while
+        each next model's kernels were launched."""
         gate = self.gate(x)
-        routed = {}
-        for i, model in enumerate(self.models):
-            idx = gate.active[:, i].nonzero().squeeze(1)
-            if len(idx):
-                routed[i] = (idx, model(x[idx]))
+        routed = {i: (idx, self.models[i](x[idx])) for i, idx in route(gate.active).items()}
         first = next(iter(routed.values()))[1]
         zeros = first.new_zeros((len(x), *first.shape[1:]))  # unrouted samples: their weight is zero
         outputs = [zeros.index_copy(0, *routed[i]) if i in routed else zeros for i in range(len(self.models))]

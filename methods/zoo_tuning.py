@@ -82,6 +82,7 @@ class AdaAggConv(nn.Module):
         if align and max(c.kernel_size) > 1:
             self.align = nn.Parameter(torch.eye(c.out_channels).repeat(len(convs), 1, 1))
         self.gate = gate
+        self.formulation, self.chosen = "auto", None  # see `formulation`
         self._aligned: tuple[tuple, torch.Tensor] | None = None  # (key of A and W's state, A_e W_e)
 
     def aligned(self) -> torch.Tensor:
@@ -101,14 +102,27 @@ class AdaAggConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate(x)
-        w, b = self.mix(g)
         s = self.spec
+        if len(g) > 1 and formulation(self, x) == "dense":
+            return self.dense(x, g)
+        w, b = self.mix(g)
         if len(g) == 1:
             return F.conv2d(x, w[0], None if b is None else b[0], s["stride"], s["padding"], s["dilation"], s["groups"])
         batch = len(x)
         y = F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.flatten(0, 1), None if b is None else b.flatten(),
                      s["stride"], s["padding"], s["dilation"], s["groups"] * batch)
         return y.view(batch, -1, *y.shape[2:])
+
+    def dense(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """The same output as one dense convolution with all m aligned kernels, its m outputs mixed by the
+        gates: sum_e g[b, e] (A_e W_e * x_b) = (sum_e g[b, e] A_e W_e) * x_b, convolution being linear. m
+        times the convolution's multiply-adds, but no per-sample kernels and no convolution grouped by
+        sample, which GPUs run far below their dense rate."""
+        s, w = self.spec, self.aligned()
+        y = F.conv2d(x, w.flatten(0, 1), None if self.bias is None else self.bias.flatten(), s["stride"],
+                     s["padding"], s["dilation"], s["groups"])
+        y = y.unflatten(1, (len(w), -1))  # [B, m, out, H, W]
+        return (g.to(y.dtype)[:, :, None, None, None] * y).sum(1)
 
     def fold(self) -> nn.Conv2d:
         """The plain convolution this layer computes at evaluation (shared gates only)."""
@@ -121,6 +135,31 @@ class AdaAggConv(nn.Module):
             if b is not None:
                 conv.bias.copy_(b[0])
         return conv
+
+
+FORMULATIONS = ("auto", "grouped", "dense")
+DENSE_MAX_PIXELS = 14 * 14  # auto: dense where the output has at most this many pixels, or the kernel is 1x1
+
+
+def formulation(layer: AdaAggConv, x: torch.Tensor) -> str:
+    """How `layer` computes per-sample kernels on input `x`: its `formulation`, or with 'auto' a rule from the
+    H200 measurements of issue 14 (the dense form 2.5x the grouped one on layer4's 3x3 and on 1x1 convs,
+    0.5x on the 7x7 stem at 112x112): dense on CUDA for 1x1 kernels and small outputs (layer3, layer4),
+    grouped elsewhere and on every other device (so CPU results stay those of the official layer).
+    Dense needs one group (the m kernels' outputs would interleave the groups' channels). The choice made
+    is kept in `layer.chosen` (the method records them)."""
+    s = layer.spec
+    if layer.formulation != "auto":
+        chosen = layer.formulation
+    else:
+        h, w = ((n + 2 * p - d * (k - 1) - 1) // st + 1 for n, p, d, k, st in
+                zip(x.shape[-2:], s["padding"], s["dilation"], s["kernel_size"], s["stride"], strict=True))
+        small = max(s["kernel_size"]) == 1 or h * w <= DENSE_MAX_PIXELS
+        chosen = "dense" if x.is_cuda and small else "grouped"
+    if chosen == "dense" and s["groups"] != 1:
+        chosen = "grouped"
+    layer.chosen = chosen
+    return chosen
 
 
 def fold(model: nn.Module) -> nn.Module:
@@ -166,11 +205,19 @@ class ZooTuning(Method):
     `align`: '+'-separated module-name prefixes whose k>1 convolutions get channel alignment,
     'none', or 'auto' (default): the stem `conv1` and the last two `layerN` stages, which is the
     paper's choice for ResNet-50 (`conv1+layer3+layer4`) and MiniResNet's `conv1+layer2+layer3`.
+    `formulation`: how per-sample kernels run, the same outputs either way (see `formulation`); the
+    choice of each layer is in the record's diagnostics (`formulation`).
     """
 
     name = "zoo_tuning"
     description = "Zoo-Tuning: per-sample gated aggregation of all hub kernels in every conv"
     align: str = "auto"
+    formulation: str = "auto"  # per-sample kernels: 'grouped' (the official layer), 'dense', or 'auto' per layer
+
+    def __post_init__(self):
+        if self.formulation not in FORMULATIONS:
+            raise ValueError(f"unknown zoo_tuning formulation {self.formulation!r} (choose from: "
+                             f"{', '.join(FORMULATIONS)})")
 
     def applicable(self, hub, task):
         if not hub.homogeneous:
@@ -197,6 +244,7 @@ class ZooTuning(Method):
             if isinstance(m, nn.Conv2d):
                 layer = AdaAggConv([b.get_submodule(name) for b in backbones],
                                    self.gate(name, m, len(backbones)), in_scope(name, prefixes))
+                layer.formulation = self.formulation
                 merged.set_submodule(name, layer)
             elif isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.reset_running_stats()
@@ -215,6 +263,8 @@ class ZooTuning(Method):
         ctx.train(model)
         ctx.diagnostics["gate_sources"] = ctx.hub.names
         ctx.diagnostics["gates"] = mean_gates(model, ctx)
+        ctx.diagnostics["formulation"] = {name: m.chosen for name, m in model.backbone.named_modules()
+                                          if isinstance(m, AdaAggConv) and m.chosen}
         return model
 
     @classmethod

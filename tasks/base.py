@@ -19,6 +19,7 @@ from torch import nn
 from hubbench.images import to_input
 from hubbench.record import Examples
 from hubbench.registry import Registry
+from hubbench.staging import Staged
 from hubbench.training import Schedule
 
 TASKS: Registry[type[Task]] = Registry("task")
@@ -215,32 +216,74 @@ class Task(ABC):
                 "protocol": dataclasses.asdict(self.protocol)}
 
     # -- data ---------------------------------------------------------------------------------
+    # A batch is staged (`hubbench.staging`): read and drawn on the host, finished on the training device.
+    def pixels(self, split: str) -> torch.Tensor:
+        """The uint8 images of a split, [N, 3, H, W] (in memory here; a file task's come from its cache)."""
+        return self.splits[split].images
+
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> normalised float at the protocol's size."""
         return to_input(images, self.protocol.image_size)
 
-    def augment(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, Any]:
-        """Training augmentation: random crop after reflect padding, horizontal flip."""
-        p = self.protocol
+    def augmentation(self, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """The random parameters of a training batch of `n`, drawn on the host from its generator: crop
+        offsets after reflect padding, and horizontal flips."""
+        p, params = self.protocol, {}
         if p.crop_padding:
-            n, _, h, w = x.shape
-            padded = F.pad(x, [p.crop_padding] * 4, mode="reflect")
-            offs = torch.randint(0, 2 * p.crop_padding + 1, (n, 2), generator=g)
-            x = torch.stack([padded[i, :, a : a + h, b : b + w] for i, (a, b) in enumerate(offs.tolist())])
+            params["offsets"] = torch.randint(0, 2 * p.crop_padding + 1, (n, 2), generator=g)
         if p.flip:
-            flip = torch.rand(len(x), generator=g) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        return x, y
+            params["flip"] = torch.rand(n, generator=g) < 0.5
+        return params
 
-    def train_batch(self, idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, Any]:
-        split = self.splits["train"]
-        return self.augment(self.prepare(split.images[idx]), split.targets[idx], g)
+    def augment_targets(self, y: Any, params: dict[str, torch.Tensor]) -> Any:
+        """The targets of augmented images (host side; unchanged by crops and flips of classification)."""
+        return y
 
-    def eval_batches(self, split: str) -> Iterator[torch.Tensor]:
-        images = self.splits[split].images
-        bs = self.protocol.eval_batch_size
+    def augment_images(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Training augmentation of normalised images, on their device, with host-drawn `params`."""
+        if "offsets" in params:
+            n, _, h, w = x.shape
+            pad = self.protocol.crop_padding
+            padded = F.pad(x, [pad] * 4, mode="reflect")
+            rows = (params["offsets"][:, 0, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (params["offsets"][:, 1, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            x = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                       torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+        if "flip" in params:
+            x = torch.where(params["flip"].view(-1, 1, 1, 1), x.flip(-1), x)
+        return x
+
+    def augment(self, x: torch.Tensor, y: Any, g: torch.Generator) -> tuple[torch.Tensor, Any]:
+        """The whole training augmentation of a batch at once, parameters drawn from `g`."""
+        params = self.augmentation(len(x), g)
+        return self.augment_images(x, params), self.augment_targets(y, params)
+
+    def stage_train(self, idx: torch.Tensor, g: torch.Generator) -> Staged:
+        """Training batch `idx` with augmentation drawn from `g`, staged (see `finish_train`)."""
+        params = self.augmentation(len(idx), g)
+        targets = self.augment_targets(self.splits["train"].targets[idx], params)
+        return Staged((self.pixels("train")[idx], targets, params), self.finish_train)
+
+    def finish_train(self, host: tuple) -> tuple[torch.Tensor, Any]:
+        images, targets, params = host
+        return self.augment_images(self.prepare(images), params), targets
+
+    def train_batch(self, idx: torch.Tensor, g: torch.Generator, device: torch.device | str = "cpu"):
+        """Training batch `idx` finished on `device` now (x, y)."""
+        return self.stage_train(idx, g).on(device)
+
+    def stage_eval(self, split: str) -> Iterator[Staged]:
+        """The split's test batches in order, staged (see `finish_eval`)."""
+        images, bs = self.pixels(split), self.protocol.eval_batch_size
         for i in range(0, len(images), bs):
-            yield self.prepare(images[i : i + bs])
+            yield Staged(images[i : i + bs], self.finish_eval)
+
+    def finish_eval(self, images: torch.Tensor) -> torch.Tensor:
+        return self.prepare(images)
+
+    def eval_batches(self, split: str, device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+        """The split's test batches finished on `device`."""
+        return (stage.on(device) for stage in self.stage_eval(split))
 
 
 class ClassifierHead(nn.Sequential):

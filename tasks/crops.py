@@ -61,3 +61,58 @@ def views(x: torch.Tensor, size: int, n: int) -> torch.Tensor:
 def first_view(x: torch.Tensor) -> torch.Tensor:
     """An eval batch of several views [B, V, 3, H, W] -> its first view, the centre crop [B, 3, H, W]."""
     return x[:, 0] if x.dim() == 5 else x
+
+
+# -- Pillow's bilinear resampling, batched on any device ------------------------------------------
+PRECISION_BITS = 22  # Pillow's fixed-point precision for 8-bit images (libImaging/Resample.c: 32 - 8 - 2)
+
+
+def bilinear_taps(lo: torch.Tensor, hi: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pillow's coefficients for resampling pixels [lo, hi) of an axis of `in_size` to `out_size`, per image.
+
+    Returns source indices [B, out_size, K] and Pillow's fixed-point weights (int32, summing to about
+    2^PRECISION_BITS) of its bilinear filter, widened by the scale when shrinking (antialiasing), computed
+    in float64 with Pillow's expressions in its order (`precompute_coeffs`, `normalize_coeffs_8bpc`), so
+    the integers are Pillow's. Taps past the image edge get weight 0 (their index is clamped).
+    """
+    lo, hi = lo.double(), hi.double()
+    scale = (hi - lo) / out_size
+    filterscale = scale.clamp(min=1.0)
+    support = filterscale[:, None]  # the bilinear filter's support is 1
+    center = lo[:, None] + (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale[:, None]
+    first = torch.trunc(center - support + 0.5).clamp(min=0)
+    last = torch.trunc(center + support + 0.5).clamp(max=in_size)
+    k = int(math.ceil(filterscale.max().item())) * 2 + 1
+    taps = first[..., None] + torch.arange(k, dtype=torch.float64)
+    w = (1 - ((taps - center[..., None] + 0.5) * (1.0 / filterscale)[:, None, None]).abs()).clamp(min=0)
+    w = torch.where(taps < last[..., None], w, 0.0)
+    total = w[..., 0]
+    for j in range(1, k):  # Pillow sums the weights in order
+        total = total + w[..., j]
+    fixed = torch.trunc(0.5 + w / total[..., None] * (1 << PRECISION_BITS)).int()
+    return taps.clamp(max=in_size - 1).long(), fixed
+
+
+def _resample_last(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """One pass of Pillow's separable resampling along the last axis: int32 [B, C, H, W] -> [B, C, H, out]."""
+    b, c, h, _ = x.shape
+    acc = torch.full((b, c, h, index.shape[1]), 1 << (PRECISION_BITS - 1), dtype=torch.int32, device=x.device)
+    for j in range(index.shape[-1]):
+        acc += x.gather(-1, index[:, None, None, :, j].expand(b, c, h, -1)) * weight[:, None, None, :, j]
+    return (acc >> PRECISION_BITS).clamp_(0, 255)
+
+
+def resample(images: torch.Tensor, taps: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """uint8 [B, C, S, S] -> uint8 [B, C, size, size]: each image's box resized as Pillow's
+    `resize((size, size), BILINEAR, box=box)` does it, bit for bit (horizontal pass, rounding to 8 bits,
+    vertical pass), given `taps` = (x index, x weight, y index, y weight) of `crop_taps`."""
+    xi, xw, yi, yw = taps
+    x = _resample_last(images.int(), xi, xw)
+    return _resample_last(x.transpose(-1, -2), yi, yw).transpose(-1, -2).to(torch.uint8)
+
+
+def crop_taps(boxes: torch.Tensor, side: int, size: int) -> tuple[torch.Tensor, ...]:
+    """The taps of `resample` for boxes [B, 4] (left, top, right, bottom) in `side` px images, to `size` px:
+    small integer tensors, computed on the host and sent to the device with the batch."""
+    b = boxes.double()
+    return (*bilinear_taps(b[:, 0], b[:, 2], side, size), *bilinear_taps(b[:, 1], b[:, 3], side, size))

@@ -1,67 +1,59 @@
-"""Classification tasks whose images are files, decoded per batch: real datasets do not fit in
-memory at the papers' 256 px (CIFAR-100's training split alone would be about 10 GB).
+"""Classification tasks whose images are files: decoded once into the cache, cropped on the device.
 
-A split holds paths (or, for CIFAR, small uint8 arrays) and targets. Each batch is decoded with
-PIL in a few threads, squashed to `resize` x `resize` and cropped as the protocol says; the crop
-boxes and flips are drawn from the batch's generator before any decoding, so a training batch
-is a pure function of (seed, iteration) however the threads interleave.
+A split lists paths (or, for CIFAR, small uint8 arrays) and targets; its images are decoded and
+squashed to `resize` x `resize` once (`tasks.image_cache`), on first use or by `hubbench data
+prepare`. A training batch is staged: the host reads its squashed images from the memory-mapped cache
+and draws the crop boxes and flips from the batch's generator; the device crops and resizes them as
+PIL's `resize(box=...)` does, bit for bit (`tasks.crops.resample`), then flips and normalises. Test
+batches are the squashed images, whose views are cut on the device.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from hubbench.tasks.base import ClassificationTask
-from hubbench.tasks.crops import centre_box, random_boxes, views
-from hubbench.tasks.datasets import DatasetError
+from hubbench.tasks.crops import centre_box, crop_taps, random_boxes, resample, views
+from hubbench.tasks.image_cache import decoded, pool
 from PIL import Image
 
 from hubbench.images import to_input
 
-Box = tuple[int, int, int, int]
-
-
-@cache
-def _pool() -> ThreadPoolExecutor:
-    """Decoding threads, shared by every batch of the process (PIL releases the GIL while decoding)."""
-    return ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="decode")
-
 
 @dataclass
 class FileSplit:
-    """Images as paths or uint8 HWC arrays, with their targets and the layout to name when one is unreadable."""
+    """Images as paths or uint8 HWC arrays, with their targets, the layout to name when one is unreadable,
+    and a label naming its cache file."""
 
     items: list[Path | np.ndarray]
     targets: torch.Tensor
     layout: str
+    label: str = "images"
+    _decoded: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def load(self, idx: Sequence[int], side: int, boxes: Sequence[Box] | None = None,
-             size: int | None = None) -> torch.Tensor:
-        """uint8 [B, 3, side, side] of the images `idx`, squashed; with `boxes`, each image's box of
-        that, resized to `size` x `size` (as torchvision's Resize then RandomResizedCrop)."""
-        jobs = [(self.items[i], side, boxes[k] if boxes else None, size) for k, i in enumerate(idx)]
-        images = list(_pool().map(lambda job: self._decode(*job), jobs))
-        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    def decoded(self, side: int) -> torch.Tensor:
+        """uint8 [N, side, side, 3]: every image squashed, memory-mapped from the cache (built if absent)."""
+        if side not in self._decoded:
+            self._decoded[side] = decoded(self.items, side, self.layout, self.label)
+        return self._decoded[side]
 
-    def _decode(self, item: Path | np.ndarray, side: int, box: Box | None, size: int | None) -> np.ndarray:
-        try:
-            with Image.fromarray(item) if isinstance(item, np.ndarray) else Image.open(item) as image:
-                image = image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
-        except OSError as e:  # unreadable, truncated or not an image
-            raise DatasetError(item, f"not a readable image ({e})", self.layout) from None
-        if box is not None:
-            image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-        return np.asarray(image)
+
+def crop_on_host(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """`resample` by PIL itself, in the decoding threads: the same bytes, faster on a CPU than the
+    batched integer kernels, which are for accelerators."""
+
+    def crop(k: int) -> np.ndarray:
+        image = Image.fromarray(images[k].permute(1, 2, 0).numpy())
+        return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, box=tuple(boxes[k].tolist())))
+
+    return torch.from_numpy(np.stack(list(pool().map(crop, range(len(images)))))).permute(0, 3, 1, 2)
 
 
 class FileTask(ClassificationTask):
@@ -75,17 +67,34 @@ class FileTask(ClassificationTask):
         """The side images are squashed to before cropping."""
         return self.protocol.resize or self.protocol.image_size
 
-    def train_batch(self, idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        p, split = self.protocol, self.splits["train"]
-        boxes = (random_boxes(len(idx), self.side, g) if p.random_resized_crop
-                 else [centre_box(self.side, p.image_size)] * len(idx))
-        x = to_input(split.load(idx.tolist(), self.side, boxes, p.image_size))
-        return self.augment(x, split.targets[idx], g)
+    def pixels(self, split: str) -> torch.Tensor:
+        """uint8 [N, 3, side, side] (a view of the cache's HWC array; stand-in splits are in memory)."""
+        data = self.splits[split]
+        return data.decoded(self.side).permute(0, 3, 1, 2) if isinstance(data, FileSplit) else data.images
 
-    def eval_batches(self, split: str) -> Iterator[torch.Tensor]:
-        """[B, V, 3, H, W] batches of the protocol's V test views ([B, 3, H, W] when V is 1)."""
-        p, data = self.protocol, self.splits[split]
-        for i in range(0, len(data), p.eval_batch_size):
-            x = views(to_input(data.load(range(i, min(i + p.eval_batch_size, len(data))), self.side)),
-                      p.image_size, p.test_views)
-            yield x[:, 0] if p.test_views == 1 else x
+    def augmentation(self, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """Crop boxes (random area and aspect, else the centre) before the flips of `Task`."""
+        p = self.protocol
+        boxes = (random_boxes(n, self.side, g) if p.random_resized_crop
+                 else [centre_box(self.side, p.image_size)] * n)
+        boxes = torch.tensor(boxes, dtype=torch.long).view(n, 4)
+        return {"boxes": boxes, "taps": crop_taps(boxes, self.side, p.image_size), **super().augmentation(n, g)}
+
+    def finish_train(self, host: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets, params = host
+        size = self.protocol.image_size
+        if images.device.type == "cpu":
+            crops = crop_on_host(images, params["boxes"], size)
+        else:
+            crops = resample(images, params["taps"])
+        return self.augment_images(to_input(crops.contiguous()), params), targets
+
+    def finish_eval(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, V, 3, H, W] of the protocol's V test views ([B, 3, H, W] when V is 1)."""
+        p = self.protocol
+        x = views(to_input(images.contiguous()), p.image_size, p.test_views)
+        return x[:, 0] if p.test_views == 1 else x
+
+
+def split_of(items: Sequence[tuple[Path | np.ndarray, int]], layout: str, label: str) -> FileSplit:
+    return FileSplit([image for image, _ in items], torch.tensor([y for _, y in items]), layout, label)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from hubbench.tasks.base import Split
 from hubbench.tasks.landmarks import pack
+from tqdm.auto import tqdm
 
 CONTEXT = 1.25  # crop side = 200 * scale * 1.25 (HRNet), or 1.25 x the box's longer side
 ONE_BASED, ZERO_BASED = -0.5, 0.5  # shifts to continuous coordinates
@@ -112,8 +113,11 @@ class Face:
         else:
             from PIL import Image
 
-            with Image.open(require(self.image, "the image file its annotation names")) as im:
-                img = np.asarray(im.convert("RGB"))
+            try:
+                with Image.open(require(self.image, "the image file its annotation names")) as im:
+                    img = np.asarray(im.convert("RGB"))
+            except OSError as e:  # unreadable, truncated or not an image
+                raise LandmarkDataError(f"{self.image}: not a readable image ({e})") from None
         return np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img
 
 
@@ -124,7 +128,8 @@ def distance(points: np.ndarray, pair: tuple[int, int]) -> float:
 def crop_split(faces: list[Face], size: int) -> tuple[Split, list[Crop]]:
     """Crop every face to `size` px: a task's split (targets in crop pixels, see
     `tasks.landmarks`) and the crops that map predictions back to original pixels."""
-    images = np.stack([f.crop.image(f.pixels(), size) for f in faces])
+    images = np.stack([f.crop.image(f.pixels(), size)
+                       for f in tqdm(faces, desc=f"cropping faces ({size} px)", unit="face", disable=None)])
     points = np.stack([f.crop.to_crop(f.points, size) for f in faces])
     norms = np.array([f.normaliser * size / f.crop.side for f in faces])
     split = Split(torch.from_numpy(images), pack(torch.from_numpy(points), torch.from_numpy(norms)))

@@ -188,26 +188,32 @@ class LandmarkTask(Task):
         return Examples(split, [b64 for b64, _ in encoded], target.round(decimals=2).tolist(),
                         predicted.round(decimals=2).tolist())
 
-    def augment(self, x, y, g):
+    def augmentation(self, n, g):
+        """A random similarity per image (scale, rotation, shift) and a mirror, as matrices: `a` maps
+        normalised coordinates [-1, 1] forward (v = a u + shift), `theta` maps output to input for
+        `grid_sample`. Drawn and computed on the host (no device kernel decides a point's place)."""
         p = self.protocol
-        n, w = len(x), x.shape[-1]
         scale = 1 + (2 * torch.rand(n, generator=g) - 1) * self.scale_jitter
         angle = (2 * torch.rand(n, generator=g) - 1) * math.radians(self.max_rotation)
-        shift = (2 * torch.rand(n, 2, generator=g) - 1) * (2 * p.crop_padding / w)  # normalised units
+        shift = (2 * torch.rand(n, 2, generator=g) - 1) * (2 * p.crop_padding / p.image_size)  # normalised units
         mirror = (torch.rand(n, generator=g) < 0.5) & p.flip
-        # forward map in normalised coordinates [-1, 1]: v = A u + shift, A = scale * R(angle) * F
         cos, sin = torch.cos(angle), torch.sin(angle)
         sign = 1 - 2 * mirror.float()
         a = scale.view(n, 1, 1) * torch.stack([torch.stack([cos * sign, -sin], -1),
                                                torch.stack([sin * sign, cos], -1)], 1)
         inv = torch.linalg.inv(a)
-        theta = torch.cat([inv, -(inv @ shift.unsqueeze(-1))], -1)  # output -> input, for grid_sample
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        theta = torch.cat([inv, -(inv @ shift.unsqueeze(-1))], -1)
+        return {"scale": scale, "shift": shift, "mirror": mirror, "a": a, "theta": theta}
+
+    def augment_targets(self, y, params):
         points, normaliser = unpack(y)
         u = points / (self.frame / 2) - 1
-        v = u @ a.transpose(1, 2) + shift.unsqueeze(1)
+        v = u @ params["a"].transpose(1, 2) + params["shift"].unsqueeze(1)
         points = (v + 1) * (self.frame / 2)
-        if mirror.any():
-            points[mirror] = points[mirror][:, list(self.flip_permutation)]
-        return x, pack(points, normaliser * scale)
+        mirrored = points[:, list(self.flip_permutation)] if self.flip_permutation else points
+        points = torch.where(params["mirror"].view(-1, 1, 1), mirrored, points)
+        return pack(points, normaliser * params["scale"])
+
+    def augment_images(self, x, params):
+        grid = F.affine_grid(params["theta"].to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

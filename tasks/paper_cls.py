@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-import torch
 from hubbench.tasks import datasets
 from hubbench.tasks.base import Protocol, register
 from hubbench.tasks.datasets import DatasetError, Item, Listing
-from hubbench.tasks.files import FileSplit, FileTask
+from hubbench.tasks.files import FileSplit, FileTask, split_of
 
 from hubbench.io import data_dir
 from hubbench.seeding import derive_seed
@@ -46,6 +45,7 @@ class PaperTask(FileTask):
         return data_dir() / self.name
 
     def make_splits(self) -> dict[str, FileSplit]:
+        """The listed splits (checked, not decoded: the images are decoded into the cache on first use)."""
         listing = self.read(self.root)
         if len(listing.classes) != self.num_classes:
             raise DatasetError(self.root, f"{len(listing.classes)} classes, not {self.num_classes}", self.layout)
@@ -59,8 +59,7 @@ class PaperTask(FileTask):
                                               f"{VAL_FRACTION:.0%} of each (rounded) leaves the val split empty",
                                    self.layout)
         parts = {"train": train, "val": val, "test": listing.splits["test"]}
-        return {name: FileSplit([image for image, _ in items], torch.tensor([y for _, y in items]), self.layout)
-                for name, items in parts.items()}
+        return {name: split_of(items, self.layout, f"{self.name}-{name}") for name, items in parts.items()}
 
     def hold_out(self, items: list[Item]) -> tuple[list[Item], list[Item]]:
         """(kept, held out): per class, `VAL_FRACTION` of its images (rounded), those first in the

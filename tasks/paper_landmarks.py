@@ -16,11 +16,14 @@ the shared SGD loop, so the tasks take the papers' classification recipe: SGD wi
 momentum 0.9, weight decay 5e-4, lr 0.01, batch 48, 15 000 iterations, lr x0.1 at 40% and 80%.
 `LandmarkTask.loss_scale` (x10, chosen on `faces`) is kept, untuned on real faces.
 
-Splits. Every face is cropped once to `frame` px and held in memory as uint8 (WFLW: about 2 GB);
-cropping thousands of full-size images takes minutes, so the cropped arrays are cached under
-`<cache>/landmarks/<task>/`, keyed by the annotation files' sizes and modification times and the
-crop size. The datasets have no validation split: `val` is a seeded `val_fraction` of the
-official training faces, which are then not trained on; `test` is the official test set.
+Splits. Every face is cropped once to `frame` px as uint8 (WFLW: about 2 GB); cropping thousands of
+full-size images takes minutes, so the cropped arrays are cached under `<cache>/landmarks/<task>/`,
+keyed by the annotation files' sizes and modification times and the crop size, and memory-mapped from
+there, as the classification images are (`tasks.image_cache`); `hubbench data prepare` builds them
+ahead of a run. Batches are staged as every task's: the host reads the crops and draws the random
+similarities, the device warps the images (`LandmarkTask.augment_images`). The datasets have no
+validation split: `val` is a seeded `val_fraction` of the official training faces, which are then not
+trained on; `test` is the official test set.
 
 Evaluation is in crop pixels, with each face's normaliser scaled by its crop's zoom (see
 `crop_split`). A crop is a similarity (a shift and a uniform scale s), so every point error and
@@ -116,13 +119,13 @@ class SubsetSplit(Split):
 
 
 def cached(path: Path, build) -> dict:
-    """`load_torch(path)`, after `save_torch(path, build())` if absent: one process builds it while
-    the others wait on its lock."""
+    """`load_torch(path)`, memory-mapped, after `save_torch(path, build())` if absent: one process builds it
+    while the others wait on its lock."""
     if not path.exists():
         with locked(str(path)):
             if not path.exists():
                 save_torch(path, build())
-    return load_torch(path)
+    return load_torch(path, mmap=True)
 
 
 class PaperLandmarkTask(LandmarkTask):

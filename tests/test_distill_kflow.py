@@ -9,6 +9,8 @@ from hubbench.methods.kflow import MixedStage
 from torch import nn
 from transfer_helpers import forward_calls, same_state, small_ctx, state
 
+from hubbench.staging import Staged
+
 
 def distils_from_the_finetuned_ensemble(hub, scope) -> bool:
     """Whether the teacher outputs Distill trains on are the task's combination of every hub model
@@ -16,13 +18,18 @@ def distils_from_the_finetuned_ensemble(hub, scope) -> bool:
     ctx = small_ctx(hub, scope)
     ensemble = [ctx.artifact(FinetunedSource(n)).eval() for n in hub.names]  # trained before the spies go in
     task, batches, teachers = ctx.task, [], []
-    train_batch, distillation = task.train_batch, task.distillation
-    task.train_batch = lambda *a: batches.append(train_batch(*a)) or batches[-1]
+    stage_train, distillation = task.stage_train, task.distillation
+
+    def spied(*args):  # each batch as its finishing makes it
+        stage = stage_train(*args)
+        return Staged(stage.host, lambda host: batches.append(stage.finish(host)) or batches[-1])
+
+    task.stage_train = spied
     task.distillation = lambda s, t, temperature: teachers.append(t.detach()) or distillation(s, t, temperature)
     try:
         METHODS.get("distill")().fit(ctx)
     finally:
-        del task.train_batch, task.distillation
+        del task.stage_train, task.distillation
     with torch.no_grad():
         expected = [task.combine([m(x) for m in ensemble]) for x, _ in batches]
     return len(teachers) == len(expected) == task.protocol.iterations and all(
@@ -101,15 +108,15 @@ def test_kflow_resumes_its_schedules_exactly(tiny_hub, monkeypatch):
     ctx.clear_checkpoints()
 
     ctx = small_ctx(tiny_hub, "kflow-resume", **protocol)
-    calls, train_batch = [], ctx.task.train_batch
+    calls, stage_train = [], ctx.task.stage_train
 
     def crash_at_five(idx, g):
         calls.append(idx)
         if len(calls) == 5:
             raise RuntimeError("killed")
-        return train_batch(idx, g)
+        return stage_train(idx, g)
 
-    monkeypatch.setattr(ctx.task, "train_batch", crash_at_five)
+    monkeypatch.setattr(ctx.task, "stage_train", crash_at_five)
     torch.manual_seed(0)
     with pytest.raises(RuntimeError, match="killed"):
         method.fit(ctx)

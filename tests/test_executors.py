@@ -23,7 +23,7 @@ from hubbench.benchmark.suites import Suite
 
 from hubbench import record as records
 from hubbench.context import checkpoint_stem
-from hubbench.io import write_json
+from hubbench.io import read_json, write_json
 from hubbench.locks import locked
 
 PAIR_PLUGIN = '''"""A hub of the mini hub's first two sources (seconds of pre-training): ensemble_i shares both."""
@@ -64,14 +64,14 @@ def cli(plugin: Path, suite: Path, root: Path, *args: str, **kw) -> subprocess.C
                     *args, env=env, **kw)
 
 
-def run_submitit_local(plugin: Path, suite_path: Path, root: Path, cells=None):
+def run_submitit_local(plugin: Path, suite_path: Path, root: Path, cells=None, cells_per_job: int = 1):
     """Run a suite's cells as jobs of submitit's local cluster (what `--executor slurm` submits)."""
     plugins = [str(PLUGIN), str(plugin)]
     load_plugins(plugins)
     suite = Suite.load(str(suite_path))
     results = root / "results"
     executor = Submitit(submitit_folder(results, suite.name), "test", slurm_resources(suite, {}, 1),
-                        cluster="local", plugins=plugins)
+                        cluster="local", plugins=plugins, cells_per_job=cells_per_job)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HUBBENCH_CACHE", str(root / "cache"))  # the jobs inherit it
         return run_cells(cells or expand(suite), results, "cpu", executor=executor)
@@ -94,6 +94,7 @@ def grid(pair, tmp_path_factory) -> tuple[Path, Path]:
     out = cli(pair, suite, root / "local", "--executor", "local", "--workers", "2").stdout
     assert "3 ok" in out
     assert run_submitit_local(pair, suite, root / "submitit") == {"ok": 3}
+    assert run_submitit_local(pair, suite, root / "packed", cells_per_job=3) == {"ok": 3}  # one job, three cells
     return root, suite
 
 
@@ -105,6 +106,8 @@ def test_inline_local_pool_and_submitit_write_identical_records(grid):
     assert [a["id"] for a in ensemble["artifacts"]] == ["finetuned-supervised", "finetuned-selfsup"]
     assert comparable(root / "local/results") == inline
     assert comparable(root / "submitit/results") == inline
+    assert comparable(root / "packed/results") == inline
+    assert len(set(read_json(root / "packed/results/grid/.submitit/jobs.json")["jobs"].values())) == 1
 
 
 def test_status_counts_and_lists_cells_with_their_jobs(grid, pair):
@@ -285,6 +288,9 @@ def test_per_method_slurm_resources_make_one_array_each(tmp_path, capsys):
     (["--executor", "slurm", "--dry-run", "--slurm-time-min", "0"], "", "slurm.time_min must be an integer of"),
     (["--slurm-gpus", "1"], "", "--slurm-gpus applies to --executor slurm"),
     (["--workers", "2"], "", "--workers takes a positive number, with --executor local"),
+    (["--cells-per-gpu", "2"], "", "--cells-per-gpu takes a positive number, with --executor local or slurm on"),
+    (["--executor", "local", "--cells-per-gpu", "0"], "", "--cells-per-gpu takes a positive number"),
+    (["--estimate"], "", "--estimate goes with --dry-run"),
 ])
 def test_bad_executor_options_are_usage_errors(args, table, message, tmp_path, capsys):
     suite = tmp_path / "s.toml"

@@ -234,3 +234,50 @@ def test_trains_on_a_heterogeneous_hub(tiny_hub, k):
     with torch.no_grad():
         out = model(x)
     assert out.shape == (4, ctx.task.num_classes) and torch.isfinite(out).all()
+
+
+def test_routing_is_read_from_the_device_once_for_all_models():
+    """A per-model `nonzero` waits for the device once per model; the routes are read in one go."""
+    from hubbench.methods.hub_pathway import route
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.nonzero = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.nonzero += func.overloadpacket is torch.ops.aten.nonzero
+            return func(*args, **(kwargs or {}))
+
+    active = torch.rand(12, 5, generator=torch.Generator().manual_seed(0)) < 0.4
+    active[:, 3] = False  # a model no sample goes to
+    with Count() as count:
+        routes = route(active)
+    assert count.nonzero == 1
+    assert sorted(routes) == [i for i in range(5) if active[:, i].any()]
+    for i, idx in routes.items():
+        assert torch.equal(idx, active[:, i].nonzero().squeeze(1))
+
+
+def test_routed_models_train_without_cudnn_autotuning_of_each_batch_size(monkeypatch):
+    from torch import nn
+
+    from hubbench.training import Schedule, shape_stable, train
+
+    seen = []
+
+    class Routed(nn.Linear):
+        dynamic_shapes = True
+
+    model = nn.Sequential(Routed(4, 2))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+
+    def loss(m, x, y):
+        seen.append(torch.backends.cudnn.benchmark)
+        return m(x).pow(2).mean()
+
+    train(model, loss, lambda it: (torch.randn(3, 4), None), Schedule(2, 0.1, 3), seed=0)
+    assert seen == [False, False] and torch.backends.cudnn.benchmark
+    with shape_stable(nn.Linear(2, 2)):
+        assert torch.backends.cudnn.benchmark  # models of fixed shapes keep the autotuner

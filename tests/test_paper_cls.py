@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from conftest import hubbench
@@ -9,11 +10,12 @@ from hubbench.benchmark.cli import main
 from hubbench.benchmark.runner import Cell, run_cell
 from hubbench.benchmark.suites import Suite
 from hubbench.methods import METHODS
-from hubbench.tasks import TASKS
+from hubbench.tasks import TASKS, image_cache
 from hubbench.tasks.base import _SPLITS
-from hubbench.tasks.crops import random_boxes
+from hubbench.tasks.crops import crop_taps, random_boxes, resample
 from hubbench.tasks.datasets import DatasetError, read_cifar100
 from hubbench.tasks.paper_cls import PAPER_PROTOCOL
+from PIL import Image
 from test_datasets import cifar, jpegs, text
 
 from hubbench.images import to_input
@@ -103,7 +105,7 @@ def test_train_batch_is_224_px_and_a_function_of_the_generator(data):
     assert not torch.equal(x, task.train_batch(idx, torch.Generator().manual_seed(1))[0])
 
 
-def test_files_are_decoded_per_batch(data):
+def test_files_are_decoded_into_the_cache_and_a_bad_one_is_named(data):
     dmlab(data / "dmlab")
     task = TASKS.get("dmlab")(PAPER_PROTOCOL.replace(**SMALL))
     x, y = task.train_batch(torch.arange(3), torch.Generator().manual_seed(0))
@@ -122,7 +124,7 @@ def test_ten_views_are_centre_corners_and_mirrors_and_predict_sums_them(data):
     assert len({view.sum().item() for view in x[0, :5]}) == 5  # five different crops of random pixels
     single = next(TASKS.get("cifar100")(task.protocol.replace(test_views=1)).eval_batches("test"))
     assert torch.equal(single, x[:, 0])  # the centre comes first
-    squashed = to_input(task.splits["test"].load(range(64), 40))
+    squashed = to_input(task.pixels("test")[:64].contiguous())
     assert torch.equal(x[:, 1], squashed[..., :32, :32]) and torch.equal(x[:, 4], squashed[..., 8:, 8:])
 
     out = predict(TopLeft(), task.eval_batches("test"))
@@ -194,3 +196,79 @@ def test_cli_data_dir_option(data, tmp_path, capsys):
     assert f"error: {tmp_path / 'other' / 'dmlab' / 'train800val200.txt'}: missing;" in capsys.readouterr().err
     assert main([*args, "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert f"--data-dir {tmp_path / 'nowhere'} is not a directory" in capsys.readouterr().err
+
+
+def pil_train_batch(task, idx, g):
+    """The training batch as the per-batch PIL decoder made it before the cache: decode, squash, crop the
+    box and resize (PIL), normalise, then flip; the generator drawn in the same order."""
+    p, split = task.protocol, task.splits["train"]
+    boxes = random_boxes(len(idx), task.side, g)
+    crops = []
+    for k, i in enumerate(idx.tolist()):
+        item = split.items[i]
+        with Image.fromarray(item) if isinstance(item, np.ndarray) else Image.open(item) as image:
+            image = image.convert("RGB").resize((task.side, task.side), Image.Resampling.BILINEAR)
+        crops.append(np.asarray(image.resize((p.image_size,) * 2, Image.Resampling.BILINEAR, box=boxes[k])))
+    x = to_input(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous())
+    flip = torch.rand(len(x), generator=g) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def test_train_batches_from_the_cache_equal_the_per_batch_pil_decoder_bit_for_bit(data):
+    task = cifar_task(data, **SMALL)
+    idx = torch.tensor([5, 0, 699, 42, 7, 300])
+    for seed in range(3):
+        x, y = task.train_batch(idx, torch.Generator().manual_seed(seed))
+        assert torch.equal(x, pil_train_batch(task, idx, torch.Generator().manual_seed(seed)))
+        assert torch.equal(y, task.splits["train"].targets[idx])
+
+
+@pytest.mark.parametrize(("side", "size"), [(256, 224), (40, 32), (64, 96)])
+def test_device_crops_are_pils_resize_with_box_bit_for_bit(side, size):
+    """The batched integer kernels accelerators run (here on the CPU) against PIL, shrinking and enlarging."""
+    rng = np.random.default_rng(side)
+    images = rng.integers(0, 256, (12, side, side, 3), dtype=np.uint8)
+    boxes = random_boxes(10, side, torch.Generator().manual_seed(side)) + [(0, 0, side, side), (3, 1, side - 2, side)]
+    expected = np.stack([np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BILINEAR, box=b))
+                         for a, b in zip(images, boxes, strict=True)])
+    taps = crop_taps(torch.tensor(boxes), side, size)
+    out = resample(torch.from_numpy(images).permute(0, 3, 1, 2), taps)
+    assert out.dtype == torch.uint8 and np.array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
+
+
+def test_images_are_decoded_once_into_a_memory_mapped_cache_keyed_by_the_files(data, monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("HUBBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    dmlab(data / "dmlab")
+    decodes = []
+    decode = image_cache.decode
+    monkeypatch.setattr(image_cache, "decode", lambda *a: decodes.append(a[0]) or decode(*a))
+    task = TASKS.get("dmlab")(PAPER_PROTOCOL.replace(**SMALL))
+    pixels = task.pixels("train")
+    assert pixels.shape == (54, 3, 40, 40) and len(decodes) == 54
+    assert task.splits["train"].decoded(40).untyped_storage().nbytes() == 54 * 40 * 40 * 3
+    _SPLITS.clear()  # a new process: the listing is read again, the images are not decoded again
+    again = TASKS.get("dmlab")(PAPER_PROTOCOL.replace(**SMALL)).pixels("train")
+    assert torch.equal(again, pixels) and len(decodes) == 54
+    assert len(list((image_cache.cache_dir() / "images").glob("dmlab-train-40px-*.u8"))) == 1
+    first = task.splits["train"].items[0]
+    first.write_bytes(first.read_bytes())  # same bytes, a new modification time: a new cache file
+    _SPLITS.clear()
+    TASKS.get("dmlab")(PAPER_PROTOCOL.replace(**SMALL)).pixels("train")
+    assert len(decodes) == 108 and len(list((image_cache.cache_dir() / "images").glob("dmlab-train-40px-*"))) == 2
+
+
+def test_data_prepare_decodes_a_suites_datasets_ahead_and_names_a_bad_image(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HUBBENCH_CACHE", str(tmp_path / "cache"))
+    dmlab(data / "dmlab")
+    suite = tmp_path / "s.toml"
+    suite.write_text('description = "x"\nhubs = ["resnet50-zoo"]\ntasks = ["dmlab"]\nmethods = ["finetune"]\n'
+                     'seeds = [0]\n[protocol]\nimage_size = 32\nresize = 40\n')
+    assert main(["data", "prepare", "--suite", str(suite)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"dmlab/{split}: {n} images of 40 px in the cache"
+                                                    for split, n in (("train", 54), ("val", 6), ("test", 12))]
+    assert len(list((tmp_path / "cache" / "images").glob("dmlab-*-40px-*.u8"))) == 3
+    (data / "dmlab" / "images" / "test" / "3.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    _SPLITS.clear()
+    assert main(["data", "prepare", "--suite", str(suite)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{data / 'dmlab' / 'images' / 'test' / '3.jpg'}: not a readable image" in err[0]

@@ -196,3 +196,36 @@ def test_hyper_parameters_parse_from_a_spec():
     method = cls(**params)
     assert method == ZooTuningL(align="conv1+layer3", momentum=0.2, lite_downsample=False)
     assert method.id == "zoo_tuning_l[align=conv1+layer3,momentum=0.2,lite_downsample=False]"
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_dense_formulation_equals_the_grouped_one_with_its_gradients(bias):
+    """The dense all-sources conv with gated output mixing computes the official grouped layer's function."""
+    outputs, grads = [], []
+    for formulation in ("grouped", "dense"):
+        _, agg = layer(True, k=3, bias=bias)
+        with torch.no_grad():
+            agg.align.add_(0.1 * torch.randn(agg.align.shape, generator=torch.Generator().manual_seed(1)))
+        agg.formulation = formulation
+        x = torch.randn(5, 6, 9, 9, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        y = agg(x)
+        y.pow(2).sum().backward()
+        assert agg.chosen == formulation
+        outputs.append(y.detach())
+        grads.append([x.grad, agg.weight.grad, agg.align.grad, *[p.grad for p in agg.gate.parameters()]])
+    assert torch.allclose(*outputs, atol=1e-5)
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_formulation_keeps_the_official_layer_on_the_cpu_and_records_the_choice(tiny_hub):
+    assert layer(False)[1].formulation == "auto"
+    _, grouped = layer(False, groups=2)
+    grouped.formulation = "dense"
+    grouped(torch.randn(2, 6, 5, 5))
+    assert grouped.chosen == "grouped"  # dense needs one group
+    ctx = make_ctx(tiny_hub, scope="zoo-formulation", iterations=2, eval_every=0)
+    ZooTuning().fit(ctx)
+    assert set(ctx.diagnostics["formulation"].values()) == {"grouped"}
+    with pytest.raises(ValueError, match="unknown zoo_tuning formulation 'fast'"):
+        ZooTuning(formulation="fast")

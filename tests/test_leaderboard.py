@@ -70,18 +70,23 @@ def render(tmp_path, records):
     return (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
 
 
-def rows(readme, heading="### Test"):
-    """First column -> other cells of the first table after the first line starting with `heading`."""
+def rows(readme, heading="### Test", key="Method"):
+    """The `key` column (else the first) -> the cells after it, of the first table after the first line starting
+    with `heading`, in the table's order."""
     lines = readme.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(heading))
-    out = {}
+    header, out = None, {}
     for line in lines[start + 1:]:
-        if line.startswith("#"):
+        if line.startswith("#") or (header and not line.startswith("|")):
             break
-        if line.startswith("| ") and not line.startswith("| Method"):
-            out[line.split(" | ")[0][2:]] = [c.strip() for c in line.split("|")[2:-1]]
-        elif out and not line.startswith("|"):
-            break
+        if not line.startswith("| "):
+            continue
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if header is None:
+            header = cells
+            at = header.index(key) if key in header else 0
+        else:
+            out[cells[at]] = cells[at + 1:]
     return out
 
 
@@ -176,7 +181,8 @@ def test_paired_table_against_best_single_finetune(tmp_path):
         *(record("a", "z", s, v) for s, v in enumerate([13, 14.1, 14.9])),  # +2, +2.1, +1.9: consistently better
     ])
     table = rows(readme, "### Paired")
-    assert table["best single fine-tune"] == ["`finetune[model=x]`"]
+    assert "Best single fine-tune: a `finetune[model=x]`." in readme
+    assert list(table) == ["z", "m", "finetune[model=x]", "finetune[model=y]"]  # by rank
     assert table["m"] == ["+2.00 [-0.48, +4.48] (n=3)"] and table["finetune[model=x]"] == ["baseline"]
     assert table["z"] == ["**+2.00 [+1.75, +2.25] (n=3)**"]
     assert "`z` is consistently better than the best single fine-tune on a." in readme

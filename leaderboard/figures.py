@@ -44,28 +44,43 @@ def overlaps(a, b) -> bool:
 
 def annotate_apart(ax, points: dict[str, tuple[float, float]], names: list[str]) -> None:
     """Name the points `names` (joined by a line) with labels that cover no other label, marker or that line:
-    each takes the first of `OFFSETS` that is free (the last one when none is), joined to its point by a thin
-    line when set apart."""
+    each takes the first of `OFFSETS` inside the axes that covers nothing (else the one covering least), joined
+    to its point by a thin line when set apart."""
     from matplotlib.transforms import Bbox
 
     ax.figure.draw_without_rendering()  # the constrained layout fixes where the points are
-    pad = 5 * ax.figure.dpi / 72  # a marker's half-size, in pixels
-    markers = ax.transData.transform([xy for c in ax.collections for xy in c.get_offsets()])
     ends = ax.transData.transform([points[n] for n in names])
     path = [a + (b - a) * t for a, b in zip(ends, ends[1:], strict=False) for t in np.linspace(0, 1, 40)]
-    taken = [Bbox([xy - pad, xy + pad]) for xy in markers] + [Bbox([xy - 1, xy + 1]) for xy in path]
+    taken = marker_extent(ax) + [Bbox([xy - 1, xy + 1]) for xy in path]
     inside = ax.get_window_extent()
+
+    def label(name, dx, dy, ha, line=False):
+        joined = {"arrowstyle": "-", "lw": 0.5, "color": "0.4", "shrinkA": 0, "shrinkB": 4} if line else None
+        return ax.annotate(name, points[name], xytext=(dx, dy), textcoords="offset points", ha=ha, va="center",
+                           fontsize=7, zorder=4, arrowprops=joined)
+
     for name in names:
-        for dx, dy, ha in OFFSETS:
-            line = {"arrowstyle": "-", "lw": 0.5, "color": "0.4", "shrinkA": 0, "shrinkB": 4} if abs(dy) > 9 else None
-            text = ax.annotate(name, points[name], xytext=(dx, dy), textcoords="offset points", ha=ha, va="center",
-                               fontsize=7, zorder=4, arrowprops=line)
+        costs = {}
+        for offset in OFFSETS:
+            text = label(name, *offset)
             box = text.get_window_extent()
-            free = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
-            if free and not any(overlaps(box, t) for t in taken) or (dx, dy, ha) == OFFSETS[-1]:
-                break
             text.remove()
+            costs[offset] = (not (inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)),
+                             sum(overlaps(box, t) for t in taken)), box
+            if costs[offset][0] == (False, 0):
+                break
+        (dx, dy, ha), (_, box) = min(costs.items(), key=lambda item: item[1][0])  # the first of the least
+        label(name, dx, dy, ha, line=abs(dy) > 9)
         taken.append(box)
+
+
+def marker_extent(ax) -> list:
+    """Display boxes of the markers of the scatters of `ax` (5 points around each centre)."""
+    from matplotlib.transforms import Bbox
+
+    pad = 5 * ax.figure.dpi / 72
+    centres = ax.transData.transform([xy for c in ax.collections for xy in c.get_offsets()])
+    return [Bbox([xy - pad, xy + pad]) for xy in centres]
 
 
 def plain_log_ticks(axis, values: list[float]) -> None:

@@ -3,7 +3,8 @@
 A method declares the figures of its diagnostics with `Method.figures()`: functions `(panel, methods)
 -> list[Figure]` that the leaderboard calls once per table (hub × task kind) and task, with the ids of
 the methods whose records are there and which declare it. The `Panel` gives them the task's ok records
-and the means and colours the rest of the page uses, so every figure agrees on what "best" is.
+and the means, method styles and source order and colours the rest of the page uses, so every figure
+agrees on what "best" is and draws a method (or a source) alike.
 
 Figures are drawn on bare `matplotlib.figure.Figure`s (no pyplot state, no GUI backend) under
 matplotlib's default style and saved without the "Software" stamp, so the same records give the same
@@ -24,7 +25,37 @@ if TYPE_CHECKING:
 
     from hubbench.record import Record
 
-RC = {"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7, "figure.dpi": 100}
+RC = {"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8, "figure.dpi": 100, "savefig.dpi": 160}
+# the curves tasks record, their splits and their metrics as axis labels with units (metrics are in %)
+SPLITS = {"train": "training", "val": "validation", "test": "test"}
+METRICS = {"top1": "top-1 accuracy (%)", "nme": "NME (%)", "loss": "loss"}
+NUMBERED = {"fr": "failure rate at NME {}% (%)", "auc": "AUC of NME up to {}% (%)"}
+LINE_STYLES, MARKERS, GREY = ("-", "--", ":"), ("o", "s", "^"), (0.5, 0.5, 0.5, 1.0)
+
+
+def label(name: str) -> str:
+    """A metric or curve name as an axis label with its unit: 'val_top1' -> 'validation top-1 accuracy (%)'."""
+    split, _, metric = name.partition("_")
+    if split not in SPLITS or not metric:
+        split, metric = "", name
+    if metric in METRICS:
+        text = METRICS[metric]
+    elif (m := re.fullmatch(r"([a-z]+)(\d+)", metric)) and m[1] in NUMBERED:
+        text = NUMBERED[m[1]].format(m[2])
+    else:
+        text = metric.replace("_", " ")
+    return f"{SPLITS[split]} {text}" if split else text
+
+
+def styles(methods: list[str]) -> dict[str, dict[str, Any]]:
+    """One look per method (matplotlib `plot` keywords: colour, line style, marker), in the given order:
+    tab10's ten colours, then again dashed with squares, then dotted with triangles: 30 distinct looks,
+    where tab20's pairs of light and dark shades read as one colour."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"]
+    return {m: {"color": palette(i % 10), "linestyle": LINE_STYLES[i // 10 % 3], "marker": MARKERS[i // 10 % 3]}
+            for i, m in enumerate(methods)}
 
 
 @dataclass(frozen=True)
@@ -50,9 +81,16 @@ def canvas(*size: float, cols: int = 1, rows: int = 1) -> Iterator[tuple[Any, An
 
 
 def png(fig) -> bytes:
+    """The figure as a 256-colour PNG: plots have few colours, and a palette makes them a third of the size
+    of true colour (the page embeds every figure) with no visible change."""
+    from PIL import Image
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
-    return buf.getvalue()
+    image = Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def file_name(*parts: str) -> str:
@@ -70,19 +108,46 @@ class Panel:
     higher: bool  # its direction
     records: dict[str, list[Record]]  # method id -> its ok records on the task, by seed
     curves: pd.DataFrame  # the long curves (record, curve, iteration, value) of those records
-    colours: dict[str, tuple]  # method id -> its colour, the same in every figure of the table
+    styles: dict[str, dict[str, Any]]  # method id -> its `styles` look, the same in every figure of the page
+    sources: dict[str, tuple]  # the hub's sources in the hub's order -> colour (that of the source's fine-tune)
     best: str | None  # the method with the best mean test metric on the task
     baseline: str | None  # the single-source fine-tune with the best mean on the task
 
     def ok(self, method: str) -> list[Record]:
         return self.records.get(method, [])
 
-    def mean_curve(self, method: str, curve: str) -> tuple[list[int], list[float]] | None:
-        """(iterations, mean over seeds) of one curve of a method, at the iterations every seed logged."""
+    def source_order(self, names) -> list[str]:
+        """`names` (sources a diagnostic lists) in the hub's order; names the hub does not list last."""
+        order = {s: i for i, s in enumerate(self.sources)}
+        return sorted(names, key=lambda s: order.get(s, len(order)))
+
+    def source_ticks(self, ax, names: list[str]) -> None:
+        """Label the x axis of `ax` with the source `names` (one tick each), each in its colour."""
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        for tick, name in zip(ax.get_xticklabels(), names, strict=True):
+            tick.set_color(self.sources.get(name, GREY))
+
+    def seed_curve(self, method: str, curve: str) -> pd.DataFrame | None:
+        """Mean and std over seeds (columns `mean`, `std`; std NaN for one seed) of one curve of a method,
+        indexed by the iterations every seed logged."""
         ids = [r.id for r in self.ok(method)]
         points = self.curves[self.curves.record.isin(ids) & (self.curves.curve == curve)]
         table = points.pivot(index="iteration", columns="record", values="value").dropna()
-        return (table.index.tolist(), table.mean(axis=1).tolist()) if len(table) else None
+        if table.empty:
+            return None
+        return table.agg(["mean", "std"], axis=1)
+
+    def draw_curve(self, ax, method: str, curve: str) -> bool:
+        """Plot one curve of a method in its look: the mean over seeds, with a band of ± one std where there
+        are several seeds. False when the method's records lack the curve."""
+        if (points := self.seed_curve(method, curve)) is None:
+            return False
+        look = self.styles[method]
+        ax.plot(points.index, points["mean"], label=method, lw=1.2, markersize=3, **look)
+        if points["std"].notna().all():
+            ax.fill_between(points.index, points["mean"] - points["std"], points["mean"] + points["std"],
+                            color=look["color"], alpha=0.12, lw=0)
+        return True
 
     def figure(self, parts: list[str], caption: str, fig) -> Figure:
         """The drawn `fig` (inside its `canvas` block) as a page figure named after the table, task and `parts`."""

@@ -25,6 +25,8 @@ class Board:
     scores: pd.Series = field(init=False)  # (method, task, seed) -> primary test metric of the ok rows
     means: pd.Series = field(init=False)  # (method, task) -> mean over seeds
     avg: pd.Series = field(init=False)  # method -> mean over tasks of its means, for methods with every task
+    rank: pd.Series = field(init=False)  # method -> rank of its Avg in the board's direction (ties share the best)
+    ranked: list[str] = field(init=False)  # the methods by rank, then those without an Avg, by id
 
     def __post_init__(self):
         self.tasks = sorted(self.rows.task.unique())
@@ -34,6 +36,8 @@ class Board:
         self.means = self.scores.groupby(["method", "task"]).mean()
         by_task = self.means.unstack("task").reindex(columns=self.tasks)
         self.avg = by_task.mean(axis=1, skipna=False).dropna()
+        self.rank = self.avg.rank(ascending=not self.higher, method="min").astype("int64")
+        self.ranked = sorted(self.methods, key=lambda m: (self.rank.get(m, math.inf), m))
 
     def seeds(self, method: str, task: str) -> pd.Series:
         """seed -> primary test metric of the ok records of one cell."""

@@ -5,6 +5,7 @@ Text and table cells may use two inline Markdown marks, `code` and **bold**; bot
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hubbench.figures import Figure
@@ -22,11 +23,25 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A warning about the numbers that follow (e.g. records of a dirty checkout), set apart from the text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Table:
     header: list[str]
     rows: list[list[str]]
 
+    @property
+    def numeric(self) -> list[bool]:
+        """Per column: do most of its cells start with a number (bold or not)? Those are right-aligned."""
+        return [2 * sum(bool(NUMBER.match(row[j])) for row in self.rows) > len(self.rows) > 0
+                for j in range(len(self.header))]
 
-Block = Heading | Text | Table | Figure
+
+Block = Heading | Text | Flag | Table | Figure
 
 MISSING = "—"
+NUMBER = re.compile(r"(\*\*)?[+-]?\.?\d")

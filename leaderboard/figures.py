@@ -1,6 +1,9 @@
 """The figures of one board, as PNG bytes: those every method gets (metric against GFLOPs, curves, the
 examples a task records), then those the methods declare for their own diagnostics (`Method.figures`),
-in the order their methods first declare them. A figure whose records lack the data is left out."""
+in the order their methods first declare them. A figure whose records lack the data is left out.
+
+Every figure draws a method in its one look of the page (`hubbench.figures.styles`), lists methods in the
+board's rank order and a hub's sources in the hub's order, each source in the colour of its fine-tune."""
 
 from __future__ import annotations
 
@@ -8,23 +11,20 @@ import base64
 import io
 import math
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from hubbench.leaderboard.board import Board
 from hubbench.methods import METHODS
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
-from hubbench.figures import Figure, FigureHook, Panel, canvas, file_name, png
+from hubbench.figures import GREY, Figure, FigureHook, Panel, canvas, file_name, label, png
 from hubbench.record import Record
 
 TARGET, PREDICTED = {"c": "lime", "marker": "o", "s": 6}, {"c": "red", "marker": "x", "s": 8}
-
-
-def colours(board: Board) -> dict[str, tuple]:
-    """One colour per method, the same in every figure of the board."""
-    palette = matplotlib.colormaps["tab10" if len(board.methods) <= 10 else "tab20"]
-    return {m: palette(i % palette.N) for i, m in enumerate(board.methods)}
+# where a Pareto label goes relative to its point (points; horizontal alignment), tried in this order
+OFFSETS = [(7, 0, "left"), (-7, 0, "right"), (0, 9, "center"), (0, -9, "center"), (7, 14, "left"), (7, -14, "left"),
+           (-7, 14, "right"), (-7, -14, "right"), (0, 22, "center"), (0, -22, "center")]
 
 
 def pareto(points: dict[str, tuple[float, float]], higher: bool) -> list[str]:
@@ -38,45 +38,109 @@ def pareto(points: dict[str, tuple[float, float]], higher: bool) -> list[str]:
     return front
 
 
-def scatter(board: Board, gflops: pd.Series) -> Figure | None:
-    """Avg metric against GFLOPs per sample, one point per method, the Pareto front joined."""
-    points = {m: (gflops[m], board.avg[m]) for m in board.methods if m in board.avg and gflops.get(m)}
+def overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def annotate_apart(ax, points: dict[str, tuple[float, float]], names: list[str]) -> None:
+    """Name the points `names` (joined by a line) with labels that cover no other label, marker or that line:
+    each takes the first of `OFFSETS` inside the axes that covers nothing (else the one covering least), joined
+    to its point by a thin line when set apart."""
+    from matplotlib.transforms import Bbox
+
+    ax.figure.draw_without_rendering()  # the constrained layout fixes where the points are
+    ends = ax.transData.transform([points[n] for n in names])
+    path = [a + (b - a) * t for a, b in zip(ends, ends[1:], strict=False) for t in np.linspace(0, 1, 40)]
+    taken = marker_extent(ax) + [Bbox([xy - 1, xy + 1]) for xy in path]
+    inside = ax.get_window_extent()
+
+    def label(name, dx, dy, ha, line=False):
+        joined = {"arrowstyle": "-", "lw": 0.5, "color": "0.4", "shrinkA": 0, "shrinkB": 4} if line else None
+        return ax.annotate(name, points[name], xytext=(dx, dy), textcoords="offset points", ha=ha, va="center",
+                           fontsize=7, zorder=4, arrowprops=joined)
+
+    for name in names:
+        costs = {}
+        for offset in OFFSETS:
+            text = label(name, *offset)
+            box = text.get_window_extent()
+            text.remove()
+            costs[offset] = (not (inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)),
+                             sum(overlaps(box, t) for t in taken)), box
+            if costs[offset][0] == (False, 0):
+                break
+        (dx, dy, ha), (_, box) = min(costs.items(), key=lambda item: item[1][0])  # the first of the least
+        label(name, dx, dy, ha, line=abs(dy) > 9)
+        taken.append(box)
+
+
+def marker_extent(ax) -> list:
+    """Display boxes of the markers of the scatters of `ax` (5 points around each centre)."""
+    from matplotlib.transforms import Bbox
+
+    pad = 5 * ax.figure.dpi / 72
+    centres = ax.transData.transform([xy for c in ax.collections for xy in c.get_offsets()])
+    return [Bbox([xy - pad, xy + pad]) for xy in centres]
+
+
+def plain_log_ticks(axis, values: list[float]) -> None:
+    """Tick labels of a log axis as plain numbers (0.02, not 2×10⁻²), at 2, 3 and 5 times the powers of ten
+    too where the values span less than two decades."""
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(plain)
+    if math.log10(max(values) / min(values)) < 2:
+        axis.set_minor_locator(LogLocator(subs=(2, 3, 5)))
+        axis.set_minor_formatter(plain)
+    else:
+        axis.set_minor_formatter(NullFormatter())
+
+
+def scatter(board: Board, gflops: pd.Series, looks: dict[str, dict]) -> Figure | None:
+    """Avg metric against GFLOPs per sample (log scale), one point per method in its look, the Pareto front
+    joined and named; the legend lists every method by rank."""
+    points = {m: (gflops[m], board.avg[m]) for m in board.ranked if m in board.avg and gflops.get(m)}
     if not points:
         return None
     front = pareto(points, board.higher)
-    colour = colours(board)
-    with canvas(6.5, 4.5) as (fig, (ax,)):
+    with canvas(7.5, 4.6) as (fig, (ax,)):
+        ax.set_xscale("log")
+        ax.margins(0.08)
         for m, (x, y) in points.items():
-            ax.scatter(x, y, color=colour[m], zorder=3)
-            ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
+            look = looks[m]
+            ax.scatter(x, y, color=look["color"], marker=look["marker"], s=28, zorder=3,
+                       label=f"{board.rank[m]}. {m}", edgecolors="white", linewidths=0.4)
         ax.plot(*zip(*(points[m] for m in front), strict=True), "k--", lw=0.8, label="Pareto front", zorder=2)
-        xs = [x for x, _ in points.values()]
-        if max(xs) / min(xs) > 20:
-            ax.set_xscale("log")
-        ax.set(xlabel="GFLOPs per sample (fvcore)", ylabel=f"{board.metric} Avg",
-               title=f"{board.hub}, {board.kind}: {board.metric} vs inference cost")
-        ax.legend(loc="best")
-        ax.grid(alpha=0.3)
+        plain_log_ticks(ax.xaxis, [x for x, _ in points.values()])
+        ax.set(xlabel="inference GFLOPs per sample (fvcore, log scale)",
+               ylabel=f"Avg over tasks, {label(board.metric)}, {'higher' if board.higher else 'lower'} is better",
+               title=f"{board.hub}, {board.kind}: test {board.metric} Avg against inference cost")
+        ax.grid(alpha=0.3, which="both")
+        fig.legend(loc="outside right upper", title="rank. method")
+        annotate_apart(ax, points, front)
         data = png(fig)
-    return Figure(file_name(board.hub, board.kind, "pareto"), f"`{board.hub}`, {board.kind}: {board.metric} Avg "
-                  "against GFLOPs per sample, Pareto front dashed.", data)
+    return Figure(file_name(board.hub, board.kind, "pareto"), f"`{board.hub}`, {board.kind}: test {board.metric} Avg "
+                  "against GFLOPs per sample (log scale); the Pareto front dashed, its methods named.", data)
 
 
 def curves(panel: Panel, methods: list[str]) -> list[Figure]:
-    """Val and test metric over training iterations, per method, mean over seeds."""
-    keys = [k for k in (f"val_{panel.metric}", f"test_{panel.metric}")
-            if any(panel.mean_curve(m, k) for m in methods)]
+    """Training loss, val and test metric over training iterations per method: mean over seeds, ± std band."""
+    keys = [k for k in ("train_loss", f"val_{panel.metric}", f"test_{panel.metric}")
+            if any(panel.seed_curve(m, k) is not None for m in methods)]
     if not keys:
         return []
-    with canvas(5 * len(keys) + 2, 3.6, cols=len(keys)) as (fig, axes):
+    with canvas(3.3 * len(keys) + 2.2, 3.6, cols=len(keys)) as (fig, axes):
+        handles = {}
         for ax, key in zip(axes, keys, strict=True):
             for m in methods:
-                if curve := panel.mean_curve(m, key):
-                    ax.plot(*curve, color=panel.colours[m], label=m, marker=".", lw=1)
-            ax.set(xlabel="iteration", ylabel=key, title=f"{panel.task}: {key.split('_', 1)[0]} {panel.metric}")
+                panel.draw_curve(ax, m, key)
+            ax.set(xlabel="training iteration", ylabel=label(key), title=f"{panel.task}: {label(key)}")
             ax.grid(alpha=0.3)
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
-        return [panel.figure(["curves"], f"{' and '.join(keys)} over training iterations, mean over seeds.", fig)]
+            handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+        order = [m for m in methods if m in handles]
+        fig.legend([handles[m] for m in order], order, loc="outside right upper")
+        text = ", ".join(label(k) for k in keys)
+        return [panel.figure(["curves"], f"{text} over training iterations: mean over seeds, band ± one std. "
+                             "The training loss is each method's own objective.", fig)]
 
 
 def decode(b64: str) -> np.ndarray:
@@ -123,19 +187,35 @@ def declared(board: Board) -> dict[FigureHook, list[str]]:
     return hooks
 
 
-def panel(board: Board, task: str, records: dict[str, Record], points: pd.DataFrame) -> Panel:
+def sources(board: Board, records: dict[str, Record], looks: dict[str, dict]) -> dict[str, tuple]:
+    """The hub's sources in the order its records' config lists them (then those only a fine-tune names),
+    each in the colour of its single-source fine-tune (grey without one)."""
+    mine = [records[i] for i in board.rows.id]
+    listed = next((names for r in mine if r.config and (names := [s["name"] for s in r.config.hub.get("sources", [])])),
+                  [])
+    finetunes = {r.method.params["model"]: r.method.id for r in mine
+                 if r.method.name == "finetune" and "model" in r.method.params}
+    return {s: looks[finetunes[s]]["color"] if s in finetunes else GREY for s in [*listed, *sorted(finetunes)]}
+
+
+def panel(board: Board, task: str, records: dict[str, Record], points: pd.DataFrame, looks: dict[str, dict],
+          colours: dict[str, tuple]) -> Panel:
     ok = board.ok[board.ok.task == task].sort_values("seed", kind="stable")
     by_method = {m: [records[i] for i in rows.id] for m, rows in ok.groupby("method")}
-    return Panel(board.hub, board.kind, task, board.metric, board.higher, by_method,
-                 points[points.record.isin(ok.id)], colours(board), board.best_method(task), board.best_finetune(task))
+    return Panel(board.hub, board.kind, task, board.metric, board.higher, by_method, points[points.record.isin(ok.id)],
+                 looks, colours, board.best_method(task), board.best_finetune(task))
 
 
-def board_figures(board: Board, records: dict[str, Record], points: pd.DataFrame) -> list[Figure]:
-    """Every figure the board's records have data for, in page order (`records`: by id; `points`: their curves)."""
+def board_figures(board: Board, records: dict[str, Record], points: pd.DataFrame,
+                  looks: dict[str, dict]) -> list[tuple[str, list[Figure]]]:
+    """Every figure the board's records have data for, in page order, in groups under a title: the board's
+    trade-off, then each task's (`records`: by id; `points`: their curves; `looks`: the page's method styles)."""
     gflops = board.task_mean(["gflops_fvcore"]).gflops_fvcore.dropna()
-    out = [] if (pareto_figure := scatter(board, gflops)) is None else [pareto_figure]
-    hooks = {curves: board.methods, **declared(board), examples: board.methods}
+    out = [] if (trade_off := scatter(board, gflops, looks)) is None else [("Avg against inference cost", [trade_off])]
+    colours = sources(board, records, looks)
+    hooks = {curves: board.ranked, **declared(board), examples: board.ranked}
     for task in board.tasks:
-        view = panel(board, task, records, points)
-        out += [figure for hook, methods in hooks.items() for figure in hook(view, methods)]
+        view = panel(board, task, records, points, looks, colours)
+        if figures := [figure for hook, methods in hooks.items() for figure in hook(view, methods)]:
+            out.append((task, figures))
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubbench.leaderboard.document import Block, Figure, Heading, Table, Text
+from hubbench.leaderboard.document import Block, Figure, Flag, Heading, Table, Text
 
 
 def markdown(blocks: list[Block]) -> str:
@@ -12,8 +12,11 @@ def markdown(blocks: list[Block]) -> str:
             out.append("#" * block.level + " " + block.text)
         elif isinstance(block, Text):
             out.append(block.text)
+        elif isinstance(block, Flag):
+            out.append(f"> ⚠ {block.text}")
         elif isinstance(block, Table):
-            lines = ["| " + " | ".join(block.header) + " |", "|---" * len(block.header) + "|"]
+            rule = "".join("|--:" if numeric else "|---" for numeric in block.numeric) + "|"
+            lines = ["| " + " | ".join(block.header) + " |", rule]
             out.append("\n".join(lines + ["| " + " | ".join(row) + " |" for row in block.rows]))
         elif isinstance(block, Figure):
             out.append(f"![{block.caption}](figures/{block.name})\n\n{block.caption}")

@@ -30,8 +30,13 @@ def mean_std(values: pd.Series) -> str:
     return f"{values.mean():.2f} ± {values.std():.2f}"
 
 
+def rank(board: Board, method: str) -> str:
+    return str(board.rank[method]) if method in board.rank else MISSING
+
+
 def accuracy(board: Board, notes: list[str]) -> Table:
-    """Methods × tasks: mean ± std over seeds of the test metric, Avg over tasks, the best of each column bold.
+    """Methods × tasks, ranked by Avg: mean ± std over seeds of the test metric, Avg over tasks, the best of
+    each column bold.
 
     A cell says how many seeds failed next to the mean of the others; inapplicable cells point to `notes`,
     which collects the reasons (numbered over the whole page)."""
@@ -39,8 +44,8 @@ def accuracy(board: Board, notes: list[str]) -> Table:
     best_avg = board.avg.get(board.best(board.avg))
     cells = board.rows.groupby(["method", "task"])
     rows = []
-    for m in board.methods:
-        row = [m]
+    for m in board.ranked:
+        row = [rank(board, m), m]
         for t in board.tasks:
             rs = cells.get_group((m, t)) if (m, t) in cells.groups else board.rows.iloc[:0]
             ok = board.seeds(m, t)
@@ -62,7 +67,7 @@ def accuracy(board: Board, notes: list[str]) -> Table:
         a = board.avg.get(m)
         row.append(MISSING if a is None else (f"**{a:.2f}**" if a == best_avg else f"{a:.2f}"))
         rows.append(row)
-    return Table(["Method", *board.tasks, "Avg"], rows)
+    return Table(["Rank", "Method", *board.tasks, "Avg"], rows)
 
 
 def settings(rows: pd.DataFrame, label: str, describe) -> str:
@@ -122,13 +127,13 @@ def complexity(board: Board) -> list[Block]:
     the metric's Avg next to what it costs to run and to train."""
     means = board.task_mean(COMPLEXITY)
     rows = []
-    for m in board.methods:
+    for m in board.ranked:
         if m not in set(board.ok.method):
             continue
         c = means.loc[m]
         avg = board.avg.get(m)
         rows.append([
-            m, MISSING if avg is None else f"{avg:.2f}", params_text(c.params_total, c.params_active),
+            rank(board, m), m, MISSING if avg is None else f"{avg:.2f}", params_text(c.params_total, c.params_active),
             num(c.gflops_fvcore), pair_text(c.train_mb, c.infer_mb), pair_text(c.infer_samples_s, c.train_samples_s),
             MISSING if not known(c.total_s) else f"{num(c.total_s)} ({num(c.train_s)} + {num(c.artifacts_s)})",
         ])
@@ -137,7 +142,7 @@ def complexity(board: Board) -> list[Block]:
         "GFLOPs per sample at inference, fvcore's convention (one multiply-add = one flop); "
         "cost: training seconds, the record's own + those of the artifacts it reuses (fine-tuned sources).",
         settings(board.ok, "Memory", memory_setting), settings(board.ok, "Speed", speed_setting)]
-    header = ["Method", f"{board.metric} Avg", "Params (M)", "GFLOPs (fvcore)", "Memory train / infer (MB)",
+    header = ["Rank", "Method", f"{board.metric} Avg", "Params (M)", "GFLOPs (fvcore)", "Memory train / infer (MB)",
               "Speed infer / train (samples/s)", "Cost (s): total (own + artifacts)"]
     return [Table(header, rows), *map(Text, notes)]
 
@@ -151,9 +156,9 @@ def comparison(board: Board) -> list[Block]:
     if not baselines:
         return [Text("No fine-tune records: nothing to compare with.")]
     tasks = list(baselines)
-    rows = [["best single fine-tune", *(f"`{baselines[t]}`" for t in tasks)]]
+    rows = []
     verdicts: dict[int, dict[str, list[str]]] = {1: {}, -1: {}}
-    for m in board.methods:
+    for m in board.ranked:
         row = [m]
         for t in tasks:
             p = None if m == baselines[t] else paired(board.seeds(m, t), board.seeds(baselines[t], t), board.higher)
@@ -173,6 +178,7 @@ def comparison(board: Board) -> list[Block]:
                      + ".")
     intro = ("Difference to the best single fine-tune of each task (by mean test metric), per seed, oriented so "
              "that positive is better: mean [95% t-interval] (seeds). \"Consistently better\" (bold) only "
-             "where the interval excludes 0.")
+             "where the interval excludes 0. Best single fine-tune: "
+             + ", ".join(f"{t} `{b}`" for t, b in baselines.items()) + ".")
     lines = lines or ["No method is consistently better or worse than the best single fine-tune."]
     return [Text(intro), Table(["Method", *tasks], rows), *map(Text, lines)]

@@ -57,7 +57,7 @@ from hubbench.tasks.crops import first_view
 from torch import nn
 
 from hubbench.context import task_model
-from hubbench.figures import Figure, Panel, canvas
+from hubbench.figures import GREY, Figure, Panel, canvas
 
 GENERATORS = ("auto", "resnet18", "mini")
 AGGREGATORS = ("linear", "mean")
@@ -283,13 +283,16 @@ def mean_routing(parts: list[dict], sources: list[str], key: str, cls: str | Non
 
 
 def routing_figure(panel: Panel, methods: list[str]) -> list[Figure]:
-    """How often each source is activated and its mean weight, overall and per class, mean over seeds."""
+    """How often each source is activated and its mean weight, overall and per class, mean over seeds;
+    sources in the hub's order and colours."""
+    from matplotlib.patches import Patch
+
     out = []
     for m in methods:
         parts = [p for r in panel.ok(m) if (p := r.diagnostics.get("pathway")) and p.get("activation")]
         if not parts:
             continue
-        sources = list(parts[0]["activation"])
+        sources = panel.source_order(parts[0]["activation"])
         per_class = [p.get("per_class") for p in parts]
         classes = [c for c in per_class[0] if all(c in p for p in per_class)] if all(per_class) else []
 
@@ -298,18 +301,21 @@ def routing_figure(panel: Panel, methods: list[str]) -> list[Figure]:
         with canvas(4 + 0.5 * len(sources) + (2 + 0.6 * len(sources) if classes else 0), height,
                     cols=2 if classes else 1) as (fig, axes):
             x = np.arange(len(sources))
-            axes[0].bar(x - 0.2, activation, 0.4, label="activation frequency")
-            axes[0].bar(x + 0.2, weight, 0.4, label="mean weight")
-            axes[0].set_xticks(x, sources, rotation=30, ha="right")
-            axes[0].set_title(f"{panel.task}: {m} routing ({parts[0].get('split', '?')} split)")
-            axes[0].legend()
+            colours = [panel.sources.get(s, GREY) for s in sources]
+            axes[0].bar(x - 0.2, activation, 0.4, color=colours)
+            axes[0].bar(x + 0.2, weight, 0.4, color=colours, alpha=0.45, hatch="///")
+            panel.source_ticks(axes[0], sources)
+            axes[0].set(title=f"{panel.task}: {m} routing ({parts[0].get('split', '?')} split)", ylim=(0, 1.05),
+                        ylabel="fraction of samples / mean weight")
+            axes[0].legend([Patch(color=GREY), Patch(color=GREY, alpha=0.45, hatch="///")],
+                           ["activation frequency", "mean weight"])
             if classes:
                 grid = np.stack([mean_routing(parts, sources, "activation", c) for c in classes])
                 image = axes[1].imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
-                axes[1].set_xticks(range(len(sources)), sources, rotation=30, ha="right")
+                panel.source_ticks(axes[1], sources)
                 axes[1].set_yticks(range(len(classes)), classes if len(classes) <= 60 else [""] * len(classes))
-                axes[1].set_title("activation frequency per class")
-                fig.colorbar(image, ax=axes[1])
+                axes[1].set(title="activation frequency per class", ylabel="class")
+                fig.colorbar(image, ax=axes[1], label="fraction of the class's samples")
             out.append(panel.figure([m, "pathway"], f"`{m}` source activation frequency and mean weight"
                                     f"{', overall and per class' if classes else ''}, mean over {len(parts)} seed(s).",
                                     fig))

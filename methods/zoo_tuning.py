@@ -19,7 +19,7 @@ from hubbench.methods.base import Method, register
 from torch import nn
 
 from hubbench.context import TaskModel, task_model
-from hubbench.figures import Figure, Panel, canvas
+from hubbench.figures import Figure, Panel, canvas, label
 
 
 class Gate(nn.Module):
@@ -278,21 +278,22 @@ def curve_against_finetune(panel: Panel, methods: list[str]) -> list[Figure]:
     key = f"test_{panel.metric}"
     if panel.kind != "landmarks":
         return []
-    lines = {m: c for m in [panel.baseline, *methods] if m and (c := panel.mean_curve(m, key))}
+    lines = [m for m in dict.fromkeys([panel.baseline, *methods]) if m and panel.seed_curve(m, key) is not None]
     if panel.baseline not in lines or len(lines) < 2:
         return []
     with canvas(5.5, 3.6) as (fig, (ax,)):
-        for m, curve in lines.items():
-            ax.plot(*curve, color=panel.colours[m], label=m, marker=".", lw=1.2)
-        ax.set(xlabel="iteration", ylabel=key, title=f"{panel.task}: test {panel.metric}, fine-tune vs Zoo-Tuning")
+        for m in lines:
+            panel.draw_curve(ax, m, key)
+        ax.set(xlabel="training iteration", ylabel=label(key), title=f"{panel.task}: fine-tune vs Zoo-Tuning")
         ax.legend()
         ax.grid(alpha=0.3)
-        return [panel.figure(["finetune-vs-zoo-tuning"], f"test {panel.metric} over iterations, best single "
-                             "fine-tune against Zoo-Tuning, mean over seeds.", fig)]
+        return [panel.figure(["finetune-vs-zoo-tuning"], f"{label(key)} over training iterations, best single "
+                             "fine-tune against Zoo-Tuning: mean over seeds, band ± one std.", fig)]
 
 
 def gate_maps(panel: Panel, methods: list[str]) -> list[Figure]:
-    """The mean gate per layer and source (`mean_gates`, val split), mean over seeds, one map per method."""
+    """The mean gate per layer and source (`mean_gates`, val split), mean over seeds, one map per method;
+    sources in the hub's order."""
     out = []
     for m in methods:
         gates = [r.diagnostics for r in panel.ok(m) if r.diagnostics.get("gates")]
@@ -300,13 +301,15 @@ def gate_maps(panel: Panel, methods: list[str]) -> list[Figure]:
             continue
         layers = [n for n in gates[0]["gates"] if all(n in g["gates"] for g in gates)]
         matrix = np.mean([[g["gates"][layer] for layer in layers] for g in gates], axis=0)
-        sources = gates[0].get("gate_sources") or [str(i) for i in range(matrix.shape[1])]
+        listed = gates[0].get("gate_sources") or [str(i) for i in range(matrix.shape[1])]
+        sources = panel.source_order(listed)
+        matrix = matrix[:, [listed.index(s) for s in sources]]
         with canvas(2.5 + 0.8 * len(sources), 1.5 + 0.16 * len(layers)) as (fig, (ax,)):
             image = ax.imshow(matrix, aspect="auto", cmap="viridis")
-            ax.set_xticks(range(len(sources)), sources, rotation=30, ha="right")
+            panel.source_ticks(ax, sources)
             ax.set_yticks(range(len(layers)), layers, fontsize=6)
-            ax.set_title(f"{panel.task}: {m} mean gates")
-            fig.colorbar(image, ax=ax, label="mean gate")
+            ax.set(title=f"{panel.task}: {m} mean gates", xlabel="source", ylabel="layer")
+            fig.colorbar(image, ax=ax, label="mean gate (0 to 1)")
             out.append(panel.figure([m, "gates"], f"`{m}` mean gate per layer (rows) and source (columns), "
                                     f"mean over {len(gates)} seed(s).", fig))
     return out

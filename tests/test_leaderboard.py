@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 from hubbench.leaderboard import reported
 from hubbench.leaderboard.board import paired
-from hubbench.leaderboard.figures import pareto
+from hubbench.leaderboard.figures import annotate_apart, marker_extent, overlaps, pareto
 from hubbench.leaderboard.generate import generate, main
+from matplotlib.text import Text
 from PIL import Image
+
+from hubbench.figures import Panel, canvas, label
 
 
 def record(task, method, seed, value, *, status="ok", higher=True, metric="top1", reason=None, hub="h", kind="k"):
@@ -30,10 +33,19 @@ def png_b64(size=16):
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def config(task, **protocol):
+    """A record's config: the task's protocol (`protocol` overriding), runtime, split sizes, the hub's sources."""
+    return {"hub": {"name": "h", "sources": [{"name": "b", "family": "f"}, {"name": "a", "family": "f"}]},
+            "task": {"name": task, "protocol": {"batch_size": 32, "iterations": 20, "lr": 0.1, **protocol},
+                     "sizes": {"train": 8, "val": 4, "test": 4}},
+            "suite_protocol": {}, "runtime": {"bf16": False}}
+
+
 def full(task, method, seed, value, *, kind="classification", gflops=1.0, **kw):
-    """A record with everything the current runner writes: complexity, cost, curves, diagnostics, examples."""
+    """A record with everything the current runner writes: complexity, cost, curves, diagnostics, examples, config."""
     metric = "top1" if kind == "classification" else "nme"
     r = record(task, method, seed, value, kind=kind, metric=metric, higher=kind == "classification", **kw)
+    r["config"] = config(task)
     r["complexity"] = {
         "params": {"total": 2_000_000, "trainable": 2_000_000, "active": 1_000_000.0},
         "flops": {"fvcore_gflops": gflops, "flop_counter_gflops": 2 * gflops, "fvcore_unsupported": {"aten::x": 1},
@@ -70,18 +82,23 @@ def render(tmp_path, records):
     return (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
 
 
-def rows(readme, heading="### Test"):
-    """First column -> other cells of the first table after the first line starting with `heading`."""
+def rows(readme, heading="### Test", key="Method"):
+    """The `key` column (else the first) -> the cells after it, of the first table after the first line starting
+    with `heading`, in the table's order."""
     lines = readme.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(heading))
-    out = {}
+    header, out = None, {}
     for line in lines[start + 1:]:
-        if line.startswith("#"):
+        if line.startswith("#") or (header and not line.startswith("|")):
             break
-        if line.startswith("| ") and not line.startswith("| Method"):
-            out[line.split(" | ")[0][2:]] = [c.strip() for c in line.split("|")[2:-1]]
-        elif out and not line.startswith("|"):
-            break
+        if not line.startswith("| "):
+            continue
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if header is None:
+            header = cells
+            at = header.index(key) if key in header else 0
+        else:
+            out[cells[at]] = cells[at + 1:]
     return out
 
 
@@ -176,11 +193,65 @@ def test_paired_table_against_best_single_finetune(tmp_path):
         *(record("a", "z", s, v) for s, v in enumerate([13, 14.1, 14.9])),  # +2, +2.1, +1.9: consistently better
     ])
     table = rows(readme, "### Paired")
-    assert table["best single fine-tune"] == ["`finetune[model=x]`"]
+    assert "Best single fine-tune: a `finetune[model=x]`." in readme
+    assert list(table) == ["m", "z", "finetune[model=x]", "finetune[model=y]"]  # by rank (m and z tie: by id)
     assert table["m"] == ["+2.00 [-0.48, +4.48] (n=3)"] and table["finetune[model=x]"] == ["baseline"]
     assert table["z"] == ["**+2.00 [+1.75, +2.25] (n=3)**"]
     assert "`z` is consistently better than the best single fine-tune on a." in readme
     assert "`m` is consistently" not in readme and "Consistently worse: `finetune[model=y]` (a)." in readme
+
+
+def test_protocol_differing_between_tasks_is_stated_per_task(tmp_path):
+    records = [full(t, m, 0, 10.0) for t in ("a", "b") for m in ("m", "n")]
+    for r in records[2:]:
+        r["config"]["task"]["protocol"]["lr"] = 0.2
+    readme = render(tmp_path, [*records, record("a", "old", 0, 1.0, kind="classification")])
+    assert "**Protocol** (from the records' config (1 records without a config)): `batch_size` 32; `iterations` 20; " \
+           "`lr` 0.1 (a), 0.2 (b); `runtime.bf16` false; images train/val/test 8/4/4; hub sources b, a." in readme
+    assert "Mixed protocol" not in readme and "Dirty tree" not in readme and "**Code**: commit `abc` (5 records)." \
+        in readme
+
+
+def test_front_labels_cover_no_label_marker_or_each_other():
+    """Four front points too close for one fixed offset: each label finds a free place inside the axes."""
+    points = {f"method_{i}": (1.0 + 0.04 * i, 50.0 + 0.4 * i) for i in range(4)}
+    with canvas(4, 3) as (fig, (ax,)):
+        ax.set_xscale("log")
+        ax.margins(0.08)  # as the figure has
+        ax.scatter(*zip(*points.values(), strict=True))
+        ax.scatter([1.06], [50.4])  # a point off the front, where method_1's first choice of place would be
+        annotate_apart(ax, points, list(points))
+        fig.draw_without_rendering()
+        labels = [Text.get_window_extent(t) for t in ax.texts]  # the words, not the line to the point
+        markers = marker_extent(ax)
+        inside = ax.get_window_extent()
+    assert len(labels) == 4 and all(inside.contains(b.x0, b.y0) and inside.contains(b.x1, b.y1) for b in labels)
+    assert not any(overlaps(a, b) for i, a in enumerate(labels) for b in labels[i + 1:] + markers)
+
+
+def test_curves_are_mean_and_std_over_seeds_drawn_with_a_band():
+    points = pd.DataFrame([("r0", "val_top1", 10, 1.0), ("r1", "val_top1", 10, 3.0), ("r0", "val_top1", 20, 5.0),
+                           ("r1", "val_top1", 20, 9.0), ("r0", "val_top1", 30, 7.0), ("r2", "val_top1", 10, 4.0)],
+                          columns=["record", "curve", "iteration", "value"])
+    ids = {"m": ["r0", "r1"], "single": ["r2"]}
+    records = {m: [type("R", (), {"id": i})() for i in rs] for m, rs in ids.items()}
+    looks = {"m": {"color": "red", "linestyle": "-", "marker": "o"}, "single": {"color": "blue"}}
+    panel = Panel("h", "k", "t", "top1", True, records, points, looks, {}, None, None)
+    curve = panel.seed_curve("m", "val_top1")  # iteration 30: one seed only, left out
+    assert curve.index.tolist() == [10, 20] and curve["mean"].tolist() == [2.0, 7.0]
+    assert curve["std"].tolist() == pytest.approx([2 ** 0.5, 8 ** 0.5])
+    with canvas(3, 2) as (fig, (ax,)):
+        assert panel.draw_curve(ax, "m", "val_top1") and panel.draw_curve(ax, "single", "val_top1")
+        assert not panel.draw_curve(ax, "m", "train_loss")
+        assert len(ax.lines) == 2 and len(ax.collections) == 1  # a band for two seeds, none for one
+        band = ax.collections[0].get_paths()[0].vertices
+        assert band[:, 1].min() == pytest.approx(2 - 2 ** 0.5) and band[:, 1].max() == pytest.approx(7 + 8 ** 0.5)
+
+
+def test_axis_labels_are_readable_with_units():
+    assert label("val_top1") == "validation top-1 accuracy (%)" and label("train_loss") == "training loss"
+    assert label("test_nme") == "test NME (%)" and label("fr10") == "failure rate at NME 10% (%)"
+    assert label("test_my_score") == "test my score" and label("top1") == "top-1 accuracy (%)"
 
 
 def test_pareto_front_is_direction_aware():

@@ -15,11 +15,19 @@ METHODS = ["finetune[model=a]", "finetune[model=b]", "zoo_tuning", "hub_pathway"
 
 
 def suite_records():
+    """Records of every kind; the classification table's zoo_tuning ran from a dirty checkout, the landmark
+    table's hub_pathway from another commit, its scratch with more iterations."""
     out = []
     for seed in (0, 1):
         for i, m in enumerate(METHODS):
             out.append(full("shapes", m, seed, 50.0 + 5 * i + seed, gflops=0.1 * (i + 1)))
             out.append(full("faces", m, seed, 20.0 - 2 * i - seed, kind="landmarks", gflops=0.1 * (i + 1)))
+    for r in out:
+        r["environment"]["git"]["dirty"] = r["method"]["id"] == "zoo_tuning" and r["task"] == "shapes"
+        if r["task"] == "faces" and r["method"]["id"] == "hub_pathway":
+            r["environment"]["git"]["commit"] = "def"
+        if r["task"] == "faces" and r["method"]["id"] == "scratch":
+            r["config"]["task"]["protocol"]["iterations"] = 30
     return out + [record("shapes", "soup", 0, None, status="n/a", reason="heterogeneous", kind="classification"),
                   record("shapes", "broken", 0, None, status="failed", reason="boom", kind="classification")]
 
@@ -54,7 +62,8 @@ def test_index_html_is_self_contained(board):
     links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html, flags=re.I)
     assert links and all(link.startswith(("data:", "#")) for link in links)
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == len(list((out / "figures").iterdir()))
-    assert "<strong>" in html and "<table>" in html and "@import" not in html and "url(" not in html
+    assert "<strong>" in html and "<table" in html and "@import" not in html and "url(" not in html
+    assert not re.search(r"https?://|fetch\(|XMLHttpRequest|import\(", html)  # nothing fetched when viewed
 
 
 def test_second_run_changes_nothing_and_stale_figures_go(board):
@@ -97,3 +106,38 @@ def test_a_plugin_method_brings_its_own_figure(tmp_path):
     out = generate("s", tmp_path / "r", tmp_path / "lb")
     assert [p.name for p in (out / "figures").iterdir()] == ["h-k-a-seeds.png"]
     assert "`h` / a: ok seeds per method." in (out / "README.md").read_text()
+
+
+def test_page_has_contents_sortable_tables_and_ranks(board):
+    _, out = board
+    html = (out / "index.html").read_text()
+    nav = re.search(r'<nav class="toc".*?</nav>', html, flags=re.S)[0]
+    headings = re.findall(r'<h[234] id="([^"]+)"', html)
+    assert len(headings) > 10 and [f"#{a}" for a in headings] == re.findall(r'href="([^"]+)"', nav)
+    tables = re.findall(r'<div class="scroll"><table class="sortable">', html)
+    assert len(tables) == html.count("<table") > 5 and html.count("<script>") == 1
+    test_table = html[html.index(">Test top1</h3>"):]
+    test_table = test_table[:test_table.index("</table>")]
+    header = re.findall(r"<th( class=\"num\")?>([^<]+)</th>", test_table)
+    assert [h for _, h in header] == ["Rank", "Method", "shapes", "Avg"]
+    assert [bool(n) for n, _ in header] == [True, False, True, True]  # numbers right-aligned, names not
+    rows = re.findall(r'<tr><td class="num">([^<]+)</td><td>([^<]+)</td>', test_table)
+    assert rows == [*((str(i), m) for i, m in enumerate(reversed(METHODS), 1)), ("—", "broken"), ("—", "soup")]
+    readme = (out / "README.md").read_text()
+    assert "| Rank | Method | faces | Avg |\n|--:|---|--:|--:|\n| 1 | scratch |" in readme  # NME: lowest first
+    assert "| 2 | hub_pathway |" in readme and "| 5 | finetune[model=a] |" in readme
+
+
+def test_protocol_and_code_are_stated_and_dirty_or_mixed_records_flagged(board):
+    _, out = board
+    readme = (out / "README.md").read_text()
+    assert "**Protocol** (from the records' config (2 records without a config)): `batch_size` 32; `iterations` 20; " \
+           "`lr` 0.1; `runtime.bf16` false; images train/val/test 8/4/4; hub sources b, a." in readme
+    assert "**Mixed protocol**: records of one task ran with different settings: `iterations` 20 (8 records), " \
+           "30 (2 records)." in readme
+    assert "> ⚠ **Dirty tree**: 2 of 12 records were made from a checkout with uncommitted changes: no commit " \
+           "holds the exact code they ran (of `zoo_tuning`)." in readme
+    assert "> ⚠ **Mixed commits**: `abc` (8 records), `def` (2 records): this table sets" in readme
+    assert "**Code**: commit `abc` (12 records)." in readme  # the classification table: one commit
+    html = (out / "index.html").read_text()
+    assert html.count('<p class="flag">⚠ <strong>') == 3

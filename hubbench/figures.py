@@ -30,7 +30,7 @@ RC = {"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8, "figure.dpi": 
 SPLITS = {"train": "training", "val": "validation", "test": "test"}
 METRICS = {"top1": "top-1 accuracy (%)", "nme": "NME (%)", "loss": "loss"}
 NUMBERED = {"fr": "failure rate at NME {}% (%)", "auc": "AUC of NME up to {}% (%)"}
-LINE_STYLES, MARKERS, GREY = ("-", "--", ":"), ("o", "s", "^"), (0.5, 0.5, 0.5, 1.0)
+LINE_STYLES, MARKERS, GREY = ("-", "--", ":"), ("o", "s", "^"), (0.3, 0.3, 0.3, 1.0)
 
 
 def label(name: str) -> str:

@@ -170,7 +170,7 @@ def examples(panel: Panel, methods: list[str]) -> list[Figure]:
                     points = np.asarray(points).reshape(-1, 2)
                     ax.scatter(points[:, 0], points[:, 1], linewidths=0.8, **marks)
                 if i == 0:
-                    ax.set_title(f"{m}, seed {r.seed} ({' and '.join(roles[m])})", loc="left", fontsize=7)
+                    ax.set_title(f"{m}, seed {r.seed} ({' and '.join(roles[m])})", loc="left")
         split = next(iter(picks.values())).examples.split
         rows = ", ".join(f"`{m}` ({' and '.join(roles[m])})" for m in picks)
         return [panel.figure(["examples"], f"{split} images, ground truth green, prediction red; rows: {rows}.", fig)]

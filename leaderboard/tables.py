@@ -156,17 +156,19 @@ def comparison(board: Board) -> list[Block]:
     if not baselines:
         return [Text("No fine-tune records: nothing to compare with.")]
     tasks = list(baselines)
+    pairs = {(m, t): None if m == baselines[t] else paired(board.seeds(m, t), board.seeds(baselines[t], t),
+                                                          board.higher) for m in board.ranked for t in tasks}
+    seeds = {p.n for p in pairs.values() if p is not None}  # said once when every cell pairs as many seeds
     rows = []
     verdicts: dict[int, dict[str, list[str]]] = {1: {}, -1: {}}
     for m in board.ranked:
         row = [m]
         for t in tasks:
-            p = None if m == baselines[t] else paired(board.seeds(m, t), board.seeds(baselines[t], t), board.higher)
-            if p is None:
+            if (p := pairs[m, t]) is None:
                 row.append("baseline" if m == baselines[t] else MISSING)
                 continue
             interval = f" [{p.low:+.2f}, {p.high:+.2f}]" if p.low is not None else ""
-            cell = f"{p.mean:+.2f}{interval} (n={p.n})"
+            cell = f"{p.mean:+.2f}{interval}" + ("" if len(seeds) == 1 else f" (n={p.n})")
             row.append(f"**{cell}**" if p.sign > 0 else cell)
             if p.sign:
                 verdicts[p.sign].setdefault(m, []).append(t)
@@ -176,8 +178,9 @@ def comparison(board: Board) -> list[Block]:
     if verdicts[-1]:
         lines.append("Consistently worse: " + "; ".join(f"`{m}` ({', '.join(ts)})" for m, ts in verdicts[-1].items())
                      + ".")
+    n = f"n={next(iter(seeds))} seeds in every cell" if len(seeds) == 1 else "seeds"
     intro = ("Difference to the best single fine-tune of each task (by mean test metric), per seed, oriented so "
-             "that positive is better: mean [95% t-interval] (seeds). \"Consistently better\" (bold) only "
+             f"that positive is better: mean [95% t-interval] ({n}). \"Consistently better\" (bold) only "
              "where the interval excludes 0. Best single fine-tune: "
              + ", ".join(f"{t} `{b}`" for t, b in baselines.items()) + ".")
     lines = lines or ["No method is consistently better or worse than the best single fine-tune."]

@@ -305,10 +305,10 @@ def routing_figure(panel: Panel, methods: list[str]) -> list[Figure]:
             axes[0].bar(x - 0.2, activation, 0.4, color=colours)
             axes[0].bar(x + 0.2, weight, 0.4, color=colours, alpha=0.45, hatch="///")
             panel.source_ticks(axes[0], sources)
-            axes[0].set(title=f"{panel.task}: {m} routing ({parts[0].get('split', '?')} split)", ylim=(0, 1.05),
-                        ylabel="fraction of samples / mean weight")
+            axes[0].set(title=f"{panel.task}: {m} routing ({parts[0].get('split', '?')} split)", ylim=(0, 1.25),
+                        yticks=np.linspace(0, 1, 6), ylabel="fraction of samples / mean weight")
             axes[0].legend([Patch(color=GREY), Patch(color=GREY, alpha=0.45, hatch="///")],
-                           ["activation frequency", "mean weight"])
+                           ["activation frequency", "mean weight"], loc="upper center", ncols=2)  # above the bars
             if classes:
                 grid = np.stack([mean_routing(parts, sources, "activation", c) for c in classes])
                 image = axes[1].imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)

@@ -191,14 +191,16 @@ def test_paired_table_against_best_single_finetune(tmp_path):
         *(record("a", "finetune[model=y]", s, v) for s, v in enumerate([1, 2, 3])),
         *(record("a", "m", s, v) for s, v in enumerate([12, 14, 16])),  # +1, +2, +3: interval spans 0
         *(record("a", "z", s, v) for s, v in enumerate([13, 14.1, 14.9])),  # +2, +2.1, +1.9: consistently better
+        *(record("a", "w", s, v) for s, v in enumerate([10, 11])),  # two seeds: each cell says its n
     ])
     table = rows(readme, "### Paired")
     assert "Best single fine-tune: a `finetune[model=x]`." in readme
-    assert list(table) == ["m", "z", "finetune[model=x]", "finetune[model=y]"]  # by rank (m and z tie: by id)
+    assert list(table) == ["m", "z", "finetune[model=x]", "w", "finetune[model=y]"]  # by rank (m, z tie: by id)
+    assert table["w"] == ["-1.00 [-1.00, -1.00] (n=2)"]
     assert table["m"] == ["+2.00 [-0.48, +4.48] (n=3)"] and table["finetune[model=x]"] == ["baseline"]
     assert table["z"] == ["**+2.00 [+1.75, +2.25] (n=3)**"]
     assert "`z` is consistently better than the best single fine-tune on a." in readme
-    assert "`m` is consistently" not in readme and "Consistently worse: `finetune[model=y]` (a)." in readme
+    assert "`m` is consistently" not in readme and "Consistently worse: `w` (a); `finetune[model=y]` (a)." in readme
 
 
 def test_protocol_differing_between_tasks_is_stated_per_task(tmp_path):

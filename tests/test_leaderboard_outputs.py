@@ -139,5 +139,6 @@ def test_protocol_and_code_are_stated_and_dirty_or_mixed_records_flagged(board):
            "holds the exact code they ran (of `zoo_tuning`)." in readme
     assert "> ⚠ **Mixed commits**: `abc` (8 records), `def` (2 records): this table sets" in readme
     assert "**Code**: commit `abc` (12 records)." in readme  # the classification table: one commit
+    assert readme.count("mean [95% t-interval] (n=2 seeds in every cell)") == 2
     html = (out / "index.html").read_text()
     assert html.count('<p class="flag">⚠ <strong>') == 3

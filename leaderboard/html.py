@@ -43,7 +43,7 @@ nav.toc > ul { columns: 2 22em; padding-left: 0; list-style: none; }
 nav.toc > ul > li { break-inside: avoid; margin-bottom: 0.4em; }
 nav.toc ul ul ul { padding: 0; }
 nav.toc ul ul ul li { display: inline; }
-nav.toc ul ul ul li:not(:last-child)::after { content: " \\00B7 "; }
+nav.toc ul ul ul li:not(:last-child)::after { content: " \\00B7\\00A0"; }
 nav.toc a { text-decoration: none; }
 @media (min-width: 1500px) {
   body { margin-left: 20em; }

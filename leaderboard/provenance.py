@@ -13,6 +13,8 @@ from hubbench.leaderboard.document import Block, Flag, Text
 
 from hubbench.record import Record
 
+SPLITS = ("train", "val", "test")  # the order split sizes are stated in
+
 
 def value_text(v) -> str:
     return v if isinstance(v, str) else "none" if v is None else json.dumps(v)
@@ -24,7 +26,8 @@ def settings(r: Record) -> dict[str, str]:
     out = {f"`{k}`": value_text(v) for k, v in sorted(task.get("protocol", {}).items())}
     out |= {f"`runtime.{k}`": value_text(v) for k, v in sorted((r.config.runtime or {}).items())}
     if sizes := task.get("sizes"):
-        out["images " + "/".join(sizes)] = "/".join(str(n) for n in sizes.values())
+        splits = sorted(sizes, key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
+        out["images " + "/".join(splits)] = "/".join(str(sizes[s]) for s in splits)
     if sources := r.config.hub.get("sources"):
         out["hub sources"] = ", ".join(s["name"] for s in sources)
     return out

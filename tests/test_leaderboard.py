@@ -37,7 +37,7 @@ def config(task, **protocol):
     """A record's config: the task's protocol (`protocol` overriding), runtime, split sizes, the hub's sources."""
     return {"hub": {"name": "h", "sources": [{"name": "b", "family": "f"}, {"name": "a", "family": "f"}]},
             "task": {"name": task, "protocol": {"batch_size": 32, "iterations": 20, "lr": 0.1, **protocol},
-                     "sizes": {"train": 8, "val": 4, "test": 4}},
+                     "sizes": {"test": 4, "train": 8, "val": 2}},  # as record files have them: keys sorted
             "suite_protocol": {}, "runtime": {"bf16": False}}
 
 
@@ -209,7 +209,7 @@ def test_protocol_differing_between_tasks_is_stated_per_task(tmp_path):
         r["config"]["task"]["protocol"]["lr"] = 0.2
     readme = render(tmp_path, [*records, record("a", "old", 0, 1.0, kind="classification")])
     assert "**Protocol** (from the records' config (1 records without a config)): `batch_size` 32; `iterations` 20; " \
-           "`lr` 0.1 (a), 0.2 (b); `runtime.bf16` false; images train/val/test 8/4/4; hub sources b, a." in readme
+           "`lr` 0.1 (a), 0.2 (b); `runtime.bf16` false; images train/val/test 8/2/4; hub sources b, a." in readme
     assert "Mixed protocol" not in readme and "Dirty tree" not in readme and "**Code**: commit `abc` (5 records)." \
         in readme
 

@@ -132,7 +132,7 @@ def test_protocol_and_code_are_stated_and_dirty_or_mixed_records_flagged(board):
     _, out = board
     readme = (out / "README.md").read_text()
     assert "**Protocol** (from the records' config (2 records without a config)): `batch_size` 32; `iterations` 20; " \
-           "`lr` 0.1; `runtime.bf16` false; images train/val/test 8/4/4; hub sources b, a." in readme
+           "`lr` 0.1; `runtime.bf16` false; images train/val/test 8/2/4; hub sources b, a." in readme
     assert "**Mixed protocol**: records of one task ran with different settings: `iterations` 20 (8 records), " \
            "30 (2 records)." in readme
     assert "> ⚠ **Dirty tree**: 2 of 12 records were made from a checkout with uncommitted changes: no commit " \

@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runtime = Parser(add_help=False)  # how models run: `hubbench.training.Runtime`
     runtime.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                         help="bf16 autocast for training and inference (CUDA only; default auto: bf16 on CUDA)")
+                         help="bf16 autocast for training and inference, on CUDA and on the CPU alike (default auto: "
+                              "bf16 on CUDA, fp32 on the CPU)")
     runtime.add_argument("--channels-last", action="store_true", help="NHWC models and batches (faster convs on GPUs)")
     runtime.add_argument("--compile", metavar="MODE", choices=["default", "reduce-overhead", "max-autotune"],
                          help="torch.compile the training step (and the profiled model) in this mode (default: eager)")

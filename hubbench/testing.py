@@ -112,7 +112,7 @@ def check_cell(method: Method, task: str, runtime: str) -> None:
     suite = Suite(f"checks-{runtime}", "", (CHECK_HUB,), (task,), (method.name,), (0,), PROTOCOL)
     cell = Cell(suite, CHECK_HUB, task, method, 0)
     with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
-        status, record = run_cell(cell, Path(results), CPU, runtime=rt)
+        record = run_cell(cell, Path(results), CPU, runtime=rt)[1]
         stored = read_record(cell.path(Path(results)))
         check_record(stored, method, task_, rt, applicable=method.applicable(hub, task_)[0])
         assert stored == json.loads(json.dumps(record)), "the stored record differs from the one returned"
@@ -120,6 +120,7 @@ def check_cell(method: Method, task: str, runtime: str) -> None:
 
 
 def check_record(record: dict, method: Method, task: Task, runtime: Runtime, applicable: bool) -> None:
+    """What a cell's record must hold (the checks of `check_cell`)."""
     assert record["method"] == {"id": method.id, "name": method.name, "params": method.params}
     if not applicable:
         assert record["status"] == "n/a" and record["reason"], "a method that is not applicable must say why"

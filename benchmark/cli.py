@@ -306,6 +306,23 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
+def cmd_data_synth(args) -> int:
+    from hubbench.tasks.synth_data import NotSynthetic, synthesise
+
+    if args.dir.exists() and not args.dir.is_dir():
+        raise UsageError(f"{args.dir} is not a directory")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    try:
+        folders = synthesise(args.dir, args.seed, args.datasets)
+    except NotSynthetic as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {len(folders)} synthetic datasets (seed {args.seed}) under {args.dir}: "
+          f"{', '.join(f.name for f in folders)}; for rehearsals only: "
+          f"hubbench run --suite paper-rehearsal --random-weights --data-dir {args.dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     plugin_help = "a .py file registering extra hubs, tasks or methods (repeatable)"
     common = Parser(add_help=False)  # --plugin is accepted before and after the command
@@ -318,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runtime = Parser(add_help=False)  # how models run: `hubbench.training.Runtime`
     runtime.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                         help="bf16 autocast for training and inference (CUDA only; default auto: bf16 on CUDA)")
+                         help="bf16 autocast for training and inference, on CUDA and on the CPU alike (default auto: "
+                              "bf16 on CUDA, fp32 on the CPU)")
     runtime.add_argument("--channels-last", action="store_true", help="NHWC models and batches (faster convs on GPUs)")
     runtime.add_argument("--compile", metavar="MODE", choices=["default", "reduce-overhead", "max-autotune"],
                          help="torch.compile the training step (and the profiled model) in this mode (default: eager)")
@@ -441,6 +459,24 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("name", help="resnet50-zoo or hetero-zoo")
     download.add_argument("--dest", type=Path, help="directory (default: $TORCH_HOME/hub/checkpoints)")
     download.set_defaults(func=cmd_hub_download)
+    from hubbench.tasks.synth_data import DATASETS
+
+    data = sub.add_parser("data", parents=[common], help="dataset operations")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser(
+        "synth", parents=[common], help="write synthetic stand-ins of the paper datasets (rehearsals only)",
+        description="Write every paper dataset (the seven classification sets, 300W, WFLW, COFW, AFLW-19) under "
+                    "DIR/<task>/ in its exact distributed layout, with the real class counts and image sizes, a few "
+                    "images per class, deterministic for the seed. A rehearsal tool: the files look real to the "
+                    "loaders and their content means nothing (random pixels, labels and landmarks), so that a paper "
+                    "suite can run end to end (e.g. `hubbench run --suite paper-rehearsal --random-weights "
+                    "--data-dir DIR`) before the real data are there; no number measured on them means anything. "
+                    "A folder that synth did not write is never replaced.")
+    synth.add_argument("dir", type=Path, metavar="DIR", help="the data directory to write (created if missing)")
+    synth.add_argument("--seed", type=int, default=0, help="the data are a function of it (default 0)")
+    synth.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS), metavar="NAME",
+                       help=f"only these ({', '.join(DATASETS)}; default: all)")
+    synth.set_defaults(func=cmd_data_synth)
     return parser
 
 

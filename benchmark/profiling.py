@@ -240,7 +240,7 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
             infer()
         rates = median_rate(infer, batch, device, s), median_rate(train_step, batch, device, s)
     speed = Speed(infer_samples_s=rates[0], train_samples_s=rates[1], exclusive=alone,
-                  batch=batch, precision="bf16" if rt.bf16 and device.type == "cuda" else "fp32",
+                  batch=batch, precision="bf16" if rt.bf16 else "fp32",
                   memory_format="channels_last" if rt.channels_last else "contiguous",
                   compile=rt.compile, warmup=s.warmup, repeats=s.repeats,
                   device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),

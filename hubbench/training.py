@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import itertools
 import os
 import pickle
 import sys
@@ -72,10 +73,11 @@ def batch_indices(n: int, batch_size: int, iteration: int, seed: int) -> torch.T
 
 @dataclass(frozen=True)
 class Runtime:
-    """The throughput options of a run, recorded with its results. On the CPU only `channels_last`,
-    `compile` and `deterministic` act; `bf16` autocasts on CUDA only."""
+    """The throughput options of a run, recorded with its results. Each acts on every device (bf16
+    autocasts on the CPU too), so that CI on the CPU runs the code paths a GPU run takes; only the
+    default precision depends on the device."""
 
-    bf16: bool | None = None  # autocast to bfloat16; None: on CUDA (see `resolve`)
+    bf16: bool | None = None  # autocast to bfloat16; None: on CUDA, not on the CPU (see `resolve`)
     channels_last: bool = False  # NHWC models and image batches
     compile: str | None = None  # a torch.compile mode for the training step
     deterministic: bool = False  # deterministic kernels, no cudnn.benchmark: reproducible, slower
@@ -92,12 +94,18 @@ class Runtime:
         torch.backends.cudnn.benchmark = device.type == "cuda" and not self.deterministic
 
     def autocast(self, device: torch.device):
-        if self.bf16 and device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
     def model(self, model: nn.Module, device: torch.device) -> nn.Module:
-        return model.to(device, memory_format=torch.channels_last) if self.channels_last else model.to(device)
+        """`model` on `device`, its rank-4 tensors (convolution kernels) NHWC if `channels_last`. Only those:
+        `Module.to(memory_format=...)` refuses a model with tensors of rank 5, such as Zoo-Tuning's stacked
+        source kernels."""
+        model.to(device)
+        if self.channels_last:
+            for t in itertools.chain(model.parameters(), model.buffers()):
+                if t.dim() == 4:
+                    t.data = t.data.contiguous(memory_format=torch.channels_last)
+        return model
 
     def batch(self, obj: Any, device: torch.device) -> Any:
         """`obj`'s tensors on `device`: through pinned memory and without blocking on CUDA, image

@@ -93,7 +93,9 @@ class AdaAggConv(nn.Module):
             return torch.einsum("eop,epijk->eoijk", self.align, self.weight)
         key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in (self.align, self.weight))
         if self._aligned is None or self._aligned[0] != key:
-            self._aligned = key, torch.einsum("eop,epijk->eoijk", self.align, self.weight)
+            with torch.autocast(self.weight.device.type, enabled=False):  # cached in the weights' dtype, so
+                aligned = torch.einsum("eop,epijk->eoijk", self.align, self.weight)  # valid with autocast or not
+            self._aligned = key, aligned
         return self._aligned[1]
 
     def mix(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -3,13 +3,13 @@
 import io
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hubbench.tasks import datasets
 from hubbench.tasks.datasets import DatasetError
+from hubbench.tasks.synth_data import cars_annotations, py2_pickle
 from PIL import Image
 from scipy.io import savemat
 
@@ -35,26 +35,6 @@ def relative(listing, root):
 
 
 # -- CIFAR-100 ------------------------------------------------------------------------------------
-class Py2Pickler(pickle._Pickler):
-    """Pickles as the CIFAR files were written by Python 2's cPickle: protocol 2, byte strings as
-    BINSTRING (Python 2's `str`, read back with encoding='latin1'), arrays via numpy.core.multiarray."""
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def save_py2_str(self, obj):
-        self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_py2_str
-
-
-def py2_pickle(path: Path, obj) -> None:
-    buf = io.BytesIO()
-    Py2Pickler(buf, protocol=2).dump(obj)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
-
-
 def cifar(root: Path, sizes=(5, 3)) -> dict[str, np.ndarray]:
     base, rng, data = root / "cifar-100-python", np.random.default_rng(0), {}
     names = [f"class{i}" for i in range(100)]
@@ -182,23 +162,14 @@ def test_aircraft_malformed_and_unknown_variant(tmp_path):
 
 
 # -- Stanford Cars --------------------------------------------------------------------------------
-def annotations(rows: list[tuple[int, str]]) -> np.ndarray:
-    """The devkit's 1 x N struct array (bbox_x1, bbox_y1, bbox_x2, bbox_y2, class, fname)."""
-    fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname"]
-    out = np.empty((1, len(rows)), dtype=[(f, object) for f in fields])
-    for i, (cls, fname) in enumerate(rows):
-        out[0, i] = (np.uint16(39), np.uint16(116), np.uint16(569), np.uint16(375), np.uint8(cls), fname)
-    return out
-
-
 def cars(root: Path, train=((1, "00001.jpg"), (3, "00002.jpg"), (2, "00003.jpg"), (1, "00004.jpg")),
          test=((3, "00001.jpg"),)) -> Path:
     base = root / "stanford_cars"
     (base / "devkit").mkdir(parents=True)
     names = np.array(["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012"], dtype=object)
     savemat(base / "devkit" / "cars_meta.mat", {"class_names": names.reshape(1, -1)})
-    savemat(base / "devkit" / "cars_train_annos.mat", {"annotations": annotations(list(train))})
-    savemat(base / "cars_test_annos_withlabels.mat", {"annotations": annotations(list(test))})
+    savemat(base / "devkit" / "cars_train_annos.mat", {"annotations": cars_annotations(list(train))})
+    savemat(base / "cars_test_annos_withlabels.mat", {"annotations": cars_annotations(list(test))})
     jpegs(base / "cars_train", *(f for _, f in train))
     jpegs(base / "cars_test", *(f for _, f in test))
     return base

@@ -19,6 +19,7 @@ from hubbench.tasks.landmark_data import (
     load_wflw,
 )
 from hubbench.tasks.landmarks import normalised_errors, unpack
+from hubbench.tasks.synth_data import wflw_line, write_cofw, write_pts
 from PIL import Image
 
 H, W = 50, 60
@@ -67,11 +68,6 @@ def test_crop_samples_pixel_centres_exactly_and_inverts():
     assert Crop((8.0, 8.0), 16).image(dot, 4)[0, 1, 1] == 10  # shrunk x4: averaged, not missed
 
 
-def write_pts(path, one_based):
-    lines = ["version: 1", "n_points:  68", "{", *(f"{x:.3f} {y:.3f}" for x, y in one_based), "}"]
-    path.write_text("\n".join(lines) + "\n")
-
-
 def test_300w_pts_splits_points_crop_and_normaliser(tmp_path):
     truth = {}
     for n, part in enumerate(("afw", "helen/trainset", "lfpw/trainset", "helen/testset", "lfpw/testset", "ibug")):
@@ -101,10 +97,6 @@ def test_300w_hrnet_csv(tmp_path):
     check_crop_to_the_pixel(face)
 
 
-def wflw_line(idx, box, flags, path):
-    return " ".join([*(f"{v:.6f}" for v in idx.ravel()), *map(str, box), *map(str, flags), path])
-
-
 def test_wflw_list_files_subsets_crop_and_normaliser(tmp_path):
     listing = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
     listing.mkdir(parents=True)
@@ -124,22 +116,6 @@ def test_wflw_list_files_subsets_crop_and_normaliser(tmp_path):
     check_crop_to_the_pixel(face)
     with pytest.raises(ValueError, match="unknown WFLW subset 'pose'"):
         load_wflw(tmp_path, "test", "pose")
-
-
-def write_cofw(path, images, phis, boxes, tag):
-    """A MATLAB v7.3 file as MATLAB writes it: HDF5 behind a 512-byte header, arrays transposed,
-    the image cell array as object references into #refs#."""
-    import h5py
-
-    with h5py.File(path, "w", userblock_size=512) as f:
-        refs = f.create_group("#refs#")
-        cells = f.create_dataset(f"Is{tag}", (1, len(images)), dtype=h5py.ref_dtype)
-        for n, image in enumerate(images):
-            cells[0, n] = refs.create_dataset(f"img{n}", data=image.T).ref
-        f.create_dataset(f"phis{tag}", data=np.asarray(phis, float).T)
-        f.create_dataset(f"bboxes{tag}", data=np.asarray(boxes, float).T)
-    with open(path, "r+b") as fh:
-        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 .")
 
 
 def test_cofw_v73_mat_colour_and_grey(tmp_path):

@@ -10,7 +10,8 @@ import torch
 from hubbench.tasks import TASKS, paper_landmarks
 from hubbench.tasks.landmark_data import COFW_FILES, W300_PARTS, LandmarkDataError
 from hubbench.tasks.landmarks import decode, encode, unpack
-from test_landmark_data import indices, ramp, wflw_line, write_cofw, write_image, write_pts
+from hubbench.tasks.synth_data import wflw_line, write_cofw, write_pts
+from test_landmark_data import indices, ramp, write_image
 from torch import nn
 
 from hubbench import tasks

@@ -2,16 +2,28 @@
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT, hubbench, write_suite
 
 EXAMPLE = ROOT / "examples" / "linear_probe.py"
+EXAMPLE_TESTS = ROOT / "examples" / "test_linear_probe.py"
 
 
-def test_readme_shows_the_example_verbatim():
+def test_readme_shows_the_example_and_its_tests_verbatim():
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert EXAMPLE.read_text() in blocks
+    assert EXAMPLE.read_text() in blocks and EXAMPLE_TESTS.read_text() in blocks
+
+
+def test_the_example_runs_the_common_checks_in_its_own_tests(tmp_path):
+    """As a plugin author would (two of its checks, to keep CI short: the common test runs them all)."""
+    tests = [f"{EXAMPLE_TESTS}::test_hubbench_checks[{test}]" for test in
+             ("linear_probe-check_describes_itself", "linear_probe[model=2]-check_cell[landmarks-bf16-channels_last]")]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-3000:]
 
 
 @pytest.mark.parametrize("how", ["plugin", "entry_point"])

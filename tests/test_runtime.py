@@ -1,4 +1,4 @@
-"""The GPU runner options, checked on the CPU where they act: memory format, compile, determinism."""
+"""The GPU runner options, checked on the CPU, where each acts: precision, memory format, compile, determinism."""
 
 import json
 
@@ -60,21 +60,29 @@ def test_deterministic_switch_is_set_and_unset_per_cell():
         torch.use_deterministic_algorithms(False)
 
 
-def test_bf16_defaults_to_cuda_only_and_is_a_no_op_on_cpu():
+def test_bf16_defaults_to_cuda_only_and_autocasts_on_the_cpu_too():
     assert Runtime().resolve(torch.device("cpu")).bf16 is False
     assert Runtime().resolve(torch.device("cuda")).bf16 is True
     assert Runtime(bf16=False).resolve(torch.device("cuda")).bf16 is False
     with Runtime(bf16=True).autocast(torch.device("cpu")):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with Runtime(bf16=False).autocast(torch.device("cpu")):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    x = batch_at(99)[0]
+    low, full = predict(trained(Runtime(bf16=True)), [x], runtime=Runtime(bf16=True)), predict(trained(Runtime()), [x])
+    assert low.dtype == torch.float32 and not torch.equal(low, full)  # it ran in bf16, and returns fp32
+    torch.testing.assert_close(low, full, rtol=0.05, atol=0.05)
 
 
 def test_run_records_the_runtime_options(tmp_path, tiny_hub):
     suite = write_suite(tmp_path, methods=("scratch",))
-    hubbench("run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--precision", "fp32",
+    hubbench("run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--precision", "bf16",
              "--channels-last", "--deterministic")
     record = json.loads(next((tmp_path / "r").rglob("seed0.json")).read_text())
     assert record["status"] == "ok"
-    assert record["config"]["runtime"] == {"bf16": False, "channels_last": True, "compile": None,
+    assert record["config"]["runtime"] == {"bf16": True, "channels_last": True, "compile": None,
                                            "deterministic": True}
+    assert record["environment"]["device"] == "cpu"  # what ran: bf16 autocast and NHWC, on the CPU
+    assert record["complexity"]["speed"]["precision"] == "bf16"
     assert record["complexity"]["speed"]["memory_format"] == "channels_last"
 

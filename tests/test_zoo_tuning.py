@@ -1,5 +1,7 @@
 """Zoo-Tuning and Zoo-Tuning-L: the aggregation layer, the merge, the fold, applicability."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,7 @@ from hubbench.methods.zoo_tuning_lite import ZooTuningL
 from torch import nn
 
 from hubbench.context import task_model
+from hubbench.training import Runtime
 
 M = 3
 
@@ -85,6 +88,39 @@ def test_inference_reuses_the_aligned_kernels_until_they_change():
         agg.align.mul_(2.0)  # an in-place update (optimiser step, load_state_dict) invalidates it
         assert torch.allclose(agg.aligned(), 2 * first) and torch.allclose(agg(x), agg.cpu()(x))
     assert agg.aligned().requires_grad  # training differentiates through A_e W_e every step
+
+
+def test_cached_aligned_kernels_serve_inference_with_and_without_autocast():
+    """The runner's order: the last evaluation under bf16 autocast, then the profiler without it."""
+    _, agg = layer(True)
+    agg.eval()
+    x = torch.randn(3, 6, 8, 8)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = agg(x)
+        full = agg(x)  # a kernel cached in bf16 under autocast fails here (fp32 x bf16 einsum)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(agg(x), low)
+    assert low.dtype == torch.bfloat16 and full.dtype == torch.float32
+    torch.testing.assert_close(full, layer(True)[1].eval()(x).detach())  # the cache is that of fp32 weights
+    torch.testing.assert_close(low.float(), full, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("lite", [False, True])
+def test_channels_last_gives_the_contiguous_outputs(tiny_hub, lite):
+    model = task_model((ZooTuningL() if lite else ZooTuning()).merge(tiny_hub), make_task("clutter"))
+    with torch.no_grad():
+        for gate in (m for m in model.modules() if isinstance(m, Gate) and m.lite):
+            gate.ema.uniform_()  # the EMA of trained gates, not its zeros at start
+    x, cpu, nhwc = torch.randn(4, 3, 32, 32), torch.device("cpu"), Runtime(channels_last=True)
+    for training in (True, False):
+        model.train(training)
+        converted = nhwc.model(copy.deepcopy(model), cpu)  # Module.to(memory_format=...) refuses rank-5 kernels
+        agg = converted.backbone.conv1
+        assert agg.weight.dim() == 5 and agg.gate.net[1].weight.is_contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            expected = copy.deepcopy(model)(x)
+            torch.testing.assert_close(converted(nhwc.batch(x, cpu)), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_zoo_tuning_inference_flops_per_sample_do_not_depend_on_the_batch(tiny_hub):

@@ -1,0 +1,174 @@
+"""The common checks every method must pass, public so that a plugin's own tests run them too.
+
+Modelled on scikit-learn's `parametrize_with_checks`: named checks, each a callable taking the method,
+generated for every task kind the method is checked on, with a way to declare the checks a method is
+known to fail. In a plugin's test file:
+
+    from hubbench.testing import parametrize_with_checks
+    from my_package.linear_probe import LinearProbe
+
+    @parametrize_with_checks([LinearProbe(), LinearProbe(model=2)])
+    def test_hubbench_checks(method, check):
+        check(method)
+
+The checks run on the `tiny` hub (the mini hub's five MiniResNets after seconds of pre-training,
+cached under $HUBBENCH_CACHE like every hub) and, per task kind, one of the embedded tasks
+(`CHECK_TASKS`), trained for a few iterations (`PROTOCOL`). Each method goes through the runner and
+the profiler as a benchmark cell does, under each setting of `RUNTIMES` (on the CPU, where every
+runtime option acts, so that the GPU's code paths are checked without a GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from hubbench import record as records
+from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.suites import Suite
+from hubbench.context import Context, task_model
+from hubbench.hubs.base import HUBS, Hub, get_hub
+from hubbench.hubs.mini import Pretraining, mini_hub
+from hubbench.hubs.mini_hetero import mini_hetero_hub
+from hubbench.io import cache_dir
+from hubbench.methods.base import METHODS, Method
+from hubbench.tasks.base import TASKS, Task
+from hubbench.training import Runtime
+
+TINY = Pretraining(images=64, iterations=4, batch_size=16)  # seconds of pre-training: a hub to test with
+CHECK_HUB = "tiny"
+CHECK_TASKS = {"classification": "scenes", "landmarks": "faces"}  # task kind -> the task its checks run on
+PROTOCOL = {"iterations": 4, "eval_every": 4, "checkpoint_every": 2}  # every stage of a cell, in seconds
+RUNTIMES = {"fp32": Runtime(bf16=False), "bf16": Runtime(bf16=True),
+            "bf16-channels_last": Runtime(bf16=True, channels_last=True)}
+CPU = torch.device("cpu")
+
+
+def register_tiny_hubs() -> None:
+    """Register `tiny` and `tiny-hetero`: the mini hubs' code with seconds of pre-training (idempotent)."""
+    for name, make in (("tiny", mini_hub), ("tiny-hetero", mini_hetero_hub)):
+        if name not in HUBS:
+            HUBS.register(name)(partial(make, name, TINY))
+
+
+def check_hub() -> Hub:
+    register_tiny_hubs()
+    return get_hub(CHECK_HUB)
+
+
+def check_task(name: str) -> Task:
+    cls = TASKS.get(name)
+    return cls(cls.protocol.replace(**PROTOCOL))
+
+
+def registered_methods() -> list[Method]:
+    """Every registered method, with the parameters of its first variant on the check hub."""
+    hub = check_hub()
+    return [cls(**cls.variants(hub)[0]) for cls in map(METHODS.get, METHODS.names())]
+
+
+# -- the checks -------------------------------------------------------------------------------------
+def check_describes_itself(method: Method) -> None:
+    """A registered name, a one-line description, an id that starts with the name, JSON parameters."""
+    cls = type(method)
+    assert METHODS.get(cls.name) is cls, f"{cls.__name__} is not registered under its name {cls.name!r}"
+    assert cls.description and "\n" not in cls.description, "the description must be one line"
+    assert method.id.startswith(cls.name)
+    assert json.loads(json.dumps(method.params)) == method.params, "parameters must be JSON values"
+
+
+def check_fit_predicts_task_outputs(method: Method, task: str) -> None:
+    """`fit` returns a predictor whose outputs have the task's shape and are finite; a method that is
+    not applicable says why in words."""
+    hub, task_ = check_hub(), check_task(task)
+    ok, reason = method.applicable(hub, task_)
+    if not ok:
+        assert isinstance(reason, str) and reason, "a method that is not applicable must say why"
+        return
+    ctx = Context(hub, task_, 0, scope=f"checks/fit/{method.id}/{task}", cache=cache_dir(), device=CPU,
+                  runtime=RUNTIMES["fp32"])
+    try:
+        model = method.fit(ctx)
+    finally:
+        ctx.clear_checkpoints()
+    x = next(task_.eval_batches("test"))[:5]
+    reference = task_model(hub.sources[0].backbone(pretrained=False), task_).eval()
+    with torch.no_grad():
+        out, expected = model.eval()(x), reference(x)
+    assert out.shape == expected.shape, f"outputs of shape {tuple(out.shape)}, not the task's {tuple(expected.shape)}"
+    assert torch.isfinite(out).all(), "non-finite outputs"
+
+
+def check_cell(method: Method, task: str, runtime: str) -> None:
+    """Run as a benchmark cell (runner and profiler) under `RUNTIMES[runtime]`: an `ok` record (or an `n/a`
+    one that says why) with finite metrics and complexity figures, which a rerun keeps."""
+    hub, task_, rt = check_hub(), check_task(task), RUNTIMES[runtime]
+    suite = Suite(f"checks-{runtime}", "", (CHECK_HUB,), (task,), (method.name,), (0,), PROTOCOL)
+    cell = Cell(suite, CHECK_HUB, task, method, 0)
+    with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
+        returned = run_cell(cell, Path(results), CPU, runtime=rt)[1]
+        stored = records.read(cell.path(Path(results)))
+        check_record(stored, method, task_, rt, applicable=method.applicable(hub, task_)[0])
+        assert records.to_json(stored) == json.loads(json.dumps(records.to_json(returned))), \
+            "the stored record differs from the one returned"
+        assert run_cell(cell, Path(results), CPU, runtime=rt)[0] == "skipped", "a rerun must keep the record"
+
+
+def check_record(record: records.Record, method: Method, task: Task, runtime: Runtime, applicable: bool) -> None:
+    """What a cell's record must hold (the checks of `check_cell`)."""
+    assert record.method == records.MethodId(method.id, method.name, method.params)
+    if not applicable:
+        assert record.status == "n/a" and record.reason, "a method that is not applicable must say why"
+        return
+    assert record.status == "ok", f"{record.reason}\n{record.traceback or ''}"
+    assert record.metric.name == task.metric and math.isfinite(record.metric.value)
+    for split, metrics in record.metrics.items():
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        assert not bad, f"non-finite {split} metrics: {bad}"
+    ran = record.config.runtime
+    assert ran["bf16"] is runtime.bf16 and ran["channels_last"] is runtime.channels_last, f"the record says {ran}"
+    complexity = record.complexity
+    assert 0 < complexity.params.active <= complexity.params.total
+    assert complexity.flops.fvcore_gflops > 0 and complexity.flops.flop_counter_gflops > 0
+    assert complexity.memory.train_mb > 0 and complexity.memory.infer_mb > 0
+    speed = complexity.speed
+    assert speed.infer_samples_s > 0 and speed.train_samples_s > 0
+    assert speed.precision == ("bf16" if runtime.bf16 else "fp32")
+    assert speed.memory_format == ("channels_last" if runtime.channels_last else "contiguous")
+    assert record.cost.total_s >= 0
+
+
+# -- selecting and parametrising --------------------------------------------------------------------
+def method_checks(tasks: Mapping[str, str] = CHECK_TASKS) -> Iterator[tuple[str, Callable[[Method], None]]]:
+    """(name, check) of every check, for the task of each kind in `tasks` (kind -> task name); a name is
+    `check_<what>` or `check_<what>[<kind>-<runtime>]`."""
+    yield "check_describes_itself", check_describes_itself
+    for kind, task in tasks.items():
+        yield f"check_fit_predicts_task_outputs[{kind}]", partial(check_fit_predicts_task_outputs, task=task)
+        for runtime in RUNTIMES:
+            yield f"check_cell[{kind}-{runtime}]", partial(check_cell, task=task, runtime=runtime)
+
+
+def parametrize_with_checks(methods: Iterable[Method], *, tasks: Mapping[str, str] = CHECK_TASKS,
+                            expected_failed_checks: Callable[[Method], Mapping[str, str]] | None = None):
+    """A `pytest.mark.parametrize` over (method, check) for every method and check, test ids
+    `<method id>-<check name>`. `tasks` selects the task kinds (kind -> task name; default both kinds).
+    `expected_failed_checks(method)` returns {check name: reason} for the checks the method is known to
+    fail, marked strict xfail (so one that starts passing is reported); a bare name (`check_cell`) covers
+    every kind and runtime of that check."""
+    import pytest
+
+    params = []
+    for method in methods:
+        expected = dict(expected_failed_checks(method)) if expected_failed_checks else {}
+        for name, check in method_checks(tasks):
+            reason = expected.get(name) or expected.get(name.split("[")[0])
+            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+            params.append(pytest.param(method, check, id=f"{method.id}-{name}", marks=marks))
+    return pytest.mark.parametrize("method, check", params)

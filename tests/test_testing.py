@@ -1,0 +1,62 @@
+"""hubbench.testing itself: its checks fail on broken methods, and expected failures are marked."""
+
+from dataclasses import dataclass
+
+import pytest
+from hubbench.methods.scratch import Scratch
+from torch import nn
+
+from hubbench.testing import (
+    check_cell,
+    check_describes_itself,
+    check_fit_predicts_task_outputs,
+    parametrize_with_checks,
+)
+
+
+class Broken(nn.Module):
+    """Wraps a trained model: drops the last output channel, or gives NaN, in evaluation only."""
+
+    def __init__(self, model: nn.Module, how: str):
+        super().__init__()
+        self.model, self.how = model, how
+
+    def forward(self, x):
+        out = self.model(x)
+        if self.training:
+            return out
+        return out[:, :-1] if self.how == "shape" else out * float("nan")
+
+
+@dataclass(frozen=True)
+class BrokenScratch(Scratch):  # not registered: checked as a plugin's method is, without joining the registry
+    how: str = "shape"
+
+    def fit(self, ctx):
+        return Broken(super().fit(ctx), self.how)
+
+
+def test_checks_fail_on_broken_methods():
+    with pytest.raises(AssertionError, match="is not registered"):
+        check_describes_itself(BrokenScratch())
+    with pytest.raises(AssertionError, match=r"outputs of shape \(5, \d+\), not the task's"):
+        check_fit_predicts_task_outputs(BrokenScratch("shape"), "scenes")
+    with pytest.raises(AssertionError, match=r"non-finite (val|test) metrics: {.loss.: nan}"):
+        check_cell(BrokenScratch("nan"), "scenes", "fp32")
+    check_fit_predicts_task_outputs(Scratch(), "scenes")  # the unbroken method passes
+
+
+def test_checks_are_named_per_kind_and_runtime_and_expected_failures_are_strict_xfails():
+    mark = parametrize_with_checks([Scratch()], tasks={"landmarks": "faces"}, expected_failed_checks=lambda m: {
+        "check_cell": "every runtime", "check_fit_predicts_task_outputs[landmarks]": "this one"})
+    names, params = mark.args
+    assert names == "method, check"
+    ids = {p.id: p for p in params}
+    assert list(ids) == ["scratch-check_describes_itself", "scratch-check_fit_predicts_task_outputs[landmarks]",
+                         "scratch-check_cell[landmarks-fp32]", "scratch-check_cell[landmarks-bf16]",
+                         "scratch-check_cell[landmarks-bf16-channels_last]"]
+    reasons = {i: [(m.kwargs["reason"], m.kwargs["strict"]) for m in p.marks] for i, p in ids.items()}
+    assert reasons["scratch-check_describes_itself"] == []
+    assert reasons["scratch-check_fit_predicts_task_outputs[landmarks]"] == [("this one", True)]
+    assert reasons["scratch-check_cell[landmarks-bf16]"] == [("every runtime", True)]
+    assert all(isinstance(p.values[0], Scratch) and callable(p.values[1]) for p in params)

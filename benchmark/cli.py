@@ -11,7 +11,7 @@ from hubbench.benchmark import suites
 from hubbench.benchmark.plugins import load_plugin, pick_device
 from hubbench.hubs.checkpoints import DownloadFailed, MissingWeights
 
-from hubbench import hubs, methods, tasks
+from hubbench import hubs, methods, rankers, tasks
 from hubbench.io import DATA_DIR_ENV
 from hubbench.record import RecordError
 from hubbench.registry import UnknownName
@@ -159,6 +159,8 @@ def cmd_list(args) -> int:
         rows += [(f"task {n}", tasks.TASKS.get(n).description) for n in tasks.TASKS]
     if what in ("methods", "all"):
         rows += [(f"method {n}", methods.METHODS.get(n).description) for n in methods.METHODS]
+    if what in ("rankers", "all"):
+        rows += [(f"ranker {n}", rankers.RANKERS.get(n).description) for n in rankers.RANKERS]
     if what in ("suites", "all"):
         rows += [(f"suite {n}", suites.Suite.load(n).description) for n in suites.suite_names()]
     width = max(len(r[0]) for r in rows)
@@ -198,7 +200,7 @@ def cmd_profile(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    plugin_help = "a .py file registering extra hubs, tasks or methods (repeatable)"
+    plugin_help = "a .py file registering extra hubs, tasks, methods or rankers (repeatable)"
     common = Parser(add_help=False)  # --plugin is accepted before and after the command
     common.add_argument("--plugin", action="append", default=[], metavar="FILE", help=plugin_help)
     parser = Parser(prog="hubbench", epilog=EPILOG,
@@ -225,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", required=True, help="suite name (see `hubbench list suites`) or path to a .toml file")
     run.add_argument("--hub", action="append", help="only this hub (repeatable)")
     run.add_argument("--task", action="append", help="only this task (repeatable)")
-    run.add_argument("--method", action="append", help="only this method name or id (repeatable)")
+    run.add_argument("--method", action="append",
+                     help="only this method or ranker, by name or id (repeatable; a ranking's id: rank:<ranker>)")
     run.add_argument("--seed", action="append", help="only these seeds, e.g. 0,1 (repeatable)")
     run.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
     run.add_argument("--data-dir", type=Path, metavar="DIR",
@@ -256,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
     status.set_defaults(func=cmd_status)
 
-    lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods or suites")
-    lst.add_argument("what", nargs="?", default="all", choices=["hubs", "tasks", "methods", "suites", "all"])
+    lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods, rankers or suites")
+    lst.add_argument("what", nargs="?", default="all", choices=["hubs", "tasks", "methods", "rankers", "suites", "all"])
     lst.set_defaults(func=cmd_list)
 
     lb = sub.add_parser("leaderboard", parents=[common], help="regenerate leaderboards from records",

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hubbench.leaderboard import frame
+from hubbench.leaderboard import frame, ranking
 from hubbench.leaderboard.document import Figure
 from hubbench.leaderboard.html import page as html_page
 from hubbench.leaderboard.markdown import markdown
@@ -44,6 +44,19 @@ def load_records(suite_dir: Path) -> list[record.Record]:
     return sorted(records, key=lambda r: (r.hub, r.task, r.method.id, r.seed))
 
 
+def load_rankings(suite_dir: Path) -> list[record.RankingRecord]:
+    """Every ranking record of the suite, read and skipped like `load_records`."""
+    rankings = []
+    for path in sorted(suite_dir.rglob("*.json")):
+        try:
+            rankings.append(record.read(path, record.RankingRecord))
+        except record.ForeignFile:
+            continue
+        except record.RecordError as e:
+            print(f"hubbench leaderboard: warning: skipping {e}", file=sys.stderr)
+    return rankings
+
+
 def write_if_changed(path: Path, data: bytes) -> None:
     if not path.exists() or path.read_bytes() != data:
         atomic_write(path, lambda f: f.write(data))
@@ -67,11 +80,14 @@ def generate(suite: str, results: Path, out: Path) -> Path:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
     target = out / suite
     table, curves = frame.results(records), frame.curves(records)
-    blocks = page(suite, records, table, curves, f"{results.name}/{suite}")
+    scores = ranking.scores(load_rankings(results / suite))
+    blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores)
     sync_figures(target / "figures", {b.name: b.png for b in blocks if isinstance(b, Figure)})
     write_if_changed(target / "results.csv", frame.csv_bytes(table))
     write_if_changed(target / "results.parquet", frame.parquet_bytes(table))
     write_if_changed(target / "curves.parquet", frame.parquet_bytes(curves))
+    if not scores.empty:
+        write_if_changed(target / "rankings.csv", frame.csv_bytes(scores))
     write_if_changed(target / "README.md", markdown(blocks).encode())
     write_if_changed(target / "index.html", html_page(f"Leaderboard: {suite}", blocks).encode())
     return target

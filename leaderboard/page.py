@@ -5,14 +5,15 @@ and environments."""
 from __future__ import annotations
 
 import pandas as pd
-from hubbench.leaderboard import figures, reported, tables
+from hubbench.leaderboard import figures, ranking, reported, tables
 from hubbench.leaderboard.board import Board, boards
 from hubbench.leaderboard.document import MISSING, Block, Heading, Table, Text
 
 from hubbench.record import Record
 
 
-def section(board: Board, notes: list[str], records: dict[str, Record], curves: pd.DataFrame) -> list[Block]:
+def section(board: Board, notes: list[str], records: dict[str, Record], curves: pd.DataFrame,
+            scores: pd.DataFrame) -> list[Block]:
     arrow = "higher is better" if board.higher else "lower is better"
     plots = figures.board_figures(board, records, curves)
     blocks: list[Block] = [
@@ -21,6 +22,8 @@ def section(board: Board, notes: list[str], records: dict[str, Record], curves: 
         Heading(3, "Complexity and cost"), *tables.complexity(board), *reported.complexity(board),
         Heading(3, "Paired comparison with the best single fine-tune"), *tables.comparison(board),
     ]
+    if ranked := ranking.section(board, scores):
+        blocks += [Heading(3, "Ranking the hub's models before tuning"), *ranked]
     return blocks + ([Heading(3, "Figures"), *plots] if plots else [])
 
 
@@ -30,8 +33,11 @@ def environments(results: pd.DataFrame) -> Table:
     return Table(["Device", "torch", "hubbench commit"], [[d, t, c[:12]] for d, t, c in rows])
 
 
-def page(suite: str, records: list[Record], results: pd.DataFrame, curves: pd.DataFrame, source: str) -> list[Block]:
-    """`results` and `curves`: the records' frames (leaderboard.frame)."""
+def page(suite: str, records: list[Record], results: pd.DataFrame, curves: pd.DataFrame, source: str,
+         scores: pd.DataFrame | None = None) -> list[Block]:
+    """`results` and `curves`: the records' frames (leaderboard.frame); `scores`: the ranking records'
+    (leaderboard.ranking.scores), if the suite has rankers."""
+    scores = ranking.scores([]) if scores is None else scores
     by_id = {r.id: r for r in records}
     blocks: list[Block] = [
         Heading(1, f"Leaderboard: `{suite}`"),
@@ -41,7 +47,7 @@ def page(suite: str, records: list[Record], results: pd.DataFrame, curves: pd.Da
     ]
     notes: list[str] = []
     for board in boards(results):
-        blocks += section(board, notes, by_id, curves)
+        blocks += section(board, notes, by_id, curves, scores)
     if notes:
         blocks += [Heading(2, "Notes"), *(Text(f"{i}. {n}") for i, n in enumerate(notes, 1))]
     return blocks + [Heading(2, "Environment"), environments(results)]

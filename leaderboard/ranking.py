@@ -31,6 +31,8 @@ def scores(rankings: list[RankingRecord]) -> pd.DataFrame:
 def finetunes(results: pd.DataFrame) -> pd.DataFrame:
     """The ok `finetune` rows of a results frame (leaderboard.frame), as (source, seed, value, cost)."""
     rows = results[(results.method_name == "finetune") & (results.status == OK)]
+    if rows.empty:
+        return pd.DataFrame(columns=FINETUNE_COLUMNS)
     return rows.rename(columns={"hp_model": "source", "total_s": "cost_s"})[FINETUNE_COLUMNS]
 
 
@@ -76,6 +78,8 @@ def fmt(v: float, digits: int = 2) -> str:
 def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
     """The board's ranking tables and figure (nothing when no ranker scored a fine-tuned source)."""
     mine = all_scores[(all_scores.hub == board.hub) & (all_scores.kind == board.kind)]
+    if mine.empty:
+        return []
     tuned = finetunes(board.rows)
     table = quality(mine, tuned)
     if table.empty:

@@ -65,3 +65,8 @@ def test_summary_and_figure():
     both = pd.concat([scores("good", "abcde"), scores("bad", "edcba")])
     assert figure(both, finetunes(), "hub", "classification").startswith(b"\x89PNG")
     assert figure(both, finetunes(), "hub", "landmarks") is None
+
+
+def test_no_finetunes_means_no_ranking_quality():
+    empty = pd.DataFrame(columns=FINETUNE_COLUMNS)
+    assert quality(scores("good", "abcde"), empty).empty

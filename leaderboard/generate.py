@@ -30,31 +30,20 @@ class LeaderboardError(Exception):
     """Records that cannot be rendered; the message says which and why."""
 
 
-def load_records(suite_dir: Path) -> list[record.Record]:
-    """Every record of the suite, in a stable order; other JSON files (profiles) are not records, and
-    records that cannot be read are skipped with a warning."""
-    records = []
+def load_records(suite_dir: Path) -> tuple[list[record.Record], list[record.RankingRecord]]:
+    """Every record of the suite and every ranking record, in a stable order; other JSON files (profiles)
+    are neither, and files that cannot be read are skipped with a warning."""
+    found: dict[type, list] = {record.Record: [], record.RankingRecord: []}
     for path in sorted(suite_dir.rglob("*.json")):
-        try:
-            records.append(record.read(path))
-        except record.ForeignFile:
-            continue
-        except record.RecordError as e:
-            print(f"hubbench leaderboard: warning: skipping {e}", file=sys.stderr)
-    return sorted(records, key=lambda r: (r.hub, r.task, r.method.id, r.seed))
-
-
-def load_rankings(suite_dir: Path) -> list[record.RankingRecord]:
-    """Every ranking record of the suite, read and skipped like `load_records`."""
-    rankings = []
-    for path in sorted(suite_dir.rglob("*.json")):
-        try:
-            rankings.append(record.read(path, record.RankingRecord))
-        except record.ForeignFile:
-            continue
-        except record.RecordError as e:
-            print(f"hubbench leaderboard: warning: skipping {e}", file=sys.stderr)
-    return rankings
+        for cls, kept in found.items():
+            try:
+                kept.append(record.read(path, cls))
+            except record.ForeignFile:
+                continue  # perhaps the next kind's
+            except record.RecordError as e:
+                print(f"hubbench leaderboard: warning: skipping {e}", file=sys.stderr)
+            break
+    return sorted(found[record.Record], key=lambda r: (r.hub, r.task, r.method.id, r.seed)), found[record.RankingRecord]
 
 
 def write_if_changed(path: Path, data: bytes) -> None:
@@ -75,12 +64,12 @@ def sync_figures(folder: Path, figures: dict[str, bytes]) -> None:
 
 
 def generate(suite: str, results: Path, out: Path) -> Path:
-    records = load_records(results / suite)
+    records, rankings = load_records(results / suite)
     if not records:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
     target = out / suite
     table, curves = frame.results(records), frame.curves(records)
-    scores = ranking.scores(load_rankings(results / suite))
+    scores = ranking.scores(rankings)
     blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores)
     sync_figures(target / "figures", {b.name: b.png for b in blocks if isinstance(b, Figure)})
     write_if_changed(target / "results.csv", frame.csv_bytes(table))

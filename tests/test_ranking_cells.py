@@ -65,12 +65,16 @@ def test_features_are_computed_once_and_shared_by_rankers_and_seeds(tiny_hub):
     assert first.weights["supervised"].shape == (task.num_classes, 128)  # LogME's posterior means [C, D]
 
 
-def test_ranking_cells_come_first_and_are_selected_and_rebuilt_like_method_cells(tiny_hub):
+def test_ranking_cells_come_first_and_are_selected_and_run_as_executor_jobs(tiny_hub, tmp_path):
     suite = Suite("sel", "", ("tiny",), ("digits",), ("scratch",), (0, 1), SMALL, rankers=("logme", "hscore"))
     cells = expand(suite)
     assert [c.entry for c in cells] == ["rank:logme", "rank:hscore", "scratch"] * 2
     assert [c.id for c in expand(suite, methods=["logme"], seeds=[1])] == ["tiny/digits/rank:logme/seed1"]
-    assert CellJob.of(cells[0], "results", "cpu").cell() == cells[0]
+    job = CellJob.of(cells[0], tmp_path, "cpu")
+    assert job.cell() == cells[0]
+    status, detail, _ = job()  # what a worker process or a cluster job runs
+    assert status == "ok" and detail.startswith("top=")
+    assert records.read(cells[0].path(tmp_path), records.RankingRecord).order[0] == detail[len("top="):]
     assert cells[0].path(Path("r")).parts[-3:] == ("rank", "logme", "seed0.json")
 
 

@@ -229,7 +229,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from hubbench import hubs, methods, tasks
+    from hubbench import hubs, methods, rankers, tasks
 
     what = args.what
     rows: list[tuple[str, str]] = []
@@ -239,6 +239,8 @@ def cmd_list(args) -> int:
         rows += [(f"task {n}", tasks.TASKS.get(n).description) for n in tasks.TASKS]
     if what in ("methods", "all"):
         rows += [(f"method {n}", methods.METHODS.get(n).description) for n in methods.METHODS]
+    if what in ("rankers", "all"):
+        rows += [(f"ranker {n}", rankers.RANKERS.get(n).description) for n in rankers.RANKERS]
     if what in ("suites", "all"):
         rows += [(f"suite {n}", suites.Suite.load(n).description) for n in suites.suite_names()]
     width = max(len(r[0]) for r in rows)
@@ -324,7 +326,7 @@ def cmd_data_synth(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    plugin_help = "a .py file registering extra hubs, tasks or methods (repeatable)"
+    plugin_help = "a .py file registering extra hubs, tasks, methods or rankers (repeatable)"
     common = Parser(add_help=False)  # --plugin is accepted before and after the command
     common.add_argument("--plugin", action="append", default=[], metavar="FILE", help=plugin_help)
     parser = Parser(prog="hubbench", epilog=EPILOG,
@@ -356,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "of the suite, with records of their own under RESULTS/<suite>@iterations=20,.../")
     grid.add_argument("--hub", action="append", help="only this hub (repeatable)")
     grid.add_argument("--task", action="append", help="only this task (repeatable)")
-    grid.add_argument("--method", action="append", help="only this method name or id (repeatable)")
+    grid.add_argument("--method", action="append",
+                      help="only this method or ranker, by name or id (repeatable; a ranking's id: rank:<ranker>)")
     grid.add_argument("--seed", action="append", help="only these seeds, e.g. 0,1 (repeatable)")
     grid.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
 
@@ -404,8 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--list", action="store_true", help="one line per cell instead of the summary")
     status.set_defaults(func=cmd_status)
 
-    lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods or suites")
-    lst.add_argument("what", nargs="?", default="all", choices=["hubs", "tasks", "methods", "suites", "all"])
+    lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods, rankers or suites")
+    lst.add_argument("what", nargs="?", default="all", choices=["hubs", "tasks", "methods", "rankers", "suites", "all"])
     lst.set_defaults(func=cmd_list)
 
     from hubbench.leaderboard.generate import DESCRIPTION, add_arguments

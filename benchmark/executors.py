@@ -26,6 +26,7 @@ from hubbench.benchmark.runner import Cell, must_run, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
 from hubbench.methods.base import parse_spec
+from hubbench.rankers.base import parse_spec as parse_ranker
 from submitit.helpers import DelayedSubmission
 
 from hubbench import record as records
@@ -44,7 +45,7 @@ class CellJob:
     suite: Suite
     hub: str
     task: str
-    method: str
+    method: str  # a method's id, or `rank:<ranker id>`
     seed: int
     results: Path
     device: str  # "auto" is resolved where the job runs
@@ -56,12 +57,13 @@ class CellJob:
 
     @classmethod
     def of(cls, cell: Cell, results: Path, device, plugins: Sequence[str] = (), **options) -> CellJob:
-        return cls(cell.suite, cell.hub, cell.task, cell.method.id, cell.seed, Path(results).resolve(), str(device),
+        return cls(cell.suite, cell.hub, cell.task, cell.entry, cell.seed, Path(results).resolve(), str(device),
                    tuple(str(Path(p).resolve()) for p in plugins), **options)
 
     def cell(self) -> Cell:
         load_plugins(self.plugins)
-        cls, params = parse_spec(self.method)
+        ranker = self.method.startswith("rank:")
+        cls, params = parse_ranker(self.method[len("rank:"):]) if ranker else parse_spec(self.method)
         return Cell(self.suite, self.hub, self.task, cls(**params), self.seed)
 
     def __call__(self) -> tuple[str, str, float]:
@@ -101,8 +103,8 @@ def pending(cells: list[Cell], results: Path, force: bool = False, retry_failed:
     """The cells to submit: those without a record (or redone by `force`, `retry_failed`), ordered by
     the number of artifacts they need (a stable sort): the cells that train one artifact each start
     before those that need several, which then mostly find them trained."""
-    todo = [c for c in cells if must_run(records.read(c.path(results)), force, retry_failed)]
-    return sorted(todo, key=lambda c: len(c.method.needs(get_hub(c.hub), c.make_task())))
+    todo = [c for c in cells if must_run(records.read(c.path(results), c.record_type), force, retry_failed)]
+    return sorted(todo, key=lambda c: 0 if c.ranking else len(c.method.needs(get_hub(c.hub), c.make_task())))
 
 
 class Executor:

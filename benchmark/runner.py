@@ -17,6 +17,8 @@ from hubbench.benchmark.profiling import Settings, profile
 from hubbench.benchmark.suites import Suite
 from hubbench.hubs.base import get_hub
 from hubbench.methods.base import Method, parse_spec
+from hubbench.rankers.base import Ranker, ranking
+from hubbench.rankers.base import parse_spec as parse_ranker
 from hubbench.tasks.base import TASKS, Task
 from tqdm.auto import tqdm
 
@@ -32,15 +34,30 @@ from hubbench.training import Runtime
 
 @dataclass(frozen=True)
 class Cell:
+    """A method's cell, or a ranking cell when `method` is a ranker (its id is `rank:<ranker id>`)."""
+
     suite: Suite
     hub: str
     task: str
-    method: Method
+    method: Method | Ranker
     seed: int
 
     @property
+    def ranking(self) -> bool:
+        return isinstance(self.method, Ranker)
+
+    @property
+    def entry(self) -> str:
+        """The method's id, or `rank:<ranker id>`."""
+        return f"rank:{self.method.id}" if self.ranking else self.method.id
+
+    @property
     def id(self) -> str:
-        return records.cell_id(self.hub, self.task, self.method.id, self.seed)
+        return records.cell_id(self.hub, self.task, self.entry, self.seed)
+
+    @property
+    def record_type(self) -> type:
+        return records.RankingRecord if self.ranking else records.Record
 
     @property
     def scope(self) -> str:
@@ -48,7 +65,7 @@ class Cell:
         return f"{self.suite.name}/{self.id}"
 
     def path(self, results: Path) -> Path:
-        return records.record_path(results, self.suite.name, self.hub, self.task, self.method.id, self.seed)
+        return records.record_path(results, self.suite.name, self.hub, self.task, self.entry, self.seed)
 
     def make_task(self) -> Task:
         cls = TASKS.get(self.task)
@@ -64,13 +81,17 @@ def pick(kind: str, chosen: list | None, available: tuple) -> tuple:
 
 
 def expand(suite: Suite, hubs=None, tasks=None, methods=None, seeds=None) -> list[Cell]:
-    """The suite's cells, optionally restricted (a method by name, suite entry or id); ordered
-    hub, task, seed, then suite order of methods, so the artifacts a seed's methods share are
-    trained by the first that needs them."""
+    """The suite's cells, optionally restricted (a method or ranker by name, suite entry or id);
+    ordered hub, task, seed, then the suite's rankers and methods in its order, so the rankings
+    and artifacts a seed's methods share are made by the first that needs them."""
     cells = []
     for hub_name in pick("hub", hubs, suite.hubs):
         hub = get_hub(hub_name)
-        variants: dict[str, tuple[Method, set[str]]] = {}
+        variants: dict[str, tuple[Method | Ranker, set[str]]] = {}
+        for spec in suite.rankers:
+            cls, params = parse_ranker(spec)
+            r = cls(**params)
+            variants.setdefault(f"rank:{r.id}", (r, {spec, cls.name, r.id, f"rank:{r.id}"}))
         for spec in suite.methods:
             cls, params = parse_spec(spec)
             for v in cls.variants(hub):
@@ -89,7 +110,8 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def must_run(record: records.Record | None, force: bool = False, retry_failed: bool = False) -> bool:
+def must_run(record: records.Record | records.RankingRecord | None, force: bool = False,
+             retry_failed: bool = False) -> bool:
     """Whether a cell whose record is `record` (None: it has none) runs."""
     return record is None or force or (retry_failed and record.status == records.FAILED)
 
@@ -98,12 +120,12 @@ def check_records(cells: list[Cell], results: Path) -> None:
     """Raise `RecordError` for the first cell whose record file cannot be read (corrupt, or written by a
     newer hubbench): rather than replace it, a run refuses to start until the user moves it away."""
     for cell in cells:
-        records.read(cell.path(results))
+        records.read(cell.path(results), cell.record_type)
 
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
              force: bool = False, retry_failed: bool = False, threads: int = 1,
-             runtime: Runtime | None = None) -> tuple[str, records.Record]:
+             runtime: Runtime | None = None) -> tuple[str, records.Record | records.RankingRecord]:
     """Run one cell into its record; returns ('skipped' or the record's status, record).
 
     A complete record is kept unless `force` (or `retry_failed`, for failed ones). The cell runs
@@ -115,11 +137,11 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
     on CUDA, nothing else).
     """
     path = cell.path(results)
-    old = records.read(path)
+    old = records.read(path, cell.record_type)
     if not must_run(old, force, retry_failed):
         return "skipped", old
     with locked(cell.scope):
-        new = records.read(path)
+        new = records.read(path, cell.record_type)
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
         note(f"start {cell.id}")
@@ -129,10 +151,12 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
 
 
 def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int,
-            runtime: Runtime) -> records.Record:
+            runtime: Runtime) -> records.Record | records.RankingRecord:
     """Run the cell, write its record to `path` and drop its checkpoints."""
     torch.set_num_threads(threads)
     runtime.apply(device)
+    if cell.ranking:
+        return execute_ranking(cell, path, device, cache)
     hub, task = get_hub(cell.hub), cell.make_task()
     started, environment = now(), records.environment(device)
     ok, reason = cell.method.applicable(hub, task)
@@ -179,6 +203,37 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
         environment=environment)
     records.write(path, record)
     ctx.clear_checkpoints()
+    return record
+
+
+def execute_ranking(cell: Cell, path: Path, device: torch.device, cache: Path) -> records.RankingRecord:
+    """Rank the hub's sources for the task (from the cached ranking if another seed or a method made
+    it) and write the record: each source's score, or why it has none, and what they cost."""
+    hub, task, ranker = get_hub(cell.hub), cell.make_task(), cell.method
+    started, environment = now(), records.environment(device)
+    ok, reason = ranker.applicable(hub, task)
+    outcome: dict = {}
+    if not ok:
+        outcome.update(status=records.INAPPLICABLE, reason=reason)
+    else:
+        try:
+            start = time.perf_counter()
+            result = ranking(ranker, hub, task, cache=cache, device=device)
+            outcome.update(
+                status=records.OK if result.scores else records.INAPPLICABLE,
+                reason=None if result.scores else "; ".join(f"{s}: {r}" for s, r in result.reasons.items()),
+                scores=result.scores, reasons=result.reasons, order=result.top(len(result.scores)), key=result.key,
+                features=result.features, wall_s=time.perf_counter() - start,
+                cost=records.RankingCost(result.features_s, result.score_s, result.features_s + result.score_s))
+        except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
+            outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
+                           traceback=traceback.format_exc(limit=8))
+    record = records.RankingRecord(
+        suite=cell.suite.name, hub=cell.hub, task=cell.task, kind=task.kind,
+        ranker=records.MethodId(ranker.id, ranker.name, ranker.params), seed=cell.seed,
+        started=started, finished=now(), **outcome,
+        config=records.Config(hub.describe(), task.config(), cell.suite.protocol), environment=environment)
+    records.write(path, record)
     return record
 
 

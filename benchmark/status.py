@@ -25,7 +25,7 @@ def cell_state(cell: Cell, results: Path, cache: Path) -> tuple[str, str]:
     if is_locked(cell.scope):
         return "running", ""
     try:
-        record = records.read(cell.path(results))
+        record = records.read(cell.path(results), cell.record_type)
     except records.RecordError as e:
         print(f"hubbench status: warning: {e}", file=sys.stderr)
         return "unreadable", "the record file cannot be read: see the warning"

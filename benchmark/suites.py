@@ -21,7 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SUITES_DIR = Path(__file__).parent / "suites"
-KEYS = {"description", "hubs", "tasks", "methods", "seeds", "protocol", "slurm"}
+KEYS = {"description", "hubs", "tasks", "methods", "rankers", "seeds", "protocol", "slurm"}
 SLURM = {  # the optional [slurm] table: key -> (type, help); `hubbench run --slurm-<key>` overrides it
     "partition": (str, "SLURM partition"),
     "gpus": (int, "GPUs per cell's job (default 0)"),
@@ -57,6 +57,7 @@ class Suite:
     protocol: dict[str, Any] = field(default_factory=dict)
     slurm: dict[str, Any] = field(default_factory=dict)
     slurm_methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # [slurm.methods.<name>]
+    rankers: tuple[str, ...] = ()  # one ranking cell per (hub, task, ranker, seed)
 
     @classmethod
     def load(cls, name_or_path: str) -> Suite:
@@ -84,6 +85,7 @@ class Suite:
     def from_dict(cls, name: str, data: dict) -> Suite:
         from hubbench.hubs.base import HUBS
         from hubbench.methods.base import parse_spec
+        from hubbench.rankers.base import parse_spec as parse_ranker
         from hubbench.tasks.base import TASKS
 
         unknown = set(data) - KEYS
@@ -101,6 +103,14 @@ class Suite:
             TASKS.get(task)
         for spec in lists["methods"]:
             parse_spec(spec)
+        rankers = data.get("rankers", [])
+        if not isinstance(rankers, list) or not all(isinstance(v, str) for v in rankers):
+            raise ValueError("'rankers' must be a list of names")
+        rankers = tuple(dict.fromkeys(rankers))
+        method_names = {parse_spec(spec)[0].name for spec in lists["methods"]}
+        clash = {parse_ranker(spec)[0].name for spec in rankers} & method_names
+        if clash:
+            raise ValueError(f"{', '.join(sorted(clash))}: both a method and a ranker of this suite")
         seeds = parse_seeds(data.get("seeds", [0]))
         protocol = data.get("protocol", {})
         if not isinstance(protocol, dict):
@@ -117,7 +127,7 @@ class Suite:
                 raise ValueError(f"slurm.methods.{method}: not a method of this suite (choose from: {choices})")
         base = {k: v for k, v in slurm.items() if k != "methods"} if isinstance(slurm, dict) else slurm
         return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"], lists["methods"], seeds,
-                   protocol, check_slurm(base), {m: check_slurm(t) for m, t in per_method.items()})
+                   protocol, check_slurm(base), {m: check_slurm(t) for m, t in per_method.items()}, rankers)
 
 
     def overridden(self, overrides: dict[str, Any]) -> Suite:

@@ -206,3 +206,7 @@ class Context:
 
     def artifact_info(self, artifact: FinetunedSource) -> dict:
         return self.used[artifact.id]
+
+    def use(self, artifact_id: str, key: str, seconds: float) -> None:
+        """Count an artifact cached by another layer (a ranking) in this cell's cost, as a trained one."""
+        self.used[artifact_id] = {"id": artifact_id, "key": key, "train_s": seconds, "curves": {}}

@@ -196,11 +196,14 @@ def cell_id(hub: str, task: str, method_id: str, seed: int) -> str:
 
 
 def record_path(results: Path, suite: str, hub: str, task: str, method_id: str, seed: int) -> Path:
-    """Where a cell's record lives: results/<suite>/<hub>/<task>/<method id, `[k=v]` as `@k=v`>/seed<N>.json."""
-    return Path(results, suite, hub, task, method_id.replace("[", "@").replace("]", ""), f"seed{seed}.json")
+    """Where a cell's record lives: results/<suite>/<hub>/<task>/<method id, `[k=v]` as `@k=v`>/seed<N>.json;
+    a ranking cell's (`rank:<ranker id>`) under <task>/rank/<ranker id>/."""
+    folder = method_id.replace("[", "@").replace("]", "").replace(":", "/")
+    return Path(results, suite, hub, task, folder, f"seed{seed}.json")
 
 
-RECORD_FILES = "*/*/*/seed*.json"  # the records under results/<suite>/ (not the executors' files beside them)
+# the records under results/<suite>/, methods' and rankers' (not the executors' files beside them)
+RECORD_FILES = ("*/*/*/seed*.json", "*/*/rank/*/seed*.json")
 
 
 @dataclass(frozen=True)
@@ -420,6 +423,73 @@ def environment(device) -> Environment:
         numpy=np.__version__, cuda=torch.version.cuda, device=device.type,
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         threads=torch.get_num_threads(), cpus=os.cpu_count())
+
+
+@dataclass(frozen=True)
+class RankingCost:
+    """Seconds the cell's cached ranking cost when it was made: the sources' features and the scoring."""
+
+    features_s: float | None = None
+    score_s: float | None = None
+    total_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RankingRecord:
+    """A ranking cell's record: a ranker's score of each source of the hub for the task (`scores`), why it
+    scored none of the others (`reasons`), the sources best first (`order`), and what it cost."""
+
+    SCHEMA: ClassVar[str] = "hubbench.ranking"
+    VERSION: ClassVar[int] = 1
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {}
+
+    # identity
+    suite: str
+    hub: str
+    task: str
+    kind: str
+    ranker: MethodId
+    seed: int
+    # outcome
+    status: str
+    reason: str | None = None
+    traceback: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    # measurements
+    scores: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    key: str | None = None  # of the cached ranking
+    features: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> its features' key, seconds, dim
+    cost: RankingCost | None = None
+    wall_s: float | None = None
+    # context
+    config: Config | None = None
+    environment: Environment | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"record status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.hub, self.task, f"rank:{self.ranker.id}", self.seed)
+
+    def summary(self) -> str:
+        """One line: the best-scored source of an ok record, else the first line of its reason."""
+        return f"top={self.order[0]}" if self.status == OK else (self.reason or "").strip().split("\n")[0]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per scored source (see SCORE_COLUMNS); none unless ok."""
+        cost = (self.cost or RankingCost()).total_s
+        return [{"hub": self.hub, "kind": self.kind, "task": self.task, "ranker": self.ranker.id, "seed": self.seed,
+                 "source": source, "score": score, "cost_s": cost}
+                for source, score in self.scores.items() if self.status == OK]
+
+
+SCORE_COLUMNS = {"hub": "str", "kind": "str", "task": "str", "ranker": "str", "seed": "int64", "source": "str",
+                 "score": "float64", "cost_s": "float64"}
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import itertools
+import math
 import os
 import pickle
 import sys

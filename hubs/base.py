@@ -21,13 +21,16 @@ HUBS: Registry[Callable[[], Hub]] = Registry("hub")
 
 @dataclass(frozen=True)
 class Source:
-    """One source model: its architecture and a way to obtain its pre-trained weights."""
+    """One source model: its architecture, a way to obtain its pre-trained weights and, when its
+    pre-training head classifies whole images, that head with its weights (feature map -> logits
+    over the source's own classes; what LEEP and NCE read), else None."""
 
     name: str
     family: str
     description: str
     arch: Callable[[], nn.Module] = field(repr=False)
     weights: Callable[[], dict[str, torch.Tensor]] = field(repr=False)
+    classifier: Callable[[], nn.Module] | None = field(default=None, repr=False)
 
     def backbone(self, pretrained: bool = True) -> nn.Module:
         model = self.arch()

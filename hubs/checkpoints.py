@@ -64,17 +64,27 @@ class Checkpoint:
 
     def backbone_state(self, obj: Any, reference: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The backbone's tensors in `obj` (a loaded file), checked against the model's `reference` state."""
+        cut = {k: v for k, v in self.cut(obj, self.prefix).items() if not k.startswith(self.drop)}
+        fill_frozen_batchnorm(cut, reference)
+        check_match(cut, reference, f"{self.file} (keys under {self.prefix!r})")
+        return cut
+
+    def head_state(self, obj: Any, head: str, reference: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The tensors of the head module `head` (one of those the backbone drops), checked as the backbone's."""
+        cut = self.cut(obj, f"{self.prefix}{head}.")
+        check_match(cut, reference, f"{self.file} (keys under {self.prefix + head + '.'!r})")
+        return cut
+
+    def cut(self, obj: Any, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors of `obj` whose keys start with `prefix`, without it."""
         state = obj.get(self.unwrap) if self.unwrap and isinstance(obj, Mapping) else obj
         if not isinstance(state, Mapping):
             where = f"under key {self.unwrap!r}" if self.unwrap else "at the top level"
             raise BadCheckpoint(f"{self.file}: no state dict {where} (found {type(state).__name__})")
-        cut = {k[len(self.prefix):]: v for k, v in state.items() if k.startswith(self.prefix)}
-        cut = {k: v for k, v in cut.items() if not k.startswith(self.drop)}
+        cut = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if not cut:
             tops = sorted({k.split(".", 1)[0] + "." for k in state})
-            raise BadCheckpoint(f"{self.file}: no key starts with {self.prefix!r} (keys start with: {', '.join(tops)})")
-        fill_frozen_batchnorm(cut, reference)
-        check_match(cut, reference, f"{self.file} (keys under {self.prefix!r})")
+            raise BadCheckpoint(f"{self.file}: no key starts with {prefix!r} (keys start with: {', '.join(tops)})")
         return cut
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from hubbench.hubs.archs import MiniResNet
 from hubbench.hubs.base import HUBS, Hub, Source
-from hubbench.hubs.sources import SOURCE_TASKS, SourceTask
+from hubbench.hubs.sources import SOURCE_TASKS, ClassifySource, SourceTask
 from torch import nn
 
 from hubbench.images import to_input
@@ -78,21 +78,23 @@ def weights_key(task: SourceTask, cfg: Pretraining, arch: Arch) -> str:
 
 
 def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch = MINI_RESNET,
-                       name: str = "") -> dict[str, torch.Tensor]:
-    """The weights of `arch` after pre-training on `task`: from the cache, else trained now,
-    starting from the weights pre-trained on `task.starts_from` if it has one.
+                       name: str = "", part: str = "backbone") -> dict[str, torch.Tensor]:
+    """The weights of `arch` after pre-training on `task` (`part="head"`: those of the task's head):
+    from the cache, else trained now, starting from the weights pre-trained on `task.starts_from`
+    if it has one.
 
-    Cached as `hubs/<hub>/<name>-<key>.pt` (`name` defaults to the task's name).
+    Cached as `hubs/<hub>/<name>-<key>.pt` and `<name>-<key>.head.pt` (`name` defaults to the task's name).
     """
     name = name or task.name
     path = cache_dir() / "hubs" / hub / f"{name}-{weights_key(task, cfg, arch)}.pt"
-    if path.exists():
-        return load_torch(path)
+    wanted = path if part == "backbone" else path.with_suffix(".head.pt")
+    if wanted.exists():
+        return load_torch(wanted)
     # built alike everywhere (one thread) and without disturbing the caller's random streams; processes
     # that need it at the same time wait on its lock while one of them trains it
     with locked(str(path)), preserved_rng(), threads(1):
-        if path.exists():  # trained by another process meanwhile
-            return load_torch(path)
+        if wanted.exists():  # trained by another process meanwhile
+            return load_torch(wanted)
         images, targets = source_data(task, cfg)
         torch.manual_seed(derive_seed("source-init", task.name, cfg.seed))
         backbone = arch.build()
@@ -108,16 +110,28 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch 
         checkpoint = Checkpoint(path.with_suffix(".ckpt"), every=100)
         train(model, lambda m, x, y: task.loss(m(x), y), batch_at, cfg.schedule(), seed=seed,
               checkpoint=checkpoint, desc=f"pre-train {hub}/{name}")
+        save_torch(path.with_suffix(".head.pt"), model[1].state_dict())  # before the backbone, which marks it done
         save_torch(path, backbone.state_dict())
     checkpoint.clear()
-    return backbone.state_dict()
+    return model[0 if part == "backbone" else 1].state_dict()
+
+
+def pretrained_classifier(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch, name: str) -> nn.Module:
+    """The head `task` pre-trained `arch` with (feature map -> source logits), weights loaded."""
+    head = task.head(arch.build().out_channels)
+    head.load_state_dict(pretrained_weights(task, cfg, hub, arch, name, part="head"))
+    return head.eval()
 
 
 def pretrained_source(name: str, task: SourceTask, arch: Arch, cfg: Pretraining, hub: str,
                       description: str = "") -> Source:
-    """Source `name` of hub `hub`: `arch` pre-trained on `task` (on first use, then cached)."""
+    """Source `name` of hub `hub`: `arch` pre-trained on `task` (on first use, then cached). A source
+    pre-trained to classify whole images (supervised, rotation) keeps that classifier; the others'
+    heads classify pixels or regions (as DeepLab's, Keypoint R-CNN's and Mask R-CNN's do)."""
+    image_classifier = isinstance(task, ClassifySource)
+    classifier = partial(pretrained_classifier, task, cfg, hub, arch, name) if image_classifier else None
     return Source(name, arch.family, description or task.description, arch.build,
-                  partial(pretrained_weights, task, cfg, hub, arch, name))
+                  partial(pretrained_weights, task, cfg, hub, arch, name), classifier)
 
 
 def mini_hub(name: str = "mini", cfg: Pretraining = Pretraining()) -> Hub:

@@ -60,12 +60,30 @@ RESNET18 = partial(trunk, "resnet18", RESNET_STAGES, 512)
 
 
 @dataclass(frozen=True)
+class ImageNetHead:
+    """A torchvision classifier's own head, after global average pooling of the trunk's map: the
+    module `child` of `builder`'s model (also its key prefix in the file). ConvNeXt's starts with a
+    norm of the [B, C, 1, 1] pooled map and flattens it itself (`flatten=False`)."""
+
+    builder: str
+    child: str
+    flatten: bool = True
+
+    def build(self) -> nn.Sequential:
+        import torchvision.models
+
+        module = getattr(getattr(torchvision.models, self.builder)(weights=None), self.child)
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), *([nn.Flatten()] if self.flatten else []), module)
+
+
+@dataclass(frozen=True)
 class ZooModel:
     name: str
     family: str
     description: str
     arch: Callable[[], Trunk]
     checkpoint: Checkpoint
+    head: ImageNetHead | None = None  # the file's image classifier, if it has one (not MoCo's, not COCO bodies')
 
 
 DETECTION = ZooModel("detection", "resnet50", "Mask R-CNN (COCO) ResNet-50 body", RESNET50,
@@ -73,7 +91,7 @@ DETECTION = ZooModel("detection", "resnet50", "Mask R-CNN (COCO) ResNet-50 body"
 
 RESNET50_ZOO = (
     ZooModel("supervised", "resnet50", "ImageNet supervised ResNet-50", RESNET50,
-             Checkpoint(RESNET50_URL, drop=("fc.",))),
+             Checkpoint(RESNET50_URL, drop=("fc.",)), ImageNetHead("resnet50", "fc")),
     ZooModel("selfsup", "resnet50", "MoCo v1 (ImageNet, 200 epochs) ResNet-50 query encoder", RESNET50,
              Checkpoint(MOCO_URL, prefix="module.encoder_q.", drop=("fc.",), unwrap="state_dict")),
     ZooModel("segmentation", "resnet50", "DeepLabV3 (COCO) ResNet-50 body, run at standard strides", RESNET50,
@@ -87,18 +105,21 @@ HETERO_ZOO = (
     DETECTION,
     ZooModel("mobilenet_v3_large", "mobilenet_v3", "ImageNet MobileNetV3-Large features",
              partial(trunk, "mobilenet_v3_large", ("features",), 960),
-             Checkpoint("MobileNet_V3_Large_Weights.IMAGENET1K_V1", drop=("classifier.",))),
+             Checkpoint("MobileNet_V3_Large_Weights.IMAGENET1K_V1", drop=("classifier.",)),
+             ImageNetHead("mobilenet_v3_large", "classifier")),
     ZooModel("efficientnet_b3", "efficientnet", "ImageNet EfficientNet-B3 features",
              partial(trunk, "efficientnet_b3", ("features",), 1536),
-             Checkpoint("EfficientNet_B3_Weights.IMAGENET1K_V1", drop=("classifier.",))),
+             Checkpoint("EfficientNet_B3_Weights.IMAGENET1K_V1", drop=("classifier.",)),
+             ImageNetHead("efficientnet_b3", "classifier")),
     # Swin's stages are channels-last; its final norm acts per position, so it stays with the map.
     ZooModel("swin_t", "swin", "ImageNet Swin-T features and final norm",
              partial(trunk, "swin_t", ("features", "norm", "permute"), 768),
-             Checkpoint("Swin_T_Weights.IMAGENET1K_V1", drop=("head.",))),
+             Checkpoint("Swin_T_Weights.IMAGENET1K_V1", drop=("head.",)), ImageNetHead("swin_t", "head")),
     # ConvNeXt's classifier starts with a norm of the *pooled* vector: it goes with the head.
     ZooModel("convnext_tiny", "convnext", "ImageNet ConvNeXt-T features",
              partial(trunk, "convnext_tiny", ("features",), 768),
-             Checkpoint("ConvNeXt_Tiny_Weights.IMAGENET1K_V1", drop=("classifier.",))),
+             Checkpoint("ConvNeXt_Tiny_Weights.IMAGENET1K_V1", drop=("classifier.",)),
+             ImageNetHead("convnext_tiny", "classifier", flatten=False)),
 )
 
 ZOOS = {
@@ -130,6 +151,20 @@ def pretrained_weights(hub: str, models: tuple[ZooModel, ...], model: ZooModel) 
     return model.checkpoint.backbone_state(checkpoints.read(path), reference)
 
 
+def classifier(hub: str, models: tuple[ZooModel, ...], model: ZooModel, random: bool) -> nn.Module:
+    """The model's ImageNet classifier (pooling included), with the file's weights or seeded random ones."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed("random-weights", model.checkpoint.weights, "head"))
+        head = model.head.build()
+    if not random:
+        path = checkpoints.find(model.checkpoint.file)
+        if path is None:
+            raise checkpoints.missing_weights(hub, files(models))
+        head[-1].load_state_dict(model.checkpoint.head_state(checkpoints.read(path), model.head.child,
+                                                             head[-1].state_dict()))
+    return head.eval()
+
+
 def files(models: tuple[ZooModel, ...]) -> list[str]:
     return [m.checkpoint.file for m in models]
 
@@ -137,7 +172,8 @@ def files(models: tuple[ZooModel, ...]) -> list[str]:
 def zoo_hub(name: str, description: str, models: tuple[ZooModel, ...]) -> Hub:
     random = random_mode()
     weights = random_weights if random else partial(pretrained_weights, name, models)
-    sources = tuple(Source(m.name, m.family, m.description, m.arch, partial(weights, m)) for m in models)
+    sources = tuple(Source(m.name, m.family, m.description, m.arch, partial(weights, m),
+                           m.head and partial(classifier, name, models, m, random)) for m in models)
     return Hub(name, description, sources,
                config={"weights": "random" if random else "pretrained",
                        "checkpoints": {m.name: m.checkpoint.weights for m in models}},

@@ -26,20 +26,22 @@ class LeaderboardError(Exception):
     """Records that cannot be rendered; the message says which and why."""
 
 
-def load_records(suite_dir: Path) -> list[record.Record]:
-    """Every record of the suite, in a stable order; record files that cannot be read are skipped with a
-    warning, files of another kind (profiles) silently."""
+def load_records(suite_dir: Path) -> tuple[list[record.Record], list[record.RankingRecord]]:
+    """Every record of the suite and every ranking record, in a stable order; record files that cannot be
+    read are skipped with a warning, files of another kind (profiles) silently."""
     from hubbench import record  # here, with torch: `hubbench --help` does not import them
 
-    records = []
-    for path in sorted(suite_dir.glob(record.RECORD_FILES)):
-        try:
-            records.append(record.read(path))
-        except record.ForeignFile:
-            continue
-        except record.RecordError as e:
-            print(f"hubbench leaderboard: warning: skipping {e}", file=sys.stderr)
-    return sorted(records, key=lambda r: (r.hub, r.task, r.method.id, r.seed))
+    found: dict[type, list] = {record.Record: [], record.RankingRecord: []}
+    for path in sorted(p for pattern in record.RECORD_FILES for p in suite_dir.glob(pattern)):
+        for cls, kept in found.items():
+            try:
+                kept.append(record.read(path, cls))
+            except record.ForeignFile:
+                continue  # perhaps the next kind's
+            except record.RecordError as e:
+                print(f"hubbench leaderboard: warning: skipping {e}", file=sys.stderr)
+            break
+    return sorted(found[record.Record], key=lambda r: (r.hub, r.task, r.method.id, r.seed)), found[record.RankingRecord]
 
 
 def write_if_changed(path: Path, data: bytes) -> None:
@@ -61,22 +63,25 @@ def sync_figures(folder: Path, figures: dict[str, bytes]) -> None:
 
 def generate(suite: str, results: Path, out: Path) -> Path:
     # the renderers import pandas, matplotlib and scipy: here, so that `hubbench --help` does not wait for them
-    from hubbench.leaderboard import frame
+    from hubbench.leaderboard import frame, ranking
     from hubbench.leaderboard.document import Figure
     from hubbench.leaderboard.html import page as html_page
     from hubbench.leaderboard.markdown import markdown
     from hubbench.leaderboard.page import page
 
-    records = load_records(results / suite)
+    records, rankings = load_records(results / suite)
     if not records:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
     target = out / suite
     table, curves = frame.results(records), frame.curves(records)
-    blocks = page(suite, records, table, curves, f"{results.name}/{suite}")
+    scores = ranking.scores(rankings)
+    blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores)
     sync_figures(target / "figures", {b.name: b.png for b in blocks if isinstance(b, Figure)})
     write_if_changed(target / "results.csv", frame.csv_bytes(table))
     write_if_changed(target / "results.parquet", frame.parquet_bytes(table))
     write_if_changed(target / "curves.parquet", frame.parquet_bytes(curves))
+    if not scores.empty:
+        write_if_changed(target / "rankings.csv", frame.csv_bytes(scores))
     write_if_changed(target / "README.md", markdown(blocks).encode())
     write_if_changed(target / "index.html", html_page(f"Leaderboard: {suite}", blocks).encode())
     return target

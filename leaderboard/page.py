@@ -5,7 +5,7 @@ the figures; then notes and environments."""
 from __future__ import annotations
 
 import pandas as pd
-from hubbench.leaderboard import figures, provenance, reported, tables
+from hubbench.leaderboard import figures, provenance, ranking, reported, tables
 from hubbench.leaderboard.board import Board, boards
 from hubbench.leaderboard.document import MISSING, Block, Heading, Table, Text
 
@@ -14,7 +14,7 @@ from hubbench.record import Record
 
 
 def section(board: Board, notes: list[str], records: dict[str, Record], curves: pd.DataFrame,
-            looks: dict[str, dict]) -> list[Block]:
+            looks: dict[str, dict], scores: pd.DataFrame) -> list[Block]:
     arrow = "higher is better" if board.higher else "lower is better"
     blocks: list[Block] = [
         Heading(2, f"Hub `{board.hub}`: {board.kind}, {board.metric} ({arrow})"),
@@ -23,6 +23,8 @@ def section(board: Board, notes: list[str], records: dict[str, Record], curves: 
         Heading(3, "Complexity and cost"), *tables.complexity(board), *reported.complexity(board),
         Heading(3, "Paired comparison with the best single fine-tune"), *tables.comparison(board),
     ]
+    if ranked := ranking.section(board, scores):
+        blocks += [Heading(3, "Ranking the hub's models before tuning"), *ranked]
     groups = figures.board_figures(board, records, curves, looks)
     if groups:
         blocks.append(Heading(3, "Figures"))
@@ -40,8 +42,11 @@ def environments(results: pd.DataFrame) -> Table:
     return Table(["Device", "torch", "hubbench commit", "Uncommitted changes", "Records"], rows)
 
 
-def page(suite: str, records: list[Record], results: pd.DataFrame, curves: pd.DataFrame, source: str) -> list[Block]:
-    """`results` and `curves`: the records' frames (leaderboard.frame)."""
+def page(suite: str, records: list[Record], results: pd.DataFrame, curves: pd.DataFrame, source: str,
+         scores: pd.DataFrame | None = None) -> list[Block]:
+    """`results` and `curves`: the records' frames (leaderboard.frame); `scores`: the ranking records'
+    (leaderboard.ranking.scores), if the suite has rankers."""
+    scores = ranking.scores([]) if scores is None else scores
     by_id = {r.id: r for r in records}
     looks = styles(sorted(results.method.unique()))  # one look per method on every figure of the page
     blocks: list[Block] = [
@@ -52,7 +57,7 @@ def page(suite: str, records: list[Record], results: pd.DataFrame, curves: pd.Da
     ]
     notes: list[str] = []
     for board in boards(results):
-        blocks += section(board, notes, by_id, curves, looks)
+        blocks += section(board, notes, by_id, curves, looks, scores)
     if notes:
         blocks += [Heading(2, "Notes"), *(Text(f"{i}. {n}") for i, n in enumerate(notes, 1))]
     return blocks + [Heading(2, "Environment"), environments(results)]

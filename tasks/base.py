@@ -189,6 +189,11 @@ class Task(ABC):
         """A few samples of `split` with their predictions for the leaderboard's pictures (None: none drawn)."""
         return None
 
+    def ranking_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """What transferability scores fit features to: class indices [N] (int64), or real targets
+        [N, k] (float) of a regression."""
+        raise NotImplementedError(f"task {self.name!r} of kind {self.kind!r} defines no ranking targets")
+
     def stand_in_targets(self, n: int, g: torch.Generator) -> torch.Tensor:
         """`n` random valid targets, for stand-in data of the task's shapes (`hubbench profile` without the data)."""
         raise NotImplementedError(f"task {self.name!r} of kind {self.kind!r} has no stand-in targets")
@@ -311,6 +316,9 @@ class ClassificationTask(Task):
 
     def loss(self, outputs, targets):
         return F.cross_entropy(outputs, targets)
+
+    def ranking_targets(self, targets):
+        return targets
 
     def stand_in_targets(self, n, g):
         return torch.randint(0, self.num_classes, (n,), generator=g)

@@ -154,6 +154,10 @@ class LandmarkTask(Task):
         target = encode(points.float(), outputs.shape[-2:], self.frame, self.sigma)
         return self.loss_scale * heatmap_mse(outputs, target)
 
+    def ranking_targets(self, targets):
+        """The points' coordinates (x0, y0, x1, ...) as fractions of the frame: a regression of 2K outputs."""
+        return unpack(targets)[0].flatten(1).double() / self.frame
+
     def stand_in_targets(self, n, g):
         """Points uniform in the frame; normaliser a third of it, about the inter-ocular distance of a framed face."""
         points = torch.rand(n, self.num_points, 2, generator=g) * self.frame

@@ -284,3 +284,20 @@ def test_download_offline_is_one_clear_error(tmp_path, monkeypatch):
         zoo.download("hetero-zoo", tmp_path / "dest")
     with pytest.raises(UnknownName, match="resnet50-zoo"):
         zoo.download("mini", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["supervised", "mobilenet_v3_large", "swin_t", "convnext_tiny"])
+def test_imagenet_classifiers_keep_their_heads_and_give_the_full_models_logits(name, weights_dir):
+    builder = {"supervised": "resnet50"}.get(name, name)
+    torch.manual_seed(0)
+    full = getattr(tvm, builder)(weights=None).eval()
+    model = MODELS[name]
+    source = source_of(named(model, publish(full.state_dict(), weights_dir, model.checkpoint.file)))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(source.classifier()(source.backbone().eval()(x)), full(x), atol=1e-4)
+
+
+def test_sources_without_an_image_classifier_offer_none():
+    hub = zoo.zoo_hub("test-zoo", "", (MOCO, DETECTION, MODELS["segmentation"]))
+    assert all(s.classifier is None for s in hub.sources)

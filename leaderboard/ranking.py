@@ -1,0 +1,144 @@
+"""How good each ranking is: the rankers' scores (ranking records) against the realised
+`finetune[model=...]` results of the same suite, as pure functions of two tidy DataFrames (one row per
+score, and the results frame's fine-tune rows), then the tables and the figure of one board.
+
+Per hub and task: the weighted Kendall tau between scores and fine-tune results (Vigna's hyperbolic
+weighting, scipy's `weightedtau`, as the LogME paper reports it), whether the best-scored model is the
+best fine-tune of the whole hub (top-1 hit; a source a ranker cannot score is never its pick), the
+"rank then tune" result (the fine-tune of its pick) beside the best and the mean single fine-tune, and
+the ranking's cost (features and scoring) against that of fine-tuning every source once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hubbench.leaderboard.board import Board
+from hubbench.leaderboard.document import MISSING, Block, Table, Text
+from scipy.stats import weightedtau
+
+from hubbench.figures import Figure, canvas, file_name, png
+from hubbench.record import OK, SCORE_COLUMNS, RankingRecord
+
+FINETUNE_COLUMNS = ["hub", "kind", "task", "source", "seed", "value", "higher_is_better", "cost_s"]
+
+
+def scores(rankings: list[RankingRecord]) -> pd.DataFrame:
+    """One row per (ok ranking record, scored source); `cost_s` is the record's (features and scoring)."""
+    return pd.DataFrame([row for r in rankings for row in r.rows()], columns=list(SCORE_COLUMNS)).astype(SCORE_COLUMNS)
+
+
+def finetunes(results: pd.DataFrame) -> pd.DataFrame:
+    """The ok `finetune` rows of a results frame (leaderboard.frame), as (source, seed, value, cost)."""
+    rows = results[(results.method_name == "finetune") & (results.status == OK)]
+    if rows.empty:
+        return pd.DataFrame(columns=FINETUNE_COLUMNS)
+    return rows.rename(columns={"hp_model": "source", "total_s": "cost_s"})[FINETUNE_COLUMNS]
+
+
+def quality(scores: pd.DataFrame, finetunes: pd.DataFrame) -> pd.DataFrame:
+    """One row per (hub, kind, task, ranker) with both scores and fine-tunes: `tau_w`, `top1_hit`,
+    `pick` and `pick_value` (rank then tune), `best`/`best_value`, `mean_value` (single fine-tunes,
+    means over seeds), `sources` (scored and fine-tuned), `rank_s` (mean over seeds) and
+    `finetune_s` (every source fine-tuned once: the sum over sources of their mean cost)."""
+    keys = ["hub", "kind", "task"]
+    results = finetunes.groupby([*keys, "source"], sort=True).agg(
+        value=("value", "mean"), cost_s=("cost_s", "mean"), higher=("higher_is_better", "first")).reset_index()
+    rows = []
+    for (hub, kind, task, ranker), group in scores.groupby([*keys, "ranker"], sort=True):
+        realised = results[(results.hub == hub) & (results.kind == kind) & (results.task == task)].set_index("source")
+        mean_scores = group.groupby("source", sort=False).score.mean()
+        both = mean_scores[mean_scores.index.isin(realised.index)]
+        if both.empty:
+            continue
+        sign = 1.0 if realised.higher.iloc[0] else -1.0  # so that larger is better for both
+        pick, best = both.idxmax(), (sign * realised.value).idxmax()
+        tau = weightedtau(both.to_numpy(), sign * realised.value[both.index].to_numpy()).statistic \
+            if len(both) > 1 else np.nan
+        rows.append({"hub": hub, "kind": kind, "task": task, "ranker": ranker, "tau_w": tau,
+                     "top1_hit": pick == best, "pick": pick, "pick_value": realised.value[pick], "best": best,
+                     "best_value": realised.value[best], "mean_value": realised.value.mean(), "sources": len(both),
+                     "rank_s": group.groupby("seed").cost_s.first().mean(), "finetune_s": realised.cost_s.sum()})
+    return pd.DataFrame(rows, columns=["hub", "kind", "task", "ranker", "tau_w", "top1_hit", "pick", "pick_value",
+                                       "best", "best_value", "mean_value", "sources", "rank_s", "finetune_s"])
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (hub, kind, ranker): mean tau_w over tasks, top-1 hits out of tasks, and total ranking time
+    against the total time of fine-tuning every source on every task."""
+    return table.groupby(["hub", "kind", "ranker"], sort=True).agg(
+        tau_w=("tau_w", "mean"), hits=("top1_hit", "sum"), tasks=("task", "count"),
+        rank_s=("rank_s", "sum"), finetune_s=("finetune_s", "sum")).reset_index()
+
+
+def fmt(v: float, digits: int = 2) -> str:
+    return MISSING if pd.isna(v) else f"{v:.{digits}f}"
+
+
+def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
+    """The board's ranking tables and figure (nothing when no ranker scored a fine-tuned source)."""
+    mine = all_scores[(all_scores.hub == board.hub) & (all_scores.kind == board.kind)]
+    if mine.empty:
+        return []
+    tuned = finetunes(board.rows)
+    table = quality(mine, tuned)
+    if table.empty:
+        return []
+    tasks, rankers = sorted(table.task.unique()), sorted(table.ranker.unique())
+    cells = table.set_index(["ranker", "task"])
+    totals = summary(table).set_index("ranker")
+    rows = []
+    for ranker in rankers:
+        per_task = [f"{fmt(cells.tau_w[ranker, t])} {'✓' if cells.top1_hit[ranker, t] else '✗'}"
+                    if (ranker, t) in cells.index else MISSING for t in tasks]
+        total = totals.loc[ranker]
+        ratio = f" ({total.finetune_s / total.rank_s:.0f}x)" if total.rank_s > 0 else ""
+        rows.append([ranker, *per_task, fmt(total.tau_w), f"{int(total.hits)}/{int(total.tasks)}",
+                     f"{total.rank_s:.1f} s", f"{total.finetune_s:.0f} s{ratio}"])
+    quality_table = Table(["Ranker", *tasks, "Avg τw", "Top-1 hits", "Ranking time", "Fine-tuning every source"],
+                          rows)
+    first = table.drop_duplicates("task").set_index("task")
+    tune_rows = [["best single fine-tune", *(f"{fmt(first.best_value[t])} ({first.best[t]})" for t in tasks)],
+                 ["mean single fine-tune", *(fmt(first.mean_value[t]) for t in tasks)]]
+    tune_rows += [[f"rank then tune: {r}", *(f"{fmt(cells.pick_value[r, t])} ({cells.pick[r, t]})"
+                                             if (r, t) in cells.index else MISSING for t in tasks)] for r in rankers]
+    blocks: list[Block] = [
+        Text("Weighted Kendall τ (hyperbolic weights, as the LogME paper) between each ranker's scores of the "
+             "pre-trained models and their fine-tuned test " + board.metric + " (means over seeds), over the "
+             "sources it scores; ✓ where its best-scored model is the best fine-tune of the hub. Times: the "
+             "ranking (features and scoring) against fine-tuning every source once."),
+        quality_table,
+        Text(f"Rank then tune: the test {board.metric} of fine-tuning each ranker's pick, beside the best and "
+             "the mean single fine-tune."),
+        Table(["", *tasks], tune_rows),
+    ]
+    plot = figure(mine, tuned, board.hub, board.kind, board.metric)
+    return blocks + ([Figure(file_name(board.hub, board.kind, "ranking"),
+                             f"`{board.hub}`, {board.kind}: each ranker's score of a source (x) against its "
+                             f"fine-tuned test {board.metric} (y), per task.", plot)] if plot else [])
+
+
+def figure(scores: pd.DataFrame, finetunes: pd.DataFrame, hub: str, kind: str, metric: str = "result") -> bytes | None:
+    """Score (x) against fine-tune result (y, mean over seeds) of each source, one panel per task and
+    ranker; None when the hub and kind have no pair to draw."""
+    scores = scores[(scores.hub == hub) & (scores.kind == kind)]
+    finetunes = finetunes[(finetunes.hub == hub) & (finetunes.kind == kind)]
+    tasks = sorted(set(scores.task) & set(finetunes.task))
+    rankers = sorted(set(scores.ranker))
+    if not tasks or not rankers:
+        return None
+    results = finetunes.groupby(["task", "source"]).value.mean()
+    with canvas(2.2 * len(rankers), 1.9 * len(tasks), cols=len(rankers), rows=len(tasks)) as (fig, axes):
+        for i, task in enumerate(tasks):
+            for j, ranker in enumerate(rankers):
+                ax = axes[i * len(rankers) + j]
+                mine = scores[(scores.task == task) & (scores.ranker == ranker)].groupby("source").score.mean()
+                mine = mine[[s for s in mine.index if (task, s) in results.index]]
+                ax.scatter(mine.to_numpy(), [results[task, s] for s in mine.index], s=12)
+                for source, x in mine.items():
+                    ax.annotate(source, (x, results[task, source]), fontsize=6, xytext=(2, 2),
+                                textcoords="offset points")
+                ax.set_title(f"{task}: {ranker}")
+                ax.set_xlabel("score")
+                ax.set_ylabel(f"fine-tuned {metric}" if j == 0 else "")
+        return png(fig)

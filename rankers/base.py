@@ -1,0 +1,125 @@
+"""The Ranker interface, the ranker registry, and the ranking of a hub for a task (cached).
+
+A ranker scores each hub model for a task *without training it*, from what the pre-trained model
+outputs on the task's training split (`hubbench.features`); a higher score predicts a better
+fine-tune. Like a method, it is a frozen dataclass whose fields are its hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from hubbench.hubs.base import Hub
+from hubbench.tasks.base import Task
+
+from hubbench.features import SourceFeatures, source_features
+from hubbench.io import load_torch, read_json, save_torch, write_json
+from hubbench.locks import locked
+from hubbench.params import Configurable, parse
+from hubbench.registry import Registry
+from hubbench.seeding import digest
+
+RANKERS: Registry[type[Ranker]] = Registry("ranker")
+
+
+class NotScored(Exception):
+    """A source the ranker cannot score (e.g. it has no classifier); the message says why."""
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float
+    weights: torch.Tensor | None = None  # a model fitted on the features that others reuse (LogME's [C, D] means)
+
+
+@dataclass(frozen=True)
+class Ranker(Configurable, ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def applicable(self, hub: Hub, task: Task) -> tuple[bool, str]:
+        """Whether the ranker is defined for this task, and why not."""
+        return True, ""
+
+    @abstractmethod
+    def score(self, features: SourceFeatures, targets: torch.Tensor) -> Score:
+        """The source's score from its features and the task's `ranking_targets`; raises NotScored."""
+
+
+def register(cls: type[Ranker]) -> type[Ranker]:
+    """Class decorator: make `cls` a frozen dataclass and register it under its `name`."""
+    cls = dataclass(frozen=True)(cls)
+    return RANKERS.register(cls.name)(cls)
+
+
+def parse_spec(spec: str) -> tuple[type[Ranker], dict[str, Any]]:
+    """`name[k=v,...]` -> (ranker class, typed explicit parameters)."""
+    return parse(RANKERS, spec)
+
+
+def classification_only(task: Task) -> tuple[bool, str]:
+    if task.kind != "classification":
+        return False, f"defined for classification tasks, not {task.kind}"
+    return True, ""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A ranker's scores of every source of a hub for a task, and what they cost."""
+
+    ranker: str
+    key: str
+    scores: dict[str, float]  # the sources it scored
+    reasons: dict[str, str]  # why it scored none of the others
+    weights: dict[str, torch.Tensor] = field(repr=False)
+    features: dict[str, dict]  # per source: its features' key, seconds and dimension
+    score_s: float
+
+    @property
+    def features_s(self) -> float:
+        return sum(f["seconds"] for f in self.features.values())
+
+    def top(self, k: int) -> list[str]:
+        """The `k` best-scored sources, best first (ties in hub order)."""
+        return sorted(self.scores, key=lambda s: -self.scores[s])[:k]
+
+
+def ranking(ranker: Ranker, hub: Hub, task: Task, *, cache: Path, device: torch.device) -> Ranking:
+    """`ranker`'s ranking of `hub` for `task`: from the cache, else scored now from the sources'
+    cached features. Shared by the ranking cells (every seed) and by the methods that reuse it."""
+    feats = {s: source_features(hub, task, s, cache=cache, device=device) for s in hub.names}
+    key = digest({"ranker": ranker.id, "params": ranker.params, "features": {s: f.key for s, f in feats.items()}})
+    path = cache / "rankings" / hub.name / task.name / f"{ranker.id}-{key}.pt"
+    meta = path.with_suffix(".json")
+    if not (path.exists() and meta.exists()):
+        with locked(str(path)):
+            if not (path.exists() and meta.exists()):
+                scores, reasons, weights, seconds = score_all(ranker, task, feats)
+                save_torch(path, weights)
+                write_json(meta, {"ranker": ranker.id, "key": key, "scores": scores, "reasons": reasons,
+                                  "score_s": seconds})
+    info = read_json(meta)
+    return Ranking(ranker.id, key, info["scores"], info["reasons"], load_torch(path),
+                   {s: {"key": f.key, "seconds": f.seconds, "dim": f.features.shape[1]} for s, f in feats.items()},
+                   info["score_s"])
+
+
+def score_all(ranker: Ranker, task: Task, feats: dict[str, SourceFeatures]):
+    targets = task.ranking_targets(task.splits["train"].targets)
+    scores, reasons, weights = {}, {}, {}
+    start = time.perf_counter()
+    for source, f in feats.items():
+        try:
+            result = ranker.score(f, targets)
+        except NotScored as e:
+            reasons[source] = str(e)
+            continue
+        scores[source] = result.value
+        if result.weights is not None:
+            weights[source] = result.weights
+    return scores, reasons, weights, time.perf_counter() - start

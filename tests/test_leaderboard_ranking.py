@@ -1,0 +1,72 @@
+"""Ranking quality: weighted Kendall tau, top-1 hit and rank-then-tune against the realised fine-tunes."""
+
+import math
+
+import pandas as pd
+import pytest
+from hubbench.leaderboard.ranking import FINETUNE_COLUMNS, figure, quality, summary
+
+from hubbench.record import SCORE_COLUMNS
+
+VALUES = {"a": 90.0, "b": 80.0, "c": 70.0, "d": 60.0, "e": 50.0}  # a is the best fine-tune
+
+
+def finetunes(kind="classification", higher=True, values=VALUES):
+    rows = [("hub", kind, "t", s, seed, v + seed, higher, 10.0) for s, v in values.items() for seed in (0, 1)]
+    return pd.DataFrame(rows, columns=FINETUNE_COLUMNS)
+
+
+def scores(ranker, order, kind="classification"):
+    """Scores that rank `order` best first."""
+    rows = [("hub", kind, "t", ranker, seed, s, float(len(order) - i), 2.0) for i, s in enumerate(order)
+            for seed in (0, 1)]
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+
+
+def row(table, ranker):
+    return table.set_index("ranker").loc[ranker]
+
+
+def test_a_perfect_ranking_hits_and_a_reversed_one_misses():
+    table = quality(pd.concat([scores("good", "abcde"), scores("bad", "edcba")]), finetunes())
+    good, bad = row(table, "good"), row(table, "bad")
+    assert good.tau_w == pytest.approx(1) and good.top1_hit and good.pick == "a"
+    assert bad.tau_w == pytest.approx(-1) and not bad.top1_hit and bad.pick == "e"
+    assert bad.pick_value == pytest.approx(50.5) and bad.best_value == pytest.approx(90.5)
+    assert good.mean_value == pytest.approx(70.5) and good.sources == 5
+    assert good.rank_s == 2.0 and good.finetune_s == 50.0  # one ranking vs five fine-tunes
+
+
+def test_swapping_the_top_costs_more_than_swapping_the_bottom():
+    """The weighting of tau_w: plain Kendall tau scores both swaps alike."""
+    table = quality(pd.concat([scores("top", "bacde"), scores("bottom", "abced")]), finetunes())
+    assert row(table, "top").tau_w < row(table, "bottom").tau_w < 1
+
+
+def test_lower_is_better_metrics_are_ranked_by_their_best():
+    nme = {"a": 3.0, "b": 4.0, "c": 5.0, "d": 6.0, "e": 7.0}  # a has the lowest error
+    table = quality(scores("good", "abcde", "landmarks"), finetunes("landmarks", higher=False, values=nme))
+    assert row(table, "good").tau_w == pytest.approx(1) and row(table, "good").top1_hit
+
+
+def test_a_ranker_that_scores_some_sources_is_judged_on_them_and_picks_among_them():
+    table = quality(scores("partial", "cb"), finetunes())  # cannot score a, the best fine-tune
+    partial = row(table, "partial")
+    assert partial.sources == 2 and partial.pick == "c" and not partial.top1_hit
+    assert partial.tau_w == pytest.approx(-1)
+    single = row(quality(scores("one", "b"), finetunes()), "one")
+    assert math.isnan(single.tau_w) and single.pick == "b"
+
+
+def test_summary_and_figure():
+    table = quality(pd.concat([scores("good", "abcde"), scores("bad", "edcba")]), finetunes())
+    totals = summary(table).set_index("ranker")
+    assert totals.loc["good", "hits"] == 1 and totals.loc["bad", "hits"] == 0 and totals.loc["good", "tasks"] == 1
+    both = pd.concat([scores("good", "abcde"), scores("bad", "edcba")])
+    assert figure(both, finetunes(), "hub", "classification").startswith(b"\x89PNG")
+    assert figure(both, finetunes(), "hub", "landmarks") is None
+
+
+def test_no_finetunes_means_no_ranking_quality():
+    empty = pd.DataFrame(columns=FINETUNE_COLUMNS)
+    assert quality(scores("good", "abcde"), empty).empty

@@ -1,0 +1,143 @@
+"""Ranking cells: the common checks every registered ranker passes, its records, the shared caches,
+and selection through the runner, the executors' jobs and the CLI."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import hubbench, write_suite
+from helpers import make_task, one_task_per_kind
+from hubbench.benchmark.executors import CellJob
+from hubbench.benchmark.runner import Cell, expand, run_cell
+from hubbench.benchmark.suites import Suite
+from hubbench.rankers import RANKERS, ranking
+
+from hubbench import record as records
+from hubbench.io import cache_dir
+
+SMALL = {"iterations": 4, "eval_every": 2, "checkpoint_every": 2}
+CLASSIFIERS = {"supervised", "selfsup"}  # the tiny hub's sources pre-trained to classify whole images
+
+
+@pytest.mark.parametrize("task_name", one_task_per_kind())
+@pytest.mark.parametrize("ranker_name", RANKERS.names())
+def test_common_ranker_checks(ranker_name, task_name, tiny_hub, tmp_path):
+    cls = RANKERS.get(ranker_name)
+    ranker = cls()
+    assert cls.description and cls.__doc__ and ranker.id == ranker_name
+    suite = Suite("common", "", ("tiny",), (task_name,), ("scratch",), (0,), SMALL, rankers=(ranker_name,))
+    cell = Cell(suite, "tiny", task_name, ranker, 0)
+    status, record = run_cell(cell, tmp_path, torch.device("cpu"))
+    stored = records.read(cell.path(tmp_path), records.RankingRecord)
+    assert records.to_json(stored) == json.loads(json.dumps(records.to_json(record)))
+    assert stored.ranker.id == ranker_name and stored.id == cell.id
+    ok, reason = ranker.applicable(tiny_hub, make_task(task_name))
+    if not ok:
+        assert status == records.INAPPLICABLE and stored.reason == reason and reason
+        return
+    assert status == records.OK, record.traceback
+    assert set(stored.scores) | set(stored.reasons) == set(tiny_hub.names)
+    assert not set(stored.scores) & set(stored.reasons)
+    assert all(math.isfinite(v) for v in stored.scores.values())
+    assert stored.order == sorted(stored.scores, key=lambda s: -stored.scores[s])
+    if ranker_name in ("leep", "nce"):
+        assert set(stored.scores) == CLASSIFIERS
+    else:
+        assert set(stored.scores) == set(tiny_hub.names)
+    assert stored.cost.features_s > 0 and stored.cost.total_s >= stored.cost.features_s
+    assert len(stored.rows()) == len(stored.scores)
+    assert run_cell(cell, tmp_path, torch.device("cpu"))[0] == "skipped"
+
+
+def test_features_are_computed_once_and_shared_by_rankers_and_seeds(tiny_hub):
+    task, cache, cpu = make_task("shapes"), cache_dir(), torch.device("cpu")
+    first = ranking(RANKERS.get("logme")(), tiny_hub, task, cache=cache, device=cpu)
+    files = sorted((cache / "features" / "tiny" / "shapes").glob("*.pt"))
+    assert len(files) == len(tiny_hub.names)
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    second = ranking(RANKERS.get("hscore")(), tiny_hub, task, cache=cache, device=cpu)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes  # loaded, not recomputed
+    assert first.features == second.features  # same keys and recorded cost
+    again = ranking(RANKERS.get("logme")(), tiny_hub, task, cache=cache, device=cpu)
+    assert again.scores == first.scores and all(torch.equal(again.weights[s], first.weights[s]) for s in first.weights)
+    assert first.weights["supervised"].shape == (task.num_classes, 128)  # LogME's posterior means [C, D]
+
+
+def test_ranking_cells_come_first_and_are_selected_and_run_as_executor_jobs(tiny_hub, tmp_path):
+    suite = Suite("sel", "", ("tiny",), ("digits",), ("scratch",), (0, 1), SMALL, rankers=("logme", "hscore"))
+    cells = expand(suite)
+    assert [c.entry for c in cells] == ["rank:logme", "rank:hscore", "scratch"] * 2
+    assert [c.id for c in expand(suite, methods=["logme"], seeds=[1])] == ["tiny/digits/rank:logme/seed1"]
+    job = CellJob.of(cells[0], tmp_path, "cpu")
+    assert job.cell() == cells[0]
+    status, detail, _ = job()  # what a worker process or a cluster job runs
+    assert status == "ok" and detail.startswith("top=")
+    assert records.read(cells[0].path(tmp_path), records.RankingRecord).order[0] == detail[len("top="):]
+    assert cells[0].path(Path("r")).parts[-3:] == ("rank", "logme", "seed0.json")
+
+
+def test_a_suite_may_not_name_a_ranker_and_a_method_alike(tmp_path):
+    with pytest.raises(ValueError, match="'rankers' must be a list"):
+        Suite.from_dict("s", {"hubs": ["mini"], "tasks": ["digits"], "methods": ["scratch"], "rankers": "logme"})
+    with pytest.raises(LookupError, match="unknown ranker 'nope'"):
+        Suite.from_dict("s", {"hubs": ["mini"], "tasks": ["digits"], "methods": ["scratch"], "rankers": ["nope"]})
+
+
+def test_cli_runs_ranking_cells_and_the_leaderboard_judges_them(tmp_path):
+    assert all(f"ranker {n}" in hubbench("list", "rankers").stdout for n in ("logme", "leep", "nce", "hscore"))
+    suite = write_suite(tmp_path, methods=("finetune",))
+    suite.write_text(suite.read_text().replace('seeds = ', 'rankers = ["logme", "leep"]\nseeds = '))
+    results = tmp_path / "r"
+    out = hubbench("run", "--suite", str(suite), "--results", str(results), "--method", "rank:leep").stdout
+    assert "1 ok" in out and "top=" in out
+    assert "tiny/digits/rank:leep/seed0" in hubbench("status", "--suite", str(suite), "--results", str(results)).stdout
+    hubbench("run", "--suite", str(suite), "--results", str(results))
+    hubbench("leaderboard", "--results", str(results), "--out", str(tmp_path / "lb"))
+    readme = (tmp_path / "lb/tiny/README.md").read_text()
+    assert "Ranking the hub's models before tuning" in readme
+    assert "| rank then tune: logme |" in readme and "| leep |" in readme
+    assert (tmp_path / "lb/tiny/figures/tiny-classification-ranking.png").exists()
+    assert (tmp_path / "lb/tiny/rankings.csv").read_text().startswith("hub,kind,task,ranker,seed,source,score")
+
+
+PLUGIN_RANKER = '''
+from hubbench.rankers import Ranker, Score, register
+
+
+@register
+class FeatureNorm(Ranker):
+    """The mean feature norm (a plugin's ranker)."""
+
+    name = "feature_norm"
+    description = "mean norm of the pooled features"
+    power: float = 2.0
+
+    def score(self, features, targets):
+        return Score(features.features.norm(p=self.power, dim=1).mean().item())
+'''
+
+
+@pytest.mark.parametrize("how", ["plugin", "entry_point"])
+def test_an_external_ranker_is_listed_and_runs(how, tmp_path):
+    import os
+
+    env, args = dict(os.environ), []
+    if how == "plugin":
+        (tmp_path / "norm_ranker.py").write_text(PLUGIN_RANKER)
+        args = ["--plugin", str(tmp_path / "norm_ranker.py")]
+    else:
+        site = tmp_path / "site"
+        dist = site / "norm_ranker-0.1.dist-info"
+        dist.mkdir(parents=True)
+        (site / "norm_ranker.py").write_text(PLUGIN_RANKER)
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: norm-ranker\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text("[hubbench.rankers]\nfeature_norm = norm_ranker\n")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    assert "ranker feature_norm" in hubbench(*args, "list", "rankers", env=env).stdout
+    suite = write_suite(tmp_path, methods=("scratch",))
+    suite.write_text(suite.read_text().replace("seeds = ", 'rankers = ["feature_norm[power=1.0]"]\nseeds = '))
+    out = hubbench(*args, "run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--method", "feature_norm",
+                   env=env).stdout
+    assert "1 ok" in out and "rank:feature_norm[power=1.0]" in out

@@ -152,6 +152,8 @@ def grid(cells: list, device: torch.device, runtime: Runtime, measure_missing: b
     artifacts: dict[tuple, float] = {}
     unmeasured = []
     for cell in cells:
+        if cell.ranking:  # no training: its cost is a forward pass of each source over the training split
+            continue
         found = entry(cell, device, runtime, measure_missing)
         if found is None:
             unmeasured.append(cell)

@@ -104,7 +104,7 @@ def pending(cells: list[Cell], results: Path, force: bool = False, retry_failed:
     the number of artifacts they need (a stable sort): the cells that train one artifact each start
     before those that need several, which then mostly find them trained."""
     todo = [c for c in cells if must_run(records.read(c.path(results), c.record_type), force, retry_failed)]
-    return sorted(todo, key=lambda c: 0 if c.ranking else len(c.method.needs(get_hub(c.hub), c.make_task())))
+    return sorted(todo, key=lambda c: len(c.method.needs(get_hub(c.hub), c.make_task())))
 
 
 class Executor:

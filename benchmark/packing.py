@@ -99,6 +99,7 @@ def measured_cap(cell, device: torch.device, runtime: Runtime, limit: int, measu
 def default_cells_per_gpu(cells: list, device: torch.device, runtime: Runtime,
                           measure_missing: bool = False) -> tuple[int, str]:
     """(N, why): as many cells per GPU as memory allows and measurably pays, 1 when unmeasured."""
+    cells = [c for c in cells if not c.ranking]  # what a ranking cell runs is not a training step
     if device.type != "cuda" or not cells:
         return 1, "one cell per device off CUDA"
     found = [entry(c, device, runtime, measure_missing) for c in cells]

@@ -61,7 +61,7 @@ def summary(rows: list[Row]) -> list[str]:
     shown = [s for s in STATES if any(r.state == s for r in rows)]
     counts: dict[str, Counter] = {}
     for r in rows:
-        counts.setdefault(f"{r.cell.hub}  {r.cell.method.id}", Counter())[r.state] += 1
+        counts.setdefault(f"{r.cell.hub}  {r.cell.entry}", Counter())[r.state] += 1
     width = max([len("hub  method")] + [len(k) for k in counts])
     header = f"{'hub  method':<{width}}" + "".join(f"  {s:>11}" for s in shown)
     return [header] + [f"{k:<{width}}" + "".join(f"  {c[s]:>11}" for s in shown) for k, c in counts.items()]

@@ -46,6 +46,10 @@ class Ranker(Configurable, ABC):
         """Whether the ranker is defined for this task, and why not."""
         return True, ""
 
+    def needs(self, hub: Hub, task: Task) -> list:
+        """No trained artifact: a ranker reads only the pre-trained sources' cached features."""
+        return []
+
     @abstractmethod
     def score(self, features: SourceFeatures, targets: torch.Tensor) -> Score:
         """The source's score from its features and the task's `ranking_targets`; raises NotScored."""

@@ -137,16 +137,20 @@ def crop_split(faces: list[Face], size: int) -> tuple[Split, list[Crop]]:
 
 
 # -- 300W -------------------------------------------------------------------------------------
-def read_pts(path: Path) -> np.ndarray:
-    """An ibug .pts file -> [n, 2] as written (1-based)."""
+def read_pts(path: Path, points: int) -> np.ndarray:
+    """An ibug .pts file of `points` landmarks -> [points, 2] as written (1-based). A well-formed file of
+    another count is refused here, naming it, rather than failing later in the arrays."""
     lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     try:
         n = int(lines[1].split(":")[1])
         if not lines[0].startswith("version") or lines[2] != "{" or lines[3 + n] != "}":
             raise ValueError
-        return np.array([[float(v) for v in ln.split()] for ln in lines[3 : 3 + n]]).reshape(n, 2)
+        coords = np.array([[float(v) for v in ln.split()] for ln in lines[3 : 3 + n]]).reshape(n, 2)
     except (IndexError, ValueError):
         raise LandmarkDataError(f"{path} is not a .pts file (version: 1, n_points: N, {{, N lines 'x y', }})") from None
+    if n != points:
+        raise LandmarkDataError(f"{path} has {n} points; this dataset's files have {points}")
+    return coords
 
 
 def load_300w(root: str | Path, split: str) -> list[Face]:
@@ -166,7 +170,7 @@ def load_300w(root: str | Path, split: str) -> list[Face]:
             image = next((pts.with_suffix(e) for e in (".jpg", ".png") if pts.with_suffix(e).exists()), None)
             if image is None:
                 raise LandmarkDataError(f"no image beside {pts}; expected {W300_LAYOUT}")
-            points = read_pts(pts) + ONE_BASED
+            points = read_pts(pts, 68) + ONE_BASED
             crop = Crop.from_box(*points.min(0), *points.max(0))
             faces.append(Face(image, points, crop, distance(points, NORMALISING_POINTS["300w"])))
     return faces

@@ -85,6 +85,13 @@ def test_300w_pts_splits_points_crop_and_normaliser(tmp_path):
     check_crop_to_the_pixel(face)
 
 
+def test_300w_pts_with_another_point_count_is_refused_naming_the_file(tmp_path):
+    write_image(tmp_path / "afw" / "img0.png")
+    write_pts(tmp_path / "afw" / "img0.pts", indices(67, 0) + 1)  # well-formed, one point short
+    with pytest.raises(LandmarkDataError, match=r"img0\.pts has 67 points; this dataset's files have 68"):
+        load_300w(tmp_path, "train")
+
+
 def test_300w_hrnet_csv(tmp_path):
     idx = indices(68, 7)
     header = ["image_name", "scale", "center_w", "center_h"] + [f"original_{i}_{a}" for i in range(68) for a in "xy"]

@@ -83,7 +83,7 @@ def test_a_rerun_replaces_its_own_folders_and_refuses_any_other(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--datasets", "imagenet"], "invalid choice: 'imagenet'"),
+    (["--datasets", "imagenet"], "unknown dataset 'imagenet' (choose from: cifar100"),
     (["--seed", "-1"], "--seed must be a non-negative integer"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

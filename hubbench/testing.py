@@ -106,8 +106,8 @@ def check_fit_predicts_task_outputs(method: Method, task: str) -> None:
 
 
 def check_cell(method: Method, task: str, runtime: str) -> None:
-    """Run as a benchmark cell (runner and profiler) under `RUNTIMES[runtime]`: an `ok` record (or an `n/a`
-    one that says why) with finite metrics and complexity figures, which a rerun keeps."""
+    """Run as a benchmark cell (runner and profiler) under `RUNTIMES[runtime]`: an `ok` record (or an
+    `inapplicable` one that says why) with finite metrics and complexity figures, which a rerun keeps."""
     hub, task_, rt = check_hub(), check_task(task), RUNTIMES[runtime]
     suite = Suite(f"checks-{runtime}", "", (CHECK_HUB,), (task,), (method.name,), (0,), PROTOCOL)
     cell = Cell(suite, CHECK_HUB, task, method, 0)
@@ -124,7 +124,7 @@ def check_record(record: records.Record, method: Method, task: Task, runtime: Ru
     """What a cell's record must hold (the checks of `check_cell`)."""
     assert record.method == records.MethodId(method.id, method.name, method.params)
     if not applicable:
-        assert record.status == "n/a" and record.reason, "a method that is not applicable must say why"
+        assert record.status == records.INAPPLICABLE and record.reason, "a method that is not applicable must say why"
         return
     assert record.status == "ok", f"{record.reason}\n{record.traceback or ''}"
     assert record.metric.name == task.metric and math.isfinite(record.metric.value)

@@ -36,6 +36,21 @@ class BrokenScratch(Scratch):  # not registered: checked as a plugin's method is
         return Broken(super().fit(ctx), self.how)
 
 
+@dataclass(frozen=True)
+class Nowhere(Scratch):  # not registered
+    reason: str = "defined on no hub"
+
+    def applicable(self, hub, task):
+        return False, self.reason
+
+
+def test_a_method_that_is_not_applicable_passes_if_it_says_why():
+    check_fit_predicts_task_outputs(Nowhere(), "faces")
+    check_cell(Nowhere(), "faces", "bf16")
+    with pytest.raises(AssertionError, match="must say why"):
+        check_fit_predicts_task_outputs(Nowhere(reason=""), "faces")
+
+
 def test_checks_fail_on_broken_methods():
     with pytest.raises(AssertionError, match="is not registered"):
         check_describes_itself(BrokenScratch())

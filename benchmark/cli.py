@@ -496,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         for plugin in args.plugins + args.plugin:
             load_plugin(plugin)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that left shows here, not as an ignored exception at exit
+        return code
     except BrokenPipeError:  # the reader left (`hubbench status | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 141  # as a process killed by SIGPIPE

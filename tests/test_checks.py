@@ -179,8 +179,9 @@ def test_a_full_disk_ends_with_one_line_and_earlier_records_intact(full_at, tiny
 
 
 def test_status_piped_into_a_reader_that_left_is_quiet(tmp_path):
-    status = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "status", "--suite", "smoke", "--list",
-                               "--results", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    status.stdout.close()  # as `head` does once it has its lines
-    err = status.stderr.read().decode()
-    assert status.wait() == 141 and err == ""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `head` does once it has its lines; closed before the child exists, so no race
+    status = subprocess.run([sys.executable, "-m", "hubbench.benchmark", "status", "--suite", "smoke", "--list",
+                             "--results", str(tmp_path)], cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    assert status.returncode == 141 and status.stderr.decode() == ""

@@ -283,6 +283,22 @@ def test_reported_rows_only_for_real_hubs_and_kept_apart(tmp_path, hub):
         assert paper["finetune[model=detection] (MaskRCNN)"][0] == "79.12 ± 0.06"
 
 
+def test_a_mini_hub_is_compared_with_the_papers_ranking_of_the_hub_it_stands_for(tmp_path):
+    """mini stands for resnet50-zoo (the Hub-Pathway poster's Avg: Hub-Pathway 85.63 > Zoo-Tuning 85.16 > ImageNet
+    83.41 > MoCo 80.66). Ours: zoo_tuning first, then supervised, hub_pathway, selfsup: τ = 2/6, and one of the
+    two hub methods beats the best single fine-tune (both in the paper)."""
+    ours = {"zoo_tuning": 50.0, "finetune[model=supervised]": 40.0, "hub_pathway": 35.0, "finetune[model=selfsup]": 30.0,
+            "scratch": 10.0}
+    readme = render(tmp_path, [full(task, m, 0, v + i, hub="mini") for m, v in ours.items()
+                               for i, task in enumerate(("shapes", "clutter"))])
+    line = next(line for line in readme.splitlines() if line.startswith("Against `resnet50-zoo`"))
+    assert "Kendall τ = 0.33 between the two rankings of these 4 methods" in line
+    assert "1 of 2 hub methods beat the best single fine-tune here, 2 of 2 in the paper" in line
+    table = rows(readme, "Against `resnet50-zoo`")
+    assert table["zoo_tuning"] == ["50.50", "1", "85.16", "2"] and table["hub_pathway"] == ["35.50", "3", "85.63", "1"]
+    assert "scratch" not in table  # the paper has no such row
+
+
 def test_every_reported_name_maps_to_ours():
     for row in reported.read("reported_accuracy.csv"):
         assert row["method"] in reported.METHODS and row["task"] in reported.TASKS

@@ -27,7 +27,7 @@ from hubbench.seeding import derive_seed, digest, preserved_rng, threads
 from hubbench.synthetic import Canvas
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
 
-HUB_VERSION = 4  # bump whenever the source tasks or the pre-training code change
+HUB_VERSION = 5  # bump whenever the source tasks or the pre-training code change
 IMAGE_SIZE = 32
 WIDTHS = (16, 32, 64, 128)
 
@@ -40,6 +40,10 @@ class Pretraining:
     lr: float = 0.05
     milestones: tuple[float, ...] = (0.6, 0.85)
     seed: int = 0
+
+    def of(self, task: SourceTask) -> Pretraining:
+        """This pre-training scaled by the source task's budget."""
+        return dataclasses.replace(self, images=self.images * task.budget, iterations=self.iterations * task.budget)
 
     def schedule(self) -> Schedule:
         return Schedule(self.iterations, self.lr, self.batch_size,
@@ -74,7 +78,7 @@ def weights_key(task: SourceTask, cfg: Pretraining, arch: Arch) -> str:
     """Everything that determines the pre-trained weights, the initial weights' lineage included."""
     parent = task.starts_from and weights_key(task.starts_from, cfg, arch)
     return digest({"version": HUB_VERSION, **arch.key, "size": IMAGE_SIZE, "task": task.name, "starts_from": parent,
-                   "pretraining": dataclasses.asdict(cfg), "torch": torch.__version__})
+                   "pretraining": dataclasses.asdict(cfg.of(task)), "torch": torch.__version__})
 
 
 def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch = MINI_RESNET,
@@ -95,7 +99,8 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch 
     with locked(str(path)), preserved_rng(), threads(1):
         if wanted.exists():  # trained by another process meanwhile
             return load_torch(wanted)
-        images, targets = source_data(task, cfg)
+        own = cfg.of(task)
+        images, targets = source_data(task, own)
         torch.manual_seed(derive_seed("source-init", task.name, cfg.seed))
         backbone = arch.build()
         if task.starts_from:
@@ -104,11 +109,11 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch 
         seed = derive_seed("pretrain", task.name, cfg.seed)
 
         def batch_at(it: int):
-            idx = batch_indices(len(images), cfg.batch_size, it, seed)
+            idx = batch_indices(len(images), own.batch_size, it, seed)
             return to_input(images[idx]), targets[idx]
 
         checkpoint = Checkpoint(path.with_suffix(".ckpt"), every=100)
-        train(model, lambda m, x, y: task.loss(m(x), y), batch_at, cfg.schedule(), seed=seed,
+        train(model, lambda m, x, y: task.loss(m(x), y), batch_at, own.schedule(), seed=seed,
               checkpoint=checkpoint, desc=f"pre-train {hub}/{name}")
         save_torch(path.with_suffix(".head.pt"), model[1].state_dict())  # before the backbone, which marks it done
         save_torch(path, backbone.state_dict())

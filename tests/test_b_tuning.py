@@ -28,7 +28,8 @@ def test_the_loss_is_the_task_loss_plus_the_score_weighted_projection_mse(task_n
         own = model.backbone(x).mean((2, 3)) @ ranked.weights[target].T
         teachers = [tiny_hub.source(s).backbone().eval()(x).mean((2, 3)) @ ranked.weights[s].T for s in order[:3]]
         mixed = sum(p * t for p, t in zip(pi.float(), teachers, strict=True))
-        expected = ctx.task.loss(model(x), y) + 100 * F.mse_loss(own, mixed)
+        tradeoff = 100 * (0.03 if ctx.task.kind == "landmarks" else 1)  # against a heatmap MSE ~30x below CE
+        expected = ctx.task.loss(model(x), y) + tradeoff * F.mse_loss(own, mixed)
         assert loss(model, x, y).item() == pytest.approx(expected.item(), rel=1e-5)
 
 

@@ -36,6 +36,23 @@ def test_detection_segmentation_and_keypoints_start_from_the_supervised_backbone
     assert not torch.equal(convs["selfsup"]["conv1.weight"], convs["supervised"]["conv1.weight"])  # its own init
 
 
+def test_no_specialist_source_is_pretrained_on_a_target_label_set():
+    from hubbench.hubs.sources import CATEGORIES
+    from hubbench.tasks.synthetic import Clutter
+
+    assert not set(CATEGORIES) & set(Clutter.classes)
+
+
+def test_the_broad_sources_pretrain_longer_and_their_budget_keys_the_weights():
+    from hubbench.hubs.sources import SUPERVISED, Detection, Rotation
+
+    cfg = mini.Pretraining()
+    assert cfg.of(SUPERVISED).iterations == cfg.of(Rotation()).iterations == 4 * cfg.of(Detection()).iterations
+    assert cfg.of(SUPERVISED).images == 4 * cfg.images
+    cheap = type("Cheap", (Rotation,), {"budget": 1})()
+    assert mini.weights_key(cheap, cfg, mini.MINI_RESNET) != mini.weights_key(Rotation(), cfg, mini.MINI_RESNET)
+
+
 def test_tiny_hub_builds_deterministically_and_caches(tiny_hub, cache, monkeypatch):
     source = tiny_hub.sources[0]
     weights = source.weights()

@@ -287,8 +287,8 @@ def test_a_mini_hub_is_compared_with_the_papers_ranking_of_the_hub_it_stands_for
     """mini stands for resnet50-zoo (the Hub-Pathway poster's Avg: Hub-Pathway 85.63 > Zoo-Tuning 85.16 > ImageNet
     83.41 > MoCo 80.66). Ours: zoo_tuning first, then supervised, hub_pathway, selfsup: τ = 2/6, and one of the
     two hub methods beats the best single fine-tune (both in the paper)."""
-    ours = {"zoo_tuning": 50.0, "finetune[model=supervised]": 40.0, "hub_pathway": 35.0, "finetune[model=selfsup]": 30.0,
-            "scratch": 10.0}
+    ours = {"zoo_tuning": 50.0, "finetune[model=supervised]": 40.0, "hub_pathway": 35.0,
+            "finetune[model=selfsup]": 30.0, "scratch": 10.0}
     readme = render(tmp_path, [full(task, m, 0, v + i, hub="mini") for m, v in ours.items()
                                for i, task in enumerate(("shapes", "clutter"))])
     line = next(line for line in readme.splitlines() if line.startswith("Against `resnet50-zoo`"))

@@ -14,14 +14,21 @@ def test_mini_suite_has_three_seeds():
     assert len(Suite.load("mini").seeds) == 3
 
 
-@pytest.mark.parametrize("name", ["smoke", "mini"])
-def test_default_suites_run_every_builtin_method_on_both_mini_hubs_and_faces(name):
+@pytest.mark.parametrize("name, hubs", [("smoke", {"mini", "mini-hetero"}), ("mini", {"mini"}),
+                                        ("mini-hetero", {"mini-hetero"})])
+def test_default_suites_run_every_builtin_method_on_the_mini_hubs_and_faces(name, hubs):
     from hubbench.methods import METHODS
 
     suite = Suite.load(name)
     builtin = {n for n in METHODS.names() if METHODS.get(n).__module__.startswith("hubbench.methods.")}
     assert set(suite.methods) == builtin
-    assert set(suite.hubs) == {"mini", "mini-hetero"} and "faces" in suite.tasks
+    assert set(suite.hubs) == hubs and "faces" in suite.tasks
+
+
+def test_mini_hetero_is_the_mini_suite_on_the_other_hub():
+    mini, hetero = Suite.load("mini"), Suite.load("mini-hetero")
+    assert (hetero.tasks, hetero.methods, hetero.rankers, hetero.seeds, hetero.protocol) == (
+        mini.tasks, mini.methods, mini.rankers, mini.seeds, mini.protocol)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -475,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("dir", type=Path, metavar="DIR", help="the data directory to write (created if missing)")
     synth.add_argument("--seed", type=int, default=0, help="the data are a function of it (default 0)")
     synth.add_argument("--datasets", nargs="+", metavar="NAME",
-                       help="only these, by task name (cifar100, coco70, aircraft, cars, indoor67, dmlab, eurosat, "
-                            "300w, wflw, cofw, aflw; default: all)")
+                       help="only these, by the paper task's name, e.g. cifar100 or 300w (default: all; an unknown "
+                            "name is refused with the list of choices)")
     synth.set_defaults(func=cmd_data_synth)
     return parser
 

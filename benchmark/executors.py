@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -89,7 +90,8 @@ class CellGroup:
     def __call__(self) -> list:
         if len(self.jobs) == 1:
             return [self.jobs[0]()]
-        pool = ProcessPoolExecutor(len(self.jobs), mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(len(self.jobs), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker)
         with pool:
             futures = [pool.submit(job) for job in self.jobs]
             return [f.exception() or f.result() for f in futures]
@@ -145,9 +147,21 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _take_gpu(queue) -> None:
-    """Pool initializer: this worker sees one GPU, the next of the queue (before CUDA starts)."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
+def _start_worker(queue=None) -> None:
+    """Pool initializer. The worker ends when the process that started it is gone (killed, so that its pool
+    could not stop it): no cell goes on unseen after `hubbench run` is, and a rerun resumes it from its
+    checkpoints (records and checkpoints are written atomically, so ending anywhere is safe). With a
+    `queue` of GPUs, the worker sees the next one (set before CUDA starts)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
+    if queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
 
 
 class LocalPool(Executor):
@@ -161,13 +175,12 @@ class LocalPool(Executor):
 
     def submit(self, cells, jobs):
         context = multiprocessing.get_context("spawn")
-        init: dict = {}
+        queue = None
         if len(self.gpus) > 1:
             queue = context.SimpleQueue()
             for i in range(self.workers):
                 queue.put(self.gpus[i % len(self.gpus)])
-            init = {"initializer": _take_gpu, "initargs": (queue,)}
-        pool = ProcessPoolExecutor(self.workers, mp_context=context, **init)
+        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker, initargs=(queue,))
         try:
             futures = {pool.submit(job): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):

@@ -31,6 +31,16 @@ class Configurable:
         return f"{self.name}[{','.join(changed)}]" if changed else self.name
 
 
+def registrar(registry: Registry) -> typing.Callable[[type], type]:
+    """The class decorator of `registry`'s plugins: it makes a class a frozen dataclass (its fields are
+    its hyper-parameters) and registers it under its `name`."""
+
+    def register(cls: type) -> type:
+        return registry.register(cls.name)(dataclasses.dataclass(frozen=True)(cls))
+
+    return register
+
+
 def parse(registry: Registry, spec: str) -> tuple[type, dict[str, Any]]:
     """`name[k=v,...]` -> (registered class, typed explicit parameters); errors list valid choices."""
     kind = registry.kind

@@ -17,7 +17,7 @@ from torch import nn
 
 from hubbench.context import Context, FinetunedSource
 from hubbench.figures import FigureHook
-from hubbench.params import Configurable, parse
+from hubbench.params import Configurable, parse, registrar
 from hubbench.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -52,10 +52,7 @@ class Method(Configurable, ABC):
         """Build and train a predictor: normalised images -> task outputs."""
 
 
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make `cls` a frozen dataclass and register it under its `name`."""
-    cls = dataclass(frozen=True)(cls)
-    return METHODS.register(cls.name)(cls)
+register = registrar(METHODS)  # @register: a frozen dataclass, registered under its `name`
 
 
 def parse_spec(spec: str) -> tuple[type[Method], dict[str, Any]]:

@@ -20,7 +20,7 @@ from hubbench.tasks.base import Task
 from hubbench.features import SourceFeatures, source_features
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import locked
-from hubbench.params import Configurable, parse
+from hubbench.params import Configurable, parse, registrar
 from hubbench.registry import Registry
 from hubbench.seeding import digest
 
@@ -55,10 +55,7 @@ class Ranker(Configurable, ABC):
         """The source's score from its features and the task's `ranking_targets`; raises NotScored."""
 
 
-def register(cls: type[Ranker]) -> type[Ranker]:
-    """Class decorator: make `cls` a frozen dataclass and register it under its `name`."""
-    cls = dataclass(frozen=True)(cls)
-    return RANKERS.register(cls.name)(cls)
+register = registrar(RANKERS)  # @register: a frozen dataclass, registered under its `name`
 
 
 def parse_spec(spec: str) -> tuple[type[Ranker], dict[str, Any]]:

@@ -222,6 +222,26 @@ def test_sigkill_of_a_local_worker_then_rerun_resumes(long_grid, pair, tmp_path)
     assert not list(cache.glob("checkpoints/*.ckpt")) and not list(tmp_path.rglob("*.tmp"))
 
 
+def test_local_workers_end_with_a_killed_run(long_grid, pair, tmp_path):
+    """SIGKILL of `hubbench run` (its pool cannot stop its workers): they end too, not training on unseen."""
+    _, suite, _ = long_grid
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "benchmark", "--plugin", str(pair), "run", "--suite", str(suite), "--results",
+           str(tmp_path / "results"), "--executor", "local", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "HUBBENCH_CACHE": str(cache)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_checkpoint(cache, lambda: proc.poll() is None)
+    workers = worker_pids(proc.pid) if proc.poll() is None else []
+    assert workers, "the run ended before it could be killed"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists() and b"spawn_main" in
+                Path(f"/proc/{w}/cmdline").read_bytes()], "workers outlived the run"
+
+
 def test_preempted_submitit_job_is_requeued_and_resumes(long_grid, pair, tmp_path):
     _, suite_path, reference = long_grid
     cache, folder = tmp_path / "cache", submitit_folder(tmp_path / "results", "long")

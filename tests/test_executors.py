@@ -201,16 +201,23 @@ def wait_for_checkpoint(cache: Path, alive, timeout: float = 120) -> None:
         time.sleep(0.01)
 
 
-def test_sigkill_of_a_local_worker_then_rerun_resumes(long_grid, pair, tmp_path):
-    root, suite, reference = long_grid
+def local_run_in_training(pair: Path, suite: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    """`hubbench run --executor local --workers 2` into tmp_path, once a checkpoint is written, and its workers."""
     cache = tmp_path / "cache"
     cmd = [sys.executable, "-m", "benchmark", "--plugin", str(pair), "run", "--suite", str(suite), "--results",
            str(tmp_path / "results"), "--executor", "local", "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "HUBBENCH_CACHE": str(cache)},
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     wait_for_checkpoint(cache, lambda: proc.poll() is None)
-    victims = worker_pids(proc.pid) if proc.poll() is None else []
-    assert victims, "the run ended before a worker could be killed"
+    workers = worker_pids(proc.pid) if proc.poll() is None else []
+    assert workers, "the run ended before it could be stopped mid-cell"
+    return proc, workers
+
+
+def test_sigkill_of_a_local_worker_then_rerun_resumes(long_grid, pair, tmp_path):
+    root, suite, reference = long_grid
+    cache = tmp_path / "cache"
+    proc, victims = local_run_in_training(pair, suite, tmp_path)
     os.kill(victims[0], signal.SIGKILL)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 1 and "incomplete" in out
@@ -224,17 +231,10 @@ def test_sigkill_of_a_local_worker_then_rerun_resumes(long_grid, pair, tmp_path)
 
 def test_local_workers_end_with_a_killed_run(long_grid, pair, tmp_path):
     """SIGKILL of `hubbench run` (its pool cannot stop its workers): they end too, not training on unseen."""
-    _, suite, _ = long_grid
-    cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "benchmark", "--plugin", str(pair), "run", "--suite", str(suite), "--results",
-           str(tmp_path / "results"), "--executor", "local", "--workers", "2"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "HUBBENCH_CACHE": str(cache)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_checkpoint(cache, lambda: proc.poll() is None)
-    workers = worker_pids(proc.pid) if proc.poll() is None else []
-    assert workers, "the run ended before it could be killed"
+    proc, workers = local_run_in_training(pair, long_grid[1], tmp_path)
     proc.kill()
     proc.wait()
+    proc.stdout.close()  # not read: orphaned workers would hold it open
     deadline = time.time() + 30
     while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
         time.sleep(0.1)

@@ -84,10 +84,6 @@ ANALOGUES = {row["hub"]: row["paper_hub"] for row in read("analogues.csv")}
 STAND_INS = {(row["hub"], row["paper_method"]): row["ours"] for row in read("analogues.csv") if row["ours"]}
 
 
-def is_single(method: str) -> bool:
-    return method.startswith("finetune[")
-
-
 def versus_papers(board: Board) -> list[Block]:
     """How a self-built hub ranks the methods against the papers' table of the real hub it stands for: the Avg of
     each method both have (ours over our tasks, the paper's over its own), the Kendall τ between the two, and how
@@ -104,15 +100,16 @@ def versus_papers(board: Board) -> list[Block]:
     source, rs = max(by_source(rows).items(), key=lambda item: len(item[1]))
     paper = pd.Series({ours(r["method"]): float(r["value"]) for r in reversed(rs)})  # a name's first row wins
     mine = board.avg[paper.index]
-    sign = 1 if board.higher else -1
-    singles = [m for m in paper.index if is_single(m)]
-    hub_methods = [m for m in paper.index if not is_single(m)]
+    singles = [m for m in paper.index if board.method_name(m) == "finetune"]
+    hub_methods = [m for m in paper.index if m not in singles]
     if len(paper) < 3 or not singles or not hub_methods:
         return []
     tau = kendalltau(mine, paper).statistic
+    sign = 1 if board.higher else -1
 
     def above(avg: pd.Series) -> int:
-        best_single = avg[singles].max() if board.higher else avg[singles].min()
+        """How many hub methods beat the best single fine-tune, in the board's direction."""
+        best_single = avg[board.best(avg[singles])]
         return sum(sign * (avg[m] - best_single) > 0 for m in hub_methods)
 
     order = mine.rank(ascending=not board.higher, method="min"), paper.rank(ascending=not board.higher, method="min")

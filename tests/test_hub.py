@@ -47,8 +47,8 @@ def test_the_broad_sources_pretrain_longer_and_their_budget_keys_the_weights():
     from hubbench.hubs.sources import SUPERVISED, Detection, Rotation
 
     cfg = mini.Pretraining()
-    assert cfg.of(SUPERVISED).iterations == cfg.of(Rotation()).iterations == 4 * cfg.of(Detection()).iterations
-    assert cfg.of(SUPERVISED).images == 4 * cfg.images
+    assert cfg.of(SUPERVISED).iterations == 2 * cfg.of(Rotation()).iterations == 8 * cfg.of(Detection()).iterations
+    assert cfg.of(SUPERVISED).images == 8 * cfg.images
     cheap = type("Cheap", (Rotation,), {"budget": 1})()
     assert mini.weights_key(cheap, cfg, mini.MINI_RESNET) != mini.weights_key(Rotation(), cfg, mini.MINI_RESNET)
 

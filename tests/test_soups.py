@@ -83,8 +83,9 @@ def test_uniform_soup_averages_weights_and_recomputes_batchnorm(tiny_hub, cls):
     states = [ctx.artifact(FinetunedSource(n)).state_dict() for n in tiny_hub.names]
     for key in ("backbone.conv1.weight", "head.2.weight", "backbone.bn1.bias"):
         assert torch.allclose(soup[key], torch.stack([s[key] for s in states]).mean(0), atol=1e-6)
-    # its statistics are its own activations' (up to augmentation: 0.07 measured), not the averaged ones (> 3)
-    assert (batchnorm_error(model, ctx.task) < 0.2) == (cls is Soup)
+    # its statistics are its own activations' (up to augmentation and batches of 8: 0.25 measured),
+    # not the averaged ones (10.4 measured)
+    assert (batchnorm_error(model, ctx.task) < 1.0) == (cls is Soup)
 
 
 @pytest.mark.parametrize("recipe", ["greedy", "uniform"])

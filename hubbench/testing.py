@@ -12,10 +12,11 @@ known to fail. In a plugin's test file:
         check(method)
 
 The checks run on the `tiny` hub (the mini hub's five MiniResNets after seconds of pre-training,
-cached under $HUBBENCH_CACHE like every hub) and, per task kind, one of the embedded tasks
-(`CHECK_TASKS`), trained for a few iterations (`PROTOCOL`). Each method goes through the runner and
-the profiler as a benchmark cell does, under each setting of `RUNTIMES` (on the CPU, where every
-runtime option acts, so that the GPU's code paths are checked without a GPU).
+cached under $HUBBENCH_CACHE like every hub) and, per task kind, a tiny task (`CHECK_TASKS`: an
+embedded task with a few dozen images per split), trained for a few iterations (`PROTOCOL`). Each
+method goes through the runner and the profiler as a benchmark cell does, under each setting of
+`RUNTIMES` (on the CPU, where every runtime option acts, so that the GPU's code paths are checked
+without a GPU).
 """
 
 from __future__ import annotations
@@ -38,13 +39,18 @@ from hubbench.hubs.mini import Pretraining, mini_hub
 from hubbench.hubs.mini_hetero import mini_hetero_hub
 from hubbench.io import cache_dir
 from hubbench.methods.base import METHODS, Method
-from hubbench.tasks.base import TASKS, Task
+from hubbench.tasks.base import TASKS, Task, register
+from hubbench.tasks.faces import Faces
+from hubbench.tasks.synthetic import Scenes
 from hubbench.training import Runtime
 
 TINY = Pretraining(images=64, iterations=4, batch_size=16)  # seconds of pre-training: a hub to test with
 CHECK_HUB = "tiny"
-CHECK_TASKS = {"classification": "scenes", "landmarks": "faces"}  # task kind -> the task its checks run on
-PROTOCOL = {"iterations": 4, "eval_every": 4, "checkpoint_every": 2}  # every stage of a cell, in seconds
+CHECK_TASKS = {"classification": "tiny-scenes", "landmarks": "tiny-faces"}  # task kind -> the task its checks run on
+# The checks test code paths, not accuracy: 32 training, 16 val and 32 test images (the full splits made
+# one bf16 cell take minutes on a CPU without bfloat16 units, where every bf16 convolution is emulated).
+TINY_TASKS = ((Scenes, {"per_class": (4, 2, 4)}), (Faces, {"sizes": (32, 16, 32)}))
+PROTOCOL = {"iterations": 4, "eval_every": 4, "checkpoint_every": 2, "batch_size": 8}  # every stage of a cell
 RUNTIMES = {"fp32": Runtime(bf16=False), "bf16": Runtime(bf16=True),
             "bf16-channels_last": Runtime(bf16=True, channels_last=True)}
 CPU = torch.device("cpu")
@@ -57,12 +63,21 @@ def register_tiny_hubs() -> None:
             HUBS.register(name)(partial(make, name, TINY))
 
 
+def register_tiny_tasks() -> None:
+    """Register `tiny-scenes` and `tiny-faces` (`TINY_TASKS`): embedded tasks with small splits (idempotent)."""
+    for base, sizes in TINY_TASKS:
+        name = f"tiny-{base.name}"
+        if name not in TASKS:
+            register(type(base.__name__, (base,), {"name": name, "__doc__": f"`{base.name}` with {sizes}.", **sizes}))
+
+
 def check_hub() -> Hub:
     register_tiny_hubs()
     return get_hub(CHECK_HUB)
 
 
 def check_task(name: str) -> Task:
+    register_tiny_tasks()
     cls = TASKS.get(name)
     return cls(cls.protocol.replace(**PROTOCOL))
 

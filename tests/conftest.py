@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ def cache(tmp_path_factory):
     """Every test shares one throw-away cache (hubs, artifacts, checkpoints)."""
     path = tmp_path_factory.mktemp("cache")
     os.environ["HUBBENCH_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_temp_dir(tmp_path_factory):
+    """Each test worker (and the CLIs it starts) its own temporary directory, and so its own device locks
+    (`hubbench.exclusive.lock_dir`): one worker's profiling does not pause the other's cells. The tests of
+    exclusivity run their processes within one test."""
+    path = tmp_path_factory.mktemp("tmp")
+    os.environ["TMPDIR"] = str(path)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
     return path
 
 

@@ -68,7 +68,8 @@ def register_tiny_tasks() -> None:
     for base, sizes in TINY_TASKS:
         name = f"tiny-{base.name}"
         if name not in TASKS:
-            register(type(base.__name__, (base,), {"name": name, "__doc__": f"`{base.name}` with {sizes}.", **sizes}))
+            doc = f"`{base.name}` with {sizes}."
+            register(type(f"Tiny{base.__name__}", (base,), {"name": name, "__doc__": doc, **sizes}))
 
 
 def check_hub() -> Hub:

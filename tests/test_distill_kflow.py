@@ -74,7 +74,7 @@ def test_mixed_stage_mixes_with_normalised_weights_and_runs_alone_without_teache
 
 def final_teacher_weight(method, hub, scope) -> tuple[float, nn.Module, object]:
     """The largest total weight of the teachers in a mixed stage after 100 steps of the task's
-    protocol (the mini suite trains 150), the deployed model, and the task."""
+    protocol (the mini suite trains 300), the deployed model, and the task."""
     ctx = small_ctx(hub, scope, iterations=100)
     model = method.fit(ctx)
     ctx.clear_checkpoints()

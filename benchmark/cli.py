@@ -104,6 +104,13 @@ def runtime_options(args):
     return Runtime(bf16=bf16, channels_last=args.channels_last, compile=args.compile, deterministic=args.deterministic)
 
 
+def redo_options(args):
+    """Which cells with a record a run redoes (--retrain-artifacts makes every selected cell's record stale)."""
+    from hubbench.benchmark.runner import Redo
+
+    return Redo(all=args.force or args.retrain_artifacts, failed=args.retry_failed, stale=args.rerun_stale)
+
+
 def check_executor_options(args) -> None:
     """Options of another executor than the chosen one are mistakes, not silently ignored."""
     if args.threads < 1:
@@ -128,7 +135,7 @@ def cells_per_gpu(args, cells) -> int:
     from hubbench.benchmark.executors import pending
     from hubbench.benchmark.packing import default_cells_per_gpu
 
-    n, why = default_cells_per_gpu(pending(cells, args.results, args.force, args.retry_failed), device,
+    n, why = default_cells_per_gpu(pending(cells, args.results, redo_options(args)), device,
                                    runtime_options(args), args.estimate)
     print(f"cells per GPU: {n} ({why})")
     return n
@@ -157,7 +164,7 @@ def dry_run(cells, executor, args) -> int:
     from hubbench.benchmark import estimate
     from hubbench.benchmark.executors import Submitit, pending
 
-    todo = pending(cells, args.results, args.force, args.retry_failed)
+    todo = pending(cells, args.results, redo_options(args))
     print(f"{len(todo)} of {len(cells)} cells would run" + (":" if todo else ""))
     for cell in todo:
         print(f"  {cell.id}")
@@ -171,7 +178,7 @@ def dry_run(cells, executor, args) -> int:
 
 
 def cmd_run(args) -> int:
-    from hubbench.benchmark.runner import check_records, expand, run_cells
+    from hubbench.benchmark.runner import StaleRecords, check_records, expand, run_cells
 
     from hubbench.record import RecordError
 
@@ -187,20 +194,21 @@ def cmd_run(args) -> int:
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
     try:
-        check_records(cells, args.results)
+        check_records(cells, args.results, redo_options(args))
     except RecordError as e:
         raise UsageError(f"{e}; move it away to run its cell again") from None
+    except StaleRecords as e:
+        raise UsageError(f"{e}: --rerun-stale redoes such records, or run into another --results") from None
     check_data(cells)
     check_weights(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
-    args.force = args.force or args.retrain_artifacts  # retrained artifacts make the cells' records stale
     executor = make_executor(args, suite, device, cells)
     if args.dry_run:
         return dry_run(cells, executor, args)
     if args.retrain_artifacts:
         retrain_artifacts(cells)
-    counts = run_cells(cells, args.results, device, executor=executor, force=args.force,
-                       retry_failed=args.retry_failed, threads=args.threads, runtime=runtime_options(args))
+    counts = run_cells(cells, args.results, device, executor=executor, redo=redo_options(args), threads=args.threads,
+                       runtime=runtime_options(args))
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
@@ -372,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     run.add_argument("--force", action="store_true", help="redo cells that already have a record")
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
+    run.add_argument("--rerun-stale", action="store_true",
+                     help="redo cells whose record was made under another configuration: another version or "
+                          "weights of the hub, or another protocol for the task (a run refuses to start "
+                          "while such records are kept; `hubbench status` marks them 'stale')")
     run.add_argument("--retrain-artifacts", action="store_true",
                      help="delete the cached fine-tuned sources the selected cells reuse, then redo the cells "
                           "(implies --force): they train those artifacts again")
@@ -399,10 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", parents=[common, grid], help="show where each cell of a suite stands",
-                            description="Count a suite's cells by state: done, failed, n/a (from records), running "
-                                        "(its lock is held), interrupted (checkpoints left), missing; per method "
-                                        "id, or with --list one line per cell, with its detail and, when the suite "
-                                        "went through --executor slurm, its submitit job.")
+                            description="Count a suite's cells by state: done, failed, n/a (from records), stale (a "
+                                        "record made under another hub version or protocol), running (its lock is "
+                                        "held), interrupted (checkpoints left), missing; per method id, or with "
+                                        "--list one line per cell, with its detail and, when the suite went through "
+                                        "--executor slurm, its submitit job.")
     status.add_argument("--state", action="append", help="only cells in this state (repeatable)")
     status.add_argument("--list", action="store_true", help="one line per cell instead of the summary")
     status.set_defaults(func=cmd_status)

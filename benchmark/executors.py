@@ -23,7 +23,7 @@ from typing import Any
 import submitit
 import torch
 from hubbench.benchmark.plugins import load_plugins, pick_device
-from hubbench.benchmark.runner import Cell, must_run, run_cell
+from hubbench.benchmark.runner import Cell, Redo, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
 from hubbench.methods.base import parse_spec
@@ -51,8 +51,7 @@ class CellJob:
     results: Path
     device: str  # "auto" is resolved where the job runs
     plugins: tuple[str, ...] = ()
-    force: bool = False
-    retry_failed: bool = False
+    redo: Redo = Redo()
     threads: int = 1
     runtime: Runtime = Runtime()  # its device-dependent defaults are decided where the job runs
 
@@ -70,8 +69,8 @@ class CellJob:
     def __call__(self) -> tuple[str, str, float]:
         """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
         start = time.perf_counter()
-        status, record = run_cell(self.cell(), self.results, pick_device(self.device), force=self.force,
-                                  retry_failed=self.retry_failed, threads=self.threads, runtime=self.runtime)
+        status, record = run_cell(self.cell(), self.results, pick_device(self.device), redo=self.redo,
+                                  threads=self.threads, runtime=self.runtime)
         return status, record.summary(), time.perf_counter() - start
 
     def checkpoint(self) -> DelayedSubmission:
@@ -101,11 +100,11 @@ class CellGroup:
         return DelayedSubmission(self)
 
 
-def pending(cells: list[Cell], results: Path, force: bool = False, retry_failed: bool = False) -> list[Cell]:
-    """The cells to submit: those without a record (or redone by `force`, `retry_failed`), ordered by
+def pending(cells: list[Cell], results: Path, redo: Redo = Redo()) -> list[Cell]:
+    """The cells to submit: those without a record or whose record `redo` redoes, ordered by
     the number of artifacts they need (a stable sort): the cells that train one artifact each start
     before those that need several, which then mostly find them trained."""
-    todo = [c for c in cells if must_run(records.read(c.path(results), c.record_type), force, retry_failed)]
+    todo = [c for c in cells if redo(c, records.read(c.path(results), c.record_type))]
     return sorted(todo, key=lambda c: len(c.method.needs(get_hub(c.hub), c.make_task())))
 
 
@@ -115,18 +114,17 @@ class Executor:
     def __init__(self, plugins: Sequence[str] = ()):
         self.plugins = tuple(plugins)
 
-    def run(self, cells: list[Cell], results: Path, device, *, force: bool = False, retry_failed: bool = False,
-            threads: int = 1, runtime: Runtime = Runtime()) -> Iterator[Outcome]:
+    def run(self, cells: list[Cell], results: Path, device, *, redo: Redo = Redo(), threads: int = 1,
+            runtime: Runtime = Runtime()) -> Iterator[Outcome]:
         """Yield each cell's outcome as it ends; 'incomplete' when its process or job ended without a
         record (killed, out of memory, cancelled): a rerun resumes it."""
-        todo = pending(cells, results, force, retry_failed)
+        todo = pending(cells, results, redo)
         for cell in cells:
             if cell not in todo:
                 yield cell, "skipped", "", 0.0
         if not todo:
             return
-        jobs = [CellJob.of(c, results, device, self.plugins, force=force, retry_failed=retry_failed, threads=threads,
-                           runtime=runtime) for c in todo]
+        jobs = [CellJob.of(c, results, device, self.plugins, redo=redo, threads=threads, runtime=runtime) for c in todo]
         for i, result in self.submit(todo, jobs):
             if isinstance(result, BaseException):
                 lines = str(result).strip().splitlines()

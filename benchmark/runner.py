@@ -19,7 +19,7 @@ from hubbench.hubs.base import get_hub
 from hubbench.methods.base import Method, parse_spec
 from hubbench.rankers.base import Ranker, ranking
 from hubbench.rankers.base import parse_spec as parse_ranker
-from hubbench.tasks.base import TASKS, Task
+from hubbench.tasks.base import TASKS, Protocol, Task
 from tqdm.auto import tqdm
 
 from hubbench import record as records
@@ -67,9 +67,20 @@ class Cell:
     def path(self, results: Path) -> Path:
         return records.record_path(results, self.suite.name, self.hub, self.task, self.entry, self.seed)
 
+    @property
+    def protocol(self) -> Protocol:
+        """The task's protocol with the suite's overrides (known without the task's data)."""
+        return TASKS.get(self.task).protocol.replace(**self.suite.protocol)
+
     def make_task(self) -> Task:
-        cls = TASKS.get(self.task)
-        return cls(cls.protocol.replace(**self.suite.protocol))
+        return TASKS.get(self.task)(self.protocol)
+
+    def change(self, record: records.Record | records.RankingRecord) -> str | None:
+        """What `record` was made under that differs from this cell now (None: nothing): the hub's
+        description (its version, its weights) and, for a method's cell, the task's protocol (a
+        ranking does not train)."""
+        protocol = None if self.ranking else dataclasses.asdict(self.protocol)
+        return record.config.change(get_hub(self.hub).describe(), protocol)
 
 
 def pick(kind: str, chosen: list | None, available: tuple) -> tuple:
@@ -110,25 +121,45 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def must_run(record: records.Record | records.RankingRecord | None, force: bool = False,
-             retry_failed: bool = False) -> bool:
-    """Whether a cell whose record is `record` (None: it has none) runs."""
-    return record is None or force or (retry_failed and record.status == records.FAILED)
+@dataclass(frozen=True)
+class Redo:
+    """Which cells that have a record run again: every one (`--force`), the failed ones
+    (`--retry-failed`), the stale ones (`--rerun-stale`: made under another hub or protocol)."""
+
+    all: bool = False
+    failed: bool = False
+    stale: bool = False
+
+    def __call__(self, cell: Cell, record: records.Record | records.RankingRecord | None) -> bool:
+        """Whether `cell`, whose record is `record` (None: it has none), runs."""
+        return (record is None or self.all or (self.failed and record.status == records.FAILED)
+                or (self.stale and cell.change(record) is not None))
 
 
-def check_records(cells: list[Cell], results: Path) -> None:
+class StaleRecords(Exception):
+    """Records made under another hub or protocol than their cells' now, which a run would not redo."""
+
+
+def check_records(cells: list[Cell], results: Path, redo: Redo = Redo()) -> None:
     """Raise `RecordError` for the first cell whose record file cannot be read (corrupt, or written by a
-    newer hubbench): rather than replace it, a run refuses to start until the user moves it away."""
+    newer hubbench), and `StaleRecords` when records of the cells are stale and `redo` keeps them:
+    rather than replace the one or count the others as done, a run refuses to start."""
+    stale = []
     for cell in cells:
-        records.read(cell.path(results), cell.record_type)
+        record = records.read(cell.path(results), cell.record_type)
+        if record is not None and not redo(cell, record) and (change := cell.change(record)):
+            stale.append((cell, change))
+    if stale:
+        (cell, change), more = stale[0], f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise StaleRecords(f"the record of {cell.id}{more} was made under another configuration ({change})")
 
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
-             force: bool = False, retry_failed: bool = False, threads: int = 1,
+             redo: Redo = Redo(), threads: int = 1,
              runtime: Runtime | None = None) -> tuple[str, records.Record | records.RankingRecord]:
     """Run one cell into its record; returns ('skipped' or the record's status, record).
 
-    A complete record is kept unless `force` (or `retry_failed`, for failed ones). The cell runs
+    A complete record is kept unless `redo` says otherwise. The cell runs
     under its lock: when several processes reach it at once (workers, jobs, concurrent runs), one
     runs it and the others wait, then keep the record it wrote. An exception inside the method
     becomes a 'failed' record; an interrupt leaves no record and the stage checkpoints, so the
@@ -138,7 +169,7 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
     """
     path = cell.path(results)
     old = records.read(path, cell.record_type)
-    if not must_run(old, force, retry_failed):
+    if not redo(cell, old):
         return "skipped", old
     with locked(cell.scope):
         new = records.read(path, cell.record_type)

@@ -14,13 +14,14 @@ from hubbench import record as records
 from hubbench.context import checkpoint_stem
 from hubbench.locks import is_locked
 
-STATES = ("done", "failed", "n/a", "running", "interrupted", "unreadable", "missing")
+STATES = ("done", "failed", "n/a", "stale", "running", "interrupted", "unreadable", "missing")
 RECORD_STATES = {records.OK: "done", records.FAILED: "failed", records.INAPPLICABLE: "n/a"}
 
 
 def cell_state(cell: Cell, results: Path, cache: Path) -> tuple[str, str]:
-    """(state, detail): 'running' while a process holds the cell's lock; else the record's status;
-    'unreadable' (with a warning) when its record file cannot be read; else 'interrupted' when
+    """(state, detail): 'running' while a process holds the cell's lock; else 'stale' when its record
+    was made under another hub or protocol, else the record's status; 'unreadable' (with a warning)
+    when its record file cannot be read; else 'interrupted' when
     checkpoints of the cell remain (a rerun resumes them); else 'missing'."""
     if is_locked(cell.scope):
         return "running", ""
@@ -29,6 +30,8 @@ def cell_state(cell: Cell, results: Path, cache: Path) -> tuple[str, str]:
     except records.RecordError as e:
         print(f"hubbench status: warning: {e}", file=sys.stderr)
         return "unreadable", "the record file cannot be read: see the warning"
+    if record is not None and (change := cell.change(record)):
+        return "stale", f"made under {change}; run --rerun-stale redoes it"
     if record is not None:
         return RECORD_STATES[record.status], record.summary()
     stem = checkpoint_stem(cell.scope, cell.seed, cell.make_task().protocol)

@@ -155,6 +155,28 @@ class Config:
     suite_protocol: dict[str, Any] = field(default_factory=dict)
     runtime: dict[str, Any] | None = None
 
+    def change(self, hub: dict, protocol: dict | None = None) -> str | None:
+        """The first difference between this configuration and a cell's now (its hub's description and,
+        unless None, its task's protocol), as 'hub.config.version: 5 -> 6'; None where they agree. A
+        record made by another hub version or under another protocol is not the cell's result any more."""
+        if protocol is None:
+            return first_change(self.hub, hub, "hub")
+        return first_change({"hub": self.hub, "protocol": self.task.get("protocol", protocol)},
+                            {"hub": hub, "protocol": protocol})
+
+
+def first_change(then: Any, now: Any, where: str = "") -> str | None:
+    """The first place where two JSON-like trees differ, as 'key.key: then -> now'; None where they
+    agree. A tuple equals the list JSON reads back, and a key missing on either side is no change (a
+    field a later hubbench added or dropped says nothing about the run)."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        changes = (first_change(then[k], now[k], f"{where}.{k}".lstrip(".")) for k in then if k in now)
+        return next(filter(None, changes), None)
+    if isinstance(then, (list, tuple)) and isinstance(now, (list, tuple)) and len(then) == len(now):
+        changes = (first_change(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(then, now, strict=True)))
+        return next(filter(None, changes), None)
+    return None if then == now else f"{where}: {json.dumps(then)} -> {json.dumps(now)}"
+
 
 @dataclass(frozen=True)
 class Git:

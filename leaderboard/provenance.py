@@ -1,7 +1,7 @@
 """What the numbers of a board's tables were made with, stated under its heading: the protocol its records'
-config holds (the task's training protocol, the runtime options, split sizes, the hub's sources), and
-the code they ran, flagged when it is not one clean commit: records of several commits side by side, or
-records made from a checkout with uncommitted changes (no commit holds their exact code)."""
+config holds (the task's training protocol, the runtime options, split sizes, the hub's sources and
+version), and the code they ran, flagged when it is not one clean commit: records of several commits side
+by side, or records made from a checkout with uncommitted changes (no commit holds their exact code)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def settings(r: Record) -> dict[str, str]:
         out["images " + "/".join(splits)] = "/".join(str(sizes[s]) for s in splits)
     if sources := r.config.hub.get("sources"):
         out["hub sources"] = ", ".join(s["name"] for s in sources)
+    if (version := r.config.hub.get("config", {}).get("version")) is not None:
+        out["hub version"] = value_text(version)  # a self-built hub's: its sources change with it
     return out
 
 

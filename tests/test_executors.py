@@ -17,7 +17,7 @@ from conftest import PLUGIN, ROOT, hubbench, write_suite
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.executors import Submitit, pending, slurm_resources, submitit_folder
 from hubbench.benchmark.plugins import load_plugins
-from hubbench.benchmark.runner import expand, run_cells
+from hubbench.benchmark.runner import Redo, StaleRecords, check_records, expand, run_cells
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 
@@ -153,7 +153,35 @@ def test_pending_puts_artifact_producers_first_and_retries_failed(grid, tmp_path
         records.write(cell.path(tmp_path), records.Record(suite.name, cell.hub, cell.task, "classification", method,
                                                           cell.seed, status, records.Metric("top1")))
     assert pending(cells, tmp_path) == [cells[2]]
-    assert pending(cells, tmp_path, retry_failed=True) == [cells[0], cells[2]]
+    assert pending(cells, tmp_path, Redo(failed=True)) == [cells[0], cells[2]]
+
+
+def test_a_record_of_another_hub_version_or_protocol_is_stale_not_done(grid, pair, tmp_path, capsys):
+    root, suite_path = grid
+    cells = expand(Suite.load(str(suite_path)))
+    finetune, other, ensemble = cells
+    done, results = root / "inline/results", tmp_path / "results"
+    for cell in cells:
+        write_json(cell.path(results), read_json(cell.path(done)))
+    record = read_json(finetune.path(results))
+    record["config"]["hub"]["config"]["pretraining"]["iterations"] = 2  # the hub's sources were trained otherwise
+    write_json(finetune.path(results), record)
+    record = read_json(ensemble.path(results))
+    record["config"]["task"]["protocol"]["iterations"] = 3
+    write_json(ensemble.path(results), record)
+    rows = report(cells, results, tmp_path / "cache", {})[1]
+    assert states(rows) == ["stale", "done", "stale"]
+    assert "made under hub.config.pretraining.iterations: 2 -> 4" in rows[1]
+    assert "made under protocol.iterations: 3 -> 6" in rows[3]
+    assert pending(cells, results) == [] and pending(cells, results, Redo(stale=True)) == [finetune, ensemble]
+    with pytest.raises(StaleRecords, match=re.escape(f"record of {finetune.id} (and 1 more) was made under another")):
+        check_records(cells, results)
+    check_records(cells, results, Redo(stale=True))
+    check_records(cells, results, Redo(all=True))
+    kept = [cell.path(results).read_bytes() for cell in cells]
+    assert main(["--plugin", str(pair), "run", "--suite", str(suite_path), "--results", str(results)]) == 2
+    assert "--rerun-stale redoes such records" in capsys.readouterr().err
+    assert [cell.path(results).read_bytes() for cell in cells] == kept
 
 
 def test_eight_concurrent_runs_run_each_cell_once_and_lose_no_record(pair, tmp_path):

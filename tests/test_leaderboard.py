@@ -207,9 +207,12 @@ def test_protocol_differing_between_tasks_is_stated_per_task(tmp_path):
     records = [full(t, m, 0, 10.0) for t in ("a", "b") for m in ("m", "n")]
     for r in records[2:]:
         r["config"]["task"]["protocol"]["lr"] = 0.2
+    for i, r in enumerate(records):
+        r["config"]["hub"]["config"] = {"version": 5 + i // 2}
     readme = render(tmp_path, [*records, record("a", "old", 0, 1.0, kind="classification")])
     assert "**Protocol** (from the records' config (1 records without a config)): `batch_size` 32; `iterations` 20; " \
-           "`lr` 0.1 (a), 0.2 (b); `runtime.bf16` false; images train/val/test 8/2/4; hub sources b, a." in readme
+           "`lr` 0.1 (a), 0.2 (b); `runtime.bf16` false; images train/val/test 8/2/4; hub sources b, a; " \
+           "hub version 5 (a), 6 (b)." in readme
     assert "Mixed protocol" not in readme and "Dirty tree" not in readme and "**Code**: commit `abc` (5 records)." \
         in readme
 

@@ -32,6 +32,18 @@ def test_every_committed_record_loads():
     assert records.RankingRecord in kinds and {r.status for r in loaded} <= set(records.STATUSES)
 
 
+def test_a_config_change_is_the_first_differing_value_and_what_a_record_lacks_is_no_change():
+    config = records.Config(hub={"config": {"version": 5, "widths": [16, 32]}, "sources": [{"name": "a"}]},
+                            task={"protocol": {"iterations": 150, "milestones": [0.4, 0.8]}})
+    hub = {"config": {"version": 5, "widths": (16, 32), "added": 1}, "sources": ({"name": "a"},)}
+    protocol = {"iterations": 150, "milestones": (0.4, 0.8), "added": 2}
+    assert config.change(hub, protocol) is None  # tuples are the lists JSON reads back; new fields are no change
+    assert config.change({**hub, "config": {"version": 6}}) == "hub.config.version: 5 -> 6"
+    assert config.change({**hub, "sources": ({"name": "b"},)}) == 'hub.sources[0].name: "a" -> "b"'
+    assert config.change(hub, {**protocol, "milestones": (0.5,)}) == "protocol.milestones: [0.4, 0.8] -> [0.5]"
+    assert records.Config(hub=config.hub).change(hub, protocol) is None  # a record without its task's protocol
+
+
 def test_previous_shape_is_upgraded(tmp_path):
     path = tmp_path / "seed0.json"
     path.write_text(json.dumps(OLDEST))

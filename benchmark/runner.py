@@ -78,7 +78,9 @@ class Cell:
     def change(self, record: records.Record | records.RankingRecord) -> str | None:
         """What `record` was made under that differs from this cell now (None: nothing): the hub's
         description (its version, its weights) and, for a method's cell, the task's protocol (a
-        ranking does not train)."""
+        ranking does not train). A record without a config (an older runner's) has none to compare."""
+        if record.config is None:
+            return None
         protocol = None if self.ranking else dataclasses.asdict(self.protocol)
         return record.config.change(get_hub(self.hub).describe(), protocol)
 

@@ -44,7 +44,7 @@ def device_name(device: torch.device) -> str:
 
 def entry_path(cell, device: torch.device, runtime: Runtime) -> Path:
     """The cached measurement of a cell's (hub, task, method) on this device, runtime and protocol shape."""
-    p = cell.make_task().protocol
+    p = cell.protocol
     shape = {k: getattr(p, k) for k in ("image_size", "batch_size", "resize", "test_views")}
     name = device_name(device)
     key = digest({"hub": get_hub(cell.hub).describe(), "task": cell.task, "method": cell.method.id, "shape": shape,
@@ -56,7 +56,7 @@ def entry_path(cell, device: torch.device, runtime: Runtime) -> Path:
 def measure(cell, device: torch.device, runtime: Runtime, settings: Settings = Settings()) -> dict:
     """Build the cell's method as `hubbench profile` does, timing every training stage it runs."""
     runtime = runtime.resolve(device)
-    batch = cell.make_task().protocol.batch_size
+    batch = cell.protocol.batch_size
     task, _ = profile_task(cell.task, batch, cell.suite.protocol)
     hub = loaded(get_hub(cell.hub))
     method = cell.method

@@ -34,7 +34,7 @@ def _copy(cell, device: str, runtime: Runtime, seconds: float, plugins, start, o
     load_plugins(plugins)
     device = torch.device(device)
     runtime = runtime.resolve(device)
-    batch = cell.make_task().protocol.batch_size
+    batch = cell.protocol.batch_size
     task, _ = profile_task(cell.task, batch, cell.suite.protocol)
     runtime.apply(device)
     model = build(cell.method, loaded(get_hub(cell.hub)), task, 0, device, runtime).train()

@@ -30,11 +30,11 @@ def cell_state(cell: Cell, results: Path, cache: Path) -> tuple[str, str]:
     except records.RecordError as e:
         print(f"hubbench status: warning: {e}", file=sys.stderr)
         return "unreadable", "the record file cannot be read: see the warning"
-    if record is not None and (change := cell.change(record)):
-        return "stale", f"made under {change}; run --rerun-stale redoes it"
     if record is not None:
+        if change := cell.change(record):
+            return "stale", f"made under {change}; run --rerun-stale redoes it"
         return RECORD_STATES[record.status], record.summary()
-    stem = checkpoint_stem(cell.scope, cell.seed, cell.make_task().protocol)
+    stem = checkpoint_stem(cell.scope, cell.seed, cell.protocol)
     if any((cache / "checkpoints").glob(f"{stem}-*.ckpt")):
         return "interrupted", "checkpoints left: a rerun resumes"
     return "missing", ""

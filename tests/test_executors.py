@@ -131,7 +131,7 @@ def test_status_tells_running_interrupted_failed_and_missing(grid, tmp_path):
     results = tmp_path / "results"
     record = json.loads(finetune.path(done).read_text())
     write_json(finetune.path(results), {**record, "status": "failed", "reason": "RuntimeError: boom"})
-    stem = checkpoint_stem(other.scope, other.seed, other.make_task().protocol)
+    stem = checkpoint_stem(other.scope, other.seed, other.protocol)
     (cache / "checkpoints").mkdir(parents=True)
     (cache / "checkpoints" / f"{stem}-model.ckpt").touch()
     with locked(ensemble.scope):

@@ -22,6 +22,7 @@ from hubbench.io import DATA_DIR_ENV, cache_dir, check_output_dir
 from hubbench.progress import interval
 from hubbench.registry import UnknownName
 
+RESULTS = Path("results")
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
           "$HUBBENCH_CACHE or ~/.cache/hubbench.")
 
@@ -212,9 +213,17 @@ def cmd_run(args) -> int:
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
-    again = " ".join(shlex.quote(a) for a in ["--suite", args.suite, *(f"--set={item}" for item in args.set or [])])
-    print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard {again}")
+    print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard {finding_options(args)}")
     return 1 if counts["failed"] or counts["incomplete"] else 0
+
+
+def finding_options(args) -> str:
+    """The options, as given, that another command needs to find a run's records (and load their plugins)."""
+    options = [*(f"--plugin={p}" for p in args.plugins + args.plugin), "--suite", args.suite,
+               *(f"--set={item}" for item in args.set or [])]
+    if args.results != RESULTS:
+        options += ["--results", str(args.results)]
+    return " ".join(shlex.quote(o) for o in options)
 
 
 def cmd_status(args) -> int:
@@ -237,20 +246,13 @@ def cmd_status(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from hubbench import hubs, methods, rankers, tasks
+    from hubbench.catalogue import KINDS, catalogue
 
-    what = args.what
-    rows: list[tuple[str, str]] = []
-    if what in ("hubs", "all"):
-        rows += [(f"hub {n}", hubs.get_hub(n).description) for n in hubs.HUBS]
-    if what in ("tasks", "all"):
-        rows += [(f"task {n}", tasks.TASKS.get(n).description) for n in tasks.TASKS]
-    if what in ("methods", "all"):
-        rows += [(f"method {n}", methods.METHODS.get(n).description) for n in methods.METHODS]
-    if what in ("rankers", "all"):
-        rows += [(f"ranker {n}", rankers.RANKERS.get(n).description) for n in rankers.RANKERS]
-    if what in ("suites", "all"):
-        rows += [(f"suite {n}", suites.Suite.load(n).description) for n in suites.suite_names()]
+    found = catalogue(plugins=bool(args.plugins + args.plugin))
+    rows = [(f"{kind[:-1]} {name}", text) for kind in KINDS if args.what in (kind, "all")
+            for name, text in sorted(found[kind].items())]
+    if args.what in ("suites", "all"):
+        rows += [(f"suite {n}", suites.bundled_description(n)) for n in suites.suite_names()]
     width = max(len(r[0]) for r in rows)
     for name, description in rows:
         print(f"{name:<{width}}  {description}")
@@ -258,12 +260,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_hub_build(args) -> int:
-    from hubbench.hubs import get_hub
+    from hubbench.benchmark.hub_build import build
 
+    if args.ship and not args.from_scratch:
+        raise UsageError("--ship goes with --from-scratch")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
     apply_weights_options(args)
-    hub = get_hub(args.name)
-    hub.build()
-    print(f"hub {hub.name}: {len(hub.sources)} models ready ({', '.join(hub.names)})")
+    print("\n".join(build(args.name, args.from_scratch, args.workers, args.plugins + args.plugin, args.ship)))
     return 0
 
 
@@ -369,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--method", action="append",
                       help="only this method or ranker, by name or id (repeatable; a ranking's id: rank:<ranker>)")
     grid.add_argument("--seed", action="append", help="only these seeds, e.g. 0,1 (repeatable)")
-    grid.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    grid.add_argument("--results", type=Path, default=RESULTS, help="records directory (default: results)")
 
     run = sub.add_parser("run", parents=[common, grid, weights, runtime], help="run a suite's cells into records",
                          description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped. "
@@ -467,8 +471,23 @@ def build_parser() -> argparse.ArgumentParser:
     hub = sub.add_parser("hub", parents=[common], help="hub operations")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="ACTION")
     build = hub_sub.add_parser("build", parents=[common, weights],
-                               help="pre-train the mini hubs into the cache, or load and verify a real hub's files")
+                               help="verify a hub's weights and load them (the mini hubs' ship with hubbench), or "
+                                    "pre-train a mini hub again from scratch",
+                               description="Verify and load every source's weights: the files hubbench ships for "
+                                           "the hubs it pre-trains itself, a real hub's checkpoint files. With "
+                                           "--from-scratch, pre-train a self-built hub's sources again into the "
+                                           "cache, independent ones at the same time, and report file by file "
+                                           "whether they equal the shipped weights (bit for bit on the torch and "
+                                           "CPU kind the manifest names).")
     build.add_argument("name", help="hub name (see `hubbench list hubs`)")
+    build.add_argument("--from-scratch", action="store_true",
+                       help="pre-train the sources again, ignoring the shipped weights, and compare with them")
+    build.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="--from-scratch: sources pre-trained at the same time, one process each "
+                            "(default: the CPU count)")
+    build.add_argument("--ship", action="store_true",
+                       help="--from-scratch: make what was trained the shipped files, listed in hubs/pretrained/"
+                            "manifest.json (maintainers, after a hub version bump)")
     build.set_defaults(func=cmd_hub_build)
     download = hub_sub.add_parser("download", parents=[common],
                                   help="download a real hub's checkpoint files (needs internet)")

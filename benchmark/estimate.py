@@ -29,9 +29,9 @@ from hubbench.hubs.base import get_hub
 from hubbench.tasks.base import Protocol
 from hubbench.tasks.crops import first_view
 
+from hubbench.environment import cpu_name
 from hubbench.exclusive import exclusive
 from hubbench.io import cache_dir, read_json, write_json
-from hubbench.record import cpu_name
 from hubbench.seeding import digest, generator
 from hubbench.training import Runtime, batch_indices
 

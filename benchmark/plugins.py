@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from hubbench.discovery import PROVENANCE
 
 if TYPE_CHECKING:
     import torch
@@ -26,9 +29,12 @@ def load_plugin(path: str) -> None:
     spec = importlib.util.spec_from_file_location(f"hubbench_plugin_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
+    # the code as it runs: a changed file makes the records of what it registers stale
+    PROVENANCE[spec.name] = {"plugin": path, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
     try:
         spec.loader.exec_module(module)
     except Exception as e:
+        del PROVENANCE[spec.name]
         raise PluginError(f"cannot load plugin {path}: {type(e).__name__}: {e}") from None
 
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from hubbench import record
 from hubbench.context import Context
+from hubbench.environment import environment
 from hubbench.seeding import derive_seed, generator, seed_everything
 from hubbench.training import Runtime
 
@@ -67,7 +68,7 @@ def run(args, device: torch.device, runtime: Runtime) -> int:
     complexity = profile(model, task, device, settings)
     result = record.Profile(hub.name, task.name, task.kind, record.MethodId(method.id, method.name, method.params),
                             args.seed, stand_in, dataclasses.asdict(task.protocol), hub.describe(), complexity,
-                            record.environment(device),
+                            environment(device),
                             {"build_s": build_s, "profile_s": time.perf_counter() - start})
     record.write(out, result)
     print(table(result))

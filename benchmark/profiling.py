@@ -43,8 +43,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from hubbench.environment import cpu_name
 from hubbench.exclusive import exclusive
-from hubbench.record import Complexity, Flops, Memory, Params, Speed, cpu_name
+from hubbench.record import Complexity, Flops, Memory, Params, Speed
 from hubbench.seeding import generator
 from hubbench.training import Runtime, batch_indices, shape_stable
 

@@ -13,9 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from hubbench.benchmark.profiling import Settings, profile
 from hubbench.benchmark.suites import Suite
-from hubbench.hubs.base import get_hub
+from hubbench.hubs.base import HUBS, Hub, get_hub
 from hubbench.methods.base import Method, parse_spec
 from hubbench.rankers.base import Ranker, ranking
 from hubbench.rankers.base import parse_spec as parse_ranker
@@ -24,6 +23,8 @@ from tqdm.auto import tqdm
 
 from hubbench import record as records
 from hubbench.context import Context
+from hubbench.discovery import code_of
+from hubbench.environment import environment
 from hubbench.io import cache_dir
 from hubbench.locks import locked
 from hubbench.progress import note
@@ -75,14 +76,31 @@ class Cell:
     def make_task(self) -> Task:
         return TASKS.get(self.task)(self.protocol)
 
+    @property
+    def code(self) -> dict[str, dict[str, str]]:
+        """Where the code of the cell's method (or ranker), hub and task comes from, where not hubbench itself."""
+        made_by = {"method": type(self.method), "hub": HUBS.get(self.hub), "task": TASKS.get(self.task)}
+        return {part: code for part, obj in made_by.items() if (code := code_of(obj))}
+
+    def config(self, hub: Hub, task: Task, runtime: Runtime | None = None) -> records.Config:
+        """What determined the cell beyond its identity, as its record states it."""
+        return records.Config(hub.describe(), task.config(), self.suite.protocol,
+                              runtime and dataclasses.asdict(runtime), self.code)
+
     def change(self, record: records.Record | records.RankingRecord) -> str | None:
         """What `record` was made under that differs from this cell now (None: nothing): the hub's
-        description (its version, its weights) and, for a method's cell, the task's protocol (a
-        ranking does not train). A record without a config (an older runner's) has none to compare."""
+        description (its version, its weights), the code of a plugin's method, hub or task (its file's
+        sha256, its package's version), the method's parameters (a changed default) and, for a method's
+        cell, the task's protocol (a ranking does not train). What a record does not state (an older
+        runner's) is no change."""
         if record.config is None:
             return None
-        protocol = None if self.ranking else dataclasses.asdict(self.protocol)
-        return record.config.change(get_hub(self.hub).describe(), protocol)
+        made = record.ranker if self.ranking else record.method
+        then = {"hub": record.config.hub, "code": record.config.code, "params": made.params}
+        now = {"hub": get_hub(self.hub).describe(), "code": self.code, "params": self.method.params}
+        if not self.ranking and "protocol" in record.config.task:
+            then["protocol"], now["protocol"] = record.config.task["protocol"], dataclasses.asdict(self.protocol)
+        return records.first_change(then, now)
 
 
 def pick(kind: str, chosen: list | None, available: tuple) -> tuple:
@@ -186,12 +204,14 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
 def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int,
             runtime: Runtime) -> records.Record | records.RankingRecord:
     """Run the cell, write its record to `path` and drop its checkpoints."""
+    from hubbench.benchmark.profiling import Settings, profile  # here: `hubbench status` needs cells, not fvcore
+
     torch.set_num_threads(threads)
     runtime.apply(device)
     if cell.ranking:
         return execute_ranking(cell, path, device, cache)
     hub, task = get_hub(cell.hub), cell.make_task()
-    started, environment = now(), records.environment(device)
+    started, made_with = now(), environment(device)
     ok, reason = cell.method.applicable(hub, task)
     ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
     metric = records.Metric(task.metric, task.higher_is_better)
@@ -232,8 +252,8 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
         suite=cell.suite.name, hub=cell.hub, task=cell.task, kind=task.kind,
         method=records.MethodId(cell.method.id, cell.method.name, cell.method.params), seed=cell.seed,
         started=started, finished=now(), **outcome,
-        config=records.Config(hub.describe(), task.config(), cell.suite.protocol, dataclasses.asdict(runtime)),
-        environment=environment)
+        config=cell.config(hub, task, runtime),
+        environment=made_with)
     records.write(path, record)
     ctx.clear_checkpoints()
     return record
@@ -243,7 +263,7 @@ def execute_ranking(cell: Cell, path: Path, device: torch.device, cache: Path) -
     """Rank the hub's sources for the task (from the cached ranking if another seed or a method made
     it) and write the record: each source's score, or why it has none, and what they cost."""
     hub, task, ranker = get_hub(cell.hub), cell.make_task(), cell.method
-    started, environment = now(), records.environment(device)
+    started, made_with = now(), environment(device)
     ok, reason = ranker.applicable(hub, task)
     outcome: dict = {}
     if not ok:
@@ -265,7 +285,7 @@ def execute_ranking(cell: Cell, path: Path, device: torch.device, cache: Path) -
         suite=cell.suite.name, hub=cell.hub, task=cell.task, kind=task.kind,
         ranker=records.MethodId(ranker.id, ranker.name, ranker.params), seed=cell.seed,
         started=started, finished=now(), **outcome,
-        config=records.Config(hub.describe(), task.config(), cell.suite.protocol), environment=environment)
+        config=cell.config(hub, task), environment=made_with)
     records.write(path, record)
     return record
 

@@ -41,6 +41,11 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
+def bundled_description(name: str) -> str:
+    """A bundled suite's description, read without checking its names (which would import every registry)."""
+    return str(tomllib.loads((SUITES_DIR / f"{name}.toml").read_text()).get("description", ""))
+
+
 def is_path(name_or_path: str) -> bool:
     """Whether `--suite` names a file (`my.toml`, `dir/suite`) rather than a bundled suite."""
     return name_or_path.endswith(".toml") or "/" in name_or_path

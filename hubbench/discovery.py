@@ -3,8 +3,15 @@ picked up without touching a shared list."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
+from importlib import metadata
+from typing import Any
+
+# where the code of each module that is not hubbench's came from, as records state it: a plugin file's
+# {"plugin": path, "sha256": ...}, an installed package's {"distribution": name, "version": ...}
+PROVENANCE: dict[str, dict[str, str]] = {}
 
 
 def import_submodules(package: str, path: list[str]) -> None:
@@ -22,3 +29,27 @@ def load_entry_points(group: str) -> None:
             ep.load()
         except Exception as e:
             raise ImportError(f"cannot load {group} entry point {ep.name!r} ({ep.value}): {e}") from e
+        if ep.dist is not None:
+            PROVENANCE[ep.module] = {"distribution": ep.dist.name, "version": ep.dist.version}
+
+
+def code_of(obj: Any) -> dict[str, str] | None:
+    """Where a registered class's or factory's code comes from: the plugin file or package that defined it
+    (None: hubbench itself, whose code the record's git commit names)."""
+    module = getattr(obj, "__module__", None) or getattr(getattr(obj, "func", None), "__module__", "")
+    if module in PROVENANCE:
+        return PROVENANCE[module]
+    top = module.partition(".")[0]
+    if top == "hubbench" or not (names := _distributions().get(top)):
+        return None
+    return {"distribution": names[0], "version": metadata.version(names[0])}
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def loaded_plugins() -> list[dict[str, str]]:
+    """Every plugin file and package this process loaded, as records state them."""
+    return [dict(p) for p in {tuple(sorted(p.items())): p for p in PROVENANCE.values()}.values()]

@@ -38,11 +38,21 @@ def _sweep_orphans(path: Path, host: str) -> None:
 
 
 @cache
+def umask() -> int:
+    """The process's umask (read by setting it, and set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def file_mode() -> int:
-    """The mode `open` gives a new file: 0666 less the umask (read once: reading it means setting it)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
+    """The mode `open` gives a new file: 0666 less the umask."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """The mode `mkdir` gives a new directory (mkdtemp's is 0700): 0777 less the umask."""
+    return 0o777 & ~umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:

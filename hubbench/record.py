@@ -14,22 +14,13 @@ newer hubbench) raises `RecordError` naming it, so that no command mistakes it f
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import os
-import platform
-import subprocess
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-import torch
-import torchvision
-
-import hubbench
 from hubbench.io import write_json
 
 OK, FAILED, INAPPLICABLE = "ok", "failed", "inapplicable"
@@ -154,15 +145,9 @@ class Config:
     task: dict[str, Any] = field(default_factory=dict)
     suite_protocol: dict[str, Any] = field(default_factory=dict)
     runtime: dict[str, Any] | None = None
-
-    def change(self, hub: dict, protocol: dict | None = None) -> str | None:
-        """The first difference between this configuration and a cell's now (its hub's description and,
-        unless None, its task's protocol), as 'hub.config.version: 5 -> 6'; None where they agree. A
-        record made by another hub version or under another protocol is not the cell's result any more."""
-        if protocol is None:
-            return first_change(self.hub, hub, "hub")
-        return first_change({"hub": self.hub, "protocol": self.task.get("protocol", protocol)},
-                            {"hub": hub, "protocol": protocol})
+    # where the code of the cell's method (or ranker), hub and task came from, when not hubbench itself:
+    # {"method": {"plugin": path, "sha256": ...} or {"distribution": name, "version": ...}, ...}
+    code: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def first_change(then: Any, now: Any, where: str = "") -> str | None:
@@ -198,6 +183,7 @@ class Environment:
     device_name: str | None = None
     threads: int | None = None
     cpus: int | None = None
+    plugins: list[dict[str, str]] = field(default_factory=list)  # each plugin file (path, sha256) or package loaded
 
 
 def _v1_to_v2(data: dict) -> dict:
@@ -210,6 +196,12 @@ def _v1_to_v2(data: dict) -> dict:
         data["complexity"] = {**(data.get("complexity") or {}), "params": params}
     if data.get("status") == "n/a":
         data["status"] = INAPPLICABLE
+    return data
+
+
+def _provenance_added(data: dict) -> dict:
+    """The next version adds where the code came from (`Config.code`, `Environment.plugins`): fields with
+    defaults, so an older file reads unchanged (and an older hubbench refuses a newer file by its version)."""
     return data
 
 
@@ -233,8 +225,8 @@ class Record:
     """One cell's record. Identity and outcome always; measurements only where the status is ok."""
 
     SCHEMA: ClassVar[str] = "hubbench.record"
-    VERSION: ClassVar[int] = 2
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2}  # version -> to the next version
+    VERSION: ClassVar[int] = 3
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added}  # -> next version
 
     # identity
     suite: str
@@ -411,42 +403,6 @@ def write(path: Path, record: Any) -> Path:
     return write_json(path, to_json(record))
 
 
-@functools.cache
-def git_state() -> Git:
-    """Commit of the hubbench checkout the code runs from ('unknown' when not a checkout)."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-
-    try:
-        return Git(git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no")))
-    except (OSError, subprocess.SubprocessError):
-        return Git("unknown", None)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(device) -> Environment:
-    """The software and hardware a record is made with (`device`: the torch.device it runs on)."""
-    return Environment(
-        hubbench=hubbench.__version__, git=git_state(), python=platform.python_version(),
-        platform=platform.platform(), torch=torch.__version__, torchvision=torchvision.__version__,
-        numpy=np.__version__, cuda=torch.version.cuda, device=device.type,
-        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-        threads=torch.get_num_threads(), cpus=os.cpu_count())
-
-
 @dataclass(frozen=True)
 class RankingCost:
     """Seconds the cell's cached ranking cost when it was made: the sources' features and the scoring."""
@@ -462,8 +418,8 @@ class RankingRecord:
     scored none of the others (`reasons`), the sources best first (`order`), and what it cost."""
 
     SCHEMA: ClassVar[str] = "hubbench.ranking"
-    VERSION: ClassVar[int] = 1
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {}
+    VERSION: ClassVar[int] = 2
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added}
 
     # identity
     suite: str
@@ -519,8 +475,8 @@ class Profile:
     """What `hubbench profile` writes: the complexity of one method built with a single training step."""
 
     SCHEMA: ClassVar[str] = "hubbench.profile"
-    VERSION: ClassVar[int] = 1
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {}
+    VERSION: ClassVar[int] = 2
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added}
 
     hub: str
     task: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +32,8 @@ class Source:
     arch: Callable[[], nn.Module] = field(repr=False)
     weights: Callable[[], dict[str, torch.Tensor]] = field(repr=False)
     classifier: Callable[[], nn.Module] | None = field(default=None, repr=False)
+    # how hubbench pre-trains the source itself (`hubs.mini.Pretrained`); None where its weights come from files
+    pretrained: Any = field(default=None, repr=False, compare=False)
 
     def backbone(self, pretrained: bool = True) -> nn.Module:
         model = self.arch()

@@ -15,6 +15,7 @@ from functools import partial
 
 import numpy as np
 import torch
+from hubbench.hubs import shipped
 from hubbench.hubs.archs import MiniResNet
 from hubbench.hubs.base import HUBS, Hub, Source
 from hubbench.hubs.sources import SOURCE_TASKS, ClassifySource, SourceTask
@@ -74,23 +75,33 @@ def source_data(task: SourceTask, cfg: Pretraining) -> tuple[torch.Tensor, torch
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
 
 
-def weights_key(task: SourceTask, cfg: Pretraining, arch: Arch) -> str:
-    """Everything that determines the pre-trained weights, the initial weights' lineage included."""
-    parent = task.starts_from and weights_key(task.starts_from, cfg, arch)
+def lineage(task: SourceTask, cfg: Pretraining, arch: Arch) -> str:
+    """Everything that determines the pre-trained weights, the initial weights' lineage included: the key of
+    the shipped files (`hubs.shipped`), which are the same weights whatever torch loads them."""
+    parent = task.starts_from and lineage(task.starts_from, cfg, arch)
     return digest({"version": HUB_VERSION, **arch.key, "size": IMAGE_SIZE, "task": task.name, "starts_from": parent,
-                   "pretraining": dataclasses.asdict(cfg.of(task)), "torch": torch.__version__})
+                   "pretraining": dataclasses.asdict(cfg.of(task))})
+
+
+def weights_key(task: SourceTask, cfg: Pretraining, arch: Arch) -> str:
+    """The key of weights pre-trained here: their lineage and the torch that trained them (another torch
+    rounds differently, so trains other weights)."""
+    return digest({"lineage": lineage(task, cfg, arch), "torch": torch.__version__})
 
 
 def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch = MINI_RESNET,
-                       name: str = "", part: str = "backbone") -> dict[str, torch.Tensor]:
-    """The weights of `arch` after pre-training on `task` (`part="head"`: those of the task's head):
-    from the cache, else trained now, starting from the weights pre-trained on `task.starts_from`
-    if it has one.
+                       name: str = "", part: str = "backbone", from_scratch: bool = False) -> dict[str, torch.Tensor]:
+    """The weights of `arch` after pre-training on `task` (`part="head"`: those of the task's head): the
+    shipped file of their lineage (`hubs.shipped`; `from_scratch`: never), else from the cache, else trained
+    now, starting from the weights pre-trained on `task.starts_from` if it has one (shipped or not alike).
 
-    Cached as `hubs/<hub>/<name>-<key>.pt` and `<name>-<key>.head.pt` (`name` defaults to the task's name).
+    Cached as `hubs/<name>-<key>.pt` and `<name>-<key>.head.pt` (`name` defaults to the task's name), shared
+    by every hub with that source (`mini-hetero`'s `detection` is `mini`'s).
     """
     name = name or task.name
-    path = cache_dir() / "hubs" / hub / f"{name}-{weights_key(task, cfg, arch)}.pt"
+    if not from_scratch and (file := shipped.find(name, lineage(task, cfg, arch), part)):
+        return shipped.load(file)
+    path = cache_dir() / "hubs" / f"{name}-{weights_key(task, cfg, arch)}.pt"
     wanted = path if part == "backbone" else path.with_suffix(".head.pt")
     if wanted.exists():
         return load_torch(wanted)
@@ -104,7 +115,7 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch 
         torch.manual_seed(derive_seed("source-init", task.name, cfg.seed))
         backbone = arch.build()
         if task.starts_from:
-            backbone.load_state_dict(pretrained_weights(task.starts_from, cfg, hub, arch))
+            backbone.load_state_dict(pretrained_weights(task.starts_from, cfg, hub, arch, from_scratch=from_scratch))
         model = nn.Sequential(backbone, task.head(backbone.out_channels))
         seed = derive_seed("pretrain", task.name, cfg.seed)
 
@@ -121,29 +132,67 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch 
     return model[0 if part == "backbone" else 1].state_dict()
 
 
-def pretrained_classifier(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch, name: str) -> nn.Module:
-    """The head `task` pre-trained `arch` with (feature map -> source logits), weights loaded."""
-    head = task.head(arch.build().out_channels)
-    head.load_state_dict(pretrained_weights(task, cfg, hub, arch, name, part="head"))
-    return head.eval()
+@dataclass(frozen=True)
+class Pretrained:
+    """How hubbench makes a self-built source's weights: `arch` pre-trained on `task` under `cfg`, as source
+    `name` of hub `hub` (shipped where its lineage is, else trained here and cached)."""
+
+    name: str
+    task: SourceTask
+    arch: Arch
+    cfg: Pretraining
+    hub: str
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """What a hub uses of it: the backbone and, for a source that classifies whole images, its classifier."""
+        return ("backbone", "head") if isinstance(self.task, ClassifySource) else ("backbone",)
+
+    def weights(self, part: str = "backbone", from_scratch: bool = False) -> dict[str, torch.Tensor]:
+        return pretrained_weights(self.task, self.cfg, self.hub, self.arch, self.name, part, from_scratch)
+
+    def shipped_name(self, part: str) -> str:
+        return shipped.file_name(self.name, lineage(self.task, self.cfg, self.arch), part)
+
+    def shipped(self, part: str = "backbone"):
+        """The shipped file of this part, or None."""
+        return shipped.find(self.name, lineage(self.task, self.cfg, self.arch), part)
+
+    def classifier(self) -> nn.Module:
+        """The head the task pre-trained the backbone with (feature map -> source logits), weights loaded."""
+        head = self.task.head(self.arch.build().out_channels)
+        head.load_state_dict(self.weights("head"))
+        return head.eval()
+
+    def source(self, description: str = "") -> Source:
+        """The hub's Source. One that classifies whole images (supervised, rotation) keeps that classifier; the
+        others' heads classify pixels or regions (as DeepLab's, Keypoint R-CNN's and Mask R-CNN's do)."""
+        return Source(self.name, self.arch.family, description or self.task.description, self.arch.build,
+                      self.weights, self.classifier if "head" in self.parts else None, pretrained=self)
 
 
-def pretrained_source(name: str, task: SourceTask, arch: Arch, cfg: Pretraining, hub: str,
-                      description: str = "") -> Source:
-    """Source `name` of hub `hub`: `arch` pre-trained on `task` (on first use, then cached). A source
-    pre-trained to classify whole images (supervised, rotation) keeps that classifier; the others'
-    heads classify pixels or regions (as DeepLab's, Keypoint R-CNN's and Mask R-CNN's do)."""
-    image_classifier = isinstance(task, ClassifySource)
-    classifier = partial(pretrained_classifier, task, cfg, hub, arch, name) if image_classifier else None
-    return Source(name, arch.family, description or task.description, arch.build,
-                  partial(pretrained_weights, task, cfg, hub, arch, name), classifier)
+def self_built_hub(name: str, description: str, sources: tuple[tuple[Pretrained, str], ...], config: dict) -> Hub:
+    """A hub of sources pre-trained by hubbench (each with its description, "" for its task's). Its config names
+    each source's weights (the shipped file's sha256, or "pre-trained here" where none is shipped); its check
+    verifies the shipped files' hashes, before any cell starts."""
+    pretrained = [p for p, _ in sources]
+    files = [f for p in pretrained for part in p.parts if (f := p.shipped(part))]
+
+    def check() -> None:
+        for path in files:
+            shipped.verified(path)
+
+    weights = {p.name: shipped.manifest()["files"][f.name] if (f := p.shipped()) else "pre-trained here"
+               for p in pretrained}
+    return Hub(name, description, tuple(p.source(text) for p, text in sources), config={**config, "weights": weights},
+               check=check)
 
 
 def mini_hub(name: str = "mini", cfg: Pretraining = Pretraining()) -> Hub:
-    sources = tuple(pretrained_source(t.name, t, MINI_RESNET, cfg, name) for t in SOURCE_TASKS)
-    return Hub(name, "five MiniResNets pre-trained by hubbench on five synthetic source paradigms",
-               sources, config={"version": HUB_VERSION, "widths": WIDTHS, "image_size": IMAGE_SIZE,
-                                "pretraining": dataclasses.asdict(cfg)})
+    sources = tuple((Pretrained(t.name, t, MINI_RESNET, cfg, name), "") for t in SOURCE_TASKS)
+    return self_built_hub(name, "five MiniResNets pre-trained by hubbench on five synthetic source paradigms", sources,
+                          {"version": HUB_VERSION, "widths": WIDTHS, "image_size": IMAGE_SIZE,
+                           "pretraining": dataclasses.asdict(cfg)})
 
 
 HUBS.register("mini")(mini_hub)

@@ -13,7 +13,7 @@ import dataclasses
 
 from hubbench.hubs.archs import MOBILENET_BLOCKS, MiniConvNeXt, MiniMobileNet, MiniSwin
 from hubbench.hubs.base import HUBS, Hub
-from hubbench.hubs.mini import HUB_VERSION, IMAGE_SIZE, MINI_RESNET, Arch, Pretraining, pretrained_source
+from hubbench.hubs.mini import HUB_VERSION, IMAGE_SIZE, MINI_RESNET, Arch, Pretrained, Pretraining, self_built_hub
 from hubbench.hubs.sources import Detection, Supervised
 
 MOBILENET = Arch.of("mobilenet", MiniMobileNet, 1, blocks=MOBILENET_BLOCKS, out_channels=128)
@@ -31,12 +31,13 @@ SOURCES = (
 
 def mini_hetero_hub(name: str = "mini-hetero", cfg: Pretraining | None = None) -> Hub:
     cfg = cfg or Pretraining()
-    sources = tuple(pretrained_source(source, task, arch, cfg, name, prefix + task.description)
+    sources = tuple((Pretrained(source, task, arch, cfg, name), prefix + task.description)
                     for source, arch, task, prefix in SOURCES)
-    return Hub(name, "four architecture families (ResNet, MobileNet, ConvNeXt, Swin) pre-trained by hubbench",
-               sources, config={"version": HUB_VERSION, "image_size": IMAGE_SIZE,
-                                "archs": {source: arch.key for source, arch, _, _ in SOURCES},
-                                "pretraining": dataclasses.asdict(cfg)})
+    return self_built_hub(name, "four architecture families (ResNet, MobileNet, ConvNeXt, Swin) pre-trained by "
+                                "hubbench", sources,
+                          {"version": HUB_VERSION, "image_size": IMAGE_SIZE,
+                           "archs": {source: arch.key for source, arch, _, _ in SOURCES},
+                           "pretraining": dataclasses.asdict(cfg)})
 
 
 HUBS.register("mini-hetero")(mini_hetero_hub)

@@ -17,18 +17,57 @@ import pandas as pd
 from hubbench import record
 from hubbench.record import Record
 
+# a hyper-parameter value's column type, by its Python type (bool before int: a bool is an int; a tuple is a list
+# column in Parquet)
+HP_TYPES = {bool: "boolean", int: "Int64", float: "float64", str: "str", tuple: "object", list: "object"}
+
+
+def hp_kind(value) -> type:
+    return next(t for t in HP_TYPES if isinstance(value, t))
+
+
+def hp_columns(rows: list[dict]) -> dict[str, dict[str, str]]:
+    """{parameter column of the rows -> {typed column: dtype}}: `hp_<name>` where every method that has the
+    parameter gives it one type, else one column per type, `hp_<name>:<type>` (a plugin's `model: int` beside
+    `finetune`'s `model: str`), so that no column mixes types."""
+    kinds: dict[str, set[type]] = {}
+    for row in rows:
+        for column, value in row.items():
+            if column.startswith(record.HP_PREFIX) and value is not None:
+                kinds.setdefault(column, set()).add(hp_kind(value))
+    return {column: ({column: HP_TYPES[next(iter(found))]} if len(found) == 1 else
+                     {f"{column}:{k.__name__}": HP_TYPES[k] for k in sorted(found, key=lambda k: k.__name__)})
+            for column, found in kinds.items()}
+
+
+def split_hps(row: dict, columns: dict[str, dict[str, str]]) -> dict:
+    """`row` with each hyper-parameter in its typed column."""
+    out = {k: v for k, v in row.items() if k not in columns}
+    for column, typed in columns.items():
+        out.update(dict.fromkeys(typed))
+        if (value := row.get(column)) is not None:
+            out[column if len(typed) == 1 else f"{column}:{hp_kind(value).__name__}"] = value
+    return out
+
 
 def results(records: list[Record]) -> pd.DataFrame:
     """One row per record, in the records' order, with typed columns."""
-    rows = pd.DataFrame([r.row() for r in records])
+    raw = [r.row() for r in records]
+    typed = hp_columns(raw)
+    rows = pd.DataFrame([split_hps(row, typed) for row in raw])
     metrics = [c for prefix in record.METRIC_PREFIXES for c in sorted(rows) if c.startswith(prefix)]
-    hps = sorted(c for c in rows if c.startswith(record.HP_PREFIX))
-    rows = rows[[*record.IDENTITY_COLUMNS, *record.OUTCOME_COLUMNS, *metrics, *hps, *record.MEASURE_COLUMNS]]
+    hps = {name: dtype for columns in typed.values() for name, dtype in columns.items()}
+    rows = rows[[*record.IDENTITY_COLUMNS, *record.OUTCOME_COLUMNS, *metrics, *sorted(hps), *record.MEASURE_COLUMNS]]
     types = {c: t for c, t in record.COLUMNS.items() if t != "category"}
-    rows = rows.astype({**types, **dict.fromkeys(metrics, "float64")})
-    rows[hps] = rows[hps].infer_objects()
+    rows = rows.astype({**types, **dict.fromkeys(metrics, "float64"), **hps})
     rows["status"] = pd.Categorical(rows.status, categories=record.STATUSES)
     return rows
+
+
+def hyper_parameter(rows: pd.DataFrame, name: str) -> pd.Series:
+    """The values of parameter `name` in `rows`, whichever typed column holds them."""
+    columns = [c for c in rows if c == record.HP_PREFIX + name or c.startswith(f"{record.HP_PREFIX}{name}:")]
+    return rows[columns].astype(object).bfill(axis=1).iloc[:, 0] if columns else pd.Series(None, index=rows.index)
 
 
 def curves(records: list[Record]) -> pd.DataFrame:

@@ -4,19 +4,22 @@ curves.parquet and figures/.
 Reads nothing but record JSON files (and the papers' numbers shipped in leaderboard/reported/), so it
 works on records copied from any machine; the methods' own figures are drawn by their code
 (`Method.figures`), so a plugin method's need its `--plugin`. A file that is not a readable record
-(corrupt, or written by a newer hubbench) is skipped with a warning naming it. Every file is written
-atomically and only when its bytes change, and figures no longer produced are removed: rerunning on the
-same records leaves the directory untouched.
+(corrupt, or written by a newer hubbench) is skipped with a warning naming it. The whole folder is made
+first and swapped in at once, and only when a byte changes: a failure leaves the previous output whole, and
+rerunning on the same records leaves the directory untouched.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hubbench.io import atomic_write, check_output_dir
+from hubbench.io import check_output_dir, dir_mode, file_mode
 
 if TYPE_CHECKING:
     from hubbench import record
@@ -44,24 +47,35 @@ def load_records(suite_dir: Path) -> tuple[list[record.Record], list[record.Rank
     return sorted(found[record.Record], key=lambda r: (r.hub, r.task, r.method.id, r.seed)), found[record.RankingRecord]
 
 
-def write_if_changed(path: Path, data: bytes) -> None:
-    if not path.exists() or path.read_bytes() != data:
-        atomic_write(path, lambda f: f.write(data))
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def sync_figures(folder: Path, figures: dict[str, bytes]) -> None:
-    """Write the figures and delete those an earlier run made that this one no longer does."""
-    for name, png in figures.items():
-        write_if_changed(folder / name, png)
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.name not in figures:
-                path.unlink()
-        if not figures:
-            folder.rmdir()
+def install(target: Path, files: dict[str, bytes]) -> None:
+    """Make `target` hold exactly `files` (relative path -> bytes): untouched when it already does, else a complete
+    new folder, written beside it and swapped in, so that a failure leaves the previous leaderboard whole."""
+    if target.is_dir() and files_under(target) == files:
+        return
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+    try:
+        os.chmod(staging, dir_mode())
+        for name, data in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+            os.chmod(staging / name, file_mode())
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def generate(suite: str, results: Path, out: Path) -> Path:
+    """Render the suite's leaderboard into `out/<suite>/`: every file made in memory first, then written at once
+    (`install`), so that records that cannot be rendered leave the previous output as it was."""
     # the renderers import pandas, matplotlib and scipy: here, so that `hubbench --help` does not wait for them
     from hubbench.leaderboard import frame, ranking
     from hubbench.leaderboard.document import Figure
@@ -72,18 +86,19 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     records, rankings = load_records(results / suite)
     if not records:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
-    target = out / suite
     table, curves = frame.results(records), frame.curves(records)
     scores = ranking.scores(rankings)
     blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores)
-    sync_figures(target / "figures", {b.name: b.png for b in blocks if isinstance(b, Figure)})
-    write_if_changed(target / "results.csv", frame.csv_bytes(table))
-    write_if_changed(target / "results.parquet", frame.parquet_bytes(table))
-    write_if_changed(target / "curves.parquet", frame.parquet_bytes(curves))
+    files = {f"figures/{b.name}": b.png for b in blocks if isinstance(b, Figure)}
+    files |= {"results.csv": frame.csv_bytes(table), "results.parquet": frame.parquet_bytes(table),
+              "curves.parquet": frame.parquet_bytes(curves)}
     if not scores.empty:
-        write_if_changed(target / "rankings.csv", frame.csv_bytes(scores))
-    write_if_changed(target / "README.md", markdown(blocks).encode())
-    write_if_changed(target / "index.html", html_page(f"Leaderboard: {suite}", blocks).encode())
+        files["rankings.csv"] = frame.csv_bytes(scores)
+    files |= {"README.md": markdown(blocks).encode(),
+              "index.html": html_page(f"Leaderboard: {suite}", blocks).encode()}
+    target = out / suite
+    out.mkdir(parents=True, exist_ok=True)
+    install(target, files)
     return target
 
 

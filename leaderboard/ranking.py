@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from hubbench.leaderboard import frame
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
 from scipy.stats import weightedtau
@@ -33,7 +34,8 @@ def finetunes(results: pd.DataFrame) -> pd.DataFrame:
     rows = results[(results.method_name == "finetune") & (results.status == OK)]
     if rows.empty:
         return pd.DataFrame(columns=FINETUNE_COLUMNS)
-    return rows.rename(columns={"hp_model": "source", "total_s": "cost_s"})[FINETUNE_COLUMNS]
+    return rows.assign(source=frame.hyper_parameter(rows, "model")).rename(columns={"total_s": "cost_s"})[
+        FINETUNE_COLUMNS]
 
 
 def quality(scores: pd.DataFrame, finetunes: pd.DataFrame) -> pd.DataFrame:

@@ -33,15 +33,17 @@ def test_every_committed_record_loads():
 
 
 def test_a_config_change_is_the_first_differing_value_and_what_a_record_lacks_is_no_change():
-    config = records.Config(hub={"config": {"version": 5, "widths": [16, 32]}, "sources": [{"name": "a"}]},
-                            task={"protocol": {"iterations": 150, "milestones": [0.4, 0.8]}})
+    then = {"hub": {"config": {"version": 5, "widths": [16, 32]}, "sources": [{"name": "a"}]},
+            "protocol": {"iterations": 150, "milestones": [0.4, 0.8]}}
     hub = {"config": {"version": 5, "widths": (16, 32), "added": 1}, "sources": ({"name": "a"},)}
     protocol = {"iterations": 150, "milestones": (0.4, 0.8), "added": 2}
-    assert config.change(hub, protocol) is None  # tuples are the lists JSON reads back; new fields are no change
-    assert config.change({**hub, "config": {"version": 6}}) == "hub.config.version: 5 -> 6"
-    assert config.change({**hub, "sources": ({"name": "b"},)}) == 'hub.sources[0].name: "a" -> "b"'
-    assert config.change(hub, {**protocol, "milestones": (0.5,)}) == "protocol.milestones: [0.4, 0.8] -> [0.5]"
-    assert records.Config(hub=config.hub).change(hub, protocol) is None  # a record without its task's protocol
+    change = records.first_change
+    assert change(then, {"hub": hub, "protocol": protocol}) is None  # tuples are lists read back; new fields no change
+    assert change(then, {"hub": {**hub, "config": {"version": 6}}}) == "hub.config.version: 5 -> 6"
+    assert change(then, {"hub": {**hub, "sources": ({"name": "b"},)}}) == 'hub.sources[0].name: "a" -> "b"'
+    assert (change(then, {"hub": hub, "protocol": {**protocol, "milestones": (0.5,)}})
+            == "protocol.milestones: [0.4, 0.8] -> [0.5]")
+    assert change({"hub": then["hub"]}, {"hub": hub, "protocol": protocol}) is None  # a record without a protocol
 
 
 def test_previous_shape_is_upgraded(tmp_path):
@@ -59,15 +61,15 @@ def test_previous_shape_is_upgraded(tmp_path):
 def test_round_trip_and_current_version(tmp_path):
     current = records.from_json(full("faces", "zoo_tuning", 1, 7.5, kind="landmarks"))
     path = records.write(tmp_path / "r.json", current)
-    assert json.loads(path.read_text())["schema"] == "hubbench.record/2" and records.read(path) == current
+    assert json.loads(path.read_text())["schema"] == "hubbench.record/3" and records.read(path) == current
 
 
 @pytest.mark.parametrize("content, message", [
     ({"schema": "hubbench.record/99", "suite": "s"}, "written by a newer hubbench (schema hubbench.record/99; "
-                                                     "this one reads up to hubbench.record/2)"),
-    ('{"schema": "hubbench.record/2", "hub": ', "not valid JSON"),
+                                                     "this one reads up to hubbench.record/3)"),
+    ('{"schema": "hubbench.record/3", "hub": ', "not valid JSON"),
     ({**OLDEST, "surprise": 1}, "unknown field(s) surprise in record"),
-    ({"schema": "hubbench.record/2", "suite": "s"}, "missing"),
+    ({"schema": "hubbench.record/3", "suite": "s"}, "missing"),
     ({**OLDEST, "status": "done"}, "record status 'done' is not one of ok, failed, inapplicable"),
     ([1, 2], "not a record (no schema)"),
 ])
@@ -108,7 +110,7 @@ def test_results_csv_reads_back_typed_without_options(tmp_path):
 def test_leaderboard_skips_unreadable_records_with_a_warning(tmp_path, capsys):
     write(tmp_path / "r", [record("a", "m", 0, 1.0), record("a", "n", 0, 2.0)])
     newer, corrupt = tmp_path / "r/s/h/a/x/seed0.json", tmp_path / "r/s/h/a/y/seed0.json"
-    for path, text in ((newer, '{"schema": "hubbench.record/3"}'), (corrupt, "{")):
+    for path, text in ((newer, '{"schema": "hubbench.record/4"}'), (corrupt, "{")):
         path.parent.mkdir(parents=True)
         path.write_text(text)
     (tmp_path / "r/s/.submitit").mkdir()
@@ -117,7 +119,7 @@ def test_leaderboard_skips_unreadable_records_with_a_warning(tmp_path, capsys):
     readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
     warnings = capsys.readouterr().err.splitlines()
     assert warnings == [f"hubbench leaderboard: warning: skipping {newer}: written by a newer hubbench (schema "
-                        "hubbench.record/3; this one reads up to hubbench.record/2)",
+                        "hubbench.record/4; this one reads up to hubbench.record/3)",
                         f"hubbench leaderboard: warning: skipping {corrupt}: not valid JSON (Expecting property name "
                         "enclosed in double quotes: line 1 column 2 (char 1))"]
     assert "from 2 records" in readme and "| m |" in readme and "| n |" in readme
@@ -129,7 +131,7 @@ def unreadable(tmp_path):
     suite = write_suite(tmp_path, methods=("scratch", "finetune[model=supervised]"))
     results = tmp_path / "results"
     cells = expand(Suite.load(str(suite)))
-    contents = ['{"schema": "hubbench.record/3", "novel": true}\n', '{"schema": "hubbench.rec']
+    contents = ['{"schema": "hubbench.record/4", "novel": true}\n', '{"schema": "hubbench.rec']
     for cell, text in zip(cells, contents, strict=True):
         cell.path(results).parent.mkdir(parents=True)
         cell.path(results).write_text(text)
@@ -141,7 +143,7 @@ def test_run_refuses_before_any_cell_and_leaves_the_file(unreadable, capsys, tin
     assert main(["--plugin", str(PLUGIN), "run", "--suite", str(suite), "--results", str(results), "--force"]) == 2
     err = capsys.readouterr().err
     assert err == (f"hubbench: error: {cells[0].path(results)}: written by a newer hubbench (schema "
-                   "hubbench.record/3; this one reads up to hubbench.record/2); move it away to run its cell again\n")
+                   "hubbench.record/4; this one reads up to hubbench.record/3); move it away to run its cell again\n")
     assert [c.path(results).read_text() for c in cells] == contents
     assert sorted(p.name for p in results.rglob("*") if p.is_file()) == ["seed0.json", "seed0.json"]
 
@@ -152,5 +154,5 @@ def test_status_warns_and_tells_unreadable(unreadable, capsys, tmp_path, tiny_hu
     assert counts == {"unreadable": 2} and all("unreadable" in line for line in lines[1:])
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"hubbench status: warning: {cells[0].path(results)}: written by a newer hubbench "
-                      "(schema hubbench.record/3; this one reads up to hubbench.record/2)")
+                      "(schema hubbench.record/4; this one reads up to hubbench.record/3)")
     assert err[1].startswith(f"hubbench status: warning: {cells[1].path(results)}: not valid JSON")

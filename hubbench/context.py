@@ -14,7 +14,7 @@ from torch import nn
 
 from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
-from hubbench.locks import locked
+from hubbench.locks import build_once
 from hubbench.registry import check_name
 from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
 from hubbench.tasks.base import Task
@@ -180,10 +180,9 @@ class Context:
     def _artifact(self, artifact: FinetunedSource) -> nn.Module:
         path = self.artifact_path(artifact)
         meta_path = path.with_suffix(".json")
-        if not (path.exists() and meta_path.exists()):
-            with locked(str(path)):
-                if not (path.exists() and meta_path.exists()):  # not trained by another process meanwhile
-                    return self._train_artifact(artifact, path, meta_path)
+        trained = build_once((path, meta_path), lambda: self._train_artifact(artifact, path, meta_path))
+        if trained is not None:
+            return trained
         model = artifact.build(self, pretrained=False)
         model.load_state_dict(load_torch(path))
         self.used[artifact.id] = read_json(meta_path)

@@ -18,7 +18,7 @@ import torch
 
 from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
-from hubbench.locks import locked
+from hubbench.locks import build_once
 from hubbench.seeding import digest
 from hubbench.tasks.base import Task
 
@@ -50,12 +50,13 @@ def source_features(hub: Hub, task: Task, source: str, *, cache: Path, device: t
     key = features_key(hub, task, source, device)
     path = cache / "features" / hub.name / task.name / f"{source}-{key}.pt"
     meta = path.with_suffix(".json")
-    if not (path.exists() and meta.exists()):
-        with locked(str(path)):
-            if not (path.exists() and meta.exists()):
-                tensors, seconds = compute(hub, task, source, device)
-                save_torch(path, tensors)
-                write_json(meta, {"key": key, "seconds": seconds, "dim": tensors["features"].shape[1]})
+
+    def build() -> None:
+        tensors, seconds = compute(hub, task, source, device)
+        save_torch(path, tensors)
+        write_json(meta, {"key": key, "seconds": seconds, "dim": tensors["features"].shape[1]})
+
+    build_once((path, meta), build)
     tensors, info = load_torch(path), read_json(meta)
     return SourceFeatures(source, tensors["features"], tensors.get("probs"), info["seconds"], key)
 

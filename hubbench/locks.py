@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from hubbench.io import cache_dir
 from hubbench.seeding import digest
+
+T = TypeVar("T")
 
 
 def lock_path(key: str) -> Path:
@@ -50,3 +53,18 @@ def is_locked(key: str) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def build_once(paths: Sequence[Path], build: Callable[[], T]) -> T | None:
+    """Run `build`, which writes the files `paths` (each whole, through `hubbench.io.atomic_write`), unless
+    they all exist; returns what it returned, or None where they did.
+
+    Processes that need them at once take the lock of `paths[0]`: one builds, the others wait, then find
+    the files and build nothing. A build that raises or is killed leaves no file half-written and the set
+    incomplete, so the next caller builds it again: write the file that completes the set last."""
+    if all(p.exists() for p in paths):
+        return None
+    with locked(str(paths[0])):
+        if all(p.exists() for p in paths):  # built by another process while this one waited
+            return None
+        return build()

@@ -19,7 +19,7 @@ from hubbench.tasks.base import Task
 
 from hubbench.features import SourceFeatures, source_features
 from hubbench.io import load_torch, read_json, save_torch, write_json
-from hubbench.locks import locked
+from hubbench.locks import build_once
 from hubbench.params import Configurable, parse, registrar
 from hubbench.registry import Registry
 from hubbench.seeding import digest
@@ -97,13 +97,13 @@ def ranking(ranker: Ranker, hub: Hub, task: Task, *, cache: Path, device: torch.
     key = digest({"ranker": ranker.id, "params": ranker.params, "features": {s: f.key for s, f in feats.items()}})
     path = cache / "rankings" / hub.name / task.name / f"{ranker.id}-{key}.pt"
     meta = path.with_suffix(".json")
-    if not (path.exists() and meta.exists()):
-        with locked(str(path)):
-            if not (path.exists() and meta.exists()):
-                scores, reasons, weights, seconds = score_all(ranker, task, feats)
-                save_torch(path, weights)
-                write_json(meta, {"ranker": ranker.id, "key": key, "scores": scores, "reasons": reasons,
-                                  "score_s": seconds})
+
+    def build() -> None:
+        scores, reasons, weights, seconds = score_all(ranker, task, feats)
+        save_torch(path, weights)
+        write_json(meta, {"ranker": ranker.id, "key": key, "scores": scores, "reasons": reasons, "score_s": seconds})
+
+    build_once((path, meta), build)
     info = read_json(meta)
     return Ranking(ranker.id, key, info["scores"], info["reasons"], load_torch(path),
                    {s: {"key": f.key, "seconds": f.seconds, "dim": f.features.shape[1]} for s, f in feats.items()},

@@ -7,7 +7,7 @@ uint8 [N, side, side, 3] array under `$HUBBENCH_CACHE/images/`; batches then ind
 the kernel pages in and keeps (memory-mapped: a cache larger than memory still works). The file is keyed
 by what determines it: every image's path, size and modification time (or, for images held as arrays,
 their bytes) and the squash size; a changed image makes a new key, so a stale cache is never read.
-It is written whole (temp file, then rename) under a lock, so concurrent processes build it once.
+It is written whole (temp file, then rename) by `build_once`, so concurrent processes build it once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from hubbench.io import atomic_write, cache_dir
-from hubbench.locks import locked
+from hubbench.locks import build_once
 from hubbench.seeding import digest
 
 VERSION = 1  # bump when the decoding or the file format changes
@@ -69,10 +69,7 @@ def decoded(items: Sequence[Path | np.ndarray], side: int, layout: str, label: s
     """uint8 [N, side, side, 3] of `items`, memory-mapped from the cache; decoded into it first if absent
     (with a progress bar named `label`; an unreadable image is a `DatasetError` naming it)."""
     path = cache_path(items, side, label)
-    if not path.exists():
-        with locked(str(path)):
-            if not path.exists():
-                build(items, side, layout, label, path)
+    build_once((path,), lambda: build(items, side, layout, label, path))
     shape = (len(items), side, side, 3)
     size = int(np.prod(shape))
     if path.stat().st_size != size:

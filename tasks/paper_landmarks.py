@@ -61,7 +61,7 @@ from hubbench.tasks.landmark_data import (
 from hubbench.tasks.landmarks import LandmarkTask, decode, normalised_errors, summarise, unpack
 
 from hubbench.io import cache_dir, data_dir, load_torch, save_torch
-from hubbench.locks import locked
+from hubbench.locks import build_once
 from hubbench.seeding import derive_seed, digest
 
 CACHE_VERSION = 1  # bump when the cropping or the cached format changes
@@ -121,10 +121,7 @@ class SubsetSplit(Split):
 def cached(path: Path, build) -> dict:
     """`load_torch(path)`, memory-mapped, after `save_torch(path, build())` if absent: one process builds it
     while the others wait on its lock."""
-    if not path.exists():
-        with locked(str(path)):
-            if not path.exists():
-                save_torch(path, build())
+    build_once((path,), lambda: save_torch(path, build()))
     return load_torch(path, mmap=True)
 
 

@@ -1,4 +1,4 @@
-"""The common checks every method must pass, public so that a plugin's own tests run them too.
+"""The common checks every method and every ranker must pass, public so that a plugin's own tests run them too.
 
 Modelled on scikit-learn's `parametrize_with_checks`: named checks, each a callable taking the method,
 generated for every task kind the method is checked on, with a way to declare the checks a method is
@@ -17,6 +17,9 @@ embedded task with a few dozen images per split), trained for a few iterations (
 method goes through the runner and the profiler as a benchmark cell does, under each setting of
 `RUNTIMES` (on the CPU, where every runtime option acts, so that the GPU's code paths are checked
 without a GPU).
+
+A ranker is checked the same way, by `parametrize_with_ranker_checks` (test arguments `ranker, check`):
+it describes itself, scores the check hub's sources from their features, and runs as a ranking cell.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ from hubbench import record as records
 from hubbench.benchmark.runner import Cell, run_cell
 from hubbench.benchmark.suites import Suite
 from hubbench.context import Context, task_model
+from hubbench.features import source_features
 from hubbench.hubs.base import HUBS, Hub, get_hub
 from hubbench.hubs.mini import Pretraining, mini_hub
 from hubbench.hubs.mini_hetero import mini_hetero_hub
 from hubbench.io import cache_dir
 from hubbench.methods.base import METHODS, Method
+from hubbench.rankers.base import RANKERS, NotScored, Ranker, Score
 from hubbench.tasks.base import TASKS, Task, register
 from hubbench.tasks.faces import Faces
 from hubbench.tasks.synthetic import Scenes
@@ -89,14 +94,21 @@ def registered_methods() -> list[Method]:
     return [cls(**cls.variants(hub)[0]) for cls in map(METHODS.get, METHODS.names())]
 
 
+def registered_rankers() -> list[Ranker]:
+    """Every registered ranker, with its default parameters."""
+    return [RANKERS.get(name)() for name in RANKERS.names()]
+
+
 # -- the checks -------------------------------------------------------------------------------------
-def check_describes_itself(method: Method) -> None:
-    """A registered name, a one-line description, an id that starts with the name, JSON parameters."""
-    cls = type(method)
-    assert METHODS.get(cls.name) is cls, f"{cls.__name__} is not registered under its name {cls.name!r}"
+def check_describes_itself(plugin: Method | Ranker) -> None:
+    """A method or ranker: a registered name, a one-line description, an id that starts with the name,
+    JSON parameters."""
+    cls = type(plugin)
+    registry = RANKERS if isinstance(plugin, Ranker) else METHODS
+    assert registry.get(cls.name) is cls, f"{cls.__name__} is not registered under its name {cls.name!r}"
     assert cls.description and "\n" not in cls.description, "the description must be one line"
-    assert method.id.startswith(cls.name)
-    assert json.loads(json.dumps(method.params)) == method.params, "parameters must be JSON values"
+    assert plugin.id.startswith(cls.name)
+    assert json.loads(json.dumps(plugin.params)) == plugin.params, "parameters must be JSON values"
 
 
 def check_fit_predicts_task_outputs(method: Method, task: str) -> None:
@@ -160,6 +172,62 @@ def check_record(record: records.Record, method: Method, task: Task, runtime: Ru
     assert record.cost.total_s >= 0
 
 
+def check_scores_sources(ranker: Ranker, task: str) -> None:
+    """`score` gives each source of the check hub a finite `Score`, the same one for the same features, or
+    raises `NotScored` saying why; it scores at least one source (or `applicable` says why not)."""
+    hub, task_ = check_hub(), check_task(task)
+    ok, reason = ranker.applicable(hub, task_)
+    if not ok:
+        assert isinstance(reason, str) and reason, "a ranker that is not applicable must say why"
+        return
+    targets = task_.ranking_targets(task_.splits["train"].targets)
+    scored = []
+    for source in hub.names:
+        features = source_features(hub, task_, source, cache=cache_dir(), device=CPU)
+        try:
+            score = ranker.score(features, targets)
+        except NotScored as e:
+            assert str(e), f"a source it cannot score ({source}) must say why"
+            continue
+        assert isinstance(score, Score), f"score returned {type(score).__name__}, not a Score"
+        assert math.isfinite(score.value), f"non-finite score of {source}: {score.value}"
+        assert score.weights is None or isinstance(score.weights, torch.Tensor), "weights must be a tensor or None"
+        assert ranker.score(features, targets).value == score.value, f"{source} scored twice differs"
+        scored.append(source)
+    assert scored, "an applicable ranker must score at least one source"
+
+
+def check_ranking_cell(ranker: Ranker, task: str) -> None:
+    """Run as a ranking cell through the runner: an `ok` record (or an `inapplicable` one that says why),
+    which a rerun keeps."""
+    hub = check_hub()
+    suite = Suite("checks-rank", "", (CHECK_HUB,), (task,), (), (0,), PROTOCOL, rankers=(ranker.name,))
+    cell = Cell(suite, CHECK_HUB, task, ranker, 0)
+    with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
+        returned = run_cell(cell, Path(results), CPU)[1]
+        stored = records.read(cell.path(Path(results)), records.RankingRecord)
+        check_ranking_record(stored, ranker, hub, applicable=ranker.applicable(hub, check_task(task))[0])
+        assert records.to_json(stored) == json.loads(json.dumps(records.to_json(returned))), \
+            "the stored record differs from the one returned"
+        assert run_cell(cell, Path(results), CPU)[0] == "skipped", "a rerun must keep the record"
+
+
+def check_ranking_record(record: records.RankingRecord, ranker: Ranker, hub: Hub, applicable: bool) -> None:
+    """What a ranking cell's record must hold: a score or a reason for each source, the sources ranked by
+    score, the features' cost (the checks of `check_ranking_cell`)."""
+    assert record.ranker == records.MethodId(ranker.id, ranker.name, ranker.params)
+    if not applicable:
+        assert record.status == records.INAPPLICABLE and record.reason, "a ranker that is not applicable must say why"
+        return
+    assert record.status == records.OK, f"{record.reason}\n{record.traceback or ''}"
+    assert set(record.scores) | set(record.reasons) == set(hub.names), "each source needs a score or a reason"
+    assert not set(record.scores) & set(record.reasons), "a source with both a score and a reason"
+    bad = {s: v for s, v in record.scores.items() if not math.isfinite(v)}
+    assert not bad, f"non-finite scores: {bad}"
+    assert record.order == sorted(record.scores, key=lambda s: -record.scores[s]), "sources not ranked by score"
+    assert record.cost.features_s > 0 and record.cost.total_s >= record.cost.features_s
+
+
 # -- selecting and parametrising --------------------------------------------------------------------
 def method_checks(tasks: Mapping[str, str] = CHECK_TASKS) -> Iterator[tuple[str, Callable[[Method], None]]]:
     """(name, check) of every check, for the task of each kind in `tasks` (kind -> task name); a name is
@@ -171,6 +239,15 @@ def method_checks(tasks: Mapping[str, str] = CHECK_TASKS) -> Iterator[tuple[str,
             yield f"check_cell[{kind}-{runtime}]", partial(check_cell, task=task, runtime=runtime)
 
 
+def ranker_checks(tasks: Mapping[str, str] = CHECK_TASKS) -> Iterator[tuple[str, Callable[[Ranker], None]]]:
+    """(name, check) of every ranker check, for the task of each kind in `tasks`; a name is `check_<what>` or
+    `check_<what>[<kind>]`."""
+    yield "check_describes_itself", check_describes_itself
+    for kind, task in tasks.items():
+        yield f"check_scores_sources[{kind}]", partial(check_scores_sources, task=task)
+        yield f"check_ranking_cell[{kind}]", partial(check_ranking_cell, task=task)
+
+
 def parametrize_with_checks(methods: Iterable[Method], *, tasks: Mapping[str, str] = CHECK_TASKS,
                             expected_failed_checks: Callable[[Method], Mapping[str, str]] | None = None):
     """A `pytest.mark.parametrize` over (method, check) for every method and check, test ids
@@ -178,13 +255,25 @@ def parametrize_with_checks(methods: Iterable[Method], *, tasks: Mapping[str, st
     `expected_failed_checks(method)` returns {check name: reason} for the checks the method is known to
     fail, marked strict xfail (so one that starts passing is reported); a bare name (`check_cell`) covers
     every kind and runtime of that check."""
+    return parametrized("method", methods, list(method_checks(tasks)), expected_failed_checks)
+
+
+def parametrize_with_ranker_checks(rankers: Iterable[Ranker], *, tasks: Mapping[str, str] = CHECK_TASKS,
+                                   expected_failed_checks: Callable[[Ranker], Mapping[str, str]] | None = None):
+    """`parametrize_with_checks` for rankers: a `pytest.mark.parametrize` over (ranker, check), with the
+    checks of `ranker_checks`."""
+    return parametrized("ranker", rankers, list(ranker_checks(tasks)), expected_failed_checks)
+
+
+def parametrized(argname: str, plugins: Iterable, checks: list[tuple[str, Callable]],
+                 expected_failed_checks: Callable | None):
     import pytest
 
     params = []
-    for method in methods:
-        expected = dict(expected_failed_checks(method)) if expected_failed_checks else {}
-        for name, check in method_checks(tasks):
+    for plugin in plugins:
+        expected = dict(expected_failed_checks(plugin)) if expected_failed_checks else {}
+        for name, check in checks:
             reason = expected.get(name) or expected.get(name.split("[")[0])
             marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-            params.append(pytest.param(method, check, id=f"{method.id}-{name}", marks=marks))
-    return pytest.mark.parametrize("method, check", params)
+            params.append(pytest.param(plugin, check, id=f"{plugin.id}-{name}", marks=marks))
+    return pytest.mark.parametrize(f"{argname}, check", params)

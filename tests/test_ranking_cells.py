@@ -1,54 +1,36 @@
-"""Ranking cells: the common checks every registered ranker passes, its records, the shared caches,
+"""Ranking cells: the public common checks (hubbench.testing) every registered ranker passes, the shared caches,
 and selection through the runner, the executors' jobs and the CLI."""
 
-import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import hubbench, write_suite
-from helpers import make_task, one_task_per_kind
-from hubbench.benchmark.executors import CellJob
-from hubbench.benchmark.runner import Cell, expand, run_cell
-from hubbench.benchmark.suites import Suite
-from hubbench.rankers import RANKERS, ranking
+from helpers import make_task
 
 from hubbench import record as records
+from hubbench.benchmark.executors import CellJob
+from hubbench.benchmark.runner import expand
+from hubbench.benchmark.suites import Suite
 from hubbench.io import cache_dir
+from hubbench.rankers import RANKERS, ranking
+from hubbench.testing import parametrize_with_ranker_checks, registered_rankers
 
 SMALL = {"iterations": 4, "eval_every": 2, "checkpoint_every": 2}
 CLASSIFIERS = {"supervised", "selfsup"}  # the tiny hub's sources pre-trained to classify whole images
 
 
-@pytest.mark.parametrize("task_name", one_task_per_kind())
+@parametrize_with_ranker_checks(registered_rankers())
+def test_common_ranker_checks(ranker, check):
+    check(ranker)
+
+
 @pytest.mark.parametrize("ranker_name", RANKERS.names())
-def test_common_ranker_checks(ranker_name, task_name, tiny_hub, tmp_path):
-    cls = RANKERS.get(ranker_name)
-    ranker = cls()
-    assert cls.description and cls.__doc__ and ranker.id == ranker_name
-    suite = Suite("common", "", ("tiny",), (task_name,), ("scratch",), (0,), SMALL, rankers=(ranker_name,))
-    cell = Cell(suite, "tiny", task_name, ranker, 0)
-    status, record = run_cell(cell, tmp_path, torch.device("cpu"))
-    stored = records.read(cell.path(tmp_path), records.RankingRecord)
-    assert records.to_json(stored) == json.loads(json.dumps(records.to_json(record)))
-    assert stored.ranker.id == ranker_name and stored.id == cell.id
-    ok, reason = ranker.applicable(tiny_hub, make_task(task_name))
-    if not ok:
-        assert status == records.INAPPLICABLE and stored.reason == reason and reason
-        return
-    assert status == records.OK, record.traceback
-    assert set(stored.scores) | set(stored.reasons) == set(tiny_hub.names)
-    assert not set(stored.scores) & set(stored.reasons)
-    assert all(math.isfinite(v) for v in stored.scores.values())
-    assert stored.order == sorted(stored.scores, key=lambda s: -stored.scores[s])
-    if ranker_name in ("leep", "nce"):
-        assert set(stored.scores) == CLASSIFIERS
-    else:
-        assert set(stored.scores) == set(tiny_hub.names)
-    assert stored.cost.features_s > 0 and stored.cost.total_s >= stored.cost.features_s
-    assert len(stored.rows()) == len(stored.scores)
-    assert run_cell(cell, tmp_path, torch.device("cpu"))[0] == "skipped"
+def test_a_ranker_reading_the_source_classifier_scores_only_the_sources_that_have_one(ranker_name, tiny_hub):
+    cpu = torch.device("cpu")
+    got = ranking(RANKERS.get(ranker_name)(), tiny_hub, make_task("digits"), cache=cache_dir(), device=cpu)
+    assert set(got.scores) == (CLASSIFIERS if ranker_name in ("leep", "nce") else set(tiny_hub.names))
+    assert all(got.reasons[s] for s in set(tiny_hub.names) - set(got.scores))
 
 
 def test_features_are_computed_once_and_shared_by_rankers_and_seeds(tiny_hub):

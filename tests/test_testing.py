@@ -1,16 +1,23 @@
-"""hubbench.testing itself: its checks fail on broken methods, and expected failures are marked."""
+"""hubbench.testing itself: its checks fail on broken methods and rankers, and expected failures are marked."""
 
 from dataclasses import dataclass
 
 import pytest
-from hubbench.methods.scratch import Scratch
+import torch
 from torch import nn
 
+from hubbench.methods.scratch import Scratch
+from hubbench.rankers.base import NotScored, Score
+from hubbench.rankers.logme import LogME
 from hubbench.testing import (
+    CHECK_TASKS,
     check_cell,
     check_describes_itself,
     check_fit_predicts_task_outputs,
+    check_ranking_cell,
+    check_scores_sources,
     parametrize_with_checks,
+    parametrize_with_ranker_checks,
 )
 
 
@@ -75,3 +82,61 @@ def test_checks_are_named_per_kind_and_runtime_and_expected_failures_are_strict_
     assert reasons["scratch-check_fit_predicts_task_outputs[landmarks]"] == [("this one", True)]
     assert reasons["scratch-check_cell[landmarks-bf16]"] == [("every runtime", True)]
     assert all(isinstance(p.values[0], Scratch) and callable(p.values[1]) for p in params)
+
+
+@dataclass(frozen=True)
+class BrokenLogME(LogME):  # not registered; its parameter gives it ids (and cached rankings) of its own
+    how: str = "nan"
+
+    def score(self, features, targets):
+        if self.how == "nan":
+            return Score(float("nan"))
+        if self.how == "random":
+            return Score(torch.rand(()).item())
+        if self.how == "mute":
+            raise NotScored("")
+        raise RuntimeError("the ranker crashed")
+
+
+@dataclass(frozen=True)
+class RanksNothing(LogME):  # not registered
+    reason: str = "defined on no hub"
+
+    def applicable(self, hub, task):
+        return False, self.reason
+
+
+def test_ranker_checks_fail_on_broken_rankers():
+    task = CHECK_TASKS["classification"]
+    with pytest.raises(AssertionError, match="is not registered"):
+        check_describes_itself(BrokenLogME())
+    with pytest.raises(AssertionError, match="non-finite score of"):
+        check_scores_sources(BrokenLogME(how="nan"), task)
+    with pytest.raises(AssertionError, match="scored twice differs"):
+        check_scores_sources(BrokenLogME(how="random"), task)
+    with pytest.raises(AssertionError, match="must say why"):
+        check_scores_sources(BrokenLogME(how="mute"), task)
+    with pytest.raises(AssertionError, match="non-finite scores"):
+        check_ranking_cell(BrokenLogME(how="nan"), task)
+    with pytest.raises(AssertionError, match="RuntimeError: the ranker crashed"):
+        check_ranking_cell(BrokenLogME(how="crash"), task)
+    check_scores_sources(LogME(), task)  # the unbroken ranker passes
+    check_describes_itself(LogME())
+
+
+def test_a_ranker_that_is_not_applicable_passes_if_it_says_why():
+    for check in (check_scores_sources, check_ranking_cell):
+        check(RanksNothing(), CHECK_TASKS["landmarks"])
+        with pytest.raises(AssertionError, match="must say why"):
+            check(RanksNothing(reason=""), CHECK_TASKS["landmarks"])
+
+
+def test_ranker_checks_are_named_per_kind_and_marked_like_the_methods():
+    mark = parametrize_with_ranker_checks([LogME()], expected_failed_checks=lambda r: {"check_ranking_cell": "why"})
+    names, params = mark.args
+    assert names == "ranker, check"
+    assert [p.id for p in params] == [
+        "logme-check_describes_itself", "logme-check_scores_sources[classification]",
+        "logme-check_ranking_cell[classification]", "logme-check_scores_sources[landmarks]",
+        "logme-check_ranking_cell[landmarks]"]
+    assert [bool(p.marks) for p in params] == [False, False, True, False, True]

@@ -1,5 +1,7 @@
-"""The rankers' scores against their definitions: LogME against a direct evidence maximisation, LEEP,
-NCE and H-score on cases whose answer is known."""
+"""The rankers' scores against independent implementations of their formulas (written out in loops or
+in another space, as the public code and the papers define them) on cases chosen to separate plausible
+wrong versions: imbalanced classes, a one-sample class, a class index absent from the training split,
+N < D, rank-deficient features, sources with many classes; and on cases whose answer is known."""
 
 import math
 
@@ -9,9 +11,11 @@ from hubbench.rankers import RANKERS, NotScored, SourceFeatures
 from hubbench.rankers.logme import log_evidence
 
 
-def reference_logme(f, y, steps=11, tol=1e-3, eps=1e-5):
+def reference_logme(f, y, exact, steps=11, tol=1e-3, eps=1e-5):
     """Evidence maximisation written out in the weights' space, without the SVD: A = alpha I + beta f^T f,
-    m = beta A^-1 f^T y, gamma = D - alpha tr(A^-1); the evidence with log|A| over all D eigenvalues."""
+    m = beta A^-1 f^T y, gamma = D - alpha tr(A^-1). log|A| over all D eigenvalues (`exact`), else as the
+    public code: log|alpha I + beta G| with G the smaller Gram matrix (f f^T when N <= D, so the D - N
+    zero eigenvalues of f^T f, and their log(alpha), are left out)."""
     n, d = f.shape
     values, ms = [], []
     for c in range(y.shape[1]):
@@ -27,30 +31,52 @@ def reference_logme(f, y, steps=11, tol=1e-3, eps=1e-5):
             alpha, beta = new_alpha, new_beta
             if done:
                 break
-        log_det = torch.linalg.slogdet(alpha * torch.eye(d, dtype=torch.float64) + beta * f.T @ f)[1].item()
+        gram = f.T @ f if exact or n > d else f @ f.T
+        log_det = torch.linalg.slogdet(alpha * torch.eye(len(gram), dtype=torch.float64) + beta * gram)[1].item()
         values.append((d / 2 * math.log(alpha) + n / 2 * math.log(beta) - log_det / 2
                        - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * math.log(2 * math.pi)) / n)
         ms.append(m)
     return sum(values) / len(values), torch.stack(ms)
 
 
-@pytest.mark.parametrize("n,d", [(80, 12), (9, 20)])  # more samples than dimensions, and fewer
+def labels(n, g):
+    """Imbalanced classes of `n` samples: 0 about half, 1 once, 3 never (an index absent from the
+    training split), 2, 4 and 5 a few times; in a random order."""
+    pattern = [0, 2, 0, 4, 0, 5, 2, 0]
+    y = torch.tensor([1] + [pattern[i % len(pattern)] for i in range(n - 1)])
+    return y[torch.randperm(n, generator=g)]
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("n,d,rank", [(80, 12, 12), (9, 20, 9), (12, 30, 5)])  # N > D; N < D; N < D rank-deficient
 @pytest.mark.parametrize("kind", ["classification", "regression"])
-def test_logme_equals_a_direct_evidence_maximisation(n, d, kind):
-    g = torch.Generator().manual_seed(n * d)
-    f = torch.randn(n, d, generator=g, dtype=torch.float64) + 0.5
+def test_logme_equals_the_evidence_written_out(n, d, rank, kind, exact):
+    g = torch.Generator().manual_seed(n * d + rank)
+    f = torch.randn(n, rank, generator=g, dtype=torch.float64) @ torch.randn(rank, d, generator=g, dtype=torch.float64)
+    f += 0.5 * (rank == d)  # off-centre (a full-rank f only: a constant would add a rank)
     if kind == "classification":
-        y = torch.arange(n) % 4
-        f[:, :4] += torch.nn.functional.one_hot(y, 4) * 2  # informative features
-        columns = torch.nn.functional.one_hot(y).double()
+        y = labels(n, g)
+        columns = torch.nn.functional.one_hot(y, int(y.max()) + 1).double()  # the absent class's column too
+        f[:, :6] += columns[:, :6] * 2  # informative features
     else:
         y = f[:, :3] @ torch.randn(3, 2, generator=g, dtype=torch.float64)
         y += 0.1 * torch.randn(n, 2, generator=g, dtype=torch.float64)
         columns = y
-    expected, means = reference_logme(f, columns)
-    got = log_evidence(f, y)
-    assert abs(got.value - expected) < 1e-6
+    expected, means = reference_logme(f, columns, exact)
+    got = log_evidence(f, y, exact=exact)
+    assert got.value == pytest.approx(expected, rel=1e-6)
     assert torch.allclose(got.weights, means, atol=1e-6)
+    score = RANKERS.get("logme")(exact=exact).score(features(feats=f.float()), y).value
+    assert score == pytest.approx(log_evidence(f.float(), y, exact=exact).value, rel=1e-9)
+
+
+def test_the_public_evidence_drops_the_zero_eigenvalues_only_where_n_is_below_d():
+    g = torch.Generator().manual_seed(3)
+    for n, d in ((9, 20), (40, 20)):
+        f, y = torch.randn(n, d, generator=g, dtype=torch.float64), torch.arange(n) % 3
+        exact, public = log_evidence(f, y, exact=True), log_evidence(f, y)
+        dropped = (d - n) * torch.log(exact.alphas) / (2 * n) if n < d else torch.zeros(3)
+        assert public.value - exact.value == pytest.approx(dropped.mean().item(), rel=1e-6, abs=1e-12)
 
 
 def test_logme_prefers_features_that_predict_the_labels():

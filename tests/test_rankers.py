@@ -111,14 +111,39 @@ def test_leep_and_nce_of_an_uninformative_source_are_minus_the_label_entropy():
         (prior[y].log()).mean().item())
 
 
-def test_leep_matches_its_formula_on_soft_outputs():
-    g = torch.Generator().manual_seed(1)
-    probs = torch.rand(30, 5, generator=g).softmax(1).double()
-    y = torch.randint(0, 3, (30,), generator=g)
-    joint = torch.stack([probs[y == c].sum(0) for c in range(3)]) / 30
-    expected = sum(math.log(sum(probs[i, z] * joint[y[i], z] / joint[:, z].sum() for z in range(5)))
-                   for i in range(30)) / 30
-    assert RANKERS.get("leep")().score(features(probs.float()), y).value == pytest.approx(expected, rel=1e-5)
+def source_outputs(n, classes, g, sharp=3.0):
+    """A source classifier's softmax over many classes (more than the samples when `classes` > n)."""
+    return (sharp * torch.randn(n, classes, generator=g, dtype=torch.float64)).softmax(1)
+
+
+def reference_leep(theta, y):
+    """LEEP as the paper writes it, sample by sample: P(y, z) = (1/N) sum over samples of class y of
+    theta_z, P(y | z) = P(y, z) / P(z); the mean over samples of log sum_z theta_z P(y | z)."""
+    n, sources = theta.shape
+    joint = [[sum(theta[i, z].item() for i in range(n) if y[i] == c) / n for z in range(sources)]
+             for c in range(int(y.max()) + 1)]
+    p_z = [sum(row[z] for row in joint) for z in range(sources)]
+    return sum(math.log(sum(theta[i, z].item() * joint[y[i]][z] / p_z[z] for z in range(sources)))
+               for i in range(n)) / n
+
+
+def reference_nce(z, y):
+    """NCE as the paper writes it: -H(Y | Z) = sum over (y, z) of P(y, z) log(P(y, z) / P(z)), counted."""
+    n = len(y)
+    pairs = {(int(a), int(b)) for a, b in zip(y, z, strict=True)}
+    count = {p: sum(1 for a, b in zip(y, z, strict=True) if (int(a), int(b)) == p) for p in pairs}
+    count_z = {b: sum(1 for c in z if int(c) == b) for _, b in pairs}
+    return sum(k / n * math.log(k / count_z[b]) for (_, b), k in count.items())
+
+
+@pytest.mark.parametrize("n,sources", [(30, 5), (9, 50)])  # few source classes; more than the samples
+def test_leep_and_nce_equal_their_formulas(n, sources):
+    g = torch.Generator().manual_seed(n + sources)
+    y, probs = labels(n, g), source_outputs(n, sources, g)
+    leep, nce = RANKERS.get("leep")(), RANKERS.get("nce")()
+    assert leep.score(features(probs.float()), y).value == pytest.approx(reference_leep(probs.float().double(), y),
+                                                                         rel=1e-9)
+    assert nce.score(features(probs.float()), y).value == pytest.approx(reference_nce(probs.argmax(1), y), rel=1e-9)
 
 
 def test_sources_without_a_classifier_are_not_scored_by_leep_and_nce():
@@ -134,3 +159,20 @@ def test_hscore_is_the_number_of_classes_minus_one_for_class_indicator_features(
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(90, 4, generator=g)
     assert RANKERS.get("hscore")().score(features(feats=noise), y).value < 0.5
+
+
+def reference_hscore(f, y):
+    """H-score as the Transfer-Learning-Library computes it: unbiased covariances of the features and
+    of each sample's class mean, tr(pinv(cov_f) cov_g)."""
+    g = torch.stack([f[y == y[i]].mean(0) for i in range(len(y))])
+    return torch.trace(torch.linalg.pinv(torch.cov(f.T), rtol=1e-15) @ torch.cov(g.T)).item()
+
+
+def test_hscore_equals_its_formula():
+    g = torch.Generator().manual_seed(5)
+    y = labels(60, g)
+    f = torch.randn(60, 8, generator=g, dtype=torch.float64) + 3.0  # off-centre
+    f[:, :6] += torch.nn.functional.one_hot(y, 6)[:, :6] * torch.linspace(0.5, 3, 6, dtype=torch.float64)
+    f[:, 7] = 1e-3 * ((y == 0) + 0.3 * f[:, 7])  # informative at a small scale: a truncated pinv drops it
+    score = RANKERS.get("hscore")().score(features(feats=f.float()), y).value
+    assert score == pytest.approx(reference_hscore(f.float().double(), y), rel=1e-6)

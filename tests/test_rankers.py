@@ -4,6 +4,7 @@ wrong versions: imbalanced classes, a one-sample class, a class index absent fro
 N < D, rank-deficient features, sources with many classes; and on cases whose answer is known."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -176,3 +177,21 @@ def test_hscore_equals_its_formula():
     f[:, 7] = 1e-3 * ((y == 0) + 0.3 * f[:, 7])  # informative at a small scale: a truncated pinv drops it
     score = RANKERS.get("hscore")().score(features(feats=f.float()), y).value
     assert score == pytest.approx(reference_hscore(f.float().double(), y), rel=1e-6)
+
+
+def task_of(labels, kind="classification"):
+    split = SimpleNamespace(targets=torch.tensor(labels))
+    return SimpleNamespace(name="t", kind=kind, splits={"train": split}, ranking_targets=lambda t: t)
+
+
+@pytest.mark.parametrize("name", ["logme", "leep", "nce", "hscore"])
+def test_a_task_where_the_score_means_nothing_is_inapplicable(name):
+    ranker = RANKERS.get(name)()
+    ok, reason = ranker.applicable(None, task_of([2] * 10))
+    assert not ok and "one class" in reason
+    assert ranker.applicable(None, task_of([0, 1] * 5)) == (True, "")
+    few = ranker.applicable(None, task_of([0, 1, 5, 7]))  # 4 samples, 8 classes
+    if name in ("leep", "nce"):
+        assert not few[0] and "4 training samples for 8 classes" in few[1]
+    else:
+        assert few == (True, "")

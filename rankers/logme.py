@@ -35,10 +35,11 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     (alpha, beta) with the m of the step's start, and m at the end is that of the last step's start.
 
     log|A| = sum log(alpha + beta sigma_i) over the eigenvalues of f^T f. By default it runs, as the
-    public code (thuml/LogME, `_fit_fixed_point`), over the eigenvalues its SVD returns: the N of f's
-    thin SVD when N <= D (so the D - N zero eigenvalues' log(alpha) terms are dropped), the non-zero
-    ones when N > D. `exact` keeps all D (the true evidence of the model): where N < D it adds
-    (D - N) log(alpha) / 2N to the score, which differs between sources and can change the ranking.
+    public code (thuml/LogME, `_fit_fixed_point`), over the min(N, D) eigenvalues its SVD returns: the N
+    of f's thin SVD when N < D, so the D - N zero eigenvalues' log(alpha) terms are dropped; all D when
+    N >= D (its cutoff, 1e-10 on the square roots of f^T f's eigenvalues as computed in floating point,
+    keeps the zero ones: they come out near 1e-7). `exact` keeps all D (the true evidence of the model):
+    where N < D it adds -(D - N) log(alpha) / 2N, which differs between sources and can change the ranking.
     """
     f = features.double()
     y = target_columns(targets)
@@ -47,8 +48,7 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     keep = s > 1e-10 * s.max()  # the rank of f
     u, s, vh = u[:, keep], s[keep, None], vh[keep]
     sigma = s**2  # [k, 1], the non-zero eigenvalues of f^T f
-    returned = n if n <= d else len(sigma)  # the eigenvalues the public code's SVD keeps
-    zeros = (d if exact else returned) - len(sigma)  # zero eigenvalues whose log(alpha) enters log|A|
+    zeros = (d if exact else min(n, d)) - len(sigma)  # zero eigenvalues whose log(alpha) enters log|A|
     x = u.T @ y  # [k, C]
     x2 = x**2
     residual_outside = (y**2).sum(0) - x2.sum(0)  # |y|^2 outside the span of f

@@ -49,7 +49,7 @@ def labels(n, g):
 
 
 @pytest.mark.parametrize("exact", [False, True])
-@pytest.mark.parametrize("n,d,rank", [(80, 12, 12), (9, 20, 9), (12, 30, 5)])  # N > D; N < D; N < D rank-deficient
+@pytest.mark.parametrize("n,d,rank", [(80, 12, 12), (9, 20, 9), (12, 30, 5), (40, 12, 6)])  # N >< D, rank < D
 @pytest.mark.parametrize("kind", ["classification", "regression"])
 def test_logme_equals_the_evidence_written_out(n, d, rank, kind, exact):
     g = torch.Generator().manual_seed(n * d + rank)

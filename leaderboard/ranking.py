@@ -41,8 +41,9 @@ def finetunes(results: pd.DataFrame) -> pd.DataFrame:
 def quality(scores: pd.DataFrame, finetunes: pd.DataFrame) -> pd.DataFrame:
     """One row per (hub, kind, task, ranker) with both scores and fine-tunes: `tau_w`, `top1_hit`,
     `pick` and `pick_value` (rank then tune), `best`/`best_value`, `mean_value` (single fine-tunes,
-    means over seeds), `sources` (scored and fine-tuned), `rank_s` (mean over seeds) and
-    `finetune_s` (every source fine-tuned once: the sum over sources of their mean cost)."""
+    means over seeds), `sources` (scored and fine-tuned: what tau_w and the pick are over) of `of` (the hub's
+    fine-tuned sources), `scored` (their names), `rank_s` (mean over seeds) and `finetune_s` (every source
+    fine-tuned once: the sum over sources of their mean cost)."""
     keys = ["hub", "kind", "task"]
     results = finetunes.groupby([*keys, "source"], sort=True).agg(
         value=("value", "mean"), cost_s=("cost_s", "mean"), higher=("higher_is_better", "first")).reset_index()
@@ -60,17 +61,39 @@ def quality(scores: pd.DataFrame, finetunes: pd.DataFrame) -> pd.DataFrame:
         rows.append({"hub": hub, "kind": kind, "task": task, "ranker": ranker, "tau_w": tau,
                      "top1_hit": pick == best, "pick": pick, "pick_value": realised.value[pick], "best": best,
                      "best_value": realised.value[best], "mean_value": realised.value.mean(), "sources": len(both),
+                     "of": len(realised), "scored": ", ".join(sorted(both.index)),
                      "rank_s": group.groupby("seed").cost_s.first().mean(), "finetune_s": realised.cost_s.sum()})
     return pd.DataFrame(rows, columns=["hub", "kind", "task", "ranker", "tau_w", "top1_hit", "pick", "pick_value",
-                                       "best", "best_value", "mean_value", "sources", "rank_s", "finetune_s"])
+                                       "best", "best_value", "mean_value", "sources", "of", "scored", "rank_s",
+                                       "finetune_s"])
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (hub, kind, ranker): mean tau_w over tasks, top-1 hits out of tasks, and total ranking time
-    against the total time of fine-tuning every source on every task."""
+    """Per (hub, kind, ranker): mean tau_w over tasks, top-1 hits out of tasks, the sources they were computed
+    over (`scored`, their fewest and most over tasks `sources_min`/`sources_max`, of `of`), and total ranking
+    time against the total time of fine-tuning every source on every task."""
     return table.groupby(["hub", "kind", "ranker"], sort=True).agg(
         tau_w=("tau_w", "mean"), hits=("top1_hit", "sum"), tasks=("task", "count"),
+        sources_min=("sources", "min"), sources_max=("sources", "max"), of=("of", "max"),
+        scored=("scored", lambda s: " | ".join(sorted(set(s)))),
         rank_s=("rank_s", "sum"), finetune_s=("finetune_s", "sum")).reset_index()
+
+
+def best_over_same_sources(totals: pd.DataFrame) -> set[str]:
+    """The rankers with the best mean tau_w among those computed over the same sources (`summary` rows):
+    a tau over the 2 sources that have a classifier does not compare with one over all 5. A ranker alone
+    with its sources is compared with none and marked with none."""
+    best = set()
+    for _, group in totals.dropna(subset=["tau_w"]).groupby("scored"):
+        if len(group) > 1:
+            best |= set(group.ranker[group.tau_w == group.tau_w.max()])
+    return best
+
+
+def sources_text(total: pd.Series) -> str:
+    """`5 of 5`, or `2 of 5 (selfsup, supervised)`: over how many of the hub's sources a ranker was judged."""
+    n = f"{total.sources_min}" if total.sources_min == total.sources_max else f"{total.sources_min}–{total.sources_max}"
+    return f"{n} of {total.of}" + ("" if total.sources_min == total.of else f" ({total.scored})")
 
 
 def fmt(v: float, digits: int = 2) -> str:
@@ -88,17 +111,21 @@ def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
         return []
     tasks, rankers = sorted(table.task.unique()), sorted(table.ranker.unique())
     cells = table.set_index(["ranker", "task"])
-    totals = summary(table).set_index("ranker")
+    totals = summary(table)
+    best = best_over_same_sources(totals)
+    totals = totals.set_index("ranker")
     rows = []
     for ranker in rankers:
         per_task = [f"{fmt(cells.tau_w[ranker, t])} {'✓' if cells.top1_hit[ranker, t] else '✗'}"
                     if (ranker, t) in cells.index else MISSING for t in tasks]
         total = totals.loc[ranker]
         ratio = f" ({total.finetune_s / total.rank_s:.0f}x)" if total.rank_s > 0 else ""
-        rows.append([ranker, *per_task, fmt(total.tau_w), f"{int(total.hits)}/{int(total.tasks)}",
-                     f"{total.rank_s:.1f} s", f"{total.finetune_s:.0f} s{ratio}"])
-    quality_table = Table(["Ranker", *tasks, "Avg τw", "Top-1 hits", "Ranking time", "Fine-tuning every source"],
-                          rows)
+        tau = fmt(total.tau_w)
+        rows.append([ranker, *per_task, f"**{tau}**" if ranker in best else tau,
+                     f"{int(total.hits)}/{int(total.tasks)}", sources_text(total), f"{total.rank_s:.1f} s",
+                     f"{total.finetune_s:.0f} s{ratio}"])
+    quality_table = Table(["Ranker", *tasks, "Avg τw", "Top-1 hits", "Sources", "Ranking time",
+                           "Fine-tuning every source"], rows)
     first = table.drop_duplicates("task").set_index("task")
     tune_rows = [["best single fine-tune", *(f"{fmt(first.best_value[t])} ({first.best[t]})" for t in tasks)],
                  ["mean single fine-tune", *(fmt(first.mean_value[t]) for t in tasks)]]
@@ -107,8 +134,10 @@ def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
     blocks: list[Block] = [
         Text("Weighted Kendall τ (hyperbolic weights, as the LogME paper) between each ranker's scores of the "
              "pre-trained models and their fine-tuned test " + board.metric + " (means over seeds), over the "
-             "sources it scores; ✓ where its best-scored model is the best fine-tune of the hub. Times: the "
-             "ranking (features and scoring) against fine-tuning every source once."),
+             "sources it scores (Sources: how many of the hub's fine-tuned sources, and which where not all); "
+             "✓ where its best-scored model, picked among those, is the best fine-tune of the whole hub. Bold: "
+             "the best Avg τw among rankers scored over the same sources (τ over fewer sources compares with "
+             "no other). Times: the ranking (features and scoring) against fine-tuning every source once."),
         quality_table,
         Text(f"Rank then tune: the test {board.metric} of fine-tuning each ranker's pick, beside the best and "
              "the mean single fine-tune."),

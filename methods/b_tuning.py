@@ -49,22 +49,26 @@ class BTuningLoss:
 @register
 class BTuning(Method):
     """B-Tuning, the tuning half of "rank and tune": the target model (default: LogME's top-ranked
-    source; `model` names another) is fine-tuned with the task loss plus `tradeoff` x the MSE between
+    source; `model` names another) is fine-tuned with the task loss plus a weight x the MSE between
     its pooled features projected by its own LogME posterior means and the average of the top-K
     (`teachers`) ranked models' projected features, weighted by softmax(LogME / `temperature`).
 
     Fixed by the paper: the loss, frozen pre-trained teachers (no gradient, eval mode), the LogME
     means as projections; the public code's defaults K = 3, temperature 0.1, tradeoff 100.
-    Chosen: the target's own frozen pre-trained copy is a teacher when it is among the top K (the
-    public script takes any teacher list); the task's protocol for everything else (the script's
-    lr 1e-3 with a 10x head and 9 050 iterations are its own recipe); the LogME ranking is the one
-    the ranking cells cache (their features and scores), so its cost counts as an artifact's.
-    LogME is defined for both task kinds and the projections make any mix of families comparable.
-    The tradeoff was set against cross-entropy (about ln C at the start). A landmark task's heatmap MSE
-    starts about 30x smaller (0.07 on `faces`, against ln 10 = 2.3), so there the feature term is
-    weighed `tradeoff` x `landmark_scale` (default 0.03): the paper's balance of the two terms, where
-    the raw 100 weighs the feature term about 60x the task loss and training diverged on
-    mini-hetero/faces. `landmark_scale=1` gives the raw weight.
+    Chosen: the task's protocol for the training (the script's lr 1e-3 with a 10x head and 9 050
+    iterations are its own recipe), and so a rule that carries the script's tradeoff to the
+    protocol's lr: SGD moves the features by lr x weight x the MSE's gradient, a quadratic pull that
+    overshoots once that product is large, so the weight is `tradeoff` x `tradeoff_lr` / lr, the
+    script's step of 100 x 1e-3 = 0.1 at any lr (3.3 at the suites' lr 0.03, where the raw 100
+    trained `digits` to chance and diverged on `faces`). `tradeoff_lr` = the protocol's lr gives the
+    raw tradeoff. The rule is the same for both task kinds; on `faces`, whose heatmap MSE starts about
+    30x below cross-entropy, its 3.3 is near the weight of 3 found to train there.
+    The public script tunes a model of its choice towards any teacher list; here the target's own
+    frozen pre-trained copy is a teacher when it is among the top K (`self_teacher`), or, with
+    `self_teacher=False`, the teachers are the top K of the other sources, as when the script tunes
+    a model that is not among its teachers. The LogME ranking is the one the ranking cells cache
+    (their features and scores), so its cost counts as an artifact's. LogME is defined for both task
+    kinds and the projections make any mix of families comparable.
     """
 
     name = "b_tuning"
@@ -73,13 +77,16 @@ class BTuning(Method):
     teachers: int = 3
     temperature: float = 0.1
     tradeoff: float = 100.0
-    landmark_scale: float = 0.03
+    tradeoff_lr: float = 1e-3
+    self_teacher: bool = True
 
     def applicable(self, hub, task):
         if self.model and self.model not in hub.names:
             return False, str(UnknownName(f"model of hub {hub.name!r}", self.model, hub.names))
-        if self.teachers < 1 or self.temperature <= 0:
-            return False, "needs at least one teacher and a positive temperature"
+        if self.teachers < 1 or self.temperature <= 0 or self.tradeoff_lr <= 0:
+            return False, "needs at least one teacher, a positive temperature and a positive tradeoff_lr"
+        if not self.self_teacher and len(hub.names) < 2:
+            return False, "self_teacher=False needs a source other than the tuned model"
         return True, ""
 
     def fit(self, ctx):
@@ -87,15 +94,20 @@ class BTuning(Method):
         model = task_model(ctx.hub.source(target).backbone(pretrained=True), ctx.task)
         return ctx.train(model, loss)
 
+    def weight(self, lr: float) -> float:
+        """The feature term's weight at learning rate `lr`: the script's lr x tradeoff held."""
+        return self.tradeoff * self.tradeoff_lr / lr
+
     def loss(self, ctx) -> tuple[str, BTuningLoss]:
         """The target source and the training loss, from the cached LogME ranking."""
         ranked = ranking(LogME(), ctx.hub, ctx.task, cache=ctx.cache, device=ctx.device)
         ctx.use(f"ranking-{ranked.ranker}", ranked.key, ranked.features_s + ranked.score_s)
         target = self.model or ranked.top(1)[0]
-        teachers = ranked.top(self.teachers)
+        order = ranked.top(len(ranked.scores))
+        teachers = [s for s in order if self.self_teacher or s != target][: self.teachers]
         pi = teacher_weights([ranked.scores[t] for t in teachers], self.temperature)
+        weight = self.weight(ctx.task.protocol.lr)
         ctx.diagnostics["b_tuning"] = {"target": target, "teachers": teachers, "pi": pi.tolist(),
-                                       "logme": ranked.scores}
-        weight = self.tradeoff * (self.landmark_scale if ctx.task.kind == "landmarks" else 1.0)
+                                       "logme": ranked.scores, "weight": weight}
         return target, BTuningLoss(ctx.task, ranked.weights[target], [ctx.hub.source(t).backbone() for t in teachers],
                                    [ranked.weights[t] for t in teachers], pi, weight)

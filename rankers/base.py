@@ -44,7 +44,7 @@ class Ranker(Configurable, ABC):
 
     def applicable(self, hub: Hub, task: Task) -> tuple[bool, str]:
         """Whether the ranker is defined for this task, and why not."""
-        return True, ""
+        return meaningful(task)
 
     def needs(self, hub: Hub, task: Task) -> list:
         """No trained artifact: a ranker reads only the pre-trained sources' cached features."""
@@ -63,9 +63,26 @@ def parse_spec(spec: str) -> tuple[type[Ranker], dict[str, Any]]:
     return parse(RANKERS, spec)
 
 
-def classification_only(task: Task) -> tuple[bool, str]:
+def classification_only(task: Task, per_class: bool = False) -> tuple[bool, str]:
     if task.kind != "classification":
         return False, f"defined for classification tasks, not {task.kind}"
+    return meaningful(task, per_class)
+
+
+def meaningful(task: Task, per_class: bool = False) -> tuple[bool, str]:
+    """Whether a score of the task's training split can mean anything. With one class every source
+    explains the labels alike (LogME and H-score still return finite numbers, and an order). A score
+    that estimates a distribution of the target classes per source class (`per_class`: LEEP's and
+    NCE's P(y | z)) also needs at least as many samples as classes."""
+    if task.kind != "classification":
+        return True, ""
+    y = task.ranking_targets(task.splits["train"].targets)
+    present, classes = len(y.unique()), int(y.max()) + 1
+    if present < 2:
+        return False, f"one class in the training split of {task.name!r}: a score that compares classes means nothing"
+    if per_class and len(y) < classes:
+        return False, (f"{len(y)} training samples for {classes} classes in {task.name!r}: too few to "
+                       "estimate P(target class | source class)")
     return True, ""
 
 

@@ -21,14 +21,15 @@ class LEEP(Ranker):
 
     Fixed by the paper: all of it. Chosen: the source's softmax at temperature 1 on the pooled
     features of one centre view (`hubbench.features`); sources without an image classifier (MoCo,
-    the COCO bodies, the dense mini sources) are n/a; classification tasks only.
+    the COCO bodies, the dense mini sources) are n/a; classification tasks with two classes or more
+    and at least as many training samples as classes only (`rankers.base.meaningful`).
     """
 
     name = "leep"
     description = "LEEP: log-likelihood of the source classifier's outputs mapped to target labels (classification)"
 
     def applicable(self, hub, task):
-        return classification_only(task)
+        return classification_only(task, per_class=True)
 
     def score(self, features, targets):
         theta = source_probs(features)  # [N, C_s]

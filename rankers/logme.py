@@ -25,7 +25,7 @@ def target_columns(targets: torch.Tensor) -> torch.Tensor:
 
 
 def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int = 11, tol: float = 1e-3,
-                 eps: float = 1e-5) -> Evidence:
+                 eps: float = 1e-5, exact: bool = False) -> Evidence:
     """Maximise the evidence of y = f.m + noise (prior m ~ N(0, 1/alpha), noise ~ N(0, 1/beta)) for each
     target column, by the fixed-point updates alpha = gamma / |m|^2, beta = (N - gamma) / |y - f m|^2 from
     alpha = beta = 1, for at most `max_steps` steps, until alpha/beta moves by at most `tol` (relative).
@@ -33,7 +33,13 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     One thin SVD of f serves every column: with f = U S V^T and x = U^T y, everything is a sum over the
     singular values. Computed in float64. As the public code, the evidence is evaluated at the updated
     (alpha, beta) with the m of the step's start, and m at the end is that of the last step's start.
-    Unlike it, where N < D the D - N zero eigenvalues of f^T f keep their log(alpha) terms in log|A|.
+
+    log|A| = sum log(alpha + beta sigma_i) over the eigenvalues of f^T f. By default it runs, as the
+    public code (thuml/LogME, `_fit_fixed_point`), over the min(N, D) eigenvalues its SVD returns: the N
+    of f's thin SVD when N < D, so the D - N zero eigenvalues' log(alpha) terms are dropped; all D when
+    N >= D (its cutoff, 1e-10 on the square roots of f^T f's eigenvalues as computed in floating point,
+    keeps the zero ones: they come out near 1e-7). `exact` keeps all D (the true evidence of the model):
+    where N < D it adds -(D - N) log(alpha) / 2N, which differs between sources and can change the ranking.
     """
     f = features.double()
     y = target_columns(targets)
@@ -42,7 +48,7 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     keep = s > 1e-10 * s.max()  # the rank of f
     u, s, vh = u[:, keep], s[keep, None], vh[keep]
     sigma = s**2  # [k, 1], the non-zero eigenvalues of f^T f
-    zeros = d - len(sigma)
+    zeros = (d if exact else min(n, d)) - len(sigma)  # zero eigenvalues whose log(alpha) enters log|A|
     x = u.T @ y  # [k, C]
     x2 = x**2
     residual_outside = (y**2).sum(0) - x2.sum(0)  # |y|^2 outside the span of f
@@ -75,8 +81,10 @@ class LogME(Ranker):
     Fixed by the papers: one-vs-rest 0/1 targets per class (each column of a regression's targets:
     here the landmarks' coordinates as fractions of the image, so it serves both task kinds), the
     fixed-point iteration from alpha = beta = 1 (at most 11 steps, relative tolerance 1e-3, 1e-5
-    added to the denominators), float64. Chosen: the features are those of `hubbench.features`
-    (pooled, no augmentation); the zero eigenvalues' terms are kept when N < D (see `log_evidence`).
+    added to the denominators), float64, and (by the public code, which the papers' numbers come
+    from) log|A| over the min(N, D) eigenvalues of the thin SVD. Chosen: the features are those of
+    `hubbench.features` (pooled, no augmentation); `exact=True` gives the true evidence, with the
+    D - N zero eigenvalues' terms that the public code drops when N < D (see `log_evidence`).
     The posterior means [C, D] are kept: B-Tuning projects features with them.
     """
 
@@ -84,7 +92,8 @@ class LogME(Ranker):
     description = "LogME: maximum evidence of a Bayesian linear model on the features (classification, regression)"
     max_steps: int = 11
     tol: float = 1e-3
+    exact: bool = False
 
     def score(self, features, targets):
-        evidence = log_evidence(features.features, targets, self.max_steps, self.tol)
+        evidence = log_evidence(features.features, targets, self.max_steps, self.tol, exact=self.exact)
         return Score(evidence.value, evidence.weights.float())

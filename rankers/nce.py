@@ -14,14 +14,15 @@ class NCE(Ranker):
 
     Fixed by the paper: all of it (it assumes hard source labels). Chosen: z is the argmax of the
     source classifier on one centre view (`hubbench.features`), as the public code takes it from
-    the pre-trained predictions; sources without an image classifier are n/a; classification tasks only.
+    the pre-trained predictions; sources without an image classifier are n/a; classification tasks with
+    two classes or more and at least as many training samples as classes only (`rankers.base.meaningful`).
     """
 
     name = "nce"
     description = "NCE: negative conditional entropy of target labels given the source classifier's labels"
 
     def applicable(self, hub, task):
-        return classification_only(task)
+        return classification_only(task, per_class=True)
 
     def score(self, features, targets):
         z = source_probs(features).argmax(1)

@@ -10,27 +10,62 @@ from hubbench.rankers import ranking
 from hubbench.rankers.logme import LogME
 
 
+def feature_term(hub, ranked, model, x, teachers, pi):
+    """MSE(the model's pooled features x its LogME means, the pi-weighted teachers' projections), written
+    out; the graph reaches the model's backbone."""
+    own = model.backbone(x).mean((2, 3)) @ ranked.weights[model.source].T
+    with torch.no_grad():
+        projected = [hub.source(s).backbone().eval()(x).mean((2, 3)) @ ranked.weights[s].T for s in teachers]
+        mixed = sum(p * t for p, t in zip(pi.float(), projected, strict=True))
+    return F.mse_loss(own, mixed)
+
+
+def setup(hub, task_name, **params):
+    ctx = make_ctx(hub, task_name, scope=f"btuning/{task_name}")
+    method = METHODS.get("b_tuning")(temperature=1e-3, **params)  # the tiny hub's scores are close: sharpen them
+    target, loss = method.loss(ctx)
+    ranked = ranking(LogME(), hub, ctx.task, cache=ctx.cache, device=ctx.device)
+    torch.manual_seed(0)
+    model = task_model(hub.source(target).backbone(), ctx.task).train()
+    model.source = target
+    x, y = ctx.task.train_batch(torch.arange(8), torch.Generator().manual_seed(0))
+    return ctx, ranked, loss, model, x, y
+
+
 @pytest.mark.parametrize("task_name", ["digits", "faces"])
 def test_the_loss_is_the_task_loss_plus_the_score_weighted_projection_mse(task_name, tiny_hub):
-    ctx = make_ctx(tiny_hub, task_name, scope=f"btuning/{task_name}")
-    method = METHODS.get("b_tuning")(temperature=1e-3)  # the tiny hub's scores are close: sharpen them
-    target, loss = method.loss(ctx)
-    ranked = ranking(LogME(), tiny_hub, ctx.task, cache=ctx.cache, device=ctx.device)
+    ctx, ranked, loss, model, x, y = setup(tiny_hub, task_name)
     order = sorted(ranked.scores, key=ranked.scores.get, reverse=True)
-    assert target == order[0] and ctx.diagnostics["b_tuning"]["teachers"] == order[:3]
+    assert model.source == order[0] and ctx.diagnostics["b_tuning"]["teachers"] == order[:3]
     pi = torch.softmax(torch.tensor([ranked.scores[s] for s in order[:3]]) / 1e-3, 0)
     assert pi.max() - pi.min() > 0.05  # far from uniform: a uniform average fails below
-
-    torch.manual_seed(0)
-    model = task_model(tiny_hub.source(target).backbone(), ctx.task).train()
-    x, y = ctx.task.train_batch(torch.arange(8), torch.Generator().manual_seed(0))
+    weight = 100 * 1e-3 / ctx.task.protocol.lr  # the script's lr x tradeoff, 0.1, at the protocol's lr
     with torch.no_grad():
-        own = model.backbone(x).mean((2, 3)) @ ranked.weights[target].T
-        teachers = [tiny_hub.source(s).backbone().eval()(x).mean((2, 3)) @ ranked.weights[s].T for s in order[:3]]
-        mixed = sum(p * t for p, t in zip(pi.float(), teachers, strict=True))
-        tradeoff = 100 * (0.03 if ctx.task.kind == "landmarks" else 1)  # against a heatmap MSE ~30x below CE
-        expected = ctx.task.loss(model(x), y) + tradeoff * F.mse_loss(own, mixed)
+        expected = ctx.task.loss(model(x), y) + weight * feature_term(tiny_hub, ranked, model, x, order[:3], pi)
         assert loss(model, x, y).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_feature_term_trains_the_tuned_model(tiny_hub):
+    """Without its gradient (the target's features detached) B-Tuning is plain fine-tuning."""
+    ctx, ranked, loss, model, x, y = setup(tiny_hub, "digits")
+    info = ctx.diagnostics["b_tuning"]
+    params = list(model.backbone.parameters())
+    total = torch.autograd.grad(loss(model, x, y), params)
+    task = torch.autograd.grad(ctx.task.loss(model(x), y), params)
+    term = info["weight"] * feature_term(tiny_hub, ranked, model, x, info["teachers"], torch.tensor(info["pi"]))
+    expected = torch.autograd.grad(term, params)
+    norm = sum(e.norm() ** 2 for e in expected).sqrt()
+    assert norm > 1e-3 * sum(t.norm() ** 2 for t in task).sqrt()
+    assert sum(((a - b) - e).norm() ** 2 for a, b, e in zip(total, task, expected, strict=True)).sqrt() < 1e-3 * norm
+
+
+def test_the_tuned_model_can_be_left_out_of_its_teachers(tiny_hub):
+    ctx, ranked, *_ = setup(tiny_hub, "digits", self_teacher=False)
+    order = sorted(ranked.scores, key=ranked.scores.get, reverse=True)
+    info = ctx.diagnostics["b_tuning"]
+    assert info["target"] == order[0] and info["teachers"] == order[1:4]
+    ctx, _, *_ = setup(tiny_hub, "digits", model=order[2], self_teacher=False)
+    assert ctx.diagnostics["b_tuning"]["teachers"] == [s for s in order if s != order[2]][:3]
 
 
 def test_runs_on_a_heterogeneous_hub_with_teachers_of_different_families(cache):

@@ -4,7 +4,14 @@ import math
 
 import pandas as pd
 import pytest
-from hubbench.leaderboard.ranking import FINETUNE_COLUMNS, figure, quality, summary
+from hubbench.leaderboard.ranking import (
+    FINETUNE_COLUMNS,
+    best_over_same_sources,
+    figure,
+    quality,
+    sources_text,
+    summary,
+)
 
 from hubbench.record import SCORE_COLUMNS
 
@@ -70,3 +77,17 @@ def test_summary_and_figure():
 def test_no_finetunes_means_no_ranking_quality():
     empty = pd.DataFrame(columns=FINETUNE_COLUMNS)
     assert quality(scores("good", "abcde"), empty).empty
+
+
+def test_the_table_says_over_which_sources_and_marks_the_best_only_among_the_same_sources():
+    """LEEP's and NCE's tau over the 2 sources with a classifier is not better than LogME's over all 5."""
+    table = quality(pd.concat([scores("all_good", "abcde"), scores("all_bad", "edcba"), scores("two_good", "ab"),
+                               scores("two_bad", "ba"), scores("alone", "ce")]), finetunes())
+    totals = summary(table)
+    by = totals.set_index("ranker")
+    assert by.loc["all_good", "sources_max"] == 5 and sources_text(by.loc["all_good"]) == "5 of 5"
+    assert sources_text(by.loc["two_good"]) == "2 of 5 (a, b)" and by.loc["two_good", "tau_w"] == pytest.approx(1)
+    assert best_over_same_sources(totals) == {"all_good", "two_good"}  # "alone" is compared with none
+    two_tasks = pd.concat([finetunes(), finetunes().assign(task="u")])
+    partial = pd.concat([scores("p", "ab"), scores("p", "abc").assign(task="u")])
+    assert sources_text(summary(quality(partial, two_tasks)).iloc[0]) == "2–3 of 5 (a, b | a, b, c)"

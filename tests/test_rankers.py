@@ -1,7 +1,10 @@
-"""The rankers' scores against their definitions: LogME against a direct evidence maximisation, LEEP,
-NCE and H-score on cases whose answer is known."""
+"""The rankers' scores against independent implementations of their formulas (written out in loops or
+in another space, as the public code and the papers define them) on cases chosen to separate plausible
+wrong versions: imbalanced classes, a one-sample class, a class index absent from the training split,
+N < D, rank-deficient features, sources with many classes; and on cases whose answer is known."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,9 +12,11 @@ from hubbench.rankers import RANKERS, NotScored, SourceFeatures
 from hubbench.rankers.logme import log_evidence
 
 
-def reference_logme(f, y, steps=11, tol=1e-3, eps=1e-5):
+def reference_logme(f, y, exact, steps=11, tol=1e-3, eps=1e-5):
     """Evidence maximisation written out in the weights' space, without the SVD: A = alpha I + beta f^T f,
-    m = beta A^-1 f^T y, gamma = D - alpha tr(A^-1); the evidence with log|A| over all D eigenvalues."""
+    m = beta A^-1 f^T y, gamma = D - alpha tr(A^-1). log|A| over all D eigenvalues (`exact`), else as the
+    public code: log|alpha I + beta G| with G the smaller Gram matrix (f f^T when N <= D, so the D - N
+    zero eigenvalues of f^T f, and their log(alpha), are left out)."""
     n, d = f.shape
     values, ms = [], []
     for c in range(y.shape[1]):
@@ -27,30 +32,52 @@ def reference_logme(f, y, steps=11, tol=1e-3, eps=1e-5):
             alpha, beta = new_alpha, new_beta
             if done:
                 break
-        log_det = torch.linalg.slogdet(alpha * torch.eye(d, dtype=torch.float64) + beta * f.T @ f)[1].item()
+        gram = f.T @ f if exact or n > d else f @ f.T
+        log_det = torch.linalg.slogdet(alpha * torch.eye(len(gram), dtype=torch.float64) + beta * gram)[1].item()
         values.append((d / 2 * math.log(alpha) + n / 2 * math.log(beta) - log_det / 2
                        - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * math.log(2 * math.pi)) / n)
         ms.append(m)
     return sum(values) / len(values), torch.stack(ms)
 
 
-@pytest.mark.parametrize("n,d", [(80, 12), (9, 20)])  # more samples than dimensions, and fewer
+def labels(n, g):
+    """Imbalanced classes of `n` samples: 0 about half, 1 once, 3 never (an index absent from the
+    training split), 2, 4 and 5 a few times; in a random order."""
+    pattern = [0, 2, 0, 4, 0, 5, 2, 0]
+    y = torch.tensor([1] + [pattern[i % len(pattern)] for i in range(n - 1)])
+    return y[torch.randperm(n, generator=g)]
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("n,d,rank", [(80, 12, 12), (9, 20, 9), (12, 30, 5), (40, 12, 6)])  # N >< D, rank < D
 @pytest.mark.parametrize("kind", ["classification", "regression"])
-def test_logme_equals_a_direct_evidence_maximisation(n, d, kind):
-    g = torch.Generator().manual_seed(n * d)
-    f = torch.randn(n, d, generator=g, dtype=torch.float64) + 0.5
+def test_logme_equals_the_evidence_written_out(n, d, rank, kind, exact):
+    g = torch.Generator().manual_seed(n * d + rank)
+    f = torch.randn(n, rank, generator=g, dtype=torch.float64) @ torch.randn(rank, d, generator=g, dtype=torch.float64)
+    f += 0.5 * (rank == d)  # off-centre (a full-rank f only: a constant would add a rank)
     if kind == "classification":
-        y = torch.arange(n) % 4
-        f[:, :4] += torch.nn.functional.one_hot(y, 4) * 2  # informative features
-        columns = torch.nn.functional.one_hot(y).double()
+        y = labels(n, g)
+        columns = torch.nn.functional.one_hot(y, int(y.max()) + 1).double()  # the absent class's column too
+        f[:, :6] += columns[:, :6] * 2  # informative features
     else:
         y = f[:, :3] @ torch.randn(3, 2, generator=g, dtype=torch.float64)
         y += 0.1 * torch.randn(n, 2, generator=g, dtype=torch.float64)
         columns = y
-    expected, means = reference_logme(f, columns)
-    got = log_evidence(f, y)
-    assert abs(got.value - expected) < 1e-6
+    expected, means = reference_logme(f, columns, exact)
+    got = log_evidence(f, y, exact=exact)
+    assert got.value == pytest.approx(expected, rel=1e-6)
     assert torch.allclose(got.weights, means, atol=1e-6)
+    score = RANKERS.get("logme")(exact=exact).score(features(feats=f.float()), y).value
+    assert score == pytest.approx(log_evidence(f.float(), y, exact=exact).value, rel=1e-9)
+
+
+def test_the_public_evidence_drops_the_zero_eigenvalues_only_where_n_is_below_d():
+    g = torch.Generator().manual_seed(3)
+    for n, d in ((9, 20), (40, 20)):
+        f, y = torch.randn(n, d, generator=g, dtype=torch.float64), torch.arange(n) % 3
+        exact, public = log_evidence(f, y, exact=True), log_evidence(f, y)
+        dropped = (d - n) * torch.log(exact.alphas) / (2 * n) if n < d else torch.zeros(3)
+        assert public.value - exact.value == pytest.approx(dropped.mean().item(), rel=1e-6, abs=1e-12)
 
 
 def test_logme_prefers_features_that_predict_the_labels():
@@ -85,14 +112,39 @@ def test_leep_and_nce_of_an_uninformative_source_are_minus_the_label_entropy():
         (prior[y].log()).mean().item())
 
 
-def test_leep_matches_its_formula_on_soft_outputs():
-    g = torch.Generator().manual_seed(1)
-    probs = torch.rand(30, 5, generator=g).softmax(1).double()
-    y = torch.randint(0, 3, (30,), generator=g)
-    joint = torch.stack([probs[y == c].sum(0) for c in range(3)]) / 30
-    expected = sum(math.log(sum(probs[i, z] * joint[y[i], z] / joint[:, z].sum() for z in range(5)))
-                   for i in range(30)) / 30
-    assert RANKERS.get("leep")().score(features(probs.float()), y).value == pytest.approx(expected, rel=1e-5)
+def source_outputs(n, classes, g, sharp=3.0):
+    """A source classifier's softmax over many classes (more than the samples when `classes` > n)."""
+    return (sharp * torch.randn(n, classes, generator=g, dtype=torch.float64)).softmax(1)
+
+
+def reference_leep(theta, y):
+    """LEEP as the paper writes it, sample by sample: P(y, z) = (1/N) sum over samples of class y of
+    theta_z, P(y | z) = P(y, z) / P(z); the mean over samples of log sum_z theta_z P(y | z)."""
+    n, sources = theta.shape
+    joint = [[sum(theta[i, z].item() for i in range(n) if y[i] == c) / n for z in range(sources)]
+             for c in range(int(y.max()) + 1)]
+    p_z = [sum(row[z] for row in joint) for z in range(sources)]
+    return sum(math.log(sum(theta[i, z].item() * joint[y[i]][z] / p_z[z] for z in range(sources)))
+               for i in range(n)) / n
+
+
+def reference_nce(z, y):
+    """NCE as the paper writes it: -H(Y | Z) = sum over (y, z) of P(y, z) log(P(y, z) / P(z)), counted."""
+    n = len(y)
+    pairs = {(int(a), int(b)) for a, b in zip(y, z, strict=True)}
+    count = {p: sum(1 for a, b in zip(y, z, strict=True) if (int(a), int(b)) == p) for p in pairs}
+    count_z = {b: sum(1 for c in z if int(c) == b) for _, b in pairs}
+    return sum(k / n * math.log(k / count_z[b]) for (_, b), k in count.items())
+
+
+@pytest.mark.parametrize("n,sources", [(30, 5), (9, 50)])  # few source classes; more than the samples
+def test_leep_and_nce_equal_their_formulas(n, sources):
+    g = torch.Generator().manual_seed(n + sources)
+    y, probs = labels(n, g), source_outputs(n, sources, g)
+    leep, nce = RANKERS.get("leep")(), RANKERS.get("nce")()
+    assert leep.score(features(probs.float()), y).value == pytest.approx(reference_leep(probs.float().double(), y),
+                                                                         rel=1e-9)
+    assert nce.score(features(probs.float()), y).value == pytest.approx(reference_nce(probs.argmax(1), y), rel=1e-9)
 
 
 def test_sources_without_a_classifier_are_not_scored_by_leep_and_nce():
@@ -108,3 +160,38 @@ def test_hscore_is_the_number_of_classes_minus_one_for_class_indicator_features(
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(90, 4, generator=g)
     assert RANKERS.get("hscore")().score(features(feats=noise), y).value < 0.5
+
+
+def reference_hscore(f, y):
+    """H-score as the Transfer-Learning-Library computes it: unbiased covariances of the features and
+    of each sample's class mean, tr(pinv(cov_f) cov_g)."""
+    g = torch.stack([f[y == y[i]].mean(0) for i in range(len(y))])
+    return torch.trace(torch.linalg.pinv(torch.cov(f.T), rtol=1e-15) @ torch.cov(g.T)).item()
+
+
+def test_hscore_equals_its_formula():
+    g = torch.Generator().manual_seed(5)
+    y = labels(60, g)
+    f = torch.randn(60, 8, generator=g, dtype=torch.float64) + 3.0  # off-centre
+    f[:, :6] += torch.nn.functional.one_hot(y, 6)[:, :6] * torch.linspace(0.5, 3, 6, dtype=torch.float64)
+    f[:, 7] = 1e-3 * ((y == 0) + 0.3 * f[:, 7])  # informative at a small scale: a truncated pinv drops it
+    score = RANKERS.get("hscore")().score(features(feats=f.float()), y).value
+    assert score == pytest.approx(reference_hscore(f.float().double(), y), rel=1e-6)
+
+
+def task_of(labels, kind="classification"):
+    split = SimpleNamespace(targets=torch.tensor(labels))
+    return SimpleNamespace(name="t", kind=kind, splits={"train": split}, ranking_targets=lambda t: t)
+
+
+@pytest.mark.parametrize("name", ["logme", "leep", "nce", "hscore"])
+def test_a_task_where_the_score_means_nothing_is_inapplicable(name):
+    ranker = RANKERS.get(name)()
+    ok, reason = ranker.applicable(None, task_of([2] * 10))
+    assert not ok and "one class" in reason
+    assert ranker.applicable(None, task_of([0, 1] * 5)) == (True, "")
+    few = ranker.applicable(None, task_of([0, 1, 5, 7]))  # 4 samples, 8 classes
+    if name in ("leep", "nce"):
+        assert not few[0] and "4 training samples for 8 classes" in few[1]
+    else:
+        assert few == (True, "")

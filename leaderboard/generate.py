@@ -1,5 +1,5 @@
 """Render the leaderboard of a suite from its records: README.md, index.html, results.csv, results.parquet,
-curves.parquet and figures/.
+curves.parquet, comparisons.csv and figures/.
 
 Reads nothing but record JSON files (and the papers' numbers shipped in leaderboard/reported/), so it
 works on records copied from any machine; the methods' own figures are drawn by their code
@@ -64,6 +64,7 @@ def sync_figures(folder: Path, figures: dict[str, bytes]) -> None:
 def generate(suite: str, results: Path, out: Path) -> Path:
     # the renderers import pandas, matplotlib and scipy: here, so that `hubbench --help` does not wait for them
     from hubbench.leaderboard import frame, ranking
+    from hubbench.leaderboard.board import boards, comparisons
     from hubbench.leaderboard.document import Figure
     from hubbench.leaderboard.html import page as html_page
     from hubbench.leaderboard.markdown import markdown
@@ -80,6 +81,7 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     write_if_changed(target / "results.csv", frame.csv_bytes(table))
     write_if_changed(target / "results.parquet", frame.parquet_bytes(table))
     write_if_changed(target / "curves.parquet", frame.parquet_bytes(curves))
+    write_if_changed(target / "comparisons.csv", frame.csv_bytes(comparisons(boards(table))))
     if not scores.empty:
         write_if_changed(target / "rankings.csv", frame.csv_bytes(scores))
     write_if_changed(target / "README.md", markdown(blocks).encode())
@@ -89,9 +91,10 @@ def generate(suite: str, results: Path, out: Path) -> Path:
 
 DESCRIPTION = ("Regenerate leaderboard/<suite>/ from the suite's records alone: README.md (the tables and figures "
                "in Markdown), index.html (the same page, self-contained, figures embedded), results.csv and "
-               "results.parquet (one flat row per record), curves.parquet (one row per curve point) and "
-               "figures/*.png. Only files whose bytes change are rewritten; unreadable records are skipped with "
-               "a warning.")
+               "results.parquet (one flat row per record), curves.parquet (one row per curve point, with its hub, "
+               "task, method and seed), comparisons.csv (every method paired by seed with each task's best single "
+               "fine-tune: mean difference, 95% interval, n) and figures/*.png. Only files whose bytes change are "
+               "rewritten; unreadable records are skipped with a warning.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,3 +142,20 @@ def test_protocol_and_code_are_stated_and_dirty_or_mixed_records_flagged(board):
     assert readme.count("mean [95% t-interval] (n=2 seeds in every cell)") == 2
     html = (out / "index.html").read_text()
     assert html.count('<p class="flag">⚠ <strong>') == 3
+
+
+def test_curves_filter_by_task_and_method_and_comparisons_are_data(board):
+    import pandas as pd
+
+    _, out = board
+    curves = pd.read_parquet(out / "curves.parquet")
+    one = curves[(curves.task == "shapes") & (curves.method == "zoo_tuning") & (curves.curve == "train_loss")]
+    assert set(one.seed) == {0, 1} and set(one.hub) == {"h"} and one.iteration.tolist() == [10, 20, 10, 20]
+    pairs = pd.read_csv(out / "comparisons.csv").set_index(["hub", "task", "method"])
+    # shapes: finetune[model=b] (55 + seed) is the best fine-tune; zoo_tuning scores 60 + seed, scratch 70 + seed
+    columns = ["baseline", "diff_mean", "diff_low95", "diff_high95", "n"]
+    assert pairs.loc[("h", "shapes", "zoo_tuning"), columns].tolist() == ["finetune[model=b]", 5.0, 5.0, 5.0, 2]
+    # faces, NME (lower is better): scratch 12 - seed against finetune[model=b]'s 18 - seed: 6 better
+    assert pairs.loc[("h", "faces", "scratch"), ["baseline", "diff_mean"]].tolist() == ["finetune[model=b]", 6.0]
+    assert ("h", "shapes", "finetune[model=b]") not in pairs.index  # the baseline is not paired with itself
+    assert pairs.loc[("h", "shapes", "finetune[model=a]"), "diff_mean"] == -5.0

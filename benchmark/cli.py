@@ -288,6 +288,12 @@ def cmd_leaderboard(args) -> int:
     return run(args)
 
 
+def cmd_compare(args) -> int:
+    from hubbench.leaderboard.compare import run
+
+    return run(args)
+
+
 def cmd_profile(args) -> int:
     from hubbench.benchmark.profile_cmd import run
 
@@ -432,6 +438,19 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="render the variant of each --suite that `run --set` made with these overrides")
     lb.set_defaults(func=cmd_leaderboard)
+
+    cmp = sub.add_parser("compare", parents=[common], help="compare the cells two suites, variants or results share",
+                         description="Print a table of the (hub, task, method) cells that A and B both have ok "
+                                     "records for: the mean test metric in each, B - A, and B - A paired over the "
+                                     "seeds both have with its 95% interval; then the hub, protocol and runtime "
+                                     "settings and the commits in which the two runs differ.")
+    cmp.add_argument("a", metavar="A", help="a suite or variant under RESULTS (e.g. mini, mini@iterations=20), or "
+                                            "a folder of a suite's records (e.g. ../main/results/mini)")
+    cmp.add_argument("b", metavar="B", help="the other, as A")
+    cmp.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    cmp.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison as a page")
+    cmp.add_argument("--force", action="store_true", help="replace an existing --html file")
+    cmp.set_defaults(func=cmd_compare)
 
     prof = sub.add_parser("profile", parents=[common, weights, runtime],
                           help="params, FLOPs, memory and speed of one method",

@@ -294,6 +294,12 @@ def cmd_compare(args) -> int:
     return run(args)
 
 
+def cmd_export(args) -> int:
+    from hubbench.leaderboard.export import run
+
+    return run(args)
+
+
 def cmd_profile(args) -> int:
     from hubbench.benchmark.profile_cmd import run
 
@@ -451,6 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison as a page")
     cmp.add_argument("--force", action="store_true", help="replace an existing --html file")
     cmp.set_defaults(func=cmd_compare)
+
+    export = sub.add_parser("export", parents=[common], help="export records to TensorBoard",
+                            description="Write every ok record as a TensorBoard run, one per cell, in "
+                                        "DIR/<suite>/<hub>/<task>/<method id>/seed<N>/: its curves over training "
+                                        "iterations, its final metrics and its hyper-parameters (HParams). Offline; "
+                                        "view with `tensorboard --logdir DIR`.")
+    export.add_argument("--tensorboard", type=Path, metavar="DIR", required=True,
+                        help="where to write the runs (a run folder that exists is refused)")
+    export.add_argument("--suite", action="append",
+                        help="suite or variant folder under RESULTS, repeatable (default: every one with records)")
+    export.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    export.set_defaults(func=cmd_export)
 
     prof = sub.add_parser("profile", parents=[common, weights, runtime],
                           help="params, FLOPs, memory and speed of one method",

@@ -54,7 +54,7 @@ nav.toc a { text-decoration: none; }
 @media (max-width: 700px) {
   body { margin: 1em auto; padding: 0 0.5em; }
   th { white-space: nowrap; }
-  td.key { max-width: 9em; overflow-wrap: anywhere; }
+  td.key { min-width: 8em; max-width: 11em; overflow-wrap: anywhere; }
   nav.toc > ul { columns: auto; }
 }
 @media (min-width: 1500px) {

@@ -20,10 +20,11 @@ import json
 import sys
 from pathlib import Path
 
-from hubbench.leaderboard.generate import LeaderboardError, load_records, suite_folder, suite_folders
+from hubbench.leaderboard.generate import LeaderboardError, load_records, selected_suites
 
 from hubbench import record
 from hubbench.io import check_output_dir
+from hubbench.progress import progress
 from hubbench.record import OK
 
 
@@ -69,19 +70,15 @@ def export(suites: list[str], results: Path, out: Path) -> int:
         raise LeaderboardError(f"no ok records for {', '.join(suites)} under {results}")
     if taken := next((path for path, _ in runs if path.exists()), None):
         raise LeaderboardError(f"{taken} exists: export to a new folder")
-    for i, (path, r) in enumerate(runs, 1):
+    for path, r in progress(runs, total=len(runs), desc="export"):
         export_run(path, r)
-        print(f"[{i}/{len(runs)}] {path}", file=sys.stderr)
     return len(runs)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         check_output_dir(args.tensorboard, "--tensorboard")
-        suites = [suite_folder(s) for s in args.suite or []] or suite_folders(args.results)
-        if not suites:
-            raise LeaderboardError(f"no records under {args.results}")
-        n = export(suites, args.results, args.tensorboard)
+        n = export(selected_suites(args), args.results, args.tensorboard)
     except (LeaderboardError, ValueError) as e:
         print(f"hubbench export: error: {e}", file=sys.stderr)
         return 2

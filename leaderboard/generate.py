@@ -125,13 +125,18 @@ def suite_folder(name: str) -> str:
     return name
 
 
+def selected_suites(args: argparse.Namespace) -> list[str]:
+    """The folders `--suite` names, else every suite folder of `--results`."""
+    suites = [suite_folder(s) for s in args.suite or []] or suite_folders(args.results)
+    if not suites:
+        raise LeaderboardError(f"no records under {args.results}")
+    return suites
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         check_output_dir(args.out, "--out")
-        suites = [suite_folder(s) for s in args.suite or []] or suite_folders(args.results)
-        if not suites:
-            raise LeaderboardError(f"no records under {args.results}")
-        for suite in suites:
+        for suite in selected_suites(args):
             print(generate(suite, args.results, args.out) / "README.md")
     except (LeaderboardError, ValueError) as e:
         print(f"hubbench leaderboard: error: {e}", file=sys.stderr)

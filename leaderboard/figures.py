@@ -151,16 +151,18 @@ def scatter(board: Board, gflops: pd.Series, looks: dict[str, dict]) -> Figure |
 
 
 def shown_curves(panel: Panel, methods: list[str]) -> list[str]:
-    """The methods a curve panel draws: the best `HUB_CURVES` hub methods on the task (by mean test metric),
-    then the best single fine-tune."""
-    means = {m: sum(r.value for r in rs) / len(rs) for m in methods if group(m) == HUB and (rs := panel.ok(m))}
+    """The methods a curve panel draws: the best `HUB_CURVES` hub methods on the task (by mean test metric; a
+    board without hub methods: its best methods), then the best single fine-tune if not among them."""
+    pool = [m for m in methods if group(m) == HUB and panel.ok(m)] or [m for m in methods if panel.ok(m)]
+    means = {m: sum(r.value for r in panel.ok(m)) / len(panel.ok(m)) for m in pool}
     best = sorted(means, key=lambda m: -means[m] if panel.higher else means[m])[:HUB_CURVES]
-    return [*best, *([panel.baseline] if panel.baseline in methods else [])]
+    return [*best, *([panel.baseline] if panel.baseline in methods and panel.baseline not in best else [])]
 
 
 def curves(panel: Panel, methods: list[str]) -> list[Figure]:
     """Training loss, val and test metric over training iterations of the best hub methods and the best single
     fine-tune: mean over seeds, ± std band. Every method's curves are in curves.parquet."""
+    hub = any(group(m) == HUB for m in methods)
     methods = shown_curves(panel, methods)
     keys = [k for k in ("train_loss", f"val_{panel.metric}", f"test_{panel.metric}")
             if any(panel.seed_curve(m, k) is not None for m in methods)]
@@ -174,10 +176,11 @@ def curves(panel: Panel, methods: list[str]) -> list[Figure]:
             ax.grid(alpha=0.3)
         grouped_legend(fig, axes, methods, {m: m for m in methods})
         text = ", ".join(label(k) for k in keys)
-        return [panel.figure(["curves"], f"{text} over training iterations of the {HUB_CURVES} best hub methods on "
-                             "the task and the best single fine-tune: mean over seeds, band ± one std. The training "
-                             "loss is each method's own objective; every method's curves are in curves.parquet.",
-                             fig)]
+        shown = f"the {HUB_CURVES} best hub methods on the task and the best single fine-tune" if hub else \
+            f"the {HUB_CURVES} best methods on the task"
+        return [panel.figure(["curves"], f"{text} over training iterations of {shown}: mean over seeds, band ± one "
+                             "std. The training loss is each method's own objective; every method's curves are in "
+                             "curves.parquet.", fig)]
 
 
 def decode(b64: str) -> np.ndarray:

@@ -40,3 +40,4 @@ def test_curve_panels_show_the_best_hub_methods_and_the_best_fine_tune():
     assert shown_curves(Panel, methods) == [*best, "finetune[model=s2]"]
     Panel.higher = False
     assert shown_curves(Panel, methods)[:HUB_CURVES] == sorted(HUB_IDS, key=len)[:HUB_CURVES]
+    assert shown_curves(Panel, FINETUNE_IDS + ["scratch"]) == sorted(FINETUNE_IDS + ["scratch"], key=len)[:HUB_CURVES]

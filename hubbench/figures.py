@@ -48,7 +48,8 @@ def label(name: str) -> str:
 
 
 # Methods fall in three groups, each drawn in one visual language: the hub methods (solid lines, circles,
-# strong colours), the single-source fine-tunes they must beat (dashed, squares, soft colours) and the rest
+# tab10 and more), the single-source fine-tunes they must beat (dashed, squares, Dark2: dark enough for the
+# source names written in their colours) and the rest
 # (dotted, triangles, greys), which here means the baselines that use no source. Chosen by the method's name,
 # as a figure knows only the records: a plugin method counts as a hub method unless named here.
 SINGLE_SOURCE, WITHOUT_HUB = {"finetune"}, {"scratch"}
@@ -56,7 +57,7 @@ HUB, FINETUNES, OTHERS = "hub methods", "single fine-tunes", "others"
 GROUP_LOOKS = {  # group -> (colours, line style, marker); past its colours a group repeats them, hollow
     HUB: (("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#000000", "#000080", "#800000", "#008080", "#ffd700", "#7f7f7f", "#ff00ff"), "-", "o"),
-    FINETUNES: (("#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#e5c494", "#b3b3b3", "#ffd92f"), "--", "s"),
+    FINETUNES: (("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"), "--", "s"),
     OTHERS: (("#404040", "#909090", "#000000"), ":", "^"),
 }
 

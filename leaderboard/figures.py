@@ -124,30 +124,40 @@ def grouped_legend(fig, axes, methods: list[str], text: dict[str, str], extra: l
 
 def scatter(board: Board, gflops: pd.Series, looks: dict[str, dict]) -> Figure | None:
     """Avg metric against GFLOPs per sample (log scale), one point per method in its look, the Pareto front
-    joined; the front and the best methods named, every method in the legend by group and rank."""
+    joined: every method on the left, the better half of the ranking enlarged on the right (single-backbone
+    methods share one cost and crowd one column); the front and the best methods named where they are
+    enlarged, every method in the legend by group and rank."""
     points = {m: (gflops[m], board.avg[m]) for m in board.ranked if m in board.avg and gflops.get(m)}
     if not points:
         return None
     front = pareto(points, board.higher)
     named = list(dict.fromkeys([*list(points)[:LABELLED], *front]))
+    top = list(points)[:max(2, len(points) // 2)]
     text = {m: f"{board.rank[m]}. {m}" for m in points}
-    with canvas(7.5, 4.6) as (fig, (ax,)):
-        ax.set_xscale("log")
-        ax.margins(0.08)
-        for m, (x, y) in points.items():
-            mark(ax, x, y, looks[m], s=28, zorder=3, label=text[m])
-        line = ax.plot(*zip(*(points[m] for m in front), strict=True), "k--", lw=0.8, zorder=2)[0]
-        plain_log_ticks(ax.xaxis, [x for x, _ in points.values()])
-        ax.set(xlabel="inference GFLOPs per sample (fvcore, log scale)",
-               ylabel=f"Avg over tasks, {label(board.metric)}, {'higher' if board.higher else 'lower'} is better",
-               title=f"{board.hub}, {board.kind}: test {board.metric} Avg against inference cost")
-        ax.grid(alpha=0.3, which="both")
-        grouped_legend(fig, [ax], list(points), text, [(line, "Pareto front")], title="rank. method", fontsize=7)
-        annotate_apart(ax, points, named, front)
+    with canvas(12, 4.6, cols=2) as (fig, axes):
+        for ax in axes:
+            ax.set_xscale("log")
+            ax.margins(0.08)
+            for m, (x, y) in points.items():
+                mark(ax, x, y, looks[m], s=28, zorder=3, label=text[m])
+            line = ax.plot(*zip(*(points[m] for m in front), strict=True), "k--", lw=0.8, zorder=2)[0]
+            plain_log_ticks(ax.xaxis, [x for x, _ in points.values()])
+            ax.set(xlabel="inference GFLOPs per sample (fvcore, log scale)")
+            ax.grid(alpha=0.3, which="both")
+        full, zoom = axes
+        low, high = min(points[m][1] for m in top), max(points[m][1] for m in top)
+        zoom.set_ylim(low - 0.1 * (high - low or 1), high + 0.1 * (high - low or 1))
+        full.set(ylabel=f"Avg over tasks, {label(board.metric)}, {'higher' if board.higher else 'lower'} is better",
+                 title="every method")
+        zoom.set(title=f"ranks 1-{len(top)}, enlarged")
+        fig.suptitle(f"{board.hub}, {board.kind}: test {board.metric} Avg against inference cost")
+        grouped_legend(fig, [full], list(points), text, [(line, "Pareto front")], title="rank. method", fontsize=7)
+        annotate_apart(zoom, points, [m for m in named if m in top], front)
+        annotate_apart(full, points, [m for m in named if m not in top], front)
         data = png(fig)
     return Figure(file_name(board.hub, board.kind, "pareto"), f"`{board.hub}`, {board.kind}: test {board.metric} Avg "
-                  f"against GFLOPs per sample (log scale); the Pareto front dashed; it and the {LABELLED} best "
-                  "methods named.", data)
+                  "against GFLOPs per sample (log scale), every method (left) and the better half of the ranking "
+                  f"enlarged (right); the Pareto front dashed; it and the {LABELLED} best methods named.", data)
 
 
 def shown_curves(panel: Panel, methods: list[str]) -> list[str]:

@@ -6,10 +6,10 @@ from test_leaderboard import full, write
 
 
 def suites(tmp_path):
-    """A: two methods, seeds 0-2; B (a variant with 30 iterations, from another commit): one of them, seeds 0-1,
-    each seed 1 to 3 points better."""
+    """A: two methods, seeds 0-2; B (a variant with 30 iterations, from another commit): one of them, seeds 1-2,
+    each seed 3 to 5 points better."""
     a = [full("shapes", m, s, 50.0 + s) for m in ("scratch", "fe") for s in range(3)]
-    b = [full("shapes", "scratch", s, 51.0 + 3 * s) for s in range(2)]
+    b = [full("shapes", "scratch", s, 51.0 + 3 * s) for s in (1, 2)]
     for r in b:
         r["config"]["task"]["protocol"]["iterations"] = 30
         r["environment"]["git"]["commit"] = "def"
@@ -23,8 +23,8 @@ def test_compare_pairs_shared_cells_and_flags_what_differs(tmp_path, capsys):
     assert main(["compare", "s", str(results / "s@iterations=30"), "--results", str(results),
                  "--html", str(tmp_path / "c.html")]) == 0
     out = capsys.readouterr().out
-    # scratch: A 50, 51, 52; B 51, 54: means 51 and 52.5; paired on seeds 0, 1: differences 1 and 3
-    assert "| h | shapes | scratch | top1 ↑ | 51.00 ± 1.00 (n=3) | 52.50 ± 2.12 (n=2) | +1.50 | +2.00 [" in out
+    # scratch: A 50, 51, 52 (seeds 0-2); B 54, 57 (seeds 1, 2): means 51 and 55.5; paired by seed: 3 and 5
+    assert "| h | shapes | scratch | top1 ↑ | 51.00 ± 1.00 (n=3) | 55.50 ± 2.12 (n=2) | +4.50 | +4.00 [" in out
     assert "(n=2) |" in out and "| fe |" not in out
     assert "1 (hub, task, method) cells with ok records in both; 1 only in A, 0 only in B." in out
     assert "**Settings differ** (A -> B) on h/shapes: protocol.iterations: 20 -> 30" in out

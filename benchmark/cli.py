@@ -292,6 +292,18 @@ def cmd_leaderboard(args) -> int:
     return run(args)
 
 
+def cmd_compare(args) -> int:
+    from hubbench.leaderboard.compare import run
+
+    return run(args)
+
+
+def cmd_export(args) -> int:
+    from hubbench.leaderboard.export import run
+
+    return run(args)
+
+
 def cmd_profile(args) -> int:
     from hubbench.benchmark.profile_cmd import run
 
@@ -436,6 +448,31 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="render the variant of each --suite that `run --set` made with these overrides")
     lb.set_defaults(func=cmd_leaderboard)
+
+    cmp = sub.add_parser("compare", parents=[common], help="compare the cells two suites, variants or results share",
+                         description="Print a table of the (hub, task, method) cells that A and B both have ok "
+                                     "records for: the mean test metric in each, B - A, and B - A paired over the "
+                                     "seeds both have with its 95% interval; then the hub, protocol and runtime "
+                                     "settings and the commits in which the two runs differ.")
+    cmp.add_argument("a", metavar="A", help="a suite or variant under RESULTS (e.g. mini, mini@iterations=20), or "
+                                            "a folder of a suite's records (e.g. ../main/results/mini)")
+    cmp.add_argument("b", metavar="B", help="the other, as A")
+    cmp.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    cmp.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison as a page")
+    cmp.add_argument("--force", action="store_true", help="replace an existing --html file")
+    cmp.set_defaults(func=cmd_compare)
+
+    export = sub.add_parser("export", parents=[common], help="export records to TensorBoard",
+                            description="Write every ok record as a TensorBoard run, one per cell, in "
+                                        "DIR/<suite>/<hub>/<task>/<method id>/seed<N>/: its curves over training "
+                                        "iterations, its final metrics and its hyper-parameters (HParams). Offline; "
+                                        "view with `tensorboard --logdir DIR`.")
+    export.add_argument("--tensorboard", type=Path, metavar="DIR", required=True,
+                        help="where to write the runs (a run folder that exists is refused)")
+    export.add_argument("--suite", action="append",
+                        help="suite or variant folder under RESULTS, repeatable (default: every one with records)")
+    export.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    export.set_defaults(func=cmd_export)
 
     prof = sub.add_parser("profile", parents=[common, weights, runtime],
                           help="params, FLOPs, memory and speed of one method",

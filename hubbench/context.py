@@ -103,8 +103,11 @@ class Context:
               key: str = "model", iterations: int | None = None) -> nn.Module:
         """Train `model` with the task's protocol (default loss: the task loss of `model(x)`).
 
-        `key` names the stage: its checkpoint, its curves (prefixed unless 'model') and its
-        random streams. Returns the trained model, in eval mode, on the context's device.
+        `params` restricts what is optimised: parameters, or param groups as `torch.optim` takes them, where a
+        group's `lr_mult` key scales the protocol's learning rate (and its schedule) for that group, e.g.
+        `[{"params": backbone.parameters()}, {"params": gate.parameters(), "lr_mult": 10.0}]`; default: every
+        parameter that requires grad. `key` names the stage: its checkpoint, its curves (prefixed unless
+        'model') and its random streams. Returns the trained model, in eval mode, on the context's device.
         """
         task, proto = self.task, self.task.protocol
         params = None if params is None else list(params)  # iterated once by the optimiser, again by `on_stage`

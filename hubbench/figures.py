@@ -30,7 +30,7 @@ RC = {"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8, "figure.dpi": 
 SPLITS = {"train": "training", "val": "validation", "test": "test"}
 METRICS = {"top1": "top-1 accuracy (%)", "nme": "NME (%)", "loss": "loss"}
 NUMBERED = {"fr": "failure rate at NME {}% (%)", "auc": "AUC of NME up to {}% (%)"}
-LINE_STYLES, MARKERS, GREY = ("-", "--", ":"), ("o", "s", "^"), (0.3, 0.3, 0.3, 1.0)
+GREY = (0.3, 0.3, 0.3, 1.0)
 
 
 def label(name: str) -> str:
@@ -47,15 +47,39 @@ def label(name: str) -> str:
     return f"{SPLITS[split]} {text}" if split else text
 
 
-def styles(methods: list[str]) -> dict[str, dict[str, Any]]:
-    """One look per method (matplotlib `plot` keywords: colour, line style, marker), in the given order:
-    tab10's ten colours, then again dashed with squares, then dotted with triangles: 30 distinct looks,
-    where tab20's pairs of light and dark shades read as one colour."""
-    import matplotlib
+# Methods fall in three groups, each drawn in one visual language: the hub methods (solid lines, circles,
+# tab10 and more), the single-source fine-tunes they must beat (dashed, squares, Dark2: dark enough for the
+# source names written in their colours) and the rest
+# (dotted, triangles, greys), which here means the baselines that use no source. Chosen by the method's name,
+# as a figure knows only the records: a plugin method counts as a hub method unless named here.
+SINGLE_SOURCE, WITHOUT_HUB = {"finetune"}, {"scratch"}
+HUB, FINETUNES, OTHERS = "hub methods", "single fine-tunes", "others"
+GROUP_LOOKS = {  # group -> (colours, line style, marker); past its colours a group repeats them, hollow
+    HUB: (("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#000000", "#000080", "#800000", "#008080", "#ffd700", "#7f7f7f", "#ff00ff"), "-", "o"),
+    FINETUNES: (("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"), "--", "s"),
+    OTHERS: (("#404040", "#909090", "#000000"), ":", "^"),
+}
 
-    palette = matplotlib.colormaps["tab10"]
-    return {m: {"color": palette(i % 10), "linestyle": LINE_STYLES[i // 10 % 3], "marker": MARKERS[i // 10 % 3]}
-            for i, m in enumerate(methods)}
+
+def group(method: str) -> str:
+    """The figure group of a method id ('finetune[model=a]' -> 'single fine-tunes')."""
+    name = method.split("[")[0]
+    return FINETUNES if name in SINGLE_SOURCE else OTHERS if name in WITHOUT_HUB else HUB
+
+
+def styles(methods: list[str]) -> dict[str, dict[str, Any]]:
+    """One look per method (matplotlib `plot` keywords: colour, line style, marker), in the given order within
+    each group: its group's line style and marker, and the group's colours in turn, so that two methods of a
+    group never share a colour until the group has more methods than colours."""
+    looks, taken = {}, dict.fromkeys(GROUP_LOOKS, 0)
+    for m in methods:
+        colours, line, marker = GROUP_LOOKS[group(m)]
+        i, taken[group(m)] = taken[group(m)], taken[group(m)] + 1
+        looks[m] = {"color": colours[i % len(colours)], "linestyle": line, "marker": marker}
+        if i >= len(colours):
+            looks[m]["markerfacecolor"] = "none"
+    return looks
 
 
 @dataclass(frozen=True)

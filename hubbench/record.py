@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -151,16 +151,23 @@ class Config:
 
 
 def first_change(then: Any, now: Any, where: str = "") -> str | None:
-    """The first place where two JSON-like trees differ, as 'key.key: then -> now'; None where they
-    agree. A tuple equals the list JSON reads back, and a key missing on either side is no change (a
-    field a later hubbench added or dropped says nothing about the run)."""
+    """The first of `changes`; None where the trees agree."""
+    return next(changes(then, now, where), None)
+
+
+def changes(then: Any, now: Any, where: str = "") -> Iterator[str]:
+    """Every place where two JSON-like trees differ, as 'key.key: then -> now'. A tuple equals the list JSON
+    reads back, and a key missing on either side is no change (a field a later hubbench added or dropped
+    says nothing about the run)."""
     if isinstance(then, dict) and isinstance(now, dict):
-        changes = (first_change(then[k], now[k], f"{where}.{k}".lstrip(".")) for k in then if k in now)
-        return next(filter(None, changes), None)
-    if isinstance(then, (list, tuple)) and isinstance(now, (list, tuple)) and len(then) == len(now):
-        changes = (first_change(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(then, now, strict=True)))
-        return next(filter(None, changes), None)
-    return None if then == now else f"{where}: {json.dumps(then)} -> {json.dumps(now)}"
+        for k in then:
+            if k in now:
+                yield from changes(then[k], now[k], f"{where}.{k}".lstrip("."))
+    elif isinstance(then, (list, tuple)) and isinstance(now, (list, tuple)) and len(then) == len(now):
+        for i, (a, b) in enumerate(zip(then, now, strict=True)):
+            yield from changes(a, b, f"{where}[{i}]")
+    elif then != now:
+        yield f"{where}: {json.dumps(then)} -> {json.dumps(now)}"
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,18 @@ class Board:
         means = self.task_means(task)
         return self.best(means[means.index.map(self.method_name) == "finetune"])
 
+    def baselines(self) -> dict[str, str]:
+        """task -> its best single fine-tune, for the tasks that have one."""
+        return {t: b for t in self.tasks if (b := self.best_finetune(t)) is not None}
+
+    def pairs(self) -> dict[tuple[str, str], Paired]:
+        """(method, task) -> the method paired with the task's best single fine-tune, by rank then task, for the
+        cells with a seed in common (the baseline itself is left out)."""
+        baselines = self.baselines()
+        pairs = {(m, t): paired(self.seeds(m, t), self.seeds(b, t), self.higher)
+                 for m in self.ranked for t, b in baselines.items() if m != b}
+        return {key: p for key, p in pairs.items() if p is not None}
+
     def method_name(self, method: str) -> str:
         return self.rows.method_name[self.rows.method == method].iloc[0]
 
@@ -110,3 +122,15 @@ def boards(frame: pd.DataFrame) -> list[Board]:
     """One board per (hub, kind, primary metric), in that order; its direction is its first record's."""
     return [Board(hub, kind, metric, bool(rows.higher_is_better.iloc[0]), rows)
             for (hub, kind, metric), rows in frame.groupby(["hub", "kind", "metric"], sort=True)]
+
+
+def comparisons(boards: list[Board]) -> pd.DataFrame:
+    """comparisons.csv: one row per board, task and method paired with the task's best single fine-tune (by
+    mean test metric): the mean per-seed difference oriented so that positive is better, its 95% t-interval
+    (empty for one seed) and the number of seeds paired."""
+    rows = [(b.hub, b.kind, b.metric, b.higher, t, b.baselines()[t], m, p.mean, p.low, p.high, p.n)
+            for b in boards for (m, t), p in b.pairs().items()]
+    columns = {"hub": "str", "kind": "str", "metric": "str", "higher_is_better": "bool", "task": "str",
+               "baseline": "str", "method": "str", "diff_mean": "float64", "diff_low95": "float64",
+               "diff_high95": "float64", "n": "int64"}
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)

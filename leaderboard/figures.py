@@ -18,7 +18,7 @@ from hubbench.methods import METHODS
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
-from hubbench.figures import GREY, Figure, FigureHook, Panel, canvas, file_name, label, png
+from hubbench.figures import GREY, GROUP_LOOKS, HUB, RC, Figure, FigureHook, Panel, canvas, file_name, group, label, png
 from hubbench.record import Record
 
 TARGET, PREDICTED = {"c": "lime", "marker": "o", "s": 6}, {"c": "red", "marker": "x", "s": 8}
@@ -42,14 +42,15 @@ def overlaps(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
-def annotate_apart(ax, points: dict[str, tuple[float, float]], names: list[str]) -> None:
-    """Name the points `names` (joined by a line) with labels that cover no other label, marker or that line:
-    each takes the first of `OFFSETS` inside the axes that covers nothing (else the one covering least), joined
-    to its point by a thin line when set apart."""
+def annotate_apart(ax, points: dict[str, tuple[float, float]], names: list[str], joined: list[str] | None = None,
+                   ) -> None:
+    """Name the points `names` with labels that cover no other label, marker or the line joining the points
+    `joined` (default: `names`): each takes the first of `OFFSETS` inside the axes that covers nothing (else the
+    one covering least), joined to its point by a thin line when set apart."""
     from matplotlib.transforms import Bbox
 
     ax.figure.draw_without_rendering()  # the constrained layout fixes where the points are
-    ends = ax.transData.transform([points[n] for n in names])
+    ends = ax.transData.transform([points[n] for n in (names if joined is None else joined)])
     path = [a + (b - a) * t for a, b in zip(ends, ends[1:], strict=False) for t in np.linspace(0, 1, 40)]
     taken = marker_extent(ax) + [Bbox([xy - 1, xy + 1]) for xy in path]
     inside = ax.get_window_extent()
@@ -95,52 +96,101 @@ def plain_log_ticks(axis, values: list[float]) -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
+LABELLED = 3  # the best methods by rank that the trade-off figure names besides its Pareto front
+HUB_CURVES = 6  # the hub methods, best first on the task, that a curve panel draws against the best fine-tune
+
+
+def mark(ax, x, y, look: dict, **kw) -> None:
+    """One scatter point in a method's look (hollow where the look is)."""
+    hollow = look.get("markerfacecolor") == "none"
+    ax.scatter(x, y, marker=look["marker"], facecolors="none" if hollow else look["color"],
+               edgecolors=look["color"] if hollow else "white", linewidths=1.0 if hollow else 0.4, **kw)
+
+
+def grouped_legend(fig, axes, methods: list[str], text: dict[str, str], extra: list | None = None, **kw) -> None:
+    """A figure legend of the `methods` drawn on `axes` (labelled with their `text`) under a heading per figure
+    group, in `methods`' order within each, then the `extra` (handle, label) pairs."""
+    from matplotlib.lines import Line2D
+
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    entries = []
+    for name in GROUP_LOOKS:
+        mine = [m for m in methods if group(m) == name and text[m] in handles]
+        if mine:
+            entries += [(Line2D([], [], ls="none"), name.upper()), *((handles[text[m]], text[m]) for m in mine)]
+    entries += extra or []
+    fig.legend(*zip(*entries, strict=True), loc="outside right upper", **kw)
+
+
 def scatter(board: Board, gflops: pd.Series, looks: dict[str, dict]) -> Figure | None:
     """Avg metric against GFLOPs per sample (log scale), one point per method in its look, the Pareto front
-    joined and named; the legend lists every method by rank."""
+    joined: every method on the left, the better half of the ranking enlarged on the right (single-backbone
+    methods share one cost and crowd one column); the front and the best methods named where they are
+    enlarged, every method in the legend by group and rank."""
     points = {m: (gflops[m], board.avg[m]) for m in board.ranked if m in board.avg and gflops.get(m)}
     if not points:
         return None
     front = pareto(points, board.higher)
-    with canvas(7.5, 4.6) as (fig, (ax,)):
-        ax.set_xscale("log")
-        ax.margins(0.08)
-        for m, (x, y) in points.items():
-            look = looks[m]
-            ax.scatter(x, y, color=look["color"], marker=look["marker"], s=28, zorder=3,
-                       label=f"{board.rank[m]}. {m}", edgecolors="white", linewidths=0.4)
-        ax.plot(*zip(*(points[m] for m in front), strict=True), "k--", lw=0.8, label="Pareto front", zorder=2)
-        plain_log_ticks(ax.xaxis, [x for x, _ in points.values()])
-        ax.set(xlabel="inference GFLOPs per sample (fvcore, log scale)",
-               ylabel=f"Avg over tasks, {label(board.metric)}, {'higher' if board.higher else 'lower'} is better",
-               title=f"{board.hub}, {board.kind}: test {board.metric} Avg against inference cost")
-        ax.grid(alpha=0.3, which="both")
-        fig.legend(loc="outside right upper", title="rank. method")
-        annotate_apart(ax, points, front)
+    named = list(dict.fromkeys([*list(points)[:LABELLED], *front]))
+    top = list(points)[:max(2, len(points) // 2)]
+    text = {m: f"{board.rank[m]}. {m}" for m in points}
+    with canvas(12, 4.6, cols=2) as (fig, axes):
+        for ax in axes:
+            ax.set_xscale("log")
+            ax.margins(0.08)
+            for m, (x, y) in points.items():
+                mark(ax, x, y, looks[m], s=28, zorder=3, label=text[m])
+            line = ax.plot(*zip(*(points[m] for m in front), strict=True), "k--", lw=0.8, zorder=2)[0]
+            plain_log_ticks(ax.xaxis, [x for x, _ in points.values()])
+            ax.set(xlabel="inference GFLOPs per sample (fvcore, log scale)")
+            ax.grid(alpha=0.3, which="both")
+        full, zoom = axes
+        low, high = min(points[m][1] for m in top), max(points[m][1] for m in top)
+        zoom.set_ylim(low - 0.1 * (high - low or 1), high + 0.1 * (high - low or 1))
+        full.set(ylabel=f"Avg over tasks, {label(board.metric)}, {'higher' if board.higher else 'lower'} is better",
+                 title="every method")
+        zoom.set(title=f"ranks 1-{len(top)}, enlarged")
+        fig.suptitle(f"{board.hub}, {board.kind}: test {board.metric} Avg against inference cost")
+        grouped_legend(fig, [full], list(points), text, [(line, "Pareto front")], title="rank. method", fontsize=7)
+        annotate_apart(zoom, points, [m for m in named if m in top], front)
+        annotate_apart(full, points, [m for m in named if m not in top], front)
         data = png(fig)
     return Figure(file_name(board.hub, board.kind, "pareto"), f"`{board.hub}`, {board.kind}: test {board.metric} Avg "
-                  "against GFLOPs per sample (log scale); the Pareto front dashed, its methods named.", data)
+                  "against GFLOPs per sample (log scale), every method (left) and the better half of the ranking "
+                  f"enlarged (right); the Pareto front dashed; it and the {LABELLED} best methods named.", data)
+
+
+def shown_curves(panel: Panel, methods: list[str]) -> list[str]:
+    """The methods a curve panel draws: the best `HUB_CURVES` hub methods on the task (by mean test metric; a
+    board without hub methods: its best methods), then the best single fine-tune if not among them."""
+    pool = [m for m in methods if group(m) == HUB and panel.ok(m)] or [m for m in methods if panel.ok(m)]
+    means = {m: sum(r.value for r in panel.ok(m)) / len(panel.ok(m)) for m in pool}
+    best = sorted(means, key=lambda m: -means[m] if panel.higher else means[m])[:HUB_CURVES]
+    return [*best, *([panel.baseline] if panel.baseline in methods and panel.baseline not in best else [])]
 
 
 def curves(panel: Panel, methods: list[str]) -> list[Figure]:
-    """Training loss, val and test metric over training iterations per method: mean over seeds, ± std band."""
+    """Training loss, val and test metric over training iterations of the best hub methods and the best single
+    fine-tune: mean over seeds, ± std band. Every method's curves are in curves.parquet."""
+    hub = any(group(m) == HUB for m in methods)
+    methods = shown_curves(panel, methods)
     keys = [k for k in ("train_loss", f"val_{panel.metric}", f"test_{panel.metric}")
             if any(panel.seed_curve(m, k) is not None for m in methods)]
     if not keys:
         return []
     with canvas(3.3 * len(keys) + 2.2, 3.6, cols=len(keys)) as (fig, axes):
-        handles = {}
         for ax, key in zip(axes, keys, strict=True):
             for m in methods:
                 panel.draw_curve(ax, m, key)
             ax.set(xlabel="training iteration", ylabel=label(key), title=f"{panel.task}: {label(key)}")
             ax.grid(alpha=0.3)
-            handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
-        order = [m for m in methods if m in handles]
-        fig.legend([handles[m] for m in order], order, loc="outside right upper")
+        grouped_legend(fig, axes, methods, {m: m for m in methods})
         text = ", ".join(label(k) for k in keys)
-        return [panel.figure(["curves"], f"{text} over training iterations: mean over seeds, band ± one std. "
-                             "The training loss is each method's own objective.", fig)]
+        shown = f"the {HUB_CURVES} best hub methods on the task and the best single fine-tune" if hub else \
+            f"the {HUB_CURVES} best methods on the task"
+        return [panel.figure(["curves"], f"{text} over training iterations of {shown}: mean over seeds, band ± one "
+                             "std. The training loss is each method's own objective; every method's curves are in "
+                             "curves.parquet.", fig)]
 
 
 def decode(b64: str) -> np.ndarray:
@@ -169,8 +219,9 @@ def examples(panel: Panel, methods: list[str]) -> list[Figure]:
                 for points, marks in ((ex.target[i], TARGET), (ex.predicted[i], PREDICTED)):
                     points = np.asarray(points).reshape(-1, 2)
                     ax.scatter(points[:, 0], points[:, 1], linewidths=0.8, **marks)
-                if i == 0:
-                    ax.set_title(f"{m}, seed {r.seed} ({' and '.join(roles[m])})", loc="left")
+                if i == 0:  # a row's title spans its images: out of the layout, which would widen the first column
+                    ax.text(0, 1.04, f"{m}, seed {r.seed} ({' and '.join(roles[m])})", transform=ax.transAxes,
+                            fontsize=RC["axes.titlesize"], va="bottom").set_in_layout(False)
         split = next(iter(picks.values())).examples.split
         rows = ", ".join(f"`{m}` ({' and '.join(roles[m])})" for m in picks)
         return [panel.figure(["examples"], f"{split} images, ground truth green, prediction red; rows: {rows}.", fig)]

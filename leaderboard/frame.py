@@ -5,7 +5,10 @@ the data files written from them:
   category, the primary metric, every val and test metric, every hyper-parameter, complexity, cost and
   environment). The CSV reads back with a plain `pandas.read_csv` into numbers, booleans and text: no
   JSON in cells, no status or version string that pandas takes for a missing value or a number.
-- curves.parquet: one row per point of every record's curves (record id, curve, iteration, value).
+- curves.parquet: one row per point of every record's curves (record id, its hub, task, method id and seed,
+  curve, iteration, value): a plot filters it by task and method with no merge.
+- comparisons.csv: per board, task and method the paired difference to the task's best single fine-tune
+  (`board.comparisons`).
 """
 
 from __future__ import annotations
@@ -71,10 +74,15 @@ def hyper_parameter(rows: pd.DataFrame, name: str) -> pd.Series:
 
 
 def curves(records: list[Record]) -> pd.DataFrame:
-    """Every curve point of the records: (record id, curve, iteration, value), in the records' order."""
-    points = [(r.id, name, it, v) for r in records for name, pairs in r.curves.items() for it, v in pairs]
-    frame = pd.DataFrame(points, columns=["record", "curve", "iteration", "value"])
-    return frame.astype({"record": "str", "curve": "category", "iteration": "int64", "value": "float64"})
+    """Every curve point of the records, with the record's identity, in the records' order."""
+    points = [(r.id, r.hub, r.task, r.method.id, r.seed, name, it, v)
+              for r in records for name, pairs in r.curves.items() for it, v in pairs]
+    frame = pd.DataFrame(points, columns=["record", *CURVE_IDENTITY, "curve", "iteration", "value"])
+    return frame.astype({"record": "str", **CURVE_IDENTITY, "curve": "category", "iteration": "int64",
+                         "value": "float64"})
+
+
+CURVE_IDENTITY = {"hub": "str", "task": "str", "method": "str", "seed": "int64"}
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:

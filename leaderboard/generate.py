@@ -1,5 +1,5 @@
 """Render the leaderboard of a suite from its records: README.md, index.html, results.csv, results.parquet,
-curves.parquet and figures/.
+curves.parquet, comparisons.csv and figures/.
 
 Reads nothing but record JSON files (and the papers' numbers shipped in leaderboard/reported/), so it
 works on records copied from any machine; the methods' own figures are drawn by their code
@@ -78,6 +78,7 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     (`install`), so that records that cannot be rendered leave the previous output as it was."""
     # the renderers import pandas, matplotlib and scipy: here, so that `hubbench --help` does not wait for them
     from hubbench.leaderboard import frame, ranking
+    from hubbench.leaderboard.board import boards, comparisons
     from hubbench.leaderboard.document import Figure
     from hubbench.leaderboard.html import page as html_page
     from hubbench.leaderboard.markdown import markdown
@@ -91,7 +92,7 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores)
     files = {f"figures/{b.name}": b.png for b in blocks if isinstance(b, Figure)}
     files |= {"results.csv": frame.csv_bytes(table), "results.parquet": frame.parquet_bytes(table),
-              "curves.parquet": frame.parquet_bytes(curves)}
+              "curves.parquet": frame.parquet_bytes(curves), "comparisons.csv": frame.csv_bytes(comparisons(boards(table)))}
     if not scores.empty:
         files["rankings.csv"] = frame.csv_bytes(scores)
     files |= {"README.md": markdown(blocks).encode(),
@@ -104,9 +105,10 @@ def generate(suite: str, results: Path, out: Path) -> Path:
 
 DESCRIPTION = ("Regenerate leaderboard/<suite>/ from the suite's records alone: README.md (the tables and figures "
                "in Markdown), index.html (the same page, self-contained, figures embedded), results.csv and "
-               "results.parquet (one flat row per record), curves.parquet (one row per curve point) and "
-               "figures/*.png. Only files whose bytes change are rewritten; unreadable records are skipped with "
-               "a warning.")
+               "results.parquet (one flat row per record), curves.parquet (one row per curve point, with its hub, "
+               "task, method and seed), comparisons.csv (every method paired by seed with each task's best single "
+               "fine-tune: mean difference, 95% interval, n) and figures/*.png. Only files whose bytes change are "
+               "rewritten; unreadable records are skipped with a warning.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,13 +139,18 @@ def suite_folder(name: str) -> str:
     return name
 
 
+def selected_suites(args: argparse.Namespace) -> list[str]:
+    """The folders `--suite` names, else every suite folder of `--results`."""
+    suites = [suite_folder(s) for s in args.suite or []] or suite_folders(args.results)
+    if not suites:
+        raise LeaderboardError(f"no records under {args.results}")
+    return suites
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         check_output_dir(args.out, "--out")
-        suites = [suite_folder(s) for s in args.suite or []] or suite_folders(args.results)
-        if not suites:
-            raise LeaderboardError(f"no records under {args.results}")
-        for suite in suites:
+        for suite in selected_suites(args):
             print(generate(suite, args.results, args.out) / "README.md")
     except (LeaderboardError, ValueError) as e:
         print(f"hubbench leaderboard: error: {e}", file=sys.stderr)

@@ -1,6 +1,8 @@
 """index.html: the page as one self-contained file (inline style and script, figures as data: URIs), to mail
 or archive, and to explore: a table of contents, tables sorted by a click on a column's header and
-filtered by a text box, numbers right-aligned, wide tables scrolled in place. Without JavaScript it
+filtered by a text box, numbers right-aligned, wide tables scrolled in place with their Method column held
+at the left edge and their Avg column at the right (so that a phone shows which method scores what), and
+every figure a link to its PNG in figures/ beside the page, to open it full size. Without JavaScript it
 reads as a static page; nothing is fetched when it is viewed."""
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ h2 { border-top: 2px solid #ddd; padding-top: 0.6em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
+td { background: #fff; }
+th.key, td.key { position: sticky; left: 0; z-index: 1; box-shadow: 1px 0 0 #ccc; }
+th.avg, td.avg { position: sticky; right: 0; z-index: 1; box-shadow: -1px 0 0 #ccc; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafafa; }
 table.sortable th { cursor: pointer; user-select: none; }
@@ -36,6 +41,7 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 .flag { background: #fff4e0; border-left: 4px solid #e08a00; padding: 0.4em 0.8em; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; }
+figure a { display: inline-block; }
 figcaption { color: #555; }
 nav.toc { background: #f7f7f7; border: 1px solid #ddd; padding: 0.5em 1em; font-size: 0.92em; }
 nav.toc ul { margin: 0.2em 0; padding-left: 1.2em; }
@@ -45,6 +51,12 @@ nav.toc ul ul ul { padding: 0; }
 nav.toc ul ul ul li { display: inline; }
 nav.toc ul ul ul li:not(:last-child)::after { content: " \\00B7\\00A0"; }
 nav.toc a { text-decoration: none; }
+@media (max-width: 700px) {
+  body { margin: 1em auto; padding: 0 0.5em; }
+  th { white-space: nowrap; }
+  td.key { min-width: 8em; max-width: 11em; overflow-wrap: anywhere; }
+  nav.toc > ul { columns: auto; }
+}
 @media (min-width: 1500px) {
   body { margin-left: 20em; }
   nav.toc { position: fixed; left: 0; top: 0; bottom: 0; width: 17em; overflow-y: auto; border-width: 0 1px 0 0; }
@@ -143,11 +155,16 @@ def contents(blocks: list[Block], ids: dict[int, str]) -> str:
     return f'<nav class="toc" aria-label="Contents"><strong>Contents</strong>\n{"".join(out)}\n</nav>'
 
 
+# the columns held in view while a wide table scrolls: the one naming the row's method, and the Avg
+STICKY = {"Method": "key", "Avg": "avg"}
+
+
 def table(block: Table) -> str:
-    numeric = block.numeric
+    classes = [" ".join(c for c in ("num" if numeric else "", STICKY.get(h, "")) if c)
+               for h, numeric in zip(block.header, block.numeric, strict=True)]
 
     def cell(tag: str, text: str, j: int) -> str:
-        return f'<{tag} class="num">{inline(text)}</{tag}>' if numeric[j] else f"<{tag}>{inline(text)}</{tag}>"
+        return f'<{tag} class="{classes[j]}">{inline(text)}</{tag}>' if classes[j] else f"<{tag}>{inline(text)}</{tag}>"
 
     head = "".join(cell("th", h, j) for j, h in enumerate(block.header))
     body = "\n".join("<tr>" + "".join(cell("td", c, j) for j, c in enumerate(row)) + "</tr>" for row in block.rows)
@@ -156,12 +173,14 @@ def table(block: Table) -> str:
 
 
 def figure(block: Figure) -> str:
-    """The PNG at its size in inches (its width and height from the PNG header, over the figures' dpi)."""
+    """The PNG at its size in inches (its width and height from the PNG header, over the figures' dpi), linked
+    to its file in figures/ (a data: URI cannot be opened as a page)."""
     width, height = (int.from_bytes(block.png[at:at + 4], "big") * CSS_DPI // RC["savefig.dpi"] for at in (16, 20))
     data = base64.b64encode(block.png).decode()
-    return (f'<figure id="{html.escape(block.name)}"><img src="data:image/png;base64,{data}" width="{width}" '
-            f'height="{height}" alt="{html.escape(block.caption)}"><figcaption>{inline(block.caption)}</figcaption>'
-            "</figure>")
+    name = html.escape(block.name)
+    return (f'<figure id="{name}"><a href="figures/{name}" title="Open full size"><img '
+            f'src="data:image/png;base64,{data}" width="{width}" height="{height}" alt="{html.escape(block.caption)}">'
+            f"</a><figcaption>{inline(block.caption)}</figcaption></figure>")
 
 
 def element(block: Block, anchor: str | None) -> str:

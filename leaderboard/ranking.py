@@ -18,7 +18,7 @@ from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
 from scipy.stats import weightedtau
 
-from hubbench.figures import Figure, canvas, file_name, png
+from hubbench.figures import Figure, canvas, file_name, png, styles
 from hubbench.record import OK, SCORE_COLUMNS, RankingRecord
 
 FINETUNE_COLUMNS = ["hub", "kind", "task", "source", "seed", "value", "higher_is_better", "cost_s"]
@@ -159,17 +159,24 @@ def figure(scores: pd.DataFrame, finetunes: pd.DataFrame, hub: str, kind: str, m
     if not tasks or not rankers:
         return None
     results = finetunes.groupby(["task", "source"]).value.mean()
-    with canvas(2.2 * len(rankers), 1.9 * len(tasks), cols=len(rankers), rows=len(tasks)) as (fig, axes):
+    # each source in the colour of its fine-tune on the page's other figures, named once in the legend (labels
+    # beside points that rankers score alike would cover each other)
+    sources = sorted(set(scores.source))
+    looks = styles([f"finetune[model={s}]" for s in sources])
+    with canvas(2.2 * len(rankers) + 1.6, 1.9 * len(tasks), cols=len(rankers), rows=len(tasks)) as (fig, axes):
         for i, task in enumerate(tasks):
             for j, ranker in enumerate(rankers):
                 ax = axes[i * len(rankers) + j]
                 mine = scores[(scores.task == task) & (scores.ranker == ranker)].groupby("source").score.mean()
-                mine = mine[[s for s in mine.index if (task, s) in results.index]]
-                ax.scatter(mine.to_numpy(), [results[task, s] for s in mine.index], s=12)
                 for source, x in mine.items():
-                    ax.annotate(source, (x, results[task, source]), fontsize=6, xytext=(2, 2),
-                                textcoords="offset points")
+                    if (task, source) in results.index:
+                        look = looks[f"finetune[model={source}]"]
+                        ax.scatter(x, results[task, source], s=22, color=look["color"], marker=look["marker"],
+                                   edgecolors="0.2", linewidths=0.4, label=source)
                 ax.set_title(f"{task}: {ranker}")
                 ax.set_xlabel("score")
                 ax.set_ylabel(f"fine-tuned {metric}" if j == 0 else "")
+        handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+        fig.legend([handles[s] for s in sources if s in handles], [s for s in sources if s in handles],
+                   loc="outside right upper", title="source")
         return png(fig)

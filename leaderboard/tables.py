@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from hubbench.leaderboard.board import Board, paired
+from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
 
 from hubbench.record import FAILED, INAPPLICABLE
@@ -152,19 +152,18 @@ def comparison(board: Board) -> list[Block]:
 
     The baseline is picked by its mean test metric, which can only flatter it: a method shown
     consistently better beats the fine-tune chosen with hindsight."""
-    baselines = {t: b for t in board.tasks if (b := board.best_finetune(t)) is not None}
+    baselines = board.baselines()
     if not baselines:
         return [Text("No fine-tune records: nothing to compare with.")]
     tasks = list(baselines)
-    pairs = {(m, t): None if m == baselines[t] else paired(board.seeds(m, t), board.seeds(baselines[t], t),
-                                                          board.higher) for m in board.ranked for t in tasks}
-    seeds = {p.n for p in pairs.values() if p is not None}  # said once when every cell pairs as many seeds
+    pairs = board.pairs()
+    seeds = {p.n for p in pairs.values()}  # said once when every cell pairs as many seeds
     rows = []
     verdicts: dict[int, dict[str, list[str]]] = {1: {}, -1: {}}
     for m in board.ranked:
         row = [m]
         for t in tasks:
-            if (p := pairs[m, t]) is None:
+            if (p := pairs.get((m, t))) is None:
                 row.append("baseline" if m == baselines[t] else MISSING)
                 continue
             interval = f" [{p.low:+.2f}, {p.high:+.2f}]" if p.low is not None else ""

@@ -25,6 +25,10 @@ METHODS: Registry[type[Method]] = Registry("method")
 
 @dataclass(frozen=True)
 class Method(Configurable, ABC):
+    """A way to transfer from a hub to a task: a frozen dataclass whose fields are its hyper-parameters (defaults
+    from its paper), registered under `name` with `@register`, whose `fit` builds and trains the predictor
+    through the `Context` it is given."""
+
     name: ClassVar[str]
     description: ClassVar[str]
 

@@ -39,6 +39,10 @@ class Score:
 
 @dataclass(frozen=True)
 class Ranker(Configurable, ABC):
+    """A transferability score: a frozen dataclass whose fields are its hyper-parameters, registered under
+    `name` with `hubbench.rankers.register`, whose `score` rates one source for a task from its pre-trained
+    features without training it (higher: expected to transfer better)."""
+
     name: ClassVar[str]
     description: ClassVar[str]
 

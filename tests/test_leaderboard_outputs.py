@@ -60,8 +60,12 @@ def test_index_html_is_self_contained(board):
     _, out = board
     html = (out / "index.html").read_text()
     links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html, flags=re.I)
-    assert links and all(link.startswith(("data:", "#")) for link in links)
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == len(list((out / "figures").iterdir()))
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert links and all(link.startswith(("data:", "#")) for link in links if not link.startswith("figures/"))
+    # every figure embedded, and a link to its full-size file beside the page
+    assert len(re.findall(r'<a href="figures/[^"]+" title="Open full size"><img src="data:image/png;base64,',
+                          html)) == len(figures)
+    assert sorted(link.removeprefix("figures/") for link in links if link.startswith("figures/")) == figures
     assert "<strong>" in html and "<table" in html and "@import" not in html and "url(" not in html
     assert not re.search(r"https?://|fetch\(|XMLHttpRequest|import\(", html)  # nothing fetched when viewed
 
@@ -118,10 +122,11 @@ def test_page_has_contents_sortable_tables_and_ranks(board):
     assert len(tables) == html.count("<table") > 5 and html.count("<script>") == 1
     test_table = html[html.index(">Test top1</h3>"):]
     test_table = test_table[:test_table.index("</table>")]
-    header = re.findall(r"<th( class=\"num\")?>([^<]+)</th>", test_table)
+    header = re.findall(r"<th(?: class=\"([^\"]+)\")?>([^<]+)</th>", test_table)
     assert [h for _, h in header] == ["Rank", "Method", "shapes", "Avg"]
-    assert [bool(n) for n, _ in header] == [True, False, True, True]  # numbers right-aligned, names not
-    rows = re.findall(r'<tr><td class="num">([^<]+)</td><td>([^<]+)</td>', test_table)
+    # numbers right-aligned, names not; Method and Avg held in view while the table scrolls
+    assert [c for c, _ in header] == ["num", "key", "num", "num avg"]
+    rows = re.findall(r'<tr><td class="num">([^<]+)</td><td class="key">([^<]+)</td>', test_table)
     assert rows == [*((str(i), m) for i, m in enumerate(reversed(METHODS), 1)), ("—", "broken"), ("—", "soup")]
     readme = (out / "README.md").read_text()
     assert "| Rank | Method | faces | Avg |\n|--:|---|--:|--:|\n| 1 | scratch |" in readme  # NME: lowest first
@@ -142,3 +147,20 @@ def test_protocol_and_code_are_stated_and_dirty_or_mixed_records_flagged(board):
     assert readme.count("mean [95% t-interval] (n=2 seeds in every cell)") == 2
     html = (out / "index.html").read_text()
     assert html.count('<p class="flag">⚠ <strong>') == 3
+
+
+def test_curves_filter_by_task_and_method_and_comparisons_are_data(board):
+    import pandas as pd
+
+    _, out = board
+    curves = pd.read_parquet(out / "curves.parquet")
+    one = curves[(curves.task == "shapes") & (curves.method == "zoo_tuning") & (curves.curve == "train_loss")]
+    assert set(one.seed) == {0, 1} and set(one.hub) == {"h"} and one.iteration.tolist() == [10, 20, 10, 20]
+    pairs = pd.read_csv(out / "comparisons.csv").set_index(["hub", "task", "method"])
+    # shapes: finetune[model=b] (55 + seed) is the best fine-tune; zoo_tuning scores 60 + seed, scratch 70 + seed
+    columns = ["baseline", "diff_mean", "diff_low95", "diff_high95", "n"]
+    assert pairs.loc[("h", "shapes", "zoo_tuning"), columns].tolist() == ["finetune[model=b]", 5.0, 5.0, 5.0, 2]
+    # faces, NME (lower is better): scratch 12 - seed against finetune[model=b]'s 18 - seed: 6 better
+    assert pairs.loc[("h", "faces", "scratch"), ["baseline", "diff_mean"]].tolist() == ["finetune[model=b]", 6.0]
+    assert ("h", "shapes", "finetune[model=b]") not in pairs.index  # the baseline is not paired with itself
+    assert pairs.loc[("h", "shapes", "finetune[model=a]"), "diff_mean"] == -5.0

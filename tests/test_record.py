@@ -102,7 +102,8 @@ def test_results_csv_reads_back_typed_without_options(tmp_path):
     assert list(typed.status.cat.categories) == list(records.STATUSES) and typed.flops_batch.dtype == "Int64"
     assert typed.columns.tolist() == table.columns.tolist()
     curves = pd.read_parquet(out / "curves.parquet")
-    assert curves.columns.tolist() == ["record", "curve", "iteration", "value"] and curves.iteration.dtype == "int64"
+    assert curves.columns.tolist() == ["record", "hub", "task", "method", "seed", "curve", "iteration", "value"]
+    assert curves.iteration.dtype == "int64" and curves.seed.dtype == "int64"
     assert len(curves) == 2 * 6 and set(curves.record) == {"h/a/finetune[model=x]/seed0", "h/a/finetune[model=x]/seed1"}
     assert frame.results([records.from_json(r) for r in rs]).status.dtype == "category"
 

@@ -14,10 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import hubbench
 from hubbench.benchmark import suites
 from hubbench.benchmark.plugins import load_plugin, pick_device
-
-import hubbench
 from hubbench.io import DATA_DIR_ENV, cache_dir, check_output_dir
 from hubbench.progress import interval
 from hubbench.registry import UnknownName
@@ -85,9 +84,8 @@ def load_suite(args) -> suites.Suite:
 
 def retrain_artifacts(cells) -> None:
     """Delete the cached artifacts the cells reuse (every version), so that they are trained again."""
-    from hubbench.hubs import get_hub
-
     from hubbench.context import clear_artifact
+    from hubbench.hubs import get_hub
 
     done, files = set(), 0
     for cell in cells:
@@ -180,7 +178,6 @@ def dry_run(cells, executor, args) -> int:
 
 def cmd_run(args) -> int:
     from hubbench.benchmark.runner import StaleRecords, check_records, expand, run_cells
-
     from hubbench.record import RecordError
 
     check_executor_options(args)
@@ -553,7 +550,6 @@ def build_parser() -> argparse.ArgumentParser:
 def input_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean bad input (exit code 2); imported only once one is raised."""
     from hubbench.hubs.checkpoints import DownloadFailed, MissingWeights
-
     from hubbench.record import RecordError
 
     return UsageError, UnknownName, ValueError, MissingWeights, DownloadFailed, RecordError

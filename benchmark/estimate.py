@@ -23,16 +23,16 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+
 from hubbench.benchmark.profile_cmd import build, loaded, profile_scope, profile_task
 from hubbench.benchmark.profiling import Settings, median_rate, peak_memory
-from hubbench.hubs.base import get_hub
-from hubbench.tasks.base import Protocol
-from hubbench.tasks.crops import first_view
-
 from hubbench.environment import cpu_name
 from hubbench.exclusive import exclusive
+from hubbench.hubs.base import get_hub
 from hubbench.io import cache_dir, read_json, write_json
 from hubbench.seeding import digest, generator
+from hubbench.tasks.base import Protocol
+from hubbench.tasks.crops import first_view
 from hubbench.training import Runtime, batch_indices
 
 SCHEMA = "hubbench.estimate/1"

@@ -22,16 +22,16 @@ from typing import Any
 
 import submitit
 import torch
+from submitit.helpers import DelayedSubmission
+
+from hubbench import record as records
 from hubbench.benchmark.plugins import load_plugins, pick_device
 from hubbench.benchmark.runner import Cell, Redo, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
+from hubbench.io import read_json, write_json
 from hubbench.methods.base import parse_spec
 from hubbench.rankers.base import parse_spec as parse_ranker
-from submitit.helpers import DelayedSubmission
-
-from hubbench import record as records
-from hubbench.io import read_json, write_json
 from hubbench.training import Runtime
 
 Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary or why it ended), seconds

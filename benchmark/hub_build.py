@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
+
 from hubbench.benchmark.plugins import load_plugins
 from hubbench.hubs import Hub, get_hub, shipped
 

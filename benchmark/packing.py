@@ -16,12 +16,12 @@ import multiprocessing
 import time
 
 import torch
+
 from hubbench.benchmark.estimate import entry, entry_path
 from hubbench.benchmark.plugins import load_plugins
 from hubbench.benchmark.profile_cmd import build, loaded, profile_task
 from hubbench.benchmark.profiling import sgd_step, train_batch
 from hubbench.hubs.base import get_hub
-
 from hubbench.io import read_json, write_json
 from hubbench.training import Runtime
 

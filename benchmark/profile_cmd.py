@@ -25,16 +25,16 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from hubbench.benchmark.profiling import Settings, profile
-from hubbench.hubs.base import Hub, get_hub
-from hubbench.methods.base import Method, parse_spec
-from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from torch import nn
 
 from hubbench import record
+from hubbench.benchmark.profiling import Settings, profile
 from hubbench.context import Context
 from hubbench.environment import environment
+from hubbench.hubs.base import Hub, get_hub
+from hubbench.methods.base import Method, parse_spec
 from hubbench.seeding import derive_seed, generator, seed_everything
+from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from hubbench.training import Runtime
 
 CACHE_ENV = "HUBBENCH_CACHE"

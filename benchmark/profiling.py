@@ -36,8 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from hubbench.tasks.base import Task
-from hubbench.tasks.crops import first_view
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
@@ -47,6 +45,8 @@ from hubbench.environment import cpu_name
 from hubbench.exclusive import exclusive
 from hubbench.record import Complexity, Flops, Memory, Params, Speed
 from hubbench.seeding import generator
+from hubbench.tasks.base import Task
+from hubbench.tasks.crops import first_view
 from hubbench.training import Runtime, batch_indices, shape_stable
 
 

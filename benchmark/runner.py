@@ -13,23 +13,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from hubbench.benchmark.suites import Suite
-from hubbench.hubs.base import HUBS, Hub, get_hub
-from hubbench.methods.base import Method, parse_spec
-from hubbench.rankers.base import Ranker, ranking
-from hubbench.rankers.base import parse_spec as parse_ranker
-from hubbench.tasks.base import TASKS, Protocol, Task
 from tqdm.auto import tqdm
 
 from hubbench import record as records
+from hubbench.benchmark.suites import Suite
 from hubbench.context import Context
 from hubbench.discovery import code_of
 from hubbench.environment import environment
+from hubbench.hubs.base import HUBS, Hub, get_hub
 from hubbench.io import cache_dir
 from hubbench.locks import locked
+from hubbench.methods.base import Method, parse_spec
 from hubbench.progress import note
+from hubbench.rankers.base import Ranker, ranking
+from hubbench.rankers.base import parse_spec as parse_ranker
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed, seed_everything
+from hubbench.tasks.base import TASKS, Protocol, Task
 from hubbench.training import Runtime
 
 

@@ -8,9 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from hubbench.benchmark.runner import Cell
-
 from hubbench import record as records
+from hubbench.benchmark.runner import Cell
 from hubbench.context import checkpoint_stem
 from hubbench.locks import is_locked
 

@@ -15,12 +15,12 @@ from functools import partial
 
 import numpy as np
 import torch
+from torch import nn
+
 from hubbench.hubs import shipped
 from hubbench.hubs.archs import MiniResNet
 from hubbench.hubs.base import HUBS, Hub, Source
 from hubbench.hubs.sources import SOURCE_TASKS, ClassifySource, SourceTask
-from torch import nn
-
 from hubbench.images import to_input
 from hubbench.io import cache_dir, load_torch, save_torch
 from hubbench.locks import locked

@@ -18,9 +18,9 @@ import platform
 from pathlib import Path
 
 import torch
-from hubbench.hubs.checkpoints import BadCheckpoint
 
 from hubbench.environment import cpu_name
+from hubbench.hubs.checkpoints import BadCheckpoint
 from hubbench.io import atomic_write, write_json
 
 FOLDER = Path(__file__).with_name("pretrained")

@@ -25,11 +25,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from hubbench.hubs import checkpoints
 from hubbench.hubs.base import HUBS, Hub, Source
 from hubbench.hubs.checkpoints import Checkpoint
-from torch import nn
-
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed
 

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
+from hubbench import record
 from hubbench.leaderboard.board import paired
 from hubbench.leaderboard.document import MISSING, Block, Flag, Heading, Table, Text
 from hubbench.leaderboard.generate import LeaderboardError, load_records, write_if_changed
 from hubbench.leaderboard.html import page
 from hubbench.leaderboard.markdown import markdown
-
-from hubbench import record
 from hubbench.record import OK
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+
 from hubbench.leaderboard.board import Board, Paired, paired
 from hubbench.leaderboard.document import MISSING
 

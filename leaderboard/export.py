@@ -20,10 +20,9 @@ import json
 import sys
 from pathlib import Path
 
-from hubbench.leaderboard.generate import LeaderboardError, load_records, selected_suites
-
 from hubbench import record
 from hubbench.io import check_output_dir
+from hubbench.leaderboard.generate import LeaderboardError, load_records, selected_suites
 from hubbench.progress import progress
 from hubbench.record import OK
 

@@ -13,12 +13,12 @@ import math
 
 import numpy as np
 import pandas as pd
-from hubbench.leaderboard.board import Board
-from hubbench.methods import METHODS
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
 from hubbench.figures import GREY, GROUP_LOOKS, HUB, RC, Figure, FigureHook, Panel, canvas, file_name, group, label, png
+from hubbench.leaderboard.board import Board
+from hubbench.methods import METHODS
 from hubbench.record import Record
 
 TARGET, PREDICTED = {"c": "lime", "marker": "o", "s": 6}, {"c": "red", "marker": "x", "s": 8}

@@ -92,7 +92,8 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores)
     files = {f"figures/{b.name}": b.png for b in blocks if isinstance(b, Figure)}
     files |= {"results.csv": frame.csv_bytes(table), "results.parquet": frame.parquet_bytes(table),
-              "curves.parquet": frame.parquet_bytes(curves), "comparisons.csv": frame.csv_bytes(comparisons(boards(table)))}
+              "curves.parquet": frame.parquet_bytes(curves),
+              "comparisons.csv": frame.csv_bytes(comparisons(boards(table)))}
     if not scores.empty:
         files["rankings.csv"] = frame.csv_bytes(scores)
     files |= {"README.md": markdown(blocks).encode(),

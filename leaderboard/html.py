@@ -12,9 +12,8 @@ import html
 import re
 from collections import Counter
 
-from hubbench.leaderboard.document import Block, Figure, Flag, Heading, Table, Text
-
 from hubbench.figures import RC
+from hubbench.leaderboard.document import Block, Figure, Flag, Heading, Table, Text
 
 TOC_LEVELS = (2, 3, 4)
 CSS_DPI = 96  # CSS pixels per inch: a figure shows at its size in inches, its fonts at their size in points

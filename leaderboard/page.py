@@ -5,11 +5,11 @@ the figures; then notes and environments."""
 from __future__ import annotations
 
 import pandas as pd
+
+from hubbench.figures import styles
 from hubbench.leaderboard import figures, provenance, ranking, reported, tables
 from hubbench.leaderboard.board import Board, boards
 from hubbench.leaderboard.document import MISSING, Block, Heading, Table, Text
-
-from hubbench.figures import styles
 from hubbench.record import Record
 
 

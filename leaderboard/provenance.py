@@ -10,7 +10,6 @@ from collections import Counter
 
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import Block, Flag, Text
-
 from hubbench.record import Record
 
 SPLITS = ("train", "val", "test")  # the order split sizes are stated in

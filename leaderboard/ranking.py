@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hubbench.leaderboard import frame
-from hubbench.leaderboard.board import Board
-from hubbench.leaderboard.document import MISSING, Block, Table, Text
 from scipy.stats import weightedtau
 
 from hubbench.figures import Figure, canvas, file_name, png, styles
+from hubbench.leaderboard import frame
+from hubbench.leaderboard.board import Board
+from hubbench.leaderboard.document import MISSING, Block, Table, Text
 from hubbench.record import OK, SCORE_COLUMNS, RankingRecord
 
 FINETUNE_COLUMNS = ["hub", "kind", "task", "source", "seed", "value", "higher_is_better", "cost_s"]

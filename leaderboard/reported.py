@@ -8,10 +8,11 @@ import functools
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import kendalltau
+
 from hubbench.leaderboard import convergence
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
-from scipy.stats import kendalltau
 
 DIR = Path(__file__).with_name("reported")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
-
 from hubbench.record import FAILED, INAPPLICABLE
 
 

@@ -4,10 +4,9 @@ Importing this package registers every module of it and every method an installe
 declares under the `hubbench.methods` entry point group.
 """
 
-from hubbench.methods.base import METHODS, Method, parse_spec, register
-
 from hubbench.context import Context, FinetunedSource, TaskModel, task_model
 from hubbench.discovery import import_submodules, load_entry_points
+from hubbench.methods.base import METHODS, Method, parse_spec, register
 
 import_submodules(__name__, __path__)
 load_entry_points("hubbench.methods")  # methods of installed packages

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from hubbench.context import task_model
 from hubbench.methods._features import Teachers
 from hubbench.methods.base import Method, register
 from hubbench.rankers.base import ranking
 from hubbench.rankers.logme import LogME
-from hubbench.tasks.base import Task
-from torch import nn
-
-from hubbench.context import task_model
 from hubbench.registry import UnknownName
+from hubbench.tasks.base import Task
 
 
 def pooled(feature_map: torch.Tensor) -> torch.Tensor:

@@ -11,14 +11,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from hubbench.hubs.base import Hub
-from hubbench.tasks.base import Task
 from torch import nn
 
 from hubbench.context import Context, FinetunedSource
 from hubbench.figures import FigureHook
+from hubbench.hubs.base import Hub
 from hubbench.params import Configurable, parse, registrar
 from hubbench.registry import Registry
+from hubbench.tasks.base import Task
 
 METHODS: Registry[type[Method]] = Registry("method")
 

@@ -6,9 +6,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from hubbench.methods._features import Teachers, finetuned_needs, resize_to, source_backbones
 from hubbench.methods.base import Method, register
-from torch import nn
 
 
 class MultiHeadStudent(nn.Module):

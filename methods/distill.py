@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from hubbench.context import task_model
 from hubbench.methods._features import Teachers, finetuned_models, finetuned_needs
 from hubbench.methods.base import Method, register
 from hubbench.methods.ensemble_i import Ensemble
-
-from hubbench.context import task_model
 from hubbench.registry import UnknownName
 
 

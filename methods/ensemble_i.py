@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hubbench.methods.base import Method, register
 from torch import nn
 
 from hubbench.context import FinetunedSource
+from hubbench.methods.base import Method, register
 
 
 class Ensemble(nn.Module):

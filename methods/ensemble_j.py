@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from hubbench.context import task_model
 from hubbench.methods.base import Method, register
 from hubbench.methods.ensemble_i import Ensemble
-
-from hubbench.context import task_model
 
 
 @register

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from hubbench.context import TaskModel
 from hubbench.methods._features import ConcatFeatures, Frozen, finetuned_needs, source_backbones
 from hubbench.methods.base import Method, register
-
-from hubbench.context import TaskModel
 
 
 @register

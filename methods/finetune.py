@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from hubbench.methods.base import Method, register
-
 from hubbench.context import FinetunedSource
+from hubbench.methods.base import Method, register
 from hubbench.registry import UnknownName
 
 

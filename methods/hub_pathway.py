@@ -50,14 +50,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hubbench.hubs.archs import MiniResNet
-from hubbench.hubs.zoo import RESNET18
-from hubbench.methods.base import Method, register
-from hubbench.tasks.crops import first_view
 from torch import nn
 
 from hubbench.context import task_model
 from hubbench.figures import GREY, Figure, Panel, canvas
+from hubbench.hubs.archs import MiniResNet
+from hubbench.hubs.zoo import RESNET18
+from hubbench.methods.base import Method, register
+from hubbench.tasks.crops import first_view
 
 GENERATORS = ("auto", "resnet18", "mini")
 AGGREGATORS = ("linear", "mean")

@@ -8,11 +8,11 @@ import math
 import re
 
 import torch
-from hubbench.methods._features import Frozen, resize_to
-from hubbench.methods.base import Method, register
 from torch import nn
 
 from hubbench.context import TaskModel, task_model
+from hubbench.methods._features import Frozen, resize_to
+from hubbench.methods.base import Method, register
 
 STAGE_RE = re.compile(r"layer(\d+)")
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from hubbench.methods.base import Method, register
-
 from hubbench.context import task_model
+from hubbench.methods.base import Method, register
 
 
 @register

@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 
 import torch
-from hubbench.methods._features import finetuned_models, finetuned_needs
-from hubbench.methods.base import Method, register
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from hubbench.methods._features import finetuned_models, finetuned_needs
+from hubbench.methods.base import Method, register
 from hubbench.seeding import derive_seed, generator
 from hubbench.training import batch_indices
 

@@ -15,11 +15,11 @@ from functools import partial
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hubbench.methods.base import Method, register
 from torch import nn
 
 from hubbench.context import TaskModel, task_model
 from hubbench.figures import Figure, Panel, canvas, label
+from hubbench.methods.base import Method, register
 
 
 class Gate(nn.Module):

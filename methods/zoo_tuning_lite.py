@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from hubbench.methods.base import register
 from hubbench.methods.zoo_tuning import Gate, ZooTuning, fold
-from torch import nn
 
 
 @register

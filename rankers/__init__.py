@@ -4,10 +4,9 @@ Importing this package registers every module of it and every ranker an installe
 under the `hubbench.rankers` entry point group.
 """
 
-from hubbench.rankers.base import RANKERS, NotScored, Ranker, Ranking, Score, parse_spec, ranking, register
-
 from hubbench.discovery import import_submodules, load_entry_points
 from hubbench.features import SourceFeatures
+from hubbench.rankers.base import RANKERS, NotScored, Ranker, Ranking, Score, parse_spec, ranking, register
 
 import_submodules(__name__, __path__)
 load_entry_points("hubbench.rankers")  # rankers of installed packages

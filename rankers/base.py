@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from hubbench.hubs.base import Hub
-from hubbench.tasks.base import Task
 
 from hubbench.features import SourceFeatures, source_features
+from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import build_once
 from hubbench.params import Configurable, parse, registrar
 from hubbench.registry import Registry
 from hubbench.seeding import digest
+from hubbench.tasks.base import Task
 
 RANKERS: Registry[type[Ranker]] = Registry("ranker")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from hubbench.rankers.base import Ranker, Score, classification_only, register
 
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+
 from hubbench.rankers.base import Ranker, Score, register
 
 

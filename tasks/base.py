@@ -13,13 +13,13 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from hubbench.tasks.crops import VIEWS
 from torch import nn
 
 from hubbench.images import to_input
 from hubbench.record import Examples
 from hubbench.registry import Registry
 from hubbench.staging import Staged
+from hubbench.tasks.crops import VIEWS
 from hubbench.training import Schedule
 
 TASKS: Registry[type[Task]] = Registry("task")

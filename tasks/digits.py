@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hubbench.tasks.base import ClassificationTask, Split, register
-from hubbench.tasks.synthetic import MINI_PROTOCOL, RENDER_SIZE, contrasting_colors
 
 from hubbench.seeding import derive_seed
 from hubbench.synthetic import Canvas
+from hubbench.tasks.base import ClassificationTask, Split, register
+from hubbench.tasks.synthetic import MINI_PROTOCOL, RENDER_SIZE, contrasting_colors
 
 
 @register

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hubbench.tasks.base import Split, register
-from hubbench.tasks.landmarks import LandmarkTask, pack
-from hubbench.tasks.synthetic import MINI_PROTOCOL, RENDER_SIZE
 
 from hubbench.seeding import derive_seed
 from hubbench.synthetic import SHAPES, TEXTURES, Canvas, random_color
+from hubbench.tasks.base import Split, register
+from hubbench.tasks.landmarks import LandmarkTask, pack
+from hubbench.tasks.synthetic import MINI_PROTOCOL, RENDER_SIZE
 
 # "left"/"right" as seen in the image (before any augmentation)
 LANDMARKS = ("left_eye_outer", "left_eye_inner", "right_eye_inner", "right_eye_outer", "left_pupil",

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hubbench.tasks.base import ClassificationTask
-from hubbench.tasks.crops import centre_box, crop_taps, random_boxes, resample, views
-from hubbench.tasks.image_cache import decoded, pool
 from PIL import Image
 
 from hubbench.images import to_input
+from hubbench.tasks.base import ClassificationTask
+from hubbench.tasks.crops import centre_box, crop_taps, random_boxes, resample, views
+from hubbench.tasks.image_cache import decoded, pool
 
 
 @dataclass

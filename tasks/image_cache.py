@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hubbench.tasks.datasets import DatasetError
 from PIL import Image
 from tqdm.auto import tqdm
 
 from hubbench.io import atomic_write, cache_dir
 from hubbench.locks import build_once
 from hubbench.seeding import digest
+from hubbench.tasks.datasets import DatasetError
 
 VERSION = 1  # bump when the decoding or the file format changes
 CHUNK = 256  # images decoded per write

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+
 from hubbench.tasks.base import Split
 from hubbench.tasks.landmarks import pack
-from tqdm.auto import tqdm
 
 CONTEXT = 1.25  # crop side = 200 * scale * 1.25 (HRNet), or 1.25 x the box's longer side
 ONE_BASED, ZERO_BASED = -0.5, 0.5  # shifts to continuous coordinates

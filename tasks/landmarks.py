@@ -15,11 +15,11 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from hubbench.tasks.base import Protocol, Task
 from torch import nn
 
 from hubbench.images import png_base64
 from hubbench.record import Examples
+from hubbench.tasks.base import Protocol, Task
 
 FAILURE_THRESHOLDS = (0.08, 0.10)
 AUC_LIMIT = 0.10

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+from hubbench.io import data_dir
+from hubbench.seeding import derive_seed
 from hubbench.tasks import datasets
 from hubbench.tasks.base import Protocol, register
 from hubbench.tasks.datasets import DatasetError, Item, Listing
 from hubbench.tasks.files import FileSplit, FileTask, split_of
-
-from hubbench.io import data_dir
-from hubbench.seeding import derive_seed
 
 PAPER_PROTOCOL = Protocol(
     image_size=224, resize=256, random_resized_crop=True, flip=True, test_views=10,

@@ -41,6 +41,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+
+from hubbench.io import cache_dir, data_dir, load_torch, save_torch
+from hubbench.locks import build_once
+from hubbench.seeding import derive_seed, digest
 from hubbench.tasks.base import Protocol, Split, register
 from hubbench.tasks.landmark_data import (
     COFW_FILES,
@@ -59,10 +63,6 @@ from hubbench.tasks.landmark_data import (
     require,
 )
 from hubbench.tasks.landmarks import LandmarkTask, decode, normalised_errors, summarise, unpack
-
-from hubbench.io import cache_dir, data_dir, load_torch, save_torch
-from hubbench.locks import build_once
-from hubbench.seeding import derive_seed, digest
 
 CACHE_VERSION = 1  # bump when the cropping or the cached format changes
 DATA_HINT = "(the data dir is --data-dir or $HUBBENCH_DATA_DIR)"

@@ -23,12 +23,12 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from hubbench.tasks.landmark_data import COFW_FILES, W300_PARTS, WFLW_LIST
 from PIL import Image
 from tqdm.auto import tqdm
 
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed
+from hubbench.tasks.landmark_data import COFW_FILES, W300_PARTS, WFLW_LIST
 
 MARKER = "HUBBENCH_SYNTHETIC.txt"  # in every folder written here: what a rerun may replace
 TRAIN, TEST = 6, 2  # images per class (of the 6, the tasks hold out one for val)

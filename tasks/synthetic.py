@@ -11,10 +11,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from hubbench.tasks.base import ClassificationTask, Protocol, Split, register
 
 from hubbench.seeding import derive_seed
 from hubbench.synthetic import POLYGONS, STARS, TEXTURES, Canvas, random_color, texture_field
+from hubbench.tasks.base import ClassificationTask, Protocol, Split, register
 
 RENDER_SIZE = 32
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-from hubbench.tasks import TASKS
 
 from hubbench.context import Context
 from hubbench.io import cache_dir
+from hubbench.tasks import TASKS
 
 
 def make_task(name="digits", **protocol):

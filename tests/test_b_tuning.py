@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import make_ctx
+
 from hubbench.methods import METHODS, task_model
 from hubbench.rankers import ranking
 from hubbench.rankers.logme import LogME
@@ -70,6 +71,7 @@ def test_the_tuned_model_can_be_left_out_of_its_teachers(tiny_hub):
 
 def test_runs_on_a_heterogeneous_hub_with_teachers_of_different_families(cache):
     from conftest import PLUGIN
+
     from hubbench.benchmark.plugins import load_plugins
     from hubbench.hubs import get_hub
 

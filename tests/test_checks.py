@@ -10,10 +10,11 @@ import sys
 
 import pytest
 from conftest import PLUGIN, ROOT, write_suite
+from test_paper_cls import dmlab
+
 from hubbench.benchmark.cli import main
 from hubbench.tasks import TASKS
 from hubbench.tasks.base import _SPLITS
-from test_paper_cls import dmlab
 
 
 def files(root):

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 from conftest import PLUGIN, hubbench, write_suite
-from hubbench.benchmark.cli import main
 
 from hubbench import __version__
+from hubbench.benchmark.cli import main
 
 FAILING_PLUGIN = '''
 from hubbench.methods import Method, register

@@ -1,8 +1,9 @@
 """`hubbench compare A B`: the shared cells side by side, paired over seeds, and the settings and commits
 that differ between the two runs."""
 
-from hubbench.benchmark.cli import main
 from test_leaderboard import full, write
+
+from hubbench.benchmark.cli import main
 
 
 def suites(tmp_path):

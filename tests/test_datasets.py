@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from scipy.io import savemat
+
 from hubbench.tasks import datasets
 from hubbench.tasks.datasets import DatasetError
 from hubbench.tasks.synth_data import cars_annotations, py2_pickle
-from PIL import Image
-from scipy.io import savemat
 
 _buf = io.BytesIO()
 Image.new("RGB", (4, 4), (200, 30, 60)).save(_buf, format="JPEG")

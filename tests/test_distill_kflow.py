@@ -3,12 +3,12 @@ without its distillation term; K-Flow ends independent of its teachers."""
 
 import pytest
 import torch
-from hubbench.methods import METHODS, FinetunedSource, TaskModel, task_model
-from hubbench.methods import distill as distill_module
-from hubbench.methods.kflow import MixedStage
 from torch import nn
 from transfer_helpers import forward_calls, same_state, small_ctx, state
 
+from hubbench.methods import METHODS, FinetunedSource, TaskModel, task_model
+from hubbench.methods import distill as distill_module
+from hubbench.methods.kflow import MixedStage
 from hubbench.staging import Staged
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 from conftest import write_suite
+
 from hubbench.benchmark import estimate
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.runner import expand

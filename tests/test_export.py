@@ -1,8 +1,9 @@
 """`hubbench export --tensorboard`: one run per ok record, read back with TensorBoard's own event reader."""
 
 import pytest
-from hubbench.benchmark.cli import main
 from test_leaderboard import full, record, write
+
+from hubbench.benchmark.cli import main
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
                                         reason="tensorboard is the `export` extra")

@@ -4,11 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import untrained
+from torch import nn
+from transfer_helpers import fit_recording_training, forward_calls, same_state, small_ctx, state
+
 from hubbench.methods import METHODS, FinetunedSource
 from hubbench.methods import ced as ced_module
 from hubbench.methods._features import ConcatFeatures, Frozen, resize_to, source_backbones
-from torch import nn
-from transfer_helpers import fit_recording_training, forward_calls, same_state, small_ctx, state
 
 
 def test_concat_features_resizes_to_the_first_map_and_frozen_ignores_train_mode():

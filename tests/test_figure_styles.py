@@ -1,9 +1,8 @@
 """Figures that stay legible with 20 methods: one visual language per group of methods, distinct colours
 within a group, and curve panels of the hub methods against the best single fine-tune only."""
 
-from hubbench.leaderboard.figures import HUB_CURVES, shown_curves
-
 from hubbench.figures import FINETUNES, HUB, OTHERS, group, styles
+from hubbench.leaderboard.figures import HUB_CURVES, shown_curves
 
 FINETUNE_IDS = [f"finetune[model=s{i}]" for i in range(6)]
 HUB_IDS = ["zoo_tuning", "zoo_tuning_l", "hub_pathway", "b_tuning", "ensemble_i", "ensemble_j", "distill", "kflow",

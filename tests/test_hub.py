@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+
 from hubbench.hubs import mini
 from hubbench.hubs.sources import SOURCE_TASKS
-
 from hubbench.synthetic import Canvas
 
 

@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 from helpers import make_ctx, make_task
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
 from hubbench.hubs import get_hub
 from hubbench.methods import METHODS
 from hubbench.methods.hub_pathway import LinearAggregator, WeightedMean, negative_entropy, pathway_losses
 from hubbench.tasks import TASKS
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 HubPathway = METHODS.get("hub_pathway")
 
@@ -238,8 +239,9 @@ def test_trains_on_a_heterogeneous_hub(tiny_hub, k):
 
 def test_routing_is_read_from_the_device_once_for_all_models():
     """A per-model `nonzero` waits for the device once per model; the routes are read in one go."""
-    from hubbench.methods.hub_pathway import route
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    from hubbench.methods.hub_pathway import route
 
     class Count(TorchDispatchMode):
         def __init__(self):

@@ -7,6 +7,8 @@ exactly, so the colour of a crop's pixel says which original pixel it came from.
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from hubbench.tasks.landmark_data import (
     Crop,
     Face,
@@ -20,7 +22,6 @@ from hubbench.tasks.landmark_data import (
 )
 from hubbench.tasks.landmarks import normalised_errors, unpack
 from hubbench.tasks.synth_data import wflw_line, write_cofw, write_pts
-from PIL import Image
 
 H, W = 50, 60
 

@@ -2,11 +2,11 @@ import math
 
 import pytest
 import torch
+
+from hubbench import tasks
 from hubbench.tasks.base import Protocol
 from hubbench.tasks.faces import LANDMARKS, MIRROR, OUTER_EYES
 from hubbench.tasks.landmarks import LandmarkTask, decode, encode, normalised_errors, pack, summarise, unpack
-
-from hubbench import tasks
 
 
 class Toy(LandmarkTask):

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hubbench.leaderboard import reported
-from hubbench.leaderboard.board import paired
-from hubbench.leaderboard.figures import annotate_apart, marker_extent, overlaps, pareto
-from hubbench.leaderboard.generate import generate, main
 from matplotlib.text import Text
 from PIL import Image
 
 from hubbench.figures import Panel, canvas, label
+from hubbench.leaderboard import reported
+from hubbench.leaderboard.board import paired
+from hubbench.leaderboard.figures import annotate_apart, marker_extent, overlaps, pareto
+from hubbench.leaderboard.generate import generate, main
 
 
 def record(task, method, seed, value, *, status="ok", higher=True, metric="top1", reason=None, hub="h", kind="k"):

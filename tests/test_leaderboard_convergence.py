@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.convergence import gains, rising
 

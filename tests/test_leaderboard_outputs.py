@@ -4,12 +4,12 @@ and a second run that changes nothing."""
 import re
 
 import pytest
-from hubbench.leaderboard.generate import generate
-from hubbench.methods import Method, register
 from PIL import Image
 from test_leaderboard import full, record, write
 
 from hubbench.figures import canvas
+from hubbench.leaderboard.generate import generate
+from hubbench.methods import Method, register
 
 METHODS = ["finetune[model=a]", "finetune[model=b]", "zoo_tuning", "hub_pathway", "scratch"]
 

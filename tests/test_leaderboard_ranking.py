@@ -4,6 +4,7 @@ import math
 
 import pandas as pd
 import pytest
+
 from hubbench.leaderboard.ranking import (
     FINETUNE_COLUMNS,
     best_over_same_sources,
@@ -12,7 +13,6 @@ from hubbench.leaderboard.ranking import (
     sources_text,
     summary,
 )
-
 from hubbench.record import SCORE_COLUMNS
 
 VALUES = {"a": 90.0, "b": 80.0, "c": 70.0, "d": 60.0, "e": 50.0}  # a is the best fine-tune

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from hubbench.hubs import get_hub
 from hubbench.hubs.archs import MiniConvNeXt, MiniMobileNet, MiniSwin, SwinBlock
 

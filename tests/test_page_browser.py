@@ -7,8 +7,9 @@ chromium-driver; .ci/run installs them)."""
 import shutil
 
 import pytest
-from hubbench.leaderboard.generate import generate
 from test_leaderboard import full, write
+
+from hubbench.leaderboard.generate import generate
 
 TASKS = ["clutter", "digits", "scenes", "shapes"]
 METHODS = [f"finetune[model=source{i}]" for i in range(5)] + [

@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 import torch
 from conftest import hubbench
+from PIL import Image
+from test_datasets import cifar, jpegs, text
+
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.runner import Cell, run_cell
 from hubbench.benchmark.suites import Suite
+from hubbench.images import to_input
 from hubbench.methods import METHODS
 from hubbench.tasks import TASKS, image_cache
 from hubbench.tasks.base import _SPLITS
 from hubbench.tasks.crops import crop_taps, random_boxes, resample
 from hubbench.tasks.datasets import DatasetError, read_cifar100
 from hubbench.tasks.paper_cls import PAPER_PROTOCOL
-from PIL import Image
-from test_datasets import cifar, jpegs, text
-
-from hubbench.images import to_input
 from hubbench.training import predict
 
 PAPER_TASKS = ["cifar100", "coco70", "aircraft", "cars", "indoor67", "dmlab", "eurosat"]

@@ -7,15 +7,15 @@ row), so a crop's pixel says which original pixel it was sampled from.
 import numpy as np
 import pytest
 import torch
-from hubbench.tasks import TASKS, paper_landmarks
-from hubbench.tasks.landmark_data import COFW_FILES, W300_PARTS, LandmarkDataError
-from hubbench.tasks.landmarks import decode, encode, unpack
-from hubbench.tasks.synth_data import wflw_line, write_cofw, write_pts
 from test_landmark_data import indices, ramp, write_image
 from torch import nn
 
 from hubbench import tasks
 from hubbench.io import cache_dir
+from hubbench.tasks import TASKS, paper_landmarks
+from hubbench.tasks.landmark_data import COFW_FILES, W300_PARTS, LandmarkDataError
+from hubbench.tasks.landmarks import decode, encode, unpack
+from hubbench.tasks.synth_data import wflw_line, write_cofw, write_pts
 
 SIZES = {"train": 5, "val": 1, "test": 3}  # of the 6 training faces, one is held out for val
 TEST_FACES = (6, 7, 8)  # the seeds of `indices` of the test faces, in order

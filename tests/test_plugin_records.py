@@ -10,11 +10,11 @@ import sys
 import pandas as pd
 import pytest
 from conftest import PLUGIN, ROOT, hubbench, write_suite
-from hubbench.leaderboard import frame
-from hubbench.leaderboard.generate import generate
 from test_leaderboard import full, write
 
 from hubbench import record as records
+from hubbench.leaderboard import frame
+from hubbench.leaderboard.generate import generate
 
 EXAMPLE = ROOT / "examples" / "linear_probe.py"
 

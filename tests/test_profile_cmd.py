@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import hubbench
+
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.profile_cmd import first_variant, profile_task
 from hubbench.tasks.crops import first_view

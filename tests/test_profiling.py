@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import make_task
+from torch import nn
+
 from hubbench.benchmark.profiling import MEMORY_MEASURE, LiveTensorBytes, Settings, active_params, flops, profile
 from hubbench.methods import METHODS, task_model
-from torch import nn
 
 
 def pathway(hub, task, k):

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
 from hubbench.rankers import RANKERS, NotScored, SourceFeatures
 from hubbench.rankers.logme import log_evidence
 

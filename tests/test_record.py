@@ -7,15 +7,15 @@ import json
 import pandas as pd
 import pytest
 from conftest import PLUGIN, ROOT, write_suite
+from test_leaderboard import full, record, write
+
+from hubbench import record as records
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.runner import expand
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 from hubbench.leaderboard import frame
 from hubbench.leaderboard.generate import generate
-from test_leaderboard import full, record, write
-
-from hubbench import record as records
 
 # the oldest shape: the runner's own parameter count at top level, no complexity, "n/a" for inapplicable
 OLDEST = {**record("a", "finetune[model=x]", 0, 40.0), "params": {"total": 2_000_000, "trainable": 1_000_000},

@@ -3,6 +3,7 @@
 import json
 
 from conftest import hubbench
+
 from hubbench.benchmark.suites import Suite
 from hubbench.tasks import TASKS
 

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 from conftest import PLUGIN, ROOT, hubbench, write_suite
-from hubbench.benchmark.cli import main
 
 from hubbench import record as records
+from hubbench.benchmark.cli import main
 from hubbench.io import write_json
 
 

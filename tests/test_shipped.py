@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 from conftest import PLUGIN, write_suite
+
 from hubbench.benchmark.cli import main
 from hubbench.hubs import get_hub, mini, shipped
-
 from hubbench.io import save_torch
 
 

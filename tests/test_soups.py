@@ -7,9 +7,10 @@ import itertools
 
 import pytest
 import torch
-from hubbench.methods import METHODS, FinetunedSource, parse_spec, soups
 from torch import nn
 from transfer_helpers import same_state, small_ctx
+
+from hubbench.methods import METHODS, FinetunedSource, parse_spec, soups
 
 Soup = METHODS.get("soup")
 

@@ -5,9 +5,10 @@ import filecmp
 import numpy as np
 import pytest
 from conftest import hubbench
+from PIL import Image
+
 from hubbench.tasks import TASKS, datasets, landmark_data, synth_data
 from hubbench.tasks.synth_data import DATASETS, MARKER, synthesise
-from PIL import Image
 
 CLASSES = {"cifar100": 100, "coco70": 70, "aircraft": 100, "cars": 196, "indoor67": 67, "dmlab": 6, "eurosat": 10}
 POINTS = {"300w": 68, "wflw": 98, "cofw": 29, "aflw": 19}

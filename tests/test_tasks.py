@@ -1,8 +1,8 @@
 import pytest
 import torch
-from hubbench.tasks.base import Protocol
 
 from hubbench import tasks
+from hubbench.tasks.base import Protocol
 
 TASK_NAMES = [n for n in tasks.TASKS.names() if not tasks.TASKS.get(n).external_data]  # real data: test_paper_*
 CLASSIFICATION = [n for n in TASK_NAMES if tasks.TASKS.get(n).kind == "classification"]  # landmarks: test_landmarks

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from transfer_helpers import small_ctx
+
 from hubbench.hubs import HUBS, get_hub
 from hubbench.methods import METHODS
-from transfer_helpers import small_ctx
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from dataclasses import replace
 import pytest
 import torch
 import torchvision.models as tvm
+
 from hubbench.hubs import checkpoints, zoo
 from hubbench.hubs.base import HUBS
 from hubbench.hubs.checkpoints import BadCheckpoint, DownloadFailed, MissingWeights
-
 from hubbench.registry import UnknownName
 
 MODELS = {m.name: m for m in zoo.RESNET50_ZOO + zoo.HETERO_ZOO}

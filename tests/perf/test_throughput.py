@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torch import nn
+
 from hubbench.benchmark.profiling import sgd_step
+from hubbench.context import task_model
 from hubbench.hubs import HUBS
 from hubbench.methods.hub_pathway import HubPathwayMethod
 from hubbench.methods.zoo_tuning import AdaAggConv, Gate
 from hubbench.tasks import TASKS
-from PIL import Image
-from torch import nn
-
-from hubbench.context import task_model
 from hubbench.training import Runtime, Schedule, train
 
 pytest.importorskip("pytest_benchmark", reason="the benchmarks need the perf extra: pip install -e .[perf]")

@@ -13,14 +13,14 @@ import functools
 import pytest
 import torch
 from helpers import make_task
+
 from hubbench.benchmark.profiling import count_params, sgd_step, train_batch
+from hubbench.context import Context
 from hubbench.hubs import HUBS
 from hubbench.hubs.zoo import RANDOM_WEIGHTS_ENV
 from hubbench.methods import METHODS
-from hubbench.tasks import TASKS
-
-from hubbench.context import Context
 from hubbench.seeding import derive_seed, seed_everything
+from hubbench.tasks import TASKS
 from hubbench.training import Runtime
 
 pytest.importorskip("pytest_benchmark", reason="the benchmarks need the perf extra: pip install -e .[perf]")

@@ -243,7 +243,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from hubbench.catalogue import KINDS, catalogue
+    from hubbench.benchmark.catalogue import KINDS, catalogue
 
     found = catalogue(plugins=bool(args.plugins + args.plugin))
     rows = [(f"{kind[:-1]} {name}", text) for kind in KINDS if args.what in (kind, "all")

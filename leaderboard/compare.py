@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from hubbench import record
+from hubbench.io import atomic_write
 from hubbench.leaderboard.board import paired
 from hubbench.leaderboard.document import MISSING, Block, Flag, Heading, Table, Text
-from hubbench.leaderboard.generate import LeaderboardError, load_records, write_if_changed
+from hubbench.leaderboard.generate import LeaderboardError, load_records
 from hubbench.leaderboard.html import page
 from hubbench.leaderboard.markdown import markdown
 from hubbench.record import OK
@@ -122,5 +123,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(markdown(blocks), end="")
     if args.html is not None:
-        write_if_changed(args.html, page(f"Compare {args.a} with {args.b}", blocks).encode())
+        html = page(f"Compare {args.a} with {args.b}", blocks).encode()
+        atomic_write(args.html, lambda f: f.write(html))
     return 0

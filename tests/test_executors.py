@@ -30,14 +30,14 @@ PAIR_PLUGIN = '''"""A hub of the mini hub's first two sources (seconds of pre-tr
 import dataclasses
 
 from hubbench.hubs.base import HUBS, Hub
-from hubbench.hubs.mini import MINI_RESNET, Pretraining, pretrained_source
+from hubbench.hubs.mini import MINI_RESNET, Pretrained, Pretraining
 from hubbench.hubs.sources import SOURCE_TASKS
 
 CFG = Pretraining(images=64, iterations=4, batch_size=16)
 if "pair" not in HUBS:
     HUBS.register("pair")(lambda: Hub(
         "pair", "two tiny MiniResNets",
-        tuple(pretrained_source(t.name, t, MINI_RESNET, CFG, "pair") for t in SOURCE_TASKS[:2]),
+        tuple(Pretrained(t.name, t, MINI_RESNET, CFG, "pair").source() for t in SOURCE_TASKS[:2]),
         config={"pretraining": dataclasses.asdict(CFG)}))
 '''
 NOT_RESULTS = ("timings", "cost", "started", "finished")  # wall times and dates

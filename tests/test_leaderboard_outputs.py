@@ -76,9 +76,11 @@ def test_second_run_changes_nothing_and_stale_figures_go(board):
     generate("s", tmp / "r", tmp / "again")  # a fresh tree is byte-identical too
     assert {p.relative_to(out): b for p, (b, _) in snapshot.items()} == {
         p.relative_to(tmp / "again" / "s"): p.read_bytes() for p in (tmp / "again" / "s").rglob("*") if p.is_file()}
-    (out / "figures" / "old.png").write_bytes(b"stale")
-    generate("s", tmp / "r", tmp / "lb")
+    generate("s", tmp / "r", tmp / "lb")  # the same records: not a file touched
     assert snapshot == {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+    (out / "figures" / "old.png").write_bytes(b"stale")
+    generate("s", tmp / "r", tmp / "lb")  # a new folder swapped in, without the figure no run makes
+    assert {p: b for p, (b, _) in snapshot.items()} == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
 
 def test_figures_without_data_are_skipped(tmp_path):

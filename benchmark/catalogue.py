@@ -2,9 +2,9 @@
 task, method and ranker, kept in `catalogue.json` beside this module (importing the modules that define them
 imports torch, which takes seconds).
 
-The registries are the truth and the file their copy: `python -m hubbench.catalogue` rewrites it from them, and
-a test fails while the two disagree. Plugins (`--plugin`, installed packages' entry points) are listed from the
-registries themselves, after loading them.
+The registries are the truth and the file their copy: `python -m hubbench.benchmark.catalogue` rewrites it from
+them, and a test fails while the two disagree. Plugins (`--plugin`, installed packages' entry points) are
+listed from the registries themselves, after loading them.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ sources = [
 ```
 
 torchvision and timm build the models; the backbone is the model up to its last feature map, found
-generically: for torchvision, torchvision's feature extraction (`create_feature_extractor`) returns the last
-node of the traced graph whose output is a [B, C, h, w] map with h, w > 1 on a 64 px probe (the input of the
-global pooling; Swin's NHWC stages are followed by torchvision's own permute); for timm, `forward_features`
-(NHWC outputs permuted). A source's family is its `model`, so the hub is homogeneous (Zoo-Tuning, soups)
+generically: for torchvision, torchvision's feature extraction (`create_feature_extractor`, tracing the model's
+children as calls) returns the last node of the traced graph whose output is a [B, C, h, w] map with h, w > 1 on
+a 64 px probe (the input of the global pooling; Swin's NHWC stages are followed by torchvision's own permute);
+for timm, `forward_features` (NHWC outputs permuted). A source's family is its `model`, so the hub is homogeneous (Zoo-Tuning, soups)
 exactly when every source names the same model. Only timm sources keep their image classifier
 (`forward_head`), what LEEP and NCE read; a torchvision classifier's head is not separated from its graph.
 
@@ -125,6 +125,12 @@ def full_model(model: str) -> nn.Module:
     return torchvision.models.get_model(arch, weights=None)
 
 
+def leaves(model: nn.Module) -> dict:
+    """Trace the model's children (and modules of their types) as calls, not into them: the stages stay modules
+    that run, so hooks on them fire (K-Flow reads `layer<N>`) and the graph's nodes are named by them."""
+    return {"leaf_modules": list({type(m) for m in model.children()})}
+
+
 @cache
 def layout(model: str) -> tuple[str | None, int, bool]:
     """(torchvision feature node, channels, NHWC) of the model's last feature map, found on a probe batch."""
@@ -140,8 +146,8 @@ def layout(model: str) -> tuple[str | None, int, bool]:
             return None, full.num_features, nhwc
         from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-        nodes = get_graph_node_names(full)[1]
-        outs = create_feature_extractor(full, return_nodes=nodes)(x)
+        nodes = get_graph_node_names(full, tracer_kwargs=leaves(full))[1]
+        outs = create_feature_extractor(full, return_nodes=nodes, tracer_kwargs=leaves(full))(x)
     maps = [n for n in nodes if isinstance(outs[n], torch.Tensor) and outs[n].ndim == 4 and min(outs[n].shape[2:]) > 1]
     if not maps:
         raise DeclarationError(f"{model}: no [B, C, h, w] feature map in its graph (transformers without a spatial "
@@ -163,7 +169,7 @@ def trunk(model: str, full: nn.Module | None = None) -> nn.Module:
         return full
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    dual = create_feature_extractor(full, return_nodes={node: "map"})
+    dual = create_feature_extractor(full, return_nodes={node: "map"}, tracer_kwargs=leaves(full))
     graph = dual.eval_graph  # the feature path of classifiers is the same in training
     output = next(n for n in graph.nodes if n.op == "output")
     output.args = (output.args[0]["map"],)  # the map itself, not a dict of it
@@ -249,24 +255,23 @@ def file_state(source: Declared, full: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def weights(source: Declared) -> dict[str, torch.Tensor]:
-    """The backbone's state: seeded random (HUBBENCH_RANDOM_WEIGHTS) or from the source's file."""
+def loaded(source: Declared, random: bool) -> nn.Module:
+    """The whole model with seeded random weights (HUBBENCH_RANDOM_WEIGHTS when the hub was made) or the file's."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed("random-weights", source.model, source.name))
         full = full_model(source.model)
-    if not random_mode():
-        full.load_state_dict(file_state(source, full), strict=False)
-    return trunk(source.model, full).state_dict()
+    if not random:
+        full.load_state_dict(file_state(source, full), strict=False)  # checked there: only the head may be absent
+    return full
 
 
-def classifier(source: Declared) -> nn.Module:
-    """A timm source's image classifier on the trunk's map, with the file's weights (or random ones)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed("random-weights", source.model, source.name))
-        full = full_model(source.model)
-    if not random_mode():
-        full.load_state_dict(file_state(source, full), strict=False)
-    return TimmHead(full, layout(source.model)[2]).eval()
+def weights(source: Declared, random: bool) -> dict[str, torch.Tensor]:
+    return trunk(source.model, loaded(source, random)).state_dict()
+
+
+def classifier(source: Declared, random: bool) -> nn.Module:
+    """A timm source's image classifier on the trunk's map."""
+    return TimmHead(loaded(source, random), layout(source.model)[2]).eval()
 
 
 def check(hub: str, sources: tuple[Declared, ...]) -> None:
@@ -363,7 +368,7 @@ def versions(sources: tuple[Declared, ...]) -> dict[str, str]:
 def declared_hub(name: str, description: str, sources: tuple[Declared, ...]) -> Hub:
     random = random_mode()
     built = tuple(Source(s.name, s.model, s.description or s.model, partial(trunk, s.model),
-                         partial(weights, s), partial(classifier, s) if s.library == "timm" else None)
+                         partial(weights, s, random), partial(classifier, s, random) if s.library == "timm" else None)
                   for s in sources)
     config = {"declared": {s.name: {"model": s.model, "weights": s.weights, "prefix": s.prefix,
                                     "checkpoint": str(s.checkpoint) if s.checkpoint else None, "sha256": s.sha256}

@@ -226,8 +226,9 @@ class DeclaredLandmarks(PaperLandmarkTask):
                     continue  # a header
                 raise LandmarkDataError(f"{file}:{n}: a value is not a number; expected {LANDMARK_LAYOUT}") from None
             if len(values) not in (2 * k, 2 * k + 4) or (norm == "box" and len(values) != 2 * k + 4):
-                raise LandmarkDataError(f"{file}:{n}: {len(values)} values after the path, expected {2 * k} "
-                                        f"({k} points){'' if norm == 'box' else ' or'} {2 * k + 4} (and the box)")
+                expected = f"{2 * k + 4} ({k} points and the box)" if norm == "box" else \
+                    f"{2 * k} ({k} points) or {2 * k + 4} (and the box)"
+                raise LandmarkDataError(f"{file}:{n}: {len(values)} values after the path, expected {expected}")
             points = values[: 2 * k].reshape(k, 2) + shift
             if len(values) > 2 * k:
                 x0, y0, x1, y1 = values[2 * k :] + shift

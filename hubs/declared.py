@@ -16,9 +16,10 @@ torchvision and timm build the models; the backbone is the model up to its last 
 generically: for torchvision, torchvision's feature extraction (`create_feature_extractor`, tracing the model's
 children as calls) returns the last node of the traced graph whose output is a [B, C, h, w] map with h, w > 1 on
 a 64 px probe (the input of the global pooling; Swin's NHWC stages are followed by torchvision's own permute);
-for timm, `forward_features` (NHWC outputs permuted). A source's family is its `model`, so the hub is homogeneous (Zoo-Tuning, soups)
-exactly when every source names the same model. Only timm sources keep their image classifier
-(`forward_head`), what LEEP and NCE read; a torchvision classifier's head is not separated from its graph.
+for timm, `forward_features` (NHWC outputs permuted). A source's family is its `model`, so the hub is
+homogeneous (Zoo-Tuning, soups) exactly when every source names the same model. Only timm sources keep their
+image classifier (`forward_head`), what LEEP and NCE read; a torchvision classifier's head is not separated from
+its graph.
 
 Weights are never downloaded here: torchvision's files are looked for where `hubs.checkpoints` looks
 ($HUBBENCH_WEIGHTS_DIR, then $TORCH_HOME/hub/checkpoints), timm's in the Hugging Face cache, checkpoint files

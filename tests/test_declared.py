@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from hubbench import record as records
 from hubbench.benchmark.cli import main
+from hubbench.benchmark.declarations import declare, gather, read
 from hubbench.hubs.base import get_hub
 from hubbench.methods import METHODS
 from hubbench.rankers import RANKERS
+from hubbench.tasks import TASKS
+from PIL import Image
+
+from hubbench import record as records
 
 TINY = {"image_size": 32, "resize": 36, "batch_size": 4, "iterations": 2, "eval_every": 0, "eval_batch_size": 8,
         "checkpoint_every": 2, "test_views": 1}
@@ -104,7 +106,7 @@ def assert_ok_or_inapplicable(found: list) -> None:
         if r.status == records.INAPPLICABLE:
             assert r.reason
         elif isinstance(r, records.Record):
-            assert r.complexity is not None and r.complexity.params["total"] > 0
+            assert r.complexity is not None and r.complexity.params.total > 0
             assert np.isfinite(r.metric.value)
 
 
@@ -127,15 +129,34 @@ sources = [
     for method in ("finetune", "ensemble_i", "zoo_tuning", "hub_pathway", "soup", "kflow", "b_tuning"):
         assert (f"{p}-pets", method) in ok
     pets = [r for r in found if r.task == f"{p}-pets" and isinstance(r, records.Record)]
-    assert pets[0].config.task["sizes"] == {"train": 15, "val": 3, "test": 3}  # 7 per class: 5 / 1 / 1
     assert pets[0].config.task["declared"]["split_made"] == ["val", "test"]
-    # the checkpoint's tensors are the backbone's weights
-    state = torch.load(root / "a.pth", weights_only=True)
-    backbone = get_hub(f"{p}-ckpt").source("a").backbone()
-    assert torch.equal(backbone.state_dict()["layer4.1.conv2.weight"], state["module.layer4.1.conv2.weight"])
     assert main(["leaderboard", "--suite", str(root / "suite.toml"), "--results", str(root / "results"),
                  "--out", str(root / "board")]) == 0
     assert (root / "board" / "suite" / "results.csv").is_file()
+
+
+def test_backbone_is_the_last_feature_map_holding_the_checkpoint(fresh):
+    root, p = fresh
+    save_checkpoint(root / "a.pth", "resnet18", "module.", 1)
+    (root / "data.toml").write_text(f"""
+[hub.{p}-ckpt]
+sources = [{{ name = "a", model = "torchvision:resnet18", checkpoint = "a.pth", prefix = "module." }}]
+""")
+    declare(gather(read(root / "data.toml"), root))
+    backbone = get_hub(f"{p}-ckpt").source("a").backbone()
+    assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 512, 2, 2) and backbone.out_channels == 512  # layer4's
+    state = torch.load(root / "a.pth", weights_only=True)
+    assert torch.equal(backbone.state_dict()["layer4.1.conv2.weight"], state["module.layer4.1.conv2.weight"])
+
+
+def test_one_folder_is_split_per_class(fresh):
+    root, p = fresh
+    (root / "data.toml").write_text(tasks_toml(p))
+    declare(gather(read(root / "data.toml"), root))
+    splits = TASKS.get(f"{p}-pets")().splits
+    for name, per_class in (("train", 5), ("val", 1), ("test", 1)):  # 7 images per class, 70 / 15 / 15
+        assert splits[name].targets.bincount().tolist() == [per_class] * 3, name
+    assert not set(splits["train"].items) & set(splits["val"].items + splits["test"].items)
 
 
 def test_torchvision_hub_random_weights_heterogeneous(fresh, monkeypatch):
@@ -282,7 +303,8 @@ def test_bad_hub_is_one_line_exit_2_before_compute(fresh, capsys, monkeypatch, t
     torch.save(state, root / "wrong.pth")
     (root / "data.toml").write_text(tasks_toml(p) + f"[hub.{p}-bad]\nsources = [{sources}]\n")
     (root / "suite.toml").write_text(suite_toml(f"{p}-bad", [f"{p}-pets"], ["finetune"], []))
-    assert main(["run", "--suite", str(root / "suite.toml"), "--results", str(root / "results"), "--device", "cpu"]) == 2
+    args = ["run", "--suite", str(root / "suite.toml"), "--results", str(root / "results"), "--device", "cpu"]
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err, err
     assert not (root / "results").exists()

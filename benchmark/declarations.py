@@ -22,14 +22,19 @@ else:  # pragma: no cover
 _DECLARED: dict[tuple[str, str], Any] = {}  # (kind, name) -> (table, base directory) as registered
 
 
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file's contents; unreadable or malformed, a ValueError naming `what` and the path."""
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"malformed {what} {path}: {e}") from None
+
+
 def read(path: Path) -> dict:
     """A declaration file's tables (hub, task)."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise ValueError(f"cannot read declaration file {path}: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"malformed declaration file {path}: {e}") from None
+    data = read_toml(path, "declaration file")
     unknown = set(data) - {"hub", "task"}
     if unknown:
         raise ValueError(f"declaration file {path}: unknown key(s) {', '.join(sorted(unknown))} "

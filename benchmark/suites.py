@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubbench.benchmark.declarations import read_toml
+
 from hubbench.registry import UnknownName, check_name
 
 if sys.version_info >= (3, 11):
@@ -79,11 +81,9 @@ class Suite:
             if not path.is_file():
                 raise SuiteError(str(UnknownName("suite", name_or_path, suite_names())))
         try:
-            data = tomllib.loads(path.read_text())
-        except OSError as e:
-            raise SuiteError(f"cannot read suite file {path}: {e.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise SuiteError(f"malformed suite file {path}: {e}") from None
+            data = read_toml(path, "suite file")
+        except ValueError as e:
+            raise SuiteError(str(e)) from None
         try:
             return cls.from_dict(check_name("suite", path.stem), data, path.parent)
         except (ValueError, LookupError) as e:

@@ -286,14 +286,17 @@ BAD_HUBS = [
      "checkpoint file"),
     ('{ name = "x", model = "torchvision:resnet18", weights = "IMAGENET1K_V1" }',
      "resnet18-f37072fd.pth is missing: download https://download.pytorch.org/models/resnet18-f37072fd.pth into"),
+    ('{ name = "x", model = "timm:resnet10t" }', "source 'x': timm weights of resnet10t (Hugging Face repo "
+                                                "timm/resnet10t.c3_in1k) are not in the Hugging Face cache"),
 ]
 
 
 @pytest.mark.parametrize("sources, message", BAD_HUBS, ids=["torchvision-name", "timm-name", "twice", "keys",
-                                                           "absent-file", "offline"])
+                                                           "absent-file", "offline", "timm-offline"])
 def test_bad_hub_is_one_line_exit_2_before_compute(fresh, capsys, monkeypatch, tmp_path, sources, message):
     if "timm:" in sources:
         pytest.importorskip("timm", reason="timm is an optional extra (pip install hubbench[timm])")
+        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "no-hf-cache"))
     root, p = fresh
     monkeypatch.setenv("HUBBENCH_WEIGHTS_DIR", str(tmp_path / "no-weights"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))

@@ -17,9 +17,10 @@ generically: for torchvision, torchvision's feature extraction (`create_feature_
 children as calls) returns the last node of the traced graph whose output is a [B, C, h, w] map with h, w > 1 on
 a 64 px probe (the input of the global pooling; Swin's NHWC stages are followed by torchvision's own permute);
 for timm, `forward_features` (NHWC outputs permuted). A source's family is its `model`, so the hub is
-homogeneous (Zoo-Tuning, soups) exactly when every source names the same model. Only timm sources keep their
-image classifier (`forward_head`), what LEEP and NCE read; a torchvision classifier's head is not separated from
-its graph.
+homogeneous (Zoo-Tuning, soups) exactly when every source names the same model. A source keeps its model's own
+image classifier, what LEEP and NCE read (timm's `forward_head`; for torchvision, the traced graph from the map
+to the logits), when its weights hold one: torchvision's and timm's published weights do; a checkpoint file is
+taken to hold only a backbone unless the source says `classifier = true` (its head's keys are then required).
 
 Weights are never downloaded here: torchvision's files are looked for where `hubs.checkpoints` looks
 ($HUBBENCH_WEIGHTS_DIR, then $TORCH_HOME/hub/checkpoints), timm's in the Hugging Face cache, checkpoint files
@@ -51,7 +52,7 @@ from hubbench.registry import check_name
 from hubbench.seeding import derive_seed
 
 LIBRARIES = ("torchvision", "timm")
-SOURCE_KEYS = {"name", "model", "weights", "checkpoint", "prefix", "key", "sha256", "description"}
+SOURCE_KEYS = {"name", "model", "weights", "checkpoint", "prefix", "key", "sha256", "description", "classifier"}
 PROBE = 64  # px: the feature map of a stride-32 net is still 2 x 2
 
 
@@ -73,6 +74,7 @@ class Declared:
     key: str | None = None
     sha256: str | None = None
     description: str = ""
+    classifier: bool = True  # the weights hold the model's own image classifier (LEEP and NCE read it)
 
     @property
     def library(self) -> str:
@@ -222,7 +224,7 @@ def missing(source: Declared) -> str | None:
 
 def file_state(source: Declared, full: nn.Module) -> dict[str, torch.Tensor]:
     """The whole model's tensors from the source's file, checked against `full` (the backbone's keys must all
-    be there, no key may be foreign to the model; the classifier's may be absent)."""
+    be there, and the classifier's unless the source declares none; no key may be foreign to the model)."""
     if source.checkpoint is not None:
         path = source.checkpoint
     elif source.library == "timm":
@@ -250,9 +252,10 @@ def file_state(source: Declared, full: nn.Module) -> dict[str, torch.Tensor]:
     reference = full.state_dict()
     with torch.device("meta"):  # keys without the cost of initialising
         body = {k.removeprefix("body.") for k in trunk(source.model).state_dict()}  # `Trunk` holds it as body
-    kept = {k: v for k, v in state.items() if k in body or k not in reference}
-    check_match(kept, {k: v for k, v in reference.items() if k in body},
-                f"{path} (source {source.name!r}, keys under {source.prefix!r})")
+    needed = {k: v for k, v in reference.items() if k in body or source.classifier}
+    check_match({k: v for k, v in state.items() if k in needed or k not in reference}, needed,
+                f"{path} (source {source.name!r}, keys under {source.prefix!r}"
+                f"{', classifier included' if source.classifier else ''})")
     return state
 
 
@@ -271,8 +274,29 @@ def weights(source: Declared, random: bool) -> dict[str, torch.Tensor]:
 
 
 def classifier(source: Declared, random: bool) -> nn.Module:
-    """A timm source's image classifier on the trunk's map."""
-    return TimmHead(loaded(source, random), layout(source.model)[2]).eval()
+    """The source's image classifier on the trunk's map: timm's `forward_head`, or torchvision's graph from the
+    feature map to the logits."""
+    full = loaded(source, random)
+    if source.library == "timm":
+        return TimmHead(full, layout(source.model)[2]).eval()
+    return torchvision_head(full, source.model).eval()
+
+
+def torchvision_head(full: nn.Module, model: str) -> nn.Module:
+    """The nodes of `full`'s traced graph that follow its feature map up to its logits, as a module of the map.
+    (Every classifier torchvision lists reaches its logits from the map alone: pooling, flattening, its head.)"""
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    node, last = layout(model)[0], get_graph_node_names(full, tracer_kwargs=leaves(full))[1][-1]
+    dual = create_feature_extractor(full, return_nodes={node: "map", last: "logits"}, tracer_kwargs=leaves(full))
+    outputs = next(n for n in dual.eval_graph.nodes if n.op == "output").args[0]
+    head = torch.fx.Graph()
+    env = {outputs["map"]: head.placeholder("fmap")}
+    for n in dual.eval_graph.nodes:
+        if n.op != "output" and n not in env and n.all_input_nodes and all(a in env for a in n.all_input_nodes):
+            env[n] = head.node_copy(n, env.__getitem__)
+    head.output(env[outputs["logits"]])
+    return torch.fx.GraphModule(dual, head)
 
 
 def check(hub: str, sources: tuple[Declared, ...]) -> None:
@@ -323,8 +347,12 @@ def parse_source(entry: Any, hub: str, base: Path) -> Declared:
         raise DeclarationError(f"{where}, source {name!r}: unknown {library} model {arch!r}"
                                + (f" (close: {', '.join(close)})" if close else ""))
     checkpoint = entry.get("checkpoint")
+    head = entry.get("classifier", checkpoint is None)
+    if type(head) is not bool:
+        raise DeclarationError(f"{where}, source {name!r}: classifier must be true or false, got {head!r}")
     source = Declared(name, model, entry.get("weights"), (base / checkpoint).resolve() if checkpoint else None,
-                      entry.get("prefix", ""), entry.get("key"), entry.get("sha256"), entry.get("description", ""))
+                      entry.get("prefix", ""), entry.get("key"), entry.get("sha256"), entry.get("description", ""),
+                      head)
     if library == "torchvision" and checkpoint is None:
         if source.weights is None:
             raise DeclarationError(f"{where}, source {name!r}: say which weights (weights = \"DEFAULT\" or an entry "
@@ -369,7 +397,7 @@ def versions(sources: tuple[Declared, ...]) -> dict[str, str]:
 def declared_hub(name: str, description: str, sources: tuple[Declared, ...]) -> Hub:
     random = random_mode()
     built = tuple(Source(s.name, s.model, s.description or s.model, partial(trunk, s.model),
-                         partial(weights, s, random), partial(classifier, s, random) if s.library == "timm" else None)
+                         partial(weights, s, random), partial(classifier, s, random) if s.classifier else None)
                   for s in sources)
     config = {"declared": {s.name: {"model": s.model, "weights": s.weights, "prefix": s.prefix,
                                     "checkpoint": str(s.checkpoint) if s.checkpoint else None, "sha256": s.sha256}

@@ -119,7 +119,7 @@ def test_every_method_and_ranker_on_checkpoint_sources_and_declared_tasks(fresh,
     (root / "data.toml").write_text(tasks_toml(p) + f"""
 [hub.{p}-ckpt]
 sources = [
-  {{ name = "a", model = "torchvision:resnet18", checkpoint = "a.pth", prefix = "module." }},
+  {{ name = "a", model = "torchvision:resnet18", checkpoint = "a.pth", prefix = "module.", classifier = true }},
   {{ name = "b", model = "torchvision:resnet18", checkpoint = "b.pt", prefix = "backbone." }},
 ]
 """)
@@ -130,6 +130,9 @@ sources = [
         assert (f"{p}-pets", method) in ok
     pets = [r for r in found if r.task == f"{p}-pets" and isinstance(r, records.Record)]
     assert pets[0].config.task["declared"]["split_made"] == ["val", "test"]
+    leep = next(r for r in found if r.task == f"{p}-pets" and isinstance(r, records.RankingRecord)
+                and r.ranker.name == "leep")
+    assert set(leep.scores) == {"a"} and "no image classifier" in leep.reasons["b"]  # b's file: a backbone
     assert main(["leaderboard", "--suite", str(root / "suite.toml"), "--results", str(root / "results"),
                  "--out", str(root / "board")]) == 0
     assert (root / "board" / "suite" / "results.csv").is_file()
@@ -160,7 +163,8 @@ def test_one_folder_is_split_per_class(fresh):
 
 
 def test_torchvision_hub_random_weights_heterogeneous(fresh, monkeypatch):
-    """torchvision sources of two families with --random-weights on a CSV task: Zoo-Tuning and soups say why not."""
+    """torchvision sources of two families with --random-weights on a CSV task: Zoo-Tuning and soups say why not;
+    LEEP reads the models' own classifiers."""
     root, p = fresh
     (root / "data.toml").write_text(tasks_toml(p) + f"""
 [hub.{p}-tv]
@@ -175,8 +179,8 @@ sources = [
     monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")  # set by the command, for worker processes
     assert_ok_or_inapplicable(found)
     status = {r.method.name if isinstance(r, records.Record) else r.ranker.name: r.status for r in found}
-    assert status["zoo_tuning"] == status["soup"] == status["leep"] == records.INAPPLICABLE
-    assert status["hub_pathway"] == status["logme"] == records.OK
+    assert status["zoo_tuning"] == status["soup"] == records.INAPPLICABLE
+    assert status["hub_pathway"] == status["logme"] == status["leep"] == records.OK  # torchvision's classifiers
     assert found[0].config.hub["config"]["weights"] == "random"
 
 

@@ -300,10 +300,12 @@ def torchvision_head(full: nn.Module, model: str) -> nn.Module:
 
 
 def check(hub: str, sources: tuple[Declared, ...]) -> None:
-    """Before a run: one line per source whose weights are missing, then every local checkpoint's keys."""
+    """Before a run: one line per source whose weights are missing (as `zoo` lists a hub's missing files), then
+    every local checkpoint's keys."""
     lines = [line for s in sources if (line := missing(s))]
     if lines:
-        raise MissingWeights(f"hub {hub!r}: " + "; ".join(lines))
+        raise MissingWeights(f"hub {hub!r} lacks the weights of {len(lines)} of its {len(sources)} sources:\n"
+                             + "\n".join(f"  {line}" for line in lines))
     for s in sources:
         if s.checkpoint is not None:
             file_state(s, full_model(s.model))

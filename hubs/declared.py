@@ -223,12 +223,11 @@ def missing(source: Declared) -> str | None:
 
 
 def file_state(source: Declared, full: nn.Module) -> dict[str, torch.Tensor]:
-    """The whole model's tensors from the source's file, checked against `full` (the backbone's keys must all
-    be there, and the classifier's unless the source declares none; no key may be foreign to the model)."""
+    """The whole model's tensors from the source's checkpoint or torchvision file, checked against `full` (the
+    backbone's keys must all be there, and the classifier's unless the source declares none; no key may be
+    foreign to the model)."""
     if source.checkpoint is not None:
         path = source.checkpoint
-    elif source.library == "timm":
-        path = timm_file(source)[1]
     else:
         path = checkpoints.find(torchvision_weights(source).url.rsplit("/", 1)[-1])
     if path is None:
@@ -264,8 +263,16 @@ def loaded(source: Declared, random: bool) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed("random-weights", source.model, source.name))
         full = full_model(source.model)
-    if not random:
-        full.load_state_dict(file_state(source, full), strict=False)  # checked there: only the head may be absent
+    if random:
+        return full
+    if source.library == "timm" and source.checkpoint is None:  # timm's loader, with its key remapping per model
+        import timm
+
+        path = timm_file(source)[1]
+        if path is None:
+            raise MissingWeights(missing(source))
+        return timm.create_model(source.arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    full.load_state_dict(file_state(source, full), strict=False)  # checked there: only the head may be absent
     return full
 
 

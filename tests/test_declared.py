@@ -202,6 +202,28 @@ sources = [
     assert status[f"{p}-pets", "leep"] == status[f"{p}-pets", "zoo_tuning"] == records.OK
 
 
+def test_timm_pretrained_weights_come_from_the_hugging_face_cache(fresh, monkeypatch, tmp_path):
+    """timm's own loader reads the cached file (a stand-in, saved by the test in the cache's layout)."""
+    timm = pytest.importorskip("timm", reason="timm is an optional extra (pip install hubbench[timm])")
+    from safetensors.torch import save_file
+
+    root, p = fresh
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    repo = tmp_path / "hf" / "models--timm--resnet10t.c3_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    torch.manual_seed(3)
+    state = timm.create_model("resnet10t").state_dict()
+    save_file(state, repo / "snapshots" / ("0" * 40) / "model.safetensors")
+    (root / "data.toml").write_text(f'[hub.{p}-timm]\nsources = [{{ name = "r", model = "timm:resnet10t" }}]\n')
+    declare(gather(read(root / "data.toml"), root))
+    get_hub(f"{p}-timm").check()
+    source = get_hub(f"{p}-timm").source("r")
+    assert torch.equal(source.backbone().state_dict()["layer4.0.conv1.weight"], state["layer4.0.conv1.weight"])
+    assert torch.equal(source.classifier().model.fc.weight, state["fc.weight"])
+
+
 def test_rank_prints_a_table_and_json_and_tunes_the_pick(fresh, monkeypatch, capsys):
     root, p = fresh
     (root / "data.toml").write_text(tasks_toml(p) + f"""
@@ -313,7 +335,7 @@ def test_bad_hub_is_one_line_exit_2_before_compute(fresh, capsys, monkeypatch, t
     args = ["run", "--suite", str(root / "suite.toml"), "--results", str(root / "results"), "--device", "cpu"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    lines = 2 if "does not exist" in message or "is missing" in message or "cache" in message else 1  # a line
-    # per source lacking weights, after the hub's
+    weights = "does not exist" in message or "is missing" in message or "cache" in message
+    lines = 2 if weights else 1  # missing weights: a line per source lacking them, after the hub's
     assert len(err.strip().splitlines()) == lines and message in err, err
     assert not (root / "results").exists()

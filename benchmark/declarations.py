@@ -48,7 +48,8 @@ def gather(data: dict, base: Path) -> dict[tuple[str, str], tuple[Any, Path]]:
     includes = data.get("include", [])
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise ValueError("'include' must be a list of declaration files")
-    for source, folder in [(data, base), *((read(base / i), (base / i).resolve().parent) for i in includes)]:
+    base = base.resolve()  # a worker or cluster job may start elsewhere
+    for source, folder in [(data, base), *((read(base / i), (base / i).parent) for i in includes)]:
         for kind in ("hub", "task"):
             tables = source.get(kind, {})
             if not isinstance(tables, dict):

@@ -24,8 +24,6 @@ from hubbench.tasks.base import TASKS
 
 from hubbench import record as records
 
-TUNERS = ("finetune", "b_tuning")
-
 
 def suite_of(args) -> Suite:
     """The one-off suite of the command's hub, task, rankers, seed and protocol overrides (declared files read)."""

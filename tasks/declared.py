@@ -99,9 +99,9 @@ class DeclaredClassification(FileTask):
     def listing(self) -> tuple[list[str], dict[str, list[Item]], str]:
         """(classes, the splits given, layout), read and checked once per process."""
         cls = type(self)
-        if "_listing" not in cls.__dict__:
-            cls._listing = self.read()
-        return cls._listing
+        if "_read" not in cls.__dict__:
+            cls._read = self.read()
+        return cls._read
 
     def read(self) -> tuple[list[str], dict[str, list[Item]], str]:
         spec = self.spec
@@ -277,10 +277,13 @@ def parse_task(name: str, spec: Any, base: Path) -> type:
         raise ValueError(f"task {name!r}: mirror must be a list of [left, right] point indices in 0..{points - 1}")
     if not (norm == "box" or isinstance(norm, list) and len(norm) == 2 and all(i in valid for i in norm)):
         raise ValueError(f"task {name!r}: normaliser must be two point indices in 0..{points - 1}, or \"box\"")
+    val_fraction = spec.get("val_fraction", 0.1)
+    if type(val_fraction) is not float or not 0 < val_fraction < 1:
+        raise ValueError(f"task {name!r}: val_fraction must be a number in (0, 1), got {val_fraction!r}")
     frame = spec.get("frame", 256)
     if type(frame) is not int or frame < 16:
         raise ValueError(f"task {name!r}: frame must be an integer of at least 16 px, got {frame!r}")
     attrs.update(num_points=points, frame=frame, flip_permutation=mirror(points, pairs) if pairs else None,
-                 val_fraction=spec.get("val_fraction", 0.1),
+                 val_fraction=val_fraction,
                  protocol=PAPER_LANDMARK_PROTOCOL.replace(image_size=frame, flip=pairs is not None))
     return type(f"Declared[{name}]", (DeclaredLandmarks,), attrs)

@@ -2,6 +2,9 @@
 checkpoint sources, declared in TOML, through the runner, profiler, leaderboard and `hubbench rank`."""
 
 import json
+import pickle
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 import torch
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.declarations import declare, gather, read
+from hubbench.benchmark.suites import Suite
 from hubbench.hubs.base import get_hub
 from hubbench.methods import METHODS
 from hubbench.rankers import RANKERS
@@ -160,6 +164,23 @@ def test_one_folder_is_split_per_class(fresh):
     for name, per_class in (("train", 5), ("val", 1), ("test", 1)):  # 7 images per class, 70 / 15 / 15
         assert splits[name].targets.bincount().tolist() == [per_class] * 3, name
     assert not set(splits["train"].items) & set(splits["val"].items + splits["test"].items)
+
+
+def test_a_suite_unpickled_in_a_fresh_process_declares_its_hubs_and_tasks(fresh):
+    """What a worker process or a cluster job gets: the pickled suite of its cells, and nothing registered."""
+    root, p = fresh
+    (root / "data.toml").write_text(tasks_toml(p) + f"""
+[hub.{p}-tv]
+sources = [{{ name = "r18", model = "torchvision:resnet18", weights = "DEFAULT" }}]
+""")
+    (root / "suite.toml").write_text(suite_toml(f"{p}-tv", [f"{p}-pets"], ["finetune"], []))
+    (root / "suite.pkl").write_bytes(pickle.dumps(Suite.load(str(root / "suite.toml"))))
+    code = ("import pickle, sys; from hubbench.hubs import get_hub; from hubbench.tasks import TASKS; "
+            "suite = pickle.load(open(sys.argv[1], 'rb')); "
+            "print(get_hub(suite.hubs[0]).names, TASKS.get(suite.tasks[0])().num_classes)")
+    out = subprocess.run([sys.executable, "-c", code, str(root / "suite.pkl")], capture_output=True, text=True,
+                         cwd="/", check=True).stdout
+    assert out.split() == ["['r18']", "3"]
 
 
 def test_torchvision_hub_random_weights_heterogeneous(fresh, monkeypatch):

@@ -289,12 +289,14 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_profile(args) -> int:
+    from hubbench.benchmark.declarations import declare_files
     from hubbench.benchmark.profile_cmd import run
 
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory, not a file")
     check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
     apply_weights_options(args)
+    declare_files(args.declare)
     device = pick_device(args.device)
     return run(args, device, runtime_options(args).resolve(device))
 
@@ -449,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "for tasks read from files, in a temporary cache), then print and record its "
                                       "params, FLOPs, memory and speed.")
     prof.add_argument("--hub", required=True, help="hub name (see `hubbench list hubs`)")
+    prof.add_argument("--declare", action="append", default=[], metavar="FILE",
+                      help="a TOML file of [hub.<name>] and [task.<name>] declarations (repeatable)")
     prof.add_argument("--task", required=True, help="task name; a task read from files is profiled on stand-in "
                                                     "data of its shapes, so its data need not be there")
     prof.add_argument("--method", required=True,

@@ -62,6 +62,15 @@ def gather(data: dict, base: Path) -> dict[tuple[str, str], tuple[Any, Path]]:
     return found
 
 
+def declare_files(files: list[str]) -> dict[tuple[str, str], tuple[Any, Path]]:
+    """Read and register the declarations of `files` (`--declare`); returns them, for a suite to carry."""
+    found: dict[tuple[str, str], tuple[Any, Path]] = {}
+    for file in files:
+        found.update(gather(read(Path(file)), Path(file).parent))
+    declare(found)
+    return found
+
+
 def declare(found: dict[tuple[str, str], tuple[Any, Path]]) -> None:
     """Register the declared hubs and tasks (checking each first, registering none if one is wrong)."""
     from hubbench.hubs.base import HUBS, get_hub

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from hubbench.benchmark.declarations import declare, gather, read
+from hubbench.benchmark.declarations import declare_files
 from hubbench.benchmark.runner import Cell, run_cell
 from hubbench.benchmark.suites import Suite, parse_overrides
 from hubbench.hubs.base import HUBS, get_hub
@@ -27,10 +26,7 @@ from hubbench import record as records
 
 def suite_of(args) -> Suite:
     """The one-off suite of the command's hub, task, rankers, seed and protocol overrides (declared files read)."""
-    found: dict = {}
-    for file in args.declare:
-        found.update(gather(read(Path(file)), Path(file).resolve().parent))
-    declare(found)
+    found = declare_files(args.declare)
     HUBS.get(args.hub)
     TASKS.get(args.task)
     rankers = tuple(dict.fromkeys(args.ranker or sorted(RANKERS.names(), key=lambda n: n != "logme")))  # LogME first

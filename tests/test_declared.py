@@ -270,6 +270,18 @@ sources = [
     assert len(list((root / "results").rglob("rank/*/seed0.json"))) == len(RANKERS.names())
 
 
+def test_profile_reads_declarations(fresh, monkeypatch, capsys):
+    root, p = fresh
+    (root / "data.toml").write_text(tasks_toml(p) + f"""
+[hub.{p}-tv]
+sources = [{{ name = "mnv3", model = "torchvision:mobilenet_v3_small", weights = "DEFAULT" }}]
+""")
+    assert main(["profile", "--declare", str(root / "data.toml"), "--hub", f"{p}-tv", "--task", f"{p}-pets",
+                 "--method", "finetune", "--random-weights", "--device", "cpu", "--out", str(root / "p.json")]) == 0
+    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
+    assert json.loads((root / "p.json").read_text())["complexity"]["params"]["total"] > 0
+
+
 # -- bad input: one line, exit 2, before any compute, nothing written ------------------------------------------
 def break_empty_class(root: Path) -> None:
     for f in (root / "pets" / "owl").iterdir():

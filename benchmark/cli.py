@@ -302,14 +302,26 @@ def cmd_export(args) -> int:
 
 
 def cmd_profile(args) -> int:
+    from hubbench.benchmark.declarations import declare_files
     from hubbench.benchmark.profile_cmd import run
 
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory, not a file")
     check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
     apply_weights_options(args)
+    declare_files(args.declare)
     device = pick_device(args.device)
     return run(args, device, runtime_options(args).resolve(device))
+
+
+def cmd_rank(args) -> int:
+    from hubbench.benchmark.rank_cmd import run
+
+    check_output_dir(args.results, "--results")
+    check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
+    apply_weights_options(args)
+    apply_data_dir(args)
+    return run(args, pick_device(args.device), lambda cells: (check_data(cells), check_weights(cells)))
 
 
 def cmd_data_prepare(args) -> int:
@@ -477,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "for tasks read from files, in a temporary cache), then print and record its "
                                       "params, FLOPs, memory and speed.")
     prof.add_argument("--hub", required=True, help="hub name (see `hubbench list hubs`)")
+    prof.add_argument("--declare", action="append", default=[], metavar="FILE",
+                      help="a TOML file of [hub.<name>] and [task.<name>] declarations (repeatable)")
     prof.add_argument("--task", required=True, help="task name; a task read from files is profiled on stand-in "
                                                     "data of its shapes, so its data need not be there")
     prof.add_argument("--method", required=True,
@@ -490,6 +504,30 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--out", type=Path, metavar="FILE",
                       help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
     prof.set_defaults(func=cmd_profile)
+
+    rank = sub.add_parser("rank", parents=[common, weights], help="which hub model for a task: every ranker's scores",
+                          description="Score every source of a hub for a task with every applicable ranker (LogME, "
+                                      "LEEP, NCE, H-score) and print a table of scores, each ranker's pick and the "
+                                      "seconds it took; the ranking records go where a suite's would "
+                                      "(RESULTS/rank/<hub>/<task>/rank/...). Hubs and tasks are built-in or declared "
+                                      "in TOML files given with --declare (see docs/own-data.md).")
+    rank.add_argument("--hub", required=True, help="hub name (built-in, or declared in a --declare file)")
+    rank.add_argument("--task", required=True, help="task name (built-in, or declared in a --declare file)")
+    rank.add_argument("--declare", action="append", default=[], metavar="FILE",
+                      help="a TOML file of [hub.<name>] and [task.<name>] declarations (repeatable)")
+    rank.add_argument("--ranker", action="append", help="only this ranker (repeatable; default: all)")
+    rank.add_argument("--tune", nargs="?", const="finetune", choices=["finetune", "b_tuning"],
+                      help="then train: fine-tune the pick (default) or run b_tuning, and report its test metric")
+    rank.add_argument("--by", metavar="RANKER", help="whose pick --tune fine-tunes (default: the first that scored)")
+    rank.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    rank.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override a protocol field of the task (repeatable), as `hubbench run --set`")
+    rank.add_argument("--seed", type=int, default=0, help="seed of the ranking and tuning cells (default 0)")
+    rank.add_argument("--data-dir", type=Path, metavar="DIR",
+                      help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+    rank.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
+    rank.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
+    rank.set_defaults(func=cmd_rank)
 
     data = sub.add_parser("data", parents=[common], help="dataset operations")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubbench.benchmark.declarations import read_toml
+
 from hubbench.registry import UnknownName, check_name
 
 if sys.version_info >= (3, 11):
@@ -21,7 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SUITES_DIR = Path(__file__).parent / "suites"
-KEYS = {"description", "hubs", "tasks", "methods", "rankers", "seeds", "protocol", "slurm"}
+KEYS = {"description", "hubs", "tasks", "methods", "rankers", "seeds", "protocol", "slurm", "include", "hub", "task"}
 SLURM = {  # the optional [slurm] table: key -> (type, help); `hubbench run --slurm-<key>` overrides it
     "partition": (str, "SLURM partition"),
     "gpus": (int, "GPUs per cell's job (default 0)"),
@@ -63,6 +65,14 @@ class Suite:
     slurm: dict[str, Any] = field(default_factory=dict)
     slurm_methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # [slurm.methods.<name>]
     rankers: tuple[str, ...] = ()  # one ranking cell per (hub, task, ranker, seed)
+    declared: dict = field(default_factory=dict)  # its declared hubs and tasks (`benchmark.declarations`)
+
+    def __setstate__(self, state: dict) -> None:
+        """A suite unpickled in a worker process or a cluster job declares its hubs and tasks there too."""
+        from hubbench.benchmark.declarations import declare
+
+        self.__dict__.update(state)
+        declare(self.declared)
 
     @classmethod
     def load(cls, name_or_path: str) -> Suite:
@@ -76,18 +86,17 @@ class Suite:
             if not path.is_file():
                 raise SuiteError(str(UnknownName("suite", name_or_path, suite_names())))
         try:
-            data = tomllib.loads(path.read_text())
-        except OSError as e:
-            raise SuiteError(f"cannot read suite file {path}: {e.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise SuiteError(f"malformed suite file {path}: {e}") from None
+            data = read_toml(path, "suite file")
+        except ValueError as e:
+            raise SuiteError(str(e)) from None
         try:
-            return cls.from_dict(check_name("suite", path.stem), data)
+            return cls.from_dict(check_name("suite", path.stem), data, path.parent)
         except (ValueError, LookupError) as e:
             raise SuiteError(f"invalid suite file {path}: {e}") from None
 
     @classmethod
-    def from_dict(cls, name: str, data: dict) -> Suite:
+    def from_dict(cls, name: str, data: dict, base: Path = Path(".")) -> Suite:
+        from hubbench.benchmark.declarations import declare, gather
         from hubbench.hubs.base import HUBS
         from hubbench.methods.base import parse_spec
         from hubbench.rankers.base import parse_spec as parse_ranker
@@ -96,6 +105,8 @@ class Suite:
         unknown = set(data) - KEYS
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(sorted(KEYS))})")
+        declared = gather(data, base)
+        declare(declared)
         lists = {}
         for key in ("hubs", "tasks", "methods"):
             value = data.get(key)
@@ -130,9 +141,10 @@ class Suite:
             if method not in names:
                 choices = ", ".join(names)
                 raise ValueError(f"slurm.methods.{method}: not a method of this suite (choose from: {choices})")
-        base = {k: v for k, v in slurm.items() if k != "methods"} if isinstance(slurm, dict) else slurm
+        slurm_base = {k: v for k, v in slurm.items() if k != "methods"} if isinstance(slurm, dict) else slurm
         return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"], lists["methods"], seeds,
-                   protocol, check_slurm(base), {m: check_slurm(t) for m, t in per_method.items()}, rankers)
+                   protocol, check_slurm(slurm_base), {m: check_slurm(t) for m, t in per_method.items()}, rankers,
+                   declared)
 
 
     def overridden(self, overrides: dict[str, Any]) -> Suite:

@@ -1,0 +1,100 @@
+"""`hubbench rank`: which model of a hub for a task? Every applicable ranker scores every source, as a table.
+
+The rankings run as the ranking cells of a one-off suite named `rank` (hub, task, every chosen ranker, one
+seed), so they write the records a suite would (`<results>/rank/<hub>/<task>/rank/<ranker>/seed<N>.json`) and
+reuse the cached features and rankings of earlier runs. `--tune` then runs one method's cell of that suite:
+`finetune` of the pick (the top source of the `--by` ranker) or `b_tuning`, and reports its test metric.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import torch
+from hubbench.benchmark.declarations import declare_files
+from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.suites import Suite, parse_overrides
+from hubbench.hubs.base import HUBS, get_hub
+from hubbench.methods.base import parse_spec
+from hubbench.rankers.base import RANKERS
+from hubbench.rankers.base import parse_spec as parse_ranker
+from hubbench.tasks.base import TASKS
+
+from hubbench import record as records
+
+
+def suite_of(args) -> Suite:
+    """The one-off suite of the command's hub, task, rankers, seed and protocol overrides (declared files read)."""
+    found = declare_files(args.declare)
+    HUBS.get(args.hub)
+    TASKS.get(args.task)
+    rankers = tuple(dict.fromkeys(args.ranker or sorted(RANKERS.names(), key=lambda n: n != "logme")))  # LogME first
+    for spec in rankers:
+        parse_ranker(spec)
+    if args.by is not None and args.by not in rankers:
+        raise ValueError(f"--by {args.by}: not one of the rankers run ({', '.join(rankers)})")
+    return Suite("rank", f"hubbench rank --hub {args.hub} --task {args.task}", (args.hub,), (args.task,), (),
+                 (args.seed,), rankers=rankers, declared=found).overridden(parse_overrides(args.set))
+
+
+def tune_cell(suite: Suite, args, rankings: dict[str, records.RankingRecord]) -> Cell:
+    """The cell of `--tune`: fine-tune the pick of the `--by` ranker (default: the first that scored, LogME's when
+    it did), or B-Tuning (which picks and weighs its sources by LogME itself)."""
+    if args.tune == "b_tuning":
+        cls, params = parse_spec("b_tuning")
+    else:
+        by = args.by or next((name for name, r in rankings.items() if r.order), None)
+        if by is None or not rankings[by].order:
+            raise ValueError(f"--tune: {'ranker ' + by if by else 'no ranker'} picked no source to fine-tune")
+        cls, params = parse_spec(f"finetune[model={rankings[by].order[0]}]")
+    return Cell(suite, args.hub, args.task, cls(**params), args.seed)
+
+
+def run(args, device: torch.device, check: Callable[[list[Cell]], None]) -> int:
+    """Rank (and tune), after `check` has read the data and found the weights of the cells; print the table."""
+    suite = suite_of(args)
+    cells = [Cell(suite, args.hub, args.task, parse_ranker(spec)[0](**parse_ranker(spec)[1]), args.seed)
+             for spec in suite.rankers]
+    check(cells)
+    rankings = {cell.method.name: run_cell(cell, args.results, device)[1] for cell in cells}
+    tuned = None
+    if args.tune:
+        cell = tune_cell(suite, args, rankings)
+        tuned = run_cell(cell, args.results, device)[1]
+    result = summary(args.hub, args.task, rankings, tuned)
+    print(json.dumps(result, indent=1) if args.json else table(get_hub(args.hub).names, result))
+    return 0 if tuned is None or tuned.status == records.OK else 1
+
+
+def summary(hub: str, task: str, rankings: dict[str, records.RankingRecord], tuned: records.Record | None) -> dict:
+    out = {"hub": hub, "task": task, "rankers": {
+        name: {"status": r.status, "scores": r.scores, "reasons": r.reasons, "pick": r.order[0] if r.order else None,
+               "seconds": r.cost.total_s if r.cost else None, **({"reason": r.reason} if r.reason else {})}
+        for name, r in rankings.items()}}
+    if tuned is not None:
+        out["tuned"] = {"method": tuned.method.id, "status": tuned.status, "metric": tuned.metric.name,
+                        "test": tuned.metric.value, "reason": tuned.reason,
+                        "train_s": tuned.cost.total_s if tuned.cost else None}
+    return out
+
+
+def table(sources: list[str], result: dict) -> str:
+    """Scores per source (rows) and ranker (columns), then each ranker's pick and seconds; n/a where none."""
+    rankers = result["rankers"]
+    rows = [["source", *rankers]]
+    rows += [[s, *(f"{r['scores'][s]:.4g}" if s in r["scores"] else "n/a" for r in rankers.values())] for s in sources]
+    rows.append(["pick", *(r["pick"] or "-" for r in rankers.values())])
+    rows.append(["seconds", *(f"{r['seconds']:.1f}" if r["seconds"] is not None else "-" for r in rankers.values())])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(0, f"hub {result['hub']}, task {result['task']}: scores of each source (higher: better pick)")
+    lines += [f"n/a, {name}: {r.get('reason') or '; '.join(r['reasons'].values())}"
+              for name, r in rankers.items() if r["status"] != records.OK or r["reasons"]]
+    if "tuned" in result:
+        t = result["tuned"]
+        value = f"{t['metric']} {t['test']:.2f}" if t["status"] == records.OK else f"{t['status']}: {t['reason']}"
+        lines.append(f"tuned: {t['method']}: test {value}")
+    return "\n".join(lines)

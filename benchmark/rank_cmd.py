@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 
 import torch
+
+from hubbench import record as records
 from hubbench.benchmark.declarations import declare_files
 from hubbench.benchmark.runner import Cell, run_cell
 from hubbench.benchmark.suites import Suite, parse_overrides
@@ -20,8 +22,6 @@ from hubbench.methods.base import parse_spec
 from hubbench.rankers.base import RANKERS
 from hubbench.rankers.base import parse_spec as parse_ranker
 from hubbench.tasks.base import TASKS
-
-from hubbench import record as records
 
 
 def suite_of(args) -> Suite:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from hubbench.benchmark.declarations import read_toml
-
 from hubbench.registry import UnknownName, check_name
 
 if sys.version_info >= (3, 11):

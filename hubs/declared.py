@@ -42,12 +42,12 @@ from typing import Any
 
 import torch
 import torch.fx
+from torch import nn
+
 from hubbench.hubs import checkpoints
 from hubbench.hubs.base import Hub, Source
 from hubbench.hubs.checkpoints import BadCheckpoint, MissingWeights, check_match
 from hubbench.hubs.zoo import random_mode
-from torch import nn
-
 from hubbench.registry import check_name
 from hubbench.seeding import derive_seed
 

@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from PIL import Image
+
+from hubbench.seeding import derive_seed
 from hubbench.tasks.datasets import IMAGE_SUFFIXES, DatasetError, Item, _listing
 from hubbench.tasks.files import FileTask, split_of
 from hubbench.tasks.landmark_data import Crop, Face, LandmarkDataError, distance
 from hubbench.tasks.paper_cls import PAPER_PROTOCOL
 from hubbench.tasks.paper_landmarks import PAPER_LANDMARK_PROTOCOL, PaperLandmarkTask, mirror
-from PIL import Image
-
-from hubbench.seeding import derive_seed
 
 SPLITS = ("train", "val", "test")
 CLS_KEYS = {"kind", "description", "folder", "train", "val", "test", "classes", "split"}

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
+from hubbench import record as records
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.declarations import declare, gather, read
 from hubbench.benchmark.suites import Suite
@@ -18,9 +21,6 @@ from hubbench.hubs.base import get_hub
 from hubbench.methods import METHODS
 from hubbench.rankers import RANKERS
 from hubbench.tasks import TASKS
-from PIL import Image
-
-from hubbench import record as records
 
 TINY = {"image_size": 32, "resize": 36, "batch_size": 4, "iterations": 2, "eval_every": 0, "eval_batch_size": 8,
         "checkpoint_every": 2, "test_views": 1}

@@ -1,0 +1,50 @@
+"""The cluster's own events (a job timed out too often, pre-empted, cancelled) are never a method's failure:
+the cell leaves no record and keeps its checkpoints, and a rerun resumes it. A record that failed on a bad input
+file is redone by a plain rerun."""
+
+import pytest
+import torch
+from conftest import write_suite
+from hubbench.benchmark.runner import Redo, expand, run_cell
+from hubbench.benchmark.suites import Suite
+from submitit.core.utils import UncompletedJobError
+
+from hubbench import record as records
+from hubbench.context import Context
+
+
+@pytest.fixture
+def cell(tiny_hub, tmp_path):
+    return expand(Suite.load(str(write_suite(tmp_path, methods=("scratch",)))))[0]
+
+
+def test_a_job_stopped_for_good_by_the_cluster_leaves_no_record_and_keeps_the_checkpoints(cell, tmp_path,
+                                                                                           monkeypatch):
+    train = Context.train
+
+    def timed_out(self, *args, **kw):  # what submitit raises inside the cell past its last requeue
+        train(self, *args, **kw)
+        raise UncompletedJobError("Job not requeued because: timed-out too many times.")
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(Context, "train", timed_out)
+    with pytest.raises(UncompletedJobError):
+        run_cell(cell, tmp_path / "results", torch.device("cpu"), cache=cache)
+    assert not cell.path(tmp_path / "results").exists()
+    assert list((cache / "checkpoints").glob("*.ckpt")), "the checkpoints a rerun resumes from were deleted"
+    monkeypatch.undo()
+    status, record = run_cell(cell, tmp_path / "results", torch.device("cpu"), cache=cache)
+    assert status == records.OK and not list((cache / "checkpoints").glob("*.ckpt"))
+
+
+@pytest.mark.parametrize("reason, redone", [
+    ("BadCheckpoint: resnet50-0676ba61.pth: sha256 ... does not start with 0676ba61", True),
+    ("DatasetError: /data/cub/1.jpg: not a readable image (truncated)", True),
+    ("RuntimeError: CUDA error: an illegal memory access", False),
+])
+def test_a_record_failed_on_a_bad_input_file_is_redone_by_a_plain_rerun(cell, reason, redone):
+    method = records.MethodId(cell.method.id, cell.method.name, cell.method.params)
+    failed = records.Record(cell.suite.name, cell.hub, cell.task, "classification", method, cell.seed,
+                            records.FAILED, records.Metric("top1"), reason=reason)
+    assert Redo()(cell, failed) is redone
+    assert Redo(failed=True)(cell, failed)

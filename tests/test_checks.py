@@ -119,7 +119,7 @@ def test_slurm_without_sbatch(quiet_dir, capsys, monkeypatch):
 
 def test_unknown_state_filter(quiet_dir, capsys):
     refused(capsys, ["status", "--suite", "smoke", "--state", "finished"], "unknown state 'finished' (choose from: "
-            "done, failed, n/a, stale, running, interrupted, unreadable, missing)", quiet_dir)
+            "done, failed, n/a, stale, queued, running, interrupted, unreadable, missing)", quiet_dir)
 
 
 @pytest.fixture

@@ -327,7 +327,7 @@ class Submitit(Executor):
               file=sys.stderr, flush=True)
         waiting = [job for job, _ in submitted]
         try:
-            for job in submitit.helpers.as_completed(waiting, poll_frequency=self.poll_s):
+            for job in submitit.helpers.as_completed(list(waiting), poll_frequency=self.poll_s):
                 waiting.remove(job)
                 try:
                     results = job.result()

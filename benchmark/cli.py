@@ -171,6 +171,7 @@ def dry_run(cells, executor, args) -> int:
         print("\n".join(executor.dry_run(todo)))
         print(f"the jobs: {executor.check(todo, reachable_only=True)}")
     if todo:
+        print("(a dry run reads no dataset: the estimate comes from the tasks' declared sizes and shapes)")
         found = estimate.grid(todo, pick_device(args.device), runtime_options(args), measure_missing=args.estimate)
         print("\n".join(estimate.report(found)))
     return 0
@@ -198,7 +199,11 @@ def cmd_run(args) -> int:
         raise UsageError(f"{e}; move it away to run its cell again") from None
     except StaleRecords as e:
         raise UsageError(f"{e}: --rerun-stale redoes such records, or run into another --results") from None
-    check_data(cells)
+    if not args.dry_run:  # a dry run estimates from the tasks' declared sizes: the data need not be there yet
+        from hubbench.benchmark.preflight import check_images
+
+        check_data(cells)
+        check_images(cells)
     check_weights(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
     executor = make_executor(args, suite, device, cells)

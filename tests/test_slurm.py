@@ -82,7 +82,8 @@ def test_submitted_records_equal_inline_and_the_run_says_its_jobs(quick, tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"submitted 1 jobs \(\d+\); their logs are in \S+/\.submitit", done.stderr)
     assert comparable(tmp_path / "results") == comparable(root / "inline" / "results")
-    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results")).stdout
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
     assert re.search(r"tiny/digits/scratch/seed0 +done +\d+ COMPLETED", status)
 
 
@@ -102,7 +103,8 @@ def test_scancel_mid_cell_leaves_no_record_and_a_rerun_resumes(long, tmp_path):
     out, _ = client.communicate(timeout=180)
     assert client.returncode == 1 and "incomplete" in out
     assert not list((tmp_path / "results").rglob("seed0.json")) and started(tmp_path)
-    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results")).stdout
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
     assert re.search(r"seed0 +interrupted +\d+ CANCELLED", status)
     assert slurm(suite, tmp_path).returncode == 0
     assert comparable(tmp_path / "results") == reference
@@ -145,10 +147,12 @@ def test_ctrl_c_says_which_jobs_go_on_and_a_rerun_submits_no_duplicate(long, tmp
     assert rerun.returncode == 0 and re.search(rf"(running|queued) +tiny/digits/scratch/seed0 +job {job} is ",
                                                rerun.stdout), rerun.stdout
     assert jobs(tmp_path, "long")["tiny/digits/scratch/seed0"] == [job]  # not submitted again
-    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results")).stdout
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
     assert re.search(r"seed0 +(running|queued) +\d+", status)
 
-    cancelled = hubbench("cancel", "--suite", str(suite), "--results", str(tmp_path / "results")).stdout
+    cancelled = hubbench("cancel", "--suite", str(suite), "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
     assert f"long: cancelled 1 jobs: {job}" in cancelled
     wait_until(lambda: squeue(job) == "")
     assert slurm(suite, tmp_path).returncode == 0  # resumes from the checkpoints

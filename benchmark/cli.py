@@ -318,6 +318,8 @@ def cmd_profile(args) -> int:
 
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory, not a file")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
     apply_weights_options(args)
     device = pick_device(args.device)

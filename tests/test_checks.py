@@ -175,6 +175,7 @@ def test_a_full_disk_ends_with_one_line_and_earlier_records_intact(full_at, tiny
     assert re.search(r"seed0\.json:" if full_at == "record" else r"\.ckpt:", err[-1])
     assert not [line for line in err if "Traceback" in line]
     assert json.loads(first.read_text())["status"] == "ok" and not second.exists()
+    assert full_at == "checkpoint" or not second.parent.exists(), "the failed write left its empty cell folder"
     assert not list(quiet_dir.rglob("*.tmp"))
 
 

@@ -99,7 +99,8 @@ start() {
   wait_for 60 slurmdbd sacctmgr -n list cluster
   sacctmgr -i add cluster hubbench >/dev/null 2>&1 || true
   pgrep -f "slurmctld -f $CONF" >/dev/null || slurmctld -f "$CONF"
-  pgrep -f "slurmd -f $CONF" >/dev/null || slurmd -f "$CONF"
+  # jobs inherit slurmd's niceness: low priority on a machine shared with other work
+  pgrep -f "slurmd -f $CONF" >/dev/null || nice -n 10 slurmd -f "$CONF"
   wait_for 60 "the node" sh -c "sinfo -h -o %T | grep -Eq '^(idle|mixed|allocated)'"
   echo "slurm-cluster: up; export SLURM_CONF=$CONF"
 }

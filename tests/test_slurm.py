@@ -91,13 +91,19 @@ def started(root: Path) -> bool:
     return bool(list((root / "cache").glob("checkpoints/*.ckpt")))
 
 
+def training_client(suite: Path, root: Path) -> subprocess.Popen:
+    """`hubbench run --executor slurm` in the background, once its cell has written a checkpoint."""
+    client = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite",
+                               str(suite), "--results", str(root / "results"), "--device", "cpu", "--executor",
+                               "slurm"], cwd=ROOT, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    wait_until(lambda: started(root))
+    return client
+
+
 def test_scancel_mid_cell_leaves_no_record_and_a_rerun_resumes(long, tmp_path):
     _, suite, reference = long
-    client = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite",
-                               str(suite), "--results", str(tmp_path / "results"), "--device", "cpu", "--executor",
-                               "slurm"], cwd=ROOT, env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    wait_until(lambda: started(tmp_path))
+    client = training_client(suite, tmp_path)
     (first,) = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]
     subprocess.run(["scancel", first.split("_")[0]], check=True)
     out, _ = client.communicate(timeout=180)
@@ -114,16 +120,12 @@ def test_scancel_mid_cell_leaves_no_record_and_a_rerun_resumes(long, tmp_path):
 @pytest.mark.parametrize("how", ["requeue", "preempt"])
 def test_a_requeued_or_preempted_job_resumes_to_equal_records(how, long, tmp_path):
     _, suite, reference = long
-    client = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite",
-                               str(suite), "--results", str(tmp_path / "results"), "--device", "cpu", "--executor",
-                               "slurm"], cwd=ROOT, env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    wait_until(lambda: started(tmp_path))
+    client = training_client(suite, tmp_path)
     (job,) = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]
     if how == "requeue":
         subprocess.run(["scontrol", "requeue", job.split("_")[0]], check=True)
     else:  # SLURM's warning signal, as at pre-emption: submitit requeues the job itself
-        subprocess.run(["scancel", "--batch", "--signal=USR2", job.split("_")[0]], check=True)
+        subprocess.run(["scancel", "--signal=USR2", job.split("_")[0]], check=True)
     out, err = client.communicate(timeout=300)
     assert client.returncode == 0, err[-2000:]
     assert comparable(tmp_path / "results") == reference
@@ -131,17 +133,14 @@ def test_a_requeued_or_preempted_job_resumes_to_equal_records(how, long, tmp_pat
 
 def test_ctrl_c_says_which_jobs_go_on_and_a_rerun_submits_no_duplicate(long, tmp_path):
     _, suite, reference = long
-    client = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite",
-                               str(suite), "--results", str(tmp_path / "results"), "--device", "cpu", "--executor",
-                               "slurm"], cwd=ROOT, env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    wait_until(lambda: started(tmp_path))
+    client = training_client(suite, tmp_path)
     client.send_signal(signal.SIGINT)
     _, err = client.communicate(timeout=60)
     (job,) = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]
     assert client.returncode == 130
     assert f"1 jobs go on without this client ({job}); a rerun does not submit them again" in err
     assert f"hubbench cancel --suite {suite}" in err and f"scancel {job}" in err
+    subprocess.run(["scontrol", "suspend", job.split("_")[0]], check=True)  # it goes on, but not to its end yet
 
     rerun = slurm(suite, tmp_path)
     assert rerun.returncode == 0 and re.search(rf"(running|queued) +tiny/digits/scratch/seed0 +job {job} is ",

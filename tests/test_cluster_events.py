@@ -5,7 +5,9 @@ file is redone by a plain rerun."""
 import pytest
 import torch
 from conftest import write_suite
+from hubbench.benchmark.cli import main
 from hubbench.benchmark.runner import Redo, expand, run_cell
+from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 from submitit.core.utils import UncompletedJobError
 
@@ -48,3 +50,19 @@ def test_a_record_failed_on_a_bad_input_file_is_redone_by_a_plain_rerun(cell, re
                             records.FAILED, records.Metric("top1"), reason=reason)
     assert Redo()(cell, failed) is redone
     assert Redo(failed=True)(cell, failed)
+
+
+@pytest.mark.parametrize("job, state", [("12 PENDING", "queued"), ("12_3 REQUEUED", "queued"),
+                                        ("12 RUNNING", "running"), ("12 CANCELLED by 0", "missing"), ("", "missing")])
+def test_status_shows_queued_and_running_from_the_scheduler(cell, tmp_path, job, state):
+    rows = report([cell], tmp_path / "results", tmp_path / "cache", {cell.id: job} if job else {})[1]
+    assert rows[1].split()[1] == state
+
+
+@pytest.mark.parametrize("minutes, delay", [(2, 12), (10, 60), (60, 90)])
+def test_the_warning_signal_leaves_a_short_job_most_of_its_time(minutes, delay, tmp_path, capsys):
+    suite = tmp_path / "s.toml"
+    suite.write_text('hubs = ["mini"]\ntasks = ["scenes"]\nmethods = ["scratch"]\n')
+    assert main(["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--executor", "slurm", "--dry-run",
+                 "--slurm-time-min", str(minutes)]) == 0
+    assert f"#SBATCH --signal=USR2@{delay}\n" in capsys.readouterr().out

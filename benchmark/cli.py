@@ -439,8 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common, grid], help="show where each cell of a suite stands",
                             description="Count a suite's cells by state: done, failed, n/a (from records), stale (a "
-                                        "record made under another hub version or protocol), running (its lock is "
-                                        "held), interrupted (checkpoints left), missing; per method id, or with "
+                                        "record made under another hub version or protocol), queued (its SLURM "
+                                        "job waits), running (its lock is held, or its job runs), interrupted "
+                                        "(checkpoints left), missing; per method id, or with "
                                         "--list one line per cell, with its detail and, when the suite went through "
                                         "--executor slurm, its submitit job.")
     status.add_argument("--state", action="append", help="only cells in this state (repeatable)")

@@ -2,10 +2,13 @@
 the cell leaves no record and keeps its checkpoints, and a rerun resumes it. A record that failed on a bad input
 file is redone by a plain rerun."""
 
+import os
+
 import pytest
 import torch
 from conftest import write_suite
 from hubbench.benchmark.cli import main
+from hubbench.benchmark.executors import CellJob, SubmissionError, Submitit, submitit_folder
 from hubbench.benchmark.runner import Redo, expand, run_cell
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
@@ -66,3 +69,19 @@ def test_the_warning_signal_leaves_a_short_job_most_of_its_time(minutes, delay, 
     assert main(["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--executor", "slurm", "--dry-run",
                  "--slurm-time-min", str(minutes)]) == 0
     assert f"#SBATCH --signal=USR2@{delay}\n" in capsys.readouterr().out
+
+
+def test_a_refused_submission_is_one_line_and_leaves_no_file(cell, tmp_path, monkeypatch, capsys):
+    """sbatch refusing at submission (after `sbatch --test-only` accepted: a race) removes what submitit wrote."""
+    fake = tmp_path / "bin" / "sbatch"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2"
+                    "\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    results = tmp_path / "results"
+    executor = Submitit(submitit_folder(results, cell.suite.name), "t", {"time_min": 5, "cpus": 1})
+    with pytest.raises(SubmissionError, match="^SLURM refused the jobs: Batch job submission failed: Invalid partition "
+                                              "name specified$"):
+        executor.submit_arrays([cell], [CellJob.of(cell, results, "cpu")])
+    assert not results.exists() and capsys.readouterr().err == ""  # sbatch's own lines are not repeated

@@ -233,9 +233,10 @@ def scheduler_error(stderr: str) -> str:
     return "; ".join(dict.fromkeys(lines)) or stderr.strip() or "no reason given"
 
 
-def unreachable(why: str) -> bool:
-    """Whether sbatch failed for want of a scheduler (no configuration, controller down), not refusing the jobs."""
-    return any(text in why for text in ("contact slurm controller", "fetch config", "failed to fetch config"))
+def refused(why: str) -> bool:
+    """Whether sbatch's complaint is the scheduler refusing the jobs (unknown partition, resources it lacks), not
+    its absence (no configuration, a controller that does not answer)."""
+    return "submission failed" in why and "contact slurm controller" not in why
 
 
 class Submitit(Executor):
@@ -306,7 +307,7 @@ class Submitit(Executor):
             done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
             if done.returncode:
                 why = scheduler_error(done.stderr)
-                if reachable_only and unreachable(why):
+                if reachable_only and not refused(why):
                     return f"not checked with the scheduler: {why}"
                 raise SubmissionError(f"SLURM refuses the jobs of {', '.join(methods)}: {why}")
         return "accepted by the scheduler (sbatch --test-only)"
@@ -327,8 +328,7 @@ class Submitit(Executor):
               file=sys.stderr, flush=True)
         waiting = [job for job, _ in submitted]
         try:
-            for job in submitit.helpers.as_completed(list(waiting), poll_frequency=self.poll_s):
-                waiting.remove(job)
+            for job in self.wait(waiting):
                 try:
                     results = job.result()
                 except Exception as e:  # the job ended without returning (killed, cancelled, failed to start)
@@ -337,6 +337,22 @@ class Submitit(Executor):
         except KeyboardInterrupt:
             self.say_what_goes_on(waiting)
             raise
+
+    def wait(self, waiting: list) -> Iterator:
+        """Yield each job of `waiting` as it ends (and drop it from the list); say on stderr when one has started
+        again: requeued (pre-empted, at its time limit, `scontrol requeue`), it resumes from its checkpoints."""
+        seen: dict[str, int] = {}
+        while waiting:
+            for job in list(waiting):
+                if job.done():
+                    waiting.remove(job)
+                    yield job
+                elif (n := starts(job)) > seen.get(job.job_id, 1):
+                    seen[job.job_id] = n
+                    print(f"requeued: job {job.job_id} started again (attempt {n}); it resumes from its checkpoints",
+                          file=sys.stderr, flush=True)
+            if waiting:
+                time.sleep(self.poll_s)
 
     def submit_arrays(self, cells: list[Cell], jobs: list[CellJob]) -> list:
         """Submit the arrays of `cells`: [(job, indices of its cells)]; their ids are saved. If the scheduler
@@ -390,6 +406,15 @@ class Submitit(Executor):
         return latest_jobs(self.folder, self.cluster)
 
 
+def starts(job) -> int:
+    """How many times a job has started: submitit logs 'Starting with' at each start, and every attempt of a
+    requeued job appends to the same log."""
+    try:
+        return job.paths.stderr.read_text(errors="replace").count(" - Starting with ")
+    except OSError:  # not started yet
+        return 0
+
+
 def job_ids(folder: Path) -> dict[str, list[str]]:
     """Every job id of each cell submitted from `folder`, oldest first (an older `jobs.json` held one)."""
     path = folder / "jobs.json"
@@ -409,10 +434,11 @@ def latest_jobs(folder: Path, cluster: str | None = None) -> dict:
 
 def job_states(folder: Path) -> dict[str, str]:
     """'<job id> <state>' of each cell's last job submitted through submitit from `folder` (none if never),
-    with the number of its earlier jobs and requeues when there were any."""
+    with the number of its earlier jobs and of the job's starts (requeues) when there were more than one."""
     ids = job_ids(folder)
     states = {}
     for cell, job in latest_jobs(folder).items():  # one sacct call for all
-        earlier = len(ids[cell]) - 1
-        states[cell] = f"{job.job_id} {job.state}" + (f" ({earlier} earlier)" if earlier else "")
+        earlier, n = len(ids[cell]) - 1, starts(job)
+        notes = [f"{earlier} earlier jobs"] * (earlier > 0) + [f"{n} starts"] * (n > 1)
+        states[cell] = f"{job.job_id} {job.state}" + (f" ({', '.join(notes)})" if notes else "")
     return states

@@ -63,7 +63,8 @@ def test_status_shows_queued_and_running_from_the_scheduler(cell, tmp_path, job,
 
 
 @pytest.mark.parametrize("minutes, delay", [(2, 12), (10, 60), (60, 90)])
-def test_the_warning_signal_leaves_a_short_job_most_of_its_time(minutes, delay, tmp_path, capsys):
+def test_the_warning_signal_leaves_a_short_job_most_of_its_time(minutes, delay, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scheduler to ask
     suite = tmp_path / "s.toml"
     suite.write_text('hubs = ["mini"]\ntasks = ["scenes"]\nmethods = ["scratch"]\n')
     assert main(["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--executor", "slurm", "--dry-run",

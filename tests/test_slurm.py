@@ -18,7 +18,7 @@ from test_executors import comparable
 from hubbench.io import read_json
 
 CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
-os.environ.setdefault("SLURM_CONF", "/tmp/hubbench-slurm/etc/slurm.conf")  # the script's default
+CONF = os.environ.get("SLURM_CONF", "/tmp/hubbench-slurm/etc/slurm.conf")  # the script's default
 
 
 def cluster_answers() -> bool:
@@ -30,7 +30,8 @@ pytestmark = pytest.mark.skipif(not cluster_answers(), reason="no SLURM cluster 
 
 
 def env(root: Path, **extra) -> dict:
-    return {**os.environ, "HUBBENCH_CACHE": str(root / "cache"), "HUBBENCH_PROGRESS_S": "1", **extra}
+    return {**os.environ, "SLURM_CONF": CONF, "HUBBENCH_CACHE": str(root / "cache"), "HUBBENCH_PROGRESS_S": "1",
+            **extra}
 
 
 def run(suite: Path, root: Path, *args, **kw) -> subprocess.CompletedProcess:
@@ -53,9 +54,10 @@ def wait_until(condition, timeout: float = 180) -> None:
         time.sleep(0.5)
 
 
-def squeue(job: str) -> str:
-    return subprocess.run(["squeue", "-h", "-j", job.split("_")[0], "-o", "%T"], capture_output=True,
-                          text=True).stdout.strip()
+def scheduler(*command: str) -> str:
+    """Run a SLURM command against the test cluster; its stdout."""
+    return subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "SLURM_CONF": CONF},
+                          ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +107,7 @@ def test_scancel_mid_cell_leaves_no_record_and_a_rerun_resumes(long, tmp_path):
     _, suite, reference = long
     client = training_client(suite, tmp_path)
     (first,) = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]
-    subprocess.run(["scancel", first.split("_")[0]], check=True)
+    scheduler("scancel", first.split("_")[0])
     out, _ = client.communicate(timeout=180)
     assert client.returncode == 1 and "incomplete" in out
     assert not list((tmp_path / "results").rglob("seed0.json")) and started(tmp_path)
@@ -123,12 +125,16 @@ def test_a_requeued_or_preempted_job_resumes_to_equal_records(how, long, tmp_pat
     client = training_client(suite, tmp_path)
     (job,) = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]
     if how == "requeue":
-        subprocess.run(["scontrol", "requeue", job.split("_")[0]], check=True)
+        scheduler("scontrol", "requeue", job.split("_")[0])
     else:  # SLURM's warning signal, as at pre-emption: submitit requeues the job itself
-        subprocess.run(["scancel", "--signal=USR2", job.split("_")[0]], check=True)
+        scheduler("scancel", "--signal=USR2", job.split("_")[0])
     out, err = client.communicate(timeout=300)
     assert client.returncode == 0, err[-2000:]
+    assert f"requeued: job {job} started again (attempt 2); it resumes from its checkpoints" in err
     assert comparable(tmp_path / "results") == reference
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
+    assert re.search(rf"seed0 +done +{job} COMPLETED \(2 starts\)", status)
 
 
 def test_ctrl_c_says_which_jobs_go_on_and_a_rerun_submits_no_duplicate(long, tmp_path):
@@ -140,7 +146,7 @@ def test_ctrl_c_says_which_jobs_go_on_and_a_rerun_submits_no_duplicate(long, tmp
     assert client.returncode == 130
     assert f"1 jobs go on without this client ({job}); a rerun does not submit them again" in err
     assert f"hubbench cancel --suite {suite}" in err and f"scancel {job}" in err
-    subprocess.run(["scontrol", "suspend", job.split("_")[0]], check=True)  # it goes on, but not to its end yet
+    scheduler("scontrol", "suspend", job.split("_")[0])  # it goes on, but not to its end yet
 
     rerun = slurm(suite, tmp_path)
     assert rerun.returncode == 0 and re.search(rf"(running|queued) +tiny/digits/scratch/seed0 +job {job} is ",
@@ -153,7 +159,7 @@ def test_ctrl_c_says_which_jobs_go_on_and_a_rerun_submits_no_duplicate(long, tmp
     cancelled = hubbench("cancel", "--suite", str(suite), "--results", str(tmp_path / "results"),
                       env=env(tmp_path)).stdout
     assert f"long: cancelled 1 jobs: {job}" in cancelled
-    wait_until(lambda: squeue(job) == "")
+    wait_until(lambda: scheduler("squeue", "-h", "-j", job.split("_")[0]) == "")
     assert slurm(suite, tmp_path).returncode == 0  # resumes from the checkpoints
     assert comparable(tmp_path / "results") == reference
 
@@ -170,7 +176,7 @@ def test_an_unknown_partition_is_one_line_before_anything_runs(quick, tmp_path):
 
 def test_a_controller_that_is_down_is_one_line_before_anything_runs(quick, tmp_path):
     _, suite = quick
-    conf = Path(os.environ["SLURM_CONF"]).read_text()
+    conf = Path(CONF).read_text()
     down = tmp_path / "slurm.conf"
     down.write_text(re.sub(r"(?m)^SlurmctldHost=.*$", "SlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=6999", conf))
     done = slurm(suite, tmp_path, env=env(tmp_path, SLURM_CONF=str(down)))

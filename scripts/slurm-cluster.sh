@@ -18,7 +18,7 @@ NODE=$(hostname -s)
 
 die() { echo "slurm-cluster: $*" >&2; exit 1; }
 
-answers() { sinfo -h -o %T >/dev/null 2>&1 && sacctmgr -n list cluster >/dev/null 2>&1; }
+answers() { [ -f "$CONF" ] && sinfo -h -o %T >/dev/null 2>&1 && sacctmgr -n list cluster >/dev/null 2>&1; }
 
 wait_for() {  # wait_for SECONDS WHAT COMMAND...
   local limit=$1 what=$2; shift 2

@@ -18,7 +18,7 @@ from test_executors import comparable
 from hubbench.io import read_json
 
 CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
-CONF = os.environ.get("SLURM_CONF", "/tmp/hubbench-slurm/etc/slurm.conf")  # the script's default
+CONF = Path(os.environ.get("HUBBENCH_SLURM_DIR", "/tmp/hubbench-slurm"), "etc", "slurm.conf")  # the script's
 
 
 def cluster_answers() -> bool:
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(not cluster_answers(), reason="no SLURM cluster 
 
 
 def env(root: Path, **extra) -> dict:
-    return {**os.environ, "SLURM_CONF": CONF, "HUBBENCH_CACHE": str(root / "cache"), "HUBBENCH_PROGRESS_S": "1",
+    return {**os.environ, "SLURM_CONF": str(CONF), "HUBBENCH_CACHE": str(root / "cache"), "HUBBENCH_PROGRESS_S": "1",
             **extra}
 
 
@@ -56,8 +56,8 @@ def wait_until(condition, timeout: float = 180) -> None:
 
 def scheduler(*command: str) -> str:
     """Run a SLURM command against the test cluster; its stdout."""
-    return subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "SLURM_CONF": CONF},
-                          ).stdout.strip()
+    return subprocess.run(command, capture_output=True, text=True, check=True,
+                          env={**os.environ, "SLURM_CONF": str(CONF)}).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_an_unknown_partition_is_one_line_before_anything_runs(quick, tmp_path):
 
 def test_a_controller_that_is_down_is_one_line_before_anything_runs(quick, tmp_path):
     _, suite = quick
-    conf = Path(CONF).read_text()
+    conf = CONF.read_text()
     down = tmp_path / "slurm.conf"
     down.write_text(re.sub(r"(?m)^SlurmctldHost=.*$", "SlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=6999", conf))
     done = slurm(suite, tmp_path, env=env(tmp_path, SLURM_CONF=str(down)))

@@ -407,10 +407,10 @@ class Submitit(Executor):
 
 
 def starts(job) -> int:
-    """How many times a job has started: submitit logs 'Starting with' at each start, and every attempt of a
-    requeued job appends to the same log."""
+    """How many times a job has started: submitit logs "Starting with" (INFO, to stdout) at each start, and every
+    attempt of a requeued job appends to the same log."""
     try:
-        return job.paths.stderr.read_text(errors="replace").count(" - Starting with ")
+        return job.paths.stdout.read_text(errors="replace").count(" - Starting with ")
     except OSError:  # not started yet
         return 0
 

@@ -233,10 +233,11 @@ def scheduler_error(stderr: str) -> str:
     return "; ".join(dict.fromkeys(lines)) or stderr.strip() or "no reason given"
 
 
-def refused(why: str) -> bool:
+def refused(stderr: str) -> bool:
     """Whether sbatch's complaint is the scheduler refusing the jobs (unknown partition, resources it lacks), not
     its absence (no configuration, a controller that does not answer)."""
-    return "submission failed" in why and "contact slurm controller" not in why
+    answered = "submission failed" in stderr or "allocation failure" in stderr  # sbatch, sbatch --test-only
+    return answered and "contact slurm controller" not in stderr
 
 
 class Submitit(Executor):
@@ -307,7 +308,7 @@ class Submitit(Executor):
             done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
             if done.returncode:
                 why = scheduler_error(done.stderr)
-                if reachable_only and not refused(why):
+                if reachable_only and not refused(done.stderr):
                     return f"not checked with the scheduler: {why}"
                 raise SubmissionError(f"SLURM refuses the jobs of {', '.join(methods)}: {why}")
         return "accepted by the scheduler (sbatch --test-only)"

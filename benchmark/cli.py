@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -121,9 +120,6 @@ def check_executor_options(args) -> None:
     given = [f"--slurm-{k.replace('_', '-')}" for k in suites.SLURM if getattr(args, f"slurm_{k}") is not None]
     if given and args.executor != "slurm":
         raise UsageError(f"{given[0]} applies to --executor slurm")
-    if args.executor == "slurm" and not args.dry_run and shutil.which("sbatch") is None:
-        raise UsageError("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a login node, "
-                         "or run here with --executor local)")
 
 
 def cells_per_gpu(args, cells) -> int:
@@ -154,9 +150,11 @@ def make_executor(args, suite: suites.Suite, device, cells):
         return executors.LocalPool(workers, gpus, plugins)
     overrides = {k: getattr(args, f"slurm_{k}") for k in suites.SLURM}
     per_method = {m: executors.slurm_resources(suite, overrides, args.threads, m) for m in suite.slurm_methods}
+    cancel = " ".join(shlex.quote(a) for a in ["hubbench", "cancel", "--suite", args.suite, "--results",
+                                                 str(args.results), *(f"--set={item}" for item in args.set or [])])
     return executors.Submitit(executors.submitit_folder(args.results, suite.name), f"hubbench-{suite.name}",
                               executors.slurm_resources(suite, overrides, args.threads), plugins=plugins,
-                              method_resources=per_method, cells_per_job=per_gpu)
+                              method_resources=per_method, cells_per_job=per_gpu, cancel=cancel)
 
 
 def dry_run(cells, executor, args) -> int:
@@ -170,7 +168,9 @@ def dry_run(cells, executor, args) -> int:
     if isinstance(executor, Submitit) and todo:
         print(f"sbatch parameters (submitit folder {executor.folder}):")
         print("\n".join(executor.dry_run(todo)))
+        print(f"the jobs: {executor.check(todo, reachable_only=True)}")
     if todo:
+        print("(a dry run reads no dataset: the estimate comes from the tasks' declared sizes and shapes)")
         found = estimate.grid(todo, pick_device(args.device), runtime_options(args), measure_missing=args.estimate)
         print("\n".join(estimate.report(found)))
     return 0
@@ -197,10 +197,18 @@ def cmd_run(args) -> int:
         raise UsageError(f"{e}; move it away to run its cell again") from None
     except StaleRecords as e:
         raise UsageError(f"{e}: --rerun-stale redoes such records, or run into another --results") from None
-    check_data(cells)
+    if not args.dry_run:  # a dry run estimates from the tasks' declared sizes: the data need not be there yet
+        from hubbench.benchmark.preflight import check_images
+
+        check_data(cells)
+        check_images(cells)
     check_weights(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
     executor = make_executor(args, suite, device, cells)
+    if args.executor == "slurm" and not args.dry_run:
+        from hubbench.benchmark.executors import pending
+
+        executor.check(pending(cells, args.results, redo_options(args)))  # the scheduler's refusal, before any job
     if args.dry_run:
         return dry_run(cells, executor, args)
     if args.retrain_artifacts:
@@ -210,6 +218,9 @@ def cmd_run(args) -> int:
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
+    if counts["queued"] or counts["running"]:
+        print(f"{counts['queued'] + counts['running']} cells have jobs of an earlier run still queued or running, "
+              "which write their records: not submitted again (`hubbench status --suite ...` follows them)")
     print(f"records in {args.results / suite.name}; render them with: hubbench leaderboard {finding_options(args)}")
     return 1 if counts["failed"] or counts["incomplete"] else 0
 
@@ -239,6 +250,20 @@ def cmd_status(args) -> int:
     counts = {s: sum(row.state == s for row in rows) for s in STATES}
     print(f"{suite.name}: {len(rows)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]))
     print("\n".join(listing(rows) if args.list else summary(rows)))
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from hubbench.benchmark.cancel import cancel
+    from hubbench.benchmark.executors import submitit_folder
+    from hubbench.benchmark.runner import expand
+
+    suite = load_suite(args)
+    seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
+    cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    ids = cancel(submitit_folder(args.results, suite.name), {cell.id for cell in cells})
+    print(f"{suite.name}: cancelled {len(ids)} jobs" + (f": {' '.join(ids)}" if ids else
+                                                        " (none of its cells has a job queued or running)"))
     return 0
 
 
@@ -307,6 +332,8 @@ def cmd_profile(args) -> int:
 
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory, not a file")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
     apply_weights_options(args)
     declare_files(args.declare)
@@ -437,13 +464,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common, grid], help="show where each cell of a suite stands",
                             description="Count a suite's cells by state: done, failed, n/a (from records), stale (a "
-                                        "record made under another hub version or protocol), running (its lock is "
-                                        "held), interrupted (checkpoints left), missing; per method id, or with "
+                                        "record made under another hub version or protocol), queued (its SLURM "
+                                        "job waits), running (its lock is held, or its job runs), interrupted "
+                                        "(checkpoints left), missing; per method id, or with "
                                         "--list one line per cell, with its detail and, when the suite went through "
                                         "--executor slurm, its submitit job.")
     status.add_argument("--state", action="append", help="only cells in this state (repeatable)")
     status.add_argument("--list", action="store_true", help="one line per cell instead of the summary")
     status.set_defaults(func=cmd_status)
+
+    cancel = sub.add_parser("cancel", parents=[common, grid], help="cancel a suite's queued or running cluster jobs",
+                            description="Cancel the last job of each selected cell that is still queued or running "
+                                        "(as `hubbench status` shows them), e.g. after the client that submitted them "
+                                        "was interrupted: its jobs go on without it. Records written are kept; a "
+                                        "rerun resumes the cancelled cells from their checkpoints.")
+    cancel.set_defaults(func=cmd_cancel)
 
     lst = sub.add_parser("list", parents=[common], help="list hubs, tasks, methods, rankers or suites")
     lst.add_argument("what", nargs="?", default="all", choices=["hubs", "tasks", "methods", "rankers", "suites", "all"])

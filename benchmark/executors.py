@@ -9,9 +9,14 @@ that train one artifact each are submitted before those that need several, so wa
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import multiprocessing
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +27,7 @@ from typing import Any
 
 import submitit
 import torch
+from submitit.core.utils import FailedJobError
 from submitit.helpers import DelayedSubmission
 
 from hubbench import record as records
@@ -31,6 +37,7 @@ from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
 from hubbench.methods.base import parse_spec
+from hubbench.progress import interval
 from hubbench.rankers.base import parse_spec as parse_ranker
 from hubbench.training import Runtime
 
@@ -204,20 +211,51 @@ def slurm_resources(suite: Suite, overrides: dict, threads: int, method: str | N
     return check_slurm({"time_min": 60, "cpus": threads, **suite.slurm, **suite.slurm_methods.get(method, {}), **given})
 
 
+ACTIVE = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED",
+          "PREEMPTED"}  # scheduler states of a job that has not ended (submitit's local cluster: RUNNING)
+QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING", "PREEMPTED"}
+
+
+class SubmissionError(ValueError):
+    """The scheduler refused the jobs (unknown partition, too many resources, controller down): one line."""
+
+
+def signal_delay_s(time_min: int) -> int:
+    """Seconds before its time limit at which a job gets the signal to requeue (submitit's USR2): a tenth of
+    the limit, at most submitit's 90 s. A fixed 90 s would come within seconds of the start of a short job,
+    which would then never progress past its first checkpoint."""
+    return min(90, time_min * 6)
+
+
+def scheduler_error(stderr: str) -> str:
+    """The informative line of sbatch's complaint (its last 'error:' line names the cause)."""
+    lines = [line.split("error:", 1)[1].strip() for line in stderr.splitlines() if "error:" in line]
+    return "; ".join(dict.fromkeys(lines)) or stderr.strip() or "no reason given"
+
+
+def refused(stderr: str) -> bool:
+    """Whether sbatch's complaint is the scheduler refusing the jobs (unknown partition, resources it lacks), not
+    its absence (no configuration, a controller that does not answer)."""
+    answered = "submission failed" in stderr or "allocation failure" in stderr  # sbatch, sbatch --test-only
+    return answered and "contact slurm controller" not in stderr
+
+
 class Submitit(Executor):
     """One submitit job per cell, submitted as one job array per set of resources (the suite's, or a
     method's own): on SLURM (`cluster="slurm"`) or as subprocesses of this machine (`cluster="local"`).
-    A pre-empted or timed-out job is requeued and resumes (`CellJob.checkpoint`). Job ids are kept in
-    `folder/jobs.json` for `hubbench status`."""
+    A pre-empted or timed-out job is requeued and resumes (`CellJob.checkpoint`). Every job id of a cell is
+    kept in `folder/jobs.json` (for `hubbench status` and `hubbench cancel`); a cell whose last job is still
+    queued or running is not submitted again. `cancel` is the command that stops the jobs, said on Ctrl-C."""
 
     def __init__(self, folder: Path, name: str, resources: dict, cluster: str = "slurm",
                  plugins: Sequence[str] = (), poll_s: float | None = None,
-                 method_resources: dict[str, dict] | None = None, cells_per_job: int = 1):
+                 method_resources: dict[str, dict] | None = None, cells_per_job: int = 1, cancel: str = ""):
         super().__init__(plugins)
         self.folder, self.name, self.resources, self.cluster = Path(folder), name, resources, cluster
-        self.cells_per_job = cells_per_job
+        self.cells_per_job, self.cancel = cells_per_job, cancel
         self.method_resources = method_resources or {}
-        self.poll_s = poll_s if poll_s is not None else (1.0 if cluster == "local" else 30.0)
+        # the client looks at its SLURM jobs at each progress interval ($HUBBENCH_PROGRESS_S, default 30 s)
+        self.poll_s = poll_s if poll_s is not None else (1.0 if cluster == "local" else max(1.0, interval()))
 
     def arrays(self, cells: list[Cell]) -> list[tuple[dict, list[list[int]]]]:
         """The job arrays: (resources, the indices of each job's cells), in order of first appearance; a job
@@ -235,53 +273,173 @@ class Submitit(Executor):
         params = {SBATCH[k]: v for k, v in resources.items() if not (k == "gpus" and v == 0)}
         if "mem" in params:
             params["mem"] = f"{params['mem']}GB"
-        return {"job_name": self.name, **params}
+        return {"job_name": self.name, "signal_delay_s": signal_delay_s(resources["time_min"]), **params}
+
+    def scripts(self, cells: list[Cell]) -> list[tuple[list[str], str]]:
+        """Each job array's methods and the sbatch script submitit would submit for it."""
+        from submitit.slurm.slurm import _make_sbatch_string  # renders exactly what submitit submits
+
+        return [(sorted({cells[i].method.name for job in jobs for i in job}),
+                 _make_sbatch_string(command="true", folder=self.folder, map_count=len(jobs) if len(jobs) > 1
+                                     else None, **self.sbatch(resources)))
+                for resources, jobs in self.arrays(cells)]
 
     def dry_run(self, cells: list[Cell]) -> list[str]:
         """The #SBATCH lines of each job array that submitting `cells` would make."""
-        from submitit.slurm.slurm import _make_sbatch_string  # renders exactly what submitit submits
-
         lines = []
-        for resources, jobs in self.arrays(cells):
-            methods = sorted({cells[i].method.name for job in jobs for i in job})
-            text = _make_sbatch_string(command="", folder=self.folder, map_count=len(jobs) if len(jobs) > 1
-                                       else None, **self.sbatch(resources))
+        for (methods, text), (_, jobs) in zip(self.scripts(cells), self.arrays(cells), strict=True):
             per_job = f", {self.cells_per_job} per job" if self.cells_per_job > 1 else ""
             lines.append(f"# {sum(map(len, jobs))} cells{per_job} ({', '.join(methods)})")
             lines += [line for line in text.splitlines() if line.startswith("#SBATCH")]
         return lines
 
+    def check(self, cells: list[Cell], *, reachable_only: bool = False) -> str:
+        """Ask SLURM whether it would take each job array (`sbatch --test-only`: partition, resources, limits),
+        submitting nothing; raise `SubmissionError` if not. With `reachable_only`, a scheduler that is absent or
+        does not answer is not an error: the answer says it was not asked."""
+        if self.cluster != "slurm":
+            return "not checked (no scheduler)"
+        if shutil.which("sbatch") is None:
+            if reachable_only:
+                return "not checked with the scheduler: sbatch is not on this machine's PATH"
+            raise SubmissionError("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a "
+                                  "login node, or run here with --executor local)")
+        for methods, text in self.scripts(cells):
+            done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
+            if done.returncode:
+                why = scheduler_error(done.stderr)
+                if reachable_only and not refused(done.stderr):
+                    return f"not checked with the scheduler: {why}"
+                raise SubmissionError(f"SLURM refuses the jobs of {', '.join(methods)}: {why}")
+        return "accepted by the scheduler (sbatch --test-only)"
+
     def submit(self, cells, jobs):
-        submitted: list = []  # (job, indices of its cells)
-        for resources, groups in self.arrays(cells):
-            executor = submitit.AutoExecutor(self.folder, cluster=self.cluster)
-            # SLURM reads its own names; the local cluster reads only the generic time limit
-            executor.update_parameters(timeout_min=resources["time_min"],
-                                       **{f"slurm_{k}": v for k, v in self.sbatch(resources).items()})
-            with executor.batch():
-                for group in groups:
-                    submitted.append((executor.submit(CellGroup(tuple(jobs[i] for i in group))), group))
-        self.save_job_ids({cells[i].id: job.job_id for job, group in submitted for i in group})
-        index = {job.job_id: group for job, group in submitted}
-        for job in submitit.helpers.as_completed([job for job, _ in submitted], poll_frequency=self.poll_s):
-            try:
-                results = job.result()
-            except Exception as e:  # the job ended without returning (killed, cancelled, failed to start)
-                results = [e] * len(index[job.job_id])
-            yield from zip(index[job.job_id], results, strict=True)
+        known = self.latest_jobs()
+        active = {i: job for i, cell in enumerate(cells)
+                  if (job := known.get(cell.id)) is not None and job.state.split()[0] in ACTIVE}
+        for i, job in active.items():  # its job will write the record: another would only wait on its lock
+            state = "queued" if job.state.split()[0] in QUEUED else "running"
+            yield i, (state, f"job {job.job_id} is {job.state.lower()}: not submitted again", 0.0)
+        todo = [i for i in range(len(cells)) if i not in active]
+        if not todo:
+            return
+        submitted = self.submit_arrays([cells[i] for i in todo], [jobs[i] for i in todo])
+        index = {job.job_id: [todo[i] for i in group] for job, group in submitted}
+        print(f"submitted {len(submitted)} jobs ({', '.join(index)}); their logs are in {self.folder}",
+              file=sys.stderr, flush=True)
+        waiting = [job for job, _ in submitted]
+        try:
+            for job in self.wait(waiting):
+                try:
+                    results = job.result()
+                except Exception as e:  # the job ended without returning (killed, cancelled, failed to start)
+                    results = [e] * len(index[job.job_id])
+                yield from zip(index[job.job_id], results, strict=True)
+        except KeyboardInterrupt:
+            self.say_what_goes_on(waiting)
+            raise
+
+    def wait(self, waiting: list) -> Iterator:
+        """Yield each job of `waiting` as it ends (and drop it from the list); say on stderr when one has started
+        again: requeued (pre-empted, at its time limit, `scontrol requeue`), it resumes from its checkpoints."""
+        seen: dict[str, int] = {}
+        while waiting:
+            for job in list(waiting):
+                if job.done():
+                    waiting.remove(job)
+                    yield job
+                elif (n := starts(job)) > seen.get(job.job_id, 1):
+                    seen[job.job_id] = n
+                    print(f"requeued: job {job.job_id} started again (attempt {n}); it resumes from its checkpoints",
+                          file=sys.stderr, flush=True)
+            if waiting:
+                time.sleep(self.poll_s)
+
+    def submit_arrays(self, cells: list[Cell], jobs: list[CellJob]) -> list:
+        """Submit the arrays of `cells`: [(job, indices of its cells)]; their ids are saved. If the scheduler
+        refuses one, the files of the refused submission are removed and `SubmissionError` says why."""
+        before = set(self.folder.rglob("*")) if self.folder.exists() else set()
+        made = [d for d in (self.folder, *self.folder.parents) if not d.exists()]  # deepest first
+        submitted: list = []
+        try:
+            for resources, groups in self.arrays(cells):
+                executor = submitit.AutoExecutor(self.folder, cluster=self.cluster)
+                # SLURM reads its own names; the local cluster reads only the generic time limit
+                executor.update_parameters(timeout_min=resources["time_min"],
+                                           **{f"slurm_{k}": v for k, v in self.sbatch(resources).items()})
+                with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # sbatch's complaint: below
+                    array = [(executor.submit(CellGroup(tuple(jobs[i] for i in group))), group) for group in groups]
+                submitted += array
+        except FailedJobError as e:
+            kept = {p for job, _ in submitted for p in self.folder.glob(f"{job.job_id.split('_')[0]}_*")}
+            for path in sorted(set(self.folder.rglob("*")) - before - kept, reverse=True):
+                path.rmdir() if path.is_dir() else path.unlink()
+            for folder in made:
+                if folder.exists() and not any(folder.iterdir()):
+                    folder.rmdir()
+            going = f" (jobs {', '.join(j.job_id for j, _ in submitted)} were submitted before it)" if submitted else ""
+            raise SubmissionError(f"SLURM refused the jobs: {scheduler_error(str(e))}{going}") from None
+        finally:
+            self.save_job_ids({cells[i].id: job.job_id for job, group in submitted for i in group})
+        return submitted
+
+    def say_what_goes_on(self, jobs: list) -> None:
+        """On Ctrl-C: the jobs run on without this client; a rerun does not submit them again."""
+        if not jobs:
+            return
+        ids = " ".join(job.job_id for job in jobs)
+        scancel = f", or: scancel {ids}" if self.cluster == "slurm" else ""
+        print(f"hubbench: {len(jobs)} jobs go on without this client ({ids}); a rerun does not submit them "
+              f"again; stop them with: {self.cancel}{scancel}", file=sys.stderr, flush=True)
 
     def save_job_ids(self, ids: dict[str, str]) -> None:
+        """Append each cell's new job to its list in `jobs.json` (the last is its current one)."""
+        if not ids:
+            return
         path = self.folder / "jobs.json"
-        old = read_json(path) if path.exists() else {}
-        kept = old.get("jobs", {}) if old.get("cluster") == self.cluster else {}
-        write_json(path, {"cluster": self.cluster, "jobs": {**kept, **ids}})
+        kept = job_ids(self.folder) if path.exists() and read_json(path).get("cluster") == self.cluster else {}
+        for cell, job in ids.items():
+            kept[cell] = [*kept.get(cell, []), job]
+        write_json(path, {"cluster": self.cluster, "jobs": kept})
+
+    def latest_jobs(self) -> dict:
+        """Each cell's last submitit job of this cluster (none if never submitted)."""
+        return latest_jobs(self.folder, self.cluster)
 
 
-def job_states(folder: Path) -> dict[str, str]:
-    """'<job id> <state>' of each cell submitted through submitit from `folder` (none if never)."""
+def starts(job) -> int:
+    """How many times a job has started: submitit logs "Starting with" (INFO, to stdout) at each start, and every
+    attempt of a requeued job appends to the same log."""
+    try:
+        return job.paths.stdout.read_text(errors="replace").count(" - Starting with ")
+    except OSError:  # not started yet
+        return 0
+
+
+def job_ids(folder: Path) -> dict[str, list[str]]:
+    """Every job id of each cell submitted from `folder`, oldest first (an older `jobs.json` held one)."""
     path = folder / "jobs.json"
     if not path.exists():
         return {}
-    index = read_json(path)
-    jobs = {cell: JOB_CLASSES[index["cluster"]](folder, job_id) for cell, job_id in index["jobs"].items()}
-    return {cell: f"{job.job_id} {job.state}" for cell, job in jobs.items()}  # one sacct call for all
+    return {cell: [ids] if isinstance(ids, str) else list(ids) for cell, ids in read_json(path)["jobs"].items()}
+
+
+def latest_jobs(folder: Path, cluster: str | None = None) -> dict:
+    """Each cell's last job, as submitit's job object (its state is asked of the scheduler)."""
+    path = folder / "jobs.json"
+    if not path.exists() or (cluster is not None and read_json(path).get("cluster") != cluster):
+        return {}
+    job_class = JOB_CLASSES[read_json(path)["cluster"]]
+    return {cell: job_class(folder, ids[-1]) for cell, ids in job_ids(folder).items()}
+
+
+def job_states(folder: Path) -> dict[str, str]:
+    """'<job id> <state>' of each cell's last job submitted through submitit from `folder` (none if never),
+    with the number of its earlier jobs and of the job's starts (requeues) when there were more than one."""
+    ids = job_ids(folder)
+    states = {}
+    for cell, job in latest_jobs(folder).items():  # one sacct call for all
+        earlier, n = len(ids[cell]) - 1, starts(job)
+        notes = [f"{earlier} earlier jobs"] * (earlier > 0) + [f"{n} starts"] * (n > 1)
+        states[cell] = f"{job.job_id} {job.state}" + (f" ({', '.join(notes)})" if notes else "")
+    return states

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from submitit.core.utils import UncompletedJobError
 from tqdm.auto import tqdm
 
 from hubbench import record as records
@@ -21,6 +22,7 @@ from hubbench.context import Context
 from hubbench.discovery import code_of
 from hubbench.environment import environment
 from hubbench.hubs.base import HUBS, Hub, get_hub
+from hubbench.hubs.checkpoints import BadCheckpoint
 from hubbench.io import cache_dir
 from hubbench.locks import locked
 from hubbench.methods.base import Method, parse_spec
@@ -30,6 +32,7 @@ from hubbench.rankers.base import parse_spec as parse_ranker
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed, seed_everything
 from hubbench.tasks.base import TASKS, Protocol, Task
+from hubbench.tasks.datasets import DatasetError
 from hubbench.training import Runtime
 
 
@@ -141,10 +144,28 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+INPUT_ERRORS = (BadCheckpoint, DatasetError)  # a bad file of the user's, not the method's fault
+
+
+def not_the_methods(e: Exception) -> bool:
+    """Whether `e` ends a cell for a reason outside the method, so that it must leave no record and keep the
+    checkpoints for a rerun: a full disk or quota, or the cluster stopping the job for good (submitit raises
+    `UncompletedJobError` inside the cell when a job timed out more often than it may be requeued)."""
+    return isinstance(e, UncompletedJobError) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+
+
+def failed_on_input(record: records.Record | records.RankingRecord) -> bool:
+    """A failed record whose reason is a bad input file: it stands for no result, so a plain rerun redoes it
+    (the checks before a run refuse the file while it is still bad)."""
+    return record.status == records.FAILED and (record.reason or "").startswith(
+        tuple(f"{cls.__name__}:" for cls in INPUT_ERRORS))
+
+
 @dataclass(frozen=True)
 class Redo:
     """Which cells that have a record run again: every one (`--force`), the failed ones
-    (`--retry-failed`), the stale ones (`--rerun-stale`: made under another hub or protocol)."""
+    (`--retry-failed`), the stale ones (`--rerun-stale`: made under another hub or protocol); and always
+    those that failed on a bad input file."""
 
     all: bool = False
     failed: bool = False
@@ -153,7 +174,7 @@ class Redo:
     def __call__(self, cell: Cell, record: records.Record | records.RankingRecord | None) -> bool:
         """Whether `cell`, whose record is `record` (None: it has none), runs."""
         return (record is None or self.all or (self.failed and record.status == records.FAILED)
-                or (self.stale and cell.change(record) is not None))
+                or failed_on_input(record) or (self.stale and cell.change(record) is not None))
 
 
 class StaleRecords(Exception):
@@ -244,8 +265,8 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
                 diagnostics=ctx.diagnostics,
             )
         except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
-            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise  # the machine's fault, not the method's: no record, the checkpoints kept for a rerun
+            if not_the_methods(e):
+                raise  # no record, the checkpoints kept for a rerun
             outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=8))
     record = records.Record(
@@ -279,6 +300,8 @@ def execute_ranking(cell: Cell, path: Path, device: torch.device, cache: Path) -
                 features=result.features, wall_s=time.perf_counter() - start,
                 cost=records.RankingCost(result.features_s, result.score_s, result.features_s + result.score_s))
         except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
+            if not_the_methods(e):
+                raise
             outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=8))
     record = records.RankingRecord(

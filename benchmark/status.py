@@ -9,21 +9,27 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hubbench import record as records
+from hubbench.benchmark.executors import ACTIVE, QUEUED
 from hubbench.benchmark.runner import Cell
 from hubbench.context import checkpoint_stem
 from hubbench.locks import is_locked
 
-STATES = ("done", "failed", "n/a", "stale", "running", "interrupted", "unreadable", "missing")
+STATES = ("done", "failed", "n/a", "stale", "queued", "running", "interrupted", "unreadable", "missing")
 RECORD_STATES = {records.OK: "done", records.FAILED: "failed", records.INAPPLICABLE: "n/a"}
 
 
-def cell_state(cell: Cell, results: Path, cache: Path) -> tuple[str, str]:
-    """(state, detail): 'running' while a process holds the cell's lock; else 'stale' when its record
+def cell_state(cell: Cell, results: Path, cache: Path, job: str = "") -> tuple[str, str]:
+    """(state, detail): 'running' while a process holds the cell's lock or the scheduler runs its last job
+    (`job`: '<id> <state>'), 'queued' while the job waits (to start, or to restart after a requeue: a rerun
+    would only duplicate it); else 'stale' when its record
     was made under another hub or protocol, else the record's status; 'unreadable' (with a warning)
     when its record file cannot be read; else 'interrupted' when
     checkpoints of the cell remain (a rerun resumes them); else 'missing'."""
-    if is_locked(cell.scope):
+    scheduled = job.split()[1] if job else ""
+    if is_locked(cell.scope) or scheduled in ACTIVE - QUEUED:
         return "running", ""
+    if scheduled in QUEUED:
+        return "queued", "its job waits for the scheduler; it resumes by itself"
     try:
         record = records.read(cell.path(results), cell.record_type)
     except records.RecordError as e:
@@ -48,7 +54,8 @@ class Row(NamedTuple):
 
 def states(cells: list[Cell], results: Path, cache: Path, jobs: dict[str, str]) -> list[Row]:
     """Each cell's state, with its detail and its submitit job (`jobs`: by cell id)."""
-    return [Row(cell, *cell_state(cell, results, cache), jobs.get(cell.id, "")) for cell in cells]
+    return [Row(cell, *cell_state(cell, results, cache, jobs.get(cell.id, "")), jobs.get(cell.id, ""))
+            for cell in cells]
 
 
 def listing(rows: list[Row]) -> list[str]:

@@ -78,6 +78,8 @@ class Suite:
         """A suite by name (from the bundled suites) or by path to a .toml file."""
         if is_path(name_or_path):
             path = Path(name_or_path)
+            if path.is_dir():
+                raise SuiteError(f"suite file {name_or_path} is a directory, not a .toml file")
             if not path.is_file():
                 raise SuiteError(f"suite file {name_or_path} does not exist")
         else:

@@ -7,6 +7,7 @@ by the functions that need it: the CLI's start-up stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -59,8 +60,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """Write through `write(fileobj)` to a temp file in the target directory, then rename over.
 
     The temp file gets `file_mode()` (mkstemp's is 0600). An OSError (a full disk, a directory that
-    vanished) leaves the old file as it was and names the file it could not write."""
+    vanished) leaves the old file as it was, removes the folders made for it, and names the file it could not
+    write."""
     path = Path(path)
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname().replace(".", "_")
     _sweep_orphans(path, host)
@@ -74,6 +77,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):  # another process may have written into it meanwhile
+                folder.rmdir()
         if isinstance(e, OSError) and e.filename is None and e.errno is not None:
             raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from e
         raise

@@ -12,14 +12,15 @@ import hashlib
 import os
 import pickle
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hubbench.io import file_mode, load_torch
+from hubbench.io import cache_dir, file_mode, load_torch
+from hubbench.seeding import digest
 
 WEIGHTS_DIR_ENV = "HUBBENCH_WEIGHTS_DIR"
 SHOWN = 8  # keys listed per kind of mismatch
@@ -172,6 +173,18 @@ def read(path: Path) -> Any:
             raise BadCheckpoint(f"{path}: refused, it does not load as plain tensors with weights_only=True "
                                 f"({load_failure(e)}); the file is corrupt, truncated or holds objects whose "
                                 "unpickling could run code: download it again") from e
+
+
+def verified_once(path: Path, how: dict, check: Callable[[], object]) -> None:
+    """Call `check` (it raises for a bad file) unless `path` passed it (`how` names the check) at its present
+    size and modification time; then remember that it passed, as an empty file under $HUBBENCH_CACHE/verified/."""
+    st = path.stat()
+    mark = cache_dir() / "verified" / digest({"path": str(path.resolve()), "size": st.st_size,
+                                              "mtime_ns": st.st_mtime_ns, **how})
+    if not mark.exists():
+        check()
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.touch()
 
 
 def load_failure(e: Exception) -> str:

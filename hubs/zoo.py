@@ -177,7 +177,7 @@ def zoo_hub(name: str, description: str, models: tuple[ZooModel, ...]) -> Hub:
     return Hub(name, description, sources,
                config={"weights": "random" if random else "pretrained",
                        "checkpoints": {m.name: m.checkpoint.weights for m in models}},
-               **({} if random else {"check": partial(require_weights, name)}))
+               **({} if random else {"check": partial(require_weights, name, models)}))
 
 
 def zoo_models(hub_name: str) -> tuple[ZooModel, ...]:
@@ -186,11 +186,24 @@ def zoo_models(hub_name: str) -> tuple[ZooModel, ...]:
     return ZOOS[hub_name][1]
 
 
-def require_weights(hub_name: str) -> None:
-    """Raise one `MissingWeights` naming every absent file of the hub (a check before a long run)."""
-    error = checkpoints.missing_weights(hub_name, files(zoo_models(hub_name)))
+def require_weights(hub_name: str, models: tuple[ZooModel, ...]) -> None:
+    """The check before a run: raise one `MissingWeights` naming every absent file of the hub, else
+    `BadCheckpoint` for the first file that does not match its hash, load with `weights_only=True` or fit its
+    architecture (its backbone and, where the hub uses it, its ImageNet head). A file that passed is not read
+    again while its path, size and modification time stay the same."""
+    error = checkpoints.missing_weights(hub_name, files(models))
     if error is not None:
         raise error
+    for model in models:
+        path = checkpoints.find(model.checkpoint.file)
+        checkpoints.verified_once(path, {"prefix": model.checkpoint.prefix, "head": bool(model.head)},
+                                  partial(check_model, hub_name, models, model))
+
+
+def check_model(hub_name: str, models: tuple[ZooModel, ...], model: ZooModel) -> None:
+    pretrained_weights(hub_name, models, model)
+    if model.head:
+        classifier(hub_name, models, model, random=False)
 
 
 def download(hub_name: str, dest: str | os.PathLike | None = None) -> list[Path]:

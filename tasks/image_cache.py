@@ -39,13 +39,16 @@ def pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="decode")
 
 
-def decode(item: Path | np.ndarray, side: int, layout: str) -> np.ndarray:
+IMAGE = "a complete image file that PIL decodes (JPEG, PNG, ...): replace it"  # what a bad image should be
+
+
+def decode(item: Path | np.ndarray, side: int) -> np.ndarray:
     """One image (a file, or a uint8 HWC array) as uint8 [side, side, 3]: RGB, squashed bilinearly."""
     try:
         with Image.fromarray(item) if isinstance(item, np.ndarray) else Image.open(item) as image:
             return np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR))
-    except OSError as e:  # unreadable, truncated or not an image
-        raise DatasetError(item, f"not a readable image ({e})", layout) from None
+    except OSError as e:  # unreadable, truncated or not an image: the image is wrong, not the dataset's layout
+        raise DatasetError(item, f"not a readable image ({e})", IMAGE) from None
 
 
 def identity(items: Sequence[Path | np.ndarray]) -> list:
@@ -69,7 +72,7 @@ def decoded(items: Sequence[Path | np.ndarray], side: int, layout: str, label: s
     """uint8 [N, side, side, 3] of `items`, memory-mapped from the cache; decoded into it first if absent
     (with a progress bar named `label`; an unreadable image is a `DatasetError` naming it)."""
     path = cache_path(items, side, label)
-    build_once((path,), lambda: build(items, side, layout, label, path))
+    build_once((path,), lambda: build(items, side, label, path))
     shape = (len(items), side, side, 3)
     size = int(np.prod(shape))
     if path.stat().st_size != size:
@@ -77,7 +80,7 @@ def decoded(items: Sequence[Path | np.ndarray], side: int, layout: str, label: s
     return torch.from_file(str(path), shared=False, size=size, dtype=torch.uint8).view(shape)
 
 
-def build(items: Sequence[Path | np.ndarray], side: int, layout: str, label: str, path: Path) -> None:
+def build(items: Sequence[Path | np.ndarray], side: int, label: str, path: Path) -> None:
     """Decode every image in order, chunk by chunk in the decoding threads, and write them as one file."""
 
     def write(f) -> None:
@@ -85,7 +88,7 @@ def build(items: Sequence[Path | np.ndarray], side: int, layout: str, label: str
                    dynamic_ncols=True)
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
-            for image in pool().map(lambda item: decode(item, side, layout), chunk):
+            for image in pool().map(lambda item: decode(item, side), chunk):
                 f.write(image.tobytes())
             bar.update(len(chunk))
         bar.close()

@@ -120,7 +120,7 @@ def test_slurm_without_sbatch(quiet_dir, capsys, monkeypatch):
 
 def test_unknown_state_filter(quiet_dir, capsys):
     refused(capsys, ["status", "--suite", "smoke", "--state", "finished"], "unknown state 'finished' (choose from: "
-            "done, failed, n/a, stale, running, interrupted, unreadable, missing)", quiet_dir)
+            "done, failed, n/a, stale, queued, running, interrupted, unreadable, missing)", quiet_dir)
 
 
 @pytest.fixture
@@ -176,6 +176,7 @@ def test_a_full_disk_ends_with_one_line_and_earlier_records_intact(full_at, tiny
     assert re.search(r"seed0\.json:" if full_at == "record" else r"\.ckpt:", err[-1])
     assert not [line for line in err if "Traceback" in line]
     assert json.loads(first.read_text())["status"] == "ok" and not second.exists()
+    assert full_at == "checkpoint" or not second.parent.exists(), "the failed write left its empty cell folder"
     assert not list(quiet_dir.rglob("*.tmp"))
 
 

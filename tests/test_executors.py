@@ -107,7 +107,7 @@ def test_inline_local_pool_and_submitit_write_identical_records(grid):
     assert comparable(root / "local/results") == inline
     assert comparable(root / "submitit/results") == inline
     assert comparable(root / "packed/results") == inline
-    assert len(set(read_json(root / "packed/results/grid/.submitit/jobs.json")["jobs"].values())) == 1
+    assert len({ids[-1] for ids in read_json(root / "packed/results/grid/.submitit/jobs.json")["jobs"].values()}) == 1
 
 
 def test_status_counts_and_lists_cells_with_their_jobs(grid, pair):
@@ -278,7 +278,7 @@ def test_preempted_submitit_job_is_requeued_and_resumes(long_grid, pair, tmp_pat
 
     def preempt():  # SLURM's warning signal, sent to the job's process while it trains
         wait_for_checkpoint(cache, lambda: True)
-        controller = int(json.loads((folder / "jobs.json").read_text())["jobs"][cells[0].id])
+        controller = int(json.loads((folder / "jobs.json").read_text())["jobs"][cells[0].id][-1])
         task = int(Path(f"/proc/{controller}/task/{controller}/children").read_text().split()[0])
         os.kill(task, signal.SIGUSR2)
         signalled.append(task)
@@ -296,7 +296,8 @@ def test_preempted_submitit_job_is_requeued_and_resumes(long_grid, pair, tmp_pat
     assert comparable(tmp_path / "results") == expected
 
 
-def test_slurm_dry_run_prints_the_sbatch_parameters_and_writes_nothing(tmp_path, capsys):
+def test_slurm_dry_run_prints_the_sbatch_parameters_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scheduler to ask: the dry run alone (tests/test_slurm.py asks one)
     suite = tmp_path / "gpu.toml"
     suite.write_text('hubs = ["mini"]\ntasks = ["scenes", "digits"]\nmethods = ["scratch", "ensemble_i"]\n'
                      '[slurm]\npartition = "gpu"\ngpus = 1\nmem_gb = 16\ntime_min = 90\n')
@@ -311,7 +312,8 @@ def test_slurm_dry_run_prints_the_sbatch_parameters_and_writes_nothing(tmp_path,
     assert not results.exists()
 
 
-def test_per_method_slurm_resources_make_one_array_each(tmp_path, capsys):
+def test_per_method_slurm_resources_make_one_array_each(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scheduler to ask: the dry run alone (tests/test_slurm.py asks one)
     suite = tmp_path / "mixed.toml"
     suite.write_text('hubs = ["mini"]\ntasks = ["scenes", "digits"]\nmethods = ["scratch", "ensemble_i"]\n'
                      '[slurm]\npartition = "cpu"\ntime_min = 30\n'

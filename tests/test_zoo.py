@@ -235,7 +235,7 @@ def test_missing_weights_is_one_error_listing_every_file_and_directory(hub_name,
     assert f"{len(models) - 1} missing" in message and message.count("MISSING") == len(models) - 1
     assert str(weights_dir) in message and str(tmp_path / "torch" / "hub" / "checkpoints") in message
     with pytest.raises(MissingWeights):
-        zoo.require_weights(hub_name)
+        zoo.require_weights(hub_name, models)
 
 
 def test_weights_dir_comes_before_torch_download_dir(weights_dir, tmp_path):
@@ -272,7 +272,7 @@ def test_download_fetches_missing_files_with_their_hash_check(weights_dir, monke
     assert dict(calls) == {m.checkpoint.url: checkpoints.sha256_prefix(m.checkpoint.file)
                            for m in zoo.RESNET50_ZOO[1:]}
     assert dict(calls)[zoo.MOCO_URL] is None
-    zoo.require_weights("resnet50-zoo")  # all present now
+    assert checkpoints.missing_weights("resnet50-zoo", files) is None  # all present now
 
 
 def test_download_offline_is_one_clear_error(tmp_path, monkeypatch):

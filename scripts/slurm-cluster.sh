@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# A one-node SLURM cluster on this machine, for the tests of `--executor slurm` (tests/test_slurm.py).
+#
+#   scripts/slurm-cluster.sh start   # start munge, MariaDB, slurmdbd, slurmctld and slurmd (idempotent)
+#   scripts/slurm-cluster.sh stop    # stop them again
+#   scripts/slurm-cluster.sh status  # exit 0 when the cluster answers
+#
+# Needs root and Debian's packages: apt-get install slurm-wlm munge slurmdbd mariadb-server.
+# Accounting (slurmdbd, on its own MariaDB) is there because submitit learns that a job ended without a
+# result (cancelled, timed out, node lost) from `sacct`. Everything the cluster writes lives under
+# $HUBBENCH_SLURM_DIR (default /tmp/hubbench-slurm): configuration, state, logs, the database.
+set -euo pipefail
+
+DIR=${HUBBENCH_SLURM_DIR:-/tmp/hubbench-slurm}
+CONF=$DIR/etc/slurm.conf
+export SLURM_CONF=$CONF
+NODE=$(hostname -s)
+
+die() { echo "slurm-cluster: $*" >&2; exit 1; }
+
+answers() { [ -f "$CONF" ] && sinfo -h -o %T >/dev/null 2>&1 && sacctmgr -n list cluster >/dev/null 2>&1; }
+
+wait_for() {  # wait_for SECONDS WHAT COMMAND...
+  local limit=$1 what=$2; shift 2
+  for _ in $(seq "$limit"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  die "$what did not come up within ${limit}s; see $DIR/log"
+}
+
+configure() {
+  mkdir -p "$DIR"/{etc,log,state,spool,run,mysql}
+  local cpus mem
+  cpus=$(nproc)
+  mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+  cat >"$CONF" <<EOF
+ClusterName=hubbench
+SlurmctldHost=$NODE(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool
+SlurmctldPidFile=$DIR/run/slurmctld.pid
+SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+MpiDefault=none
+ReturnToService=2
+MinJobAge=30
+KillWait=5
+SchedulerParameters=sched_interval=2
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+EOF
+  cat >"$DIR/etc/slurmdbd.conf" <<EOF
+AuthType=auth/munge
+DbdHost=$NODE
+DbdAddr=127.0.0.1
+SlurmUser=root
+PidFile=$DIR/run/slurmdbd.pid
+LogFile=$DIR/log/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=3399
+StorageUser=slurm
+StoragePass=hubbench
+StorageLoc=slurm_acct_db
+EOF
+  chmod 600 "$DIR/etc/slurmdbd.conf"
+}
+
+start() {
+  for exe in munged slurmctld slurmd slurmdbd mariadbd sbatch; do
+    command -v "$exe" >/dev/null || die "$exe not found: apt-get install slurm-wlm munge slurmdbd mariadb-server"
+  done
+  [ "$(id -u)" = 0 ] || die "needs root"
+  if answers; then echo "slurm-cluster: already up ($CONF)"; return; fi
+  configure
+  mkdir -p /run/munge /var/lib/munge /var/log/munge
+  [ -s /etc/munge/munge.key ] || mungekey --create --keyfile=/etc/munge/munge.key
+  pgrep -x munged >/dev/null || munged --force
+  if [ ! -d "$DIR/mysql/mysql" ]; then
+    mariadb-install-db --user=root --datadir="$DIR/mysql" >"$DIR/log/mariadb-install.log" 2>&1
+  fi
+  if [ ! -S "$DIR/run/mysqld.sock" ]; then
+    mariadbd --user=root --datadir="$DIR/mysql" --socket="$DIR/run/mysqld.sock" --port=3399 \
+      --bind-address=127.0.0.1 --pid-file="$DIR/run/mariadb.pid" >"$DIR/log/mariadb.log" 2>&1 &
+  fi
+  wait_for 60 MariaDB mariadb --socket="$DIR/run/mysqld.sock" -e "select 1"
+  mariadb --socket="$DIR/run/mysqld.sock" -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'hubbench';
+    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
+  [ -s "$DIR/run/slurmdbd.pid" ] && kill -0 "$(cat "$DIR/run/slurmdbd.pid")" 2>/dev/null || slurmdbd  # reads slurmdbd.conf beside $SLURM_CONF
+  wait_for 60 slurmdbd sacctmgr -n list cluster
+  sacctmgr -i add cluster hubbench >/dev/null 2>&1 || true
+  pgrep -f "slurmctld -f $CONF" >/dev/null || slurmctld -f "$CONF"
+  # jobs inherit slurmd's niceness: low priority on a machine shared with other work
+  pgrep -f "slurmd -f $CONF" >/dev/null || nice -n 10 slurmd -f "$CONF"
+  wait_for 60 "the node" sh -c "sinfo -h -o %T | grep -Eq '^(idle|mixed|allocated)'"
+  echo "slurm-cluster: up; export SLURM_CONF=$CONF"
+}
+
+stop() {
+  for pidfile in slurmd slurmctld slurmdbd mariadb; do
+    [ -s "$DIR/run/$pidfile.pid" ] && kill "$(cat "$DIR/run/$pidfile.pid")" 2>/dev/null || true
+  done
+  echo "slurm-cluster: stopped"
+}
+
+case ${1:-} in
+  start) start ;;
+  stop) stop ;;
+  status) answers ;;
+  *) die "usage: $0 start|stop|status" ;;
+esac

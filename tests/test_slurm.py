@@ -1,0 +1,188 @@
+"""`--executor slurm` against a real one-node SLURM cluster (scripts/slurm-cluster.sh; `tox -e slurm` starts it):
+records equal to inline; a cancelled or requeued cell resumes; Ctrl-C of the client, then a rerun, submits no
+duplicate; a controller that is down and an unknown partition are one line, exit 2, nothing written.
+Skipped where no cluster answers (see docs/slurm.md)."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PLUGIN, ROOT, hubbench, write_suite
+from test_executors import comparable
+
+from hubbench.io import read_json
+
+CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
+CONF = Path(os.environ.get("HUBBENCH_SLURM_DIR", "/tmp/hubbench-slurm"), "etc", "slurm.conf")  # the script's
+
+
+def cluster_answers() -> bool:
+    return subprocess.run([CLUSTER, "status"], capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not cluster_answers(), reason="no SLURM cluster answers: as root, "
+                                "scripts/slurm-cluster.sh start (or tox -e slurm); see docs/slurm.md")
+
+
+def env(root: Path, **extra) -> dict:
+    return {**os.environ, "SLURM_CONF": str(CONF), "HUBBENCH_CACHE": str(root / "cache"), "HUBBENCH_PROGRESS_S": "1",
+            **extra}
+
+
+def run(suite: Path, root: Path, *args, **kw) -> subprocess.CompletedProcess:
+    return hubbench("run", "--suite", str(suite), "--results", str(root / "results"), "--device", "cpu", *args,
+                    env=kw.pop("env", None) or env(root), check=kw.pop("check", False), **kw)
+
+
+def slurm(suite: Path, root: Path, *args, **kw) -> subprocess.CompletedProcess:
+    return run(suite, root, "--executor", "slurm", *args, **kw)
+
+
+def jobs(root: Path, suite: str) -> dict[str, list[str]]:
+    return read_json(root / "results" / suite / ".submitit" / "jobs.json")["jobs"]
+
+
+def wait_until(condition, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def scheduler(*command: str) -> str:
+    """Run a SLURM command against the test cluster; its stdout."""
+    return subprocess.run(command, capture_output=True, text=True, check=True,
+                          env={**os.environ, "SLURM_CONF": str(CONF)}).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """A one-cell suite, run inline for the reference."""
+    root = tmp_path_factory.mktemp("quick")
+    suite = write_suite(root, "quick", methods=("scratch",))
+    assert run(suite, root / "inline").returncode == 0
+    return root, suite
+
+
+@pytest.fixture(scope="module")
+def long(tmp_path_factory):
+    """A one-cell suite long enough to be stopped mid-way, and its inline records."""
+    root = tmp_path_factory.mktemp("long")
+    suite = write_suite(root, "long", methods=("scratch",), iterations=150, checkpoint_every=5, eval_every=50)
+    assert run(suite, root / "inline").returncode == 0
+    return root, suite, comparable(root / "inline" / "results")
+
+
+def test_submitted_records_equal_inline_and_the_run_says_its_jobs(quick, tmp_path):
+    root, suite = quick
+    done = slurm(suite, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"submitted 1 jobs \(\d+\); their logs are in \S+/\.submitit", done.stderr)
+    assert comparable(tmp_path / "results") == comparable(root / "inline" / "results")
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
+    assert re.search(r"tiny/digits/scratch/seed0 +done +\d+ COMPLETED", status)
+
+
+def started(root: Path) -> bool:
+    return bool(list((root / "cache").glob("checkpoints/*.ckpt")))
+
+
+def training_client(suite: Path, root: Path) -> subprocess.Popen:
+    """`hubbench run --executor slurm` in the background, once its cell has written a checkpoint."""
+    client = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite",
+                               str(suite), "--results", str(root / "results"), "--device", "cpu", "--executor",
+                               "slurm"], cwd=ROOT, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    wait_until(lambda: started(root))
+    return client
+
+
+def test_scancel_mid_cell_leaves_no_record_and_a_rerun_resumes(long, tmp_path):
+    _, suite, reference = long
+    client = training_client(suite, tmp_path)
+    (first,) = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]
+    scheduler("scancel", first.split("_")[0])
+    out, _ = client.communicate(timeout=180)
+    assert client.returncode == 1 and "incomplete" in out
+    assert not list((tmp_path / "results").rglob("seed0.json")) and started(tmp_path)
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
+    assert re.search(r"seed0 +interrupted +\d+ CANCELLED", status)
+    assert slurm(suite, tmp_path).returncode == 0
+    assert comparable(tmp_path / "results") == reference
+    assert len(jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]) == 2  # jobs.json keeps both
+
+
+@pytest.mark.parametrize("how", ["requeue", "preempt"])
+def test_a_requeued_or_preempted_job_resumes_to_equal_records(how, long, tmp_path):
+    _, suite, reference = long
+    client = training_client(suite, tmp_path)
+    (job,) = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]
+    if how == "requeue":
+        scheduler("scontrol", "requeue", job.split("_")[0])
+    else:  # SLURM's warning signal, as at pre-emption: submitit requeues the job itself
+        scheduler("scancel", "--signal=USR2", job.split("_")[0])
+    out, err = client.communicate(timeout=300)
+    assert client.returncode == 0, err[-2000:]
+    assert f"requeued: job {job} started again (attempt 2); it resumes from its checkpoints" in err
+    assert comparable(tmp_path / "results") == reference
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
+    assert re.search(rf"seed0 +done +{job} COMPLETED \(2 starts\)", status)
+
+
+def test_ctrl_c_says_which_jobs_go_on_and_a_rerun_submits_no_duplicate(long, tmp_path):
+    _, suite, reference = long
+    client = training_client(suite, tmp_path)
+    client.send_signal(signal.SIGINT)
+    _, err = client.communicate(timeout=60)
+    (job,) = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"]
+    assert client.returncode == 130
+    assert f"1 jobs go on without this client ({job}); a rerun does not submit them again" in err
+    assert f"hubbench cancel --suite {suite}" in err and f"scancel {job}" in err
+    scheduler("scontrol", "suspend", job.split("_")[0])  # it goes on, but not to its end yet
+
+    rerun = slurm(suite, tmp_path)
+    assert rerun.returncode == 0 and re.search(rf"(running|queued) +tiny/digits/scratch/seed0 +job {job} is ",
+                                               rerun.stdout), rerun.stdout
+    assert jobs(tmp_path, "long")["tiny/digits/scratch/seed0"] == [job]  # not submitted again
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
+    assert re.search(r"seed0 +(running|queued) +\d+", status)
+
+    cancelled = hubbench("cancel", "--suite", str(suite), "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
+    assert f"long: cancelled 1 jobs: {job}" in cancelled
+    wait_until(lambda: scheduler("squeue", "-h", "-j", job.split("_")[0]) == "")
+    assert slurm(suite, tmp_path).returncode == 0  # resumes from the checkpoints
+    assert comparable(tmp_path / "results") == reference
+
+
+def test_an_unknown_partition_is_one_line_before_anything_runs(quick, tmp_path):
+    _, suite = quick
+    for args in (["--slurm-partition", "nope"], ["--slurm-partition", "nope", "--dry-run"]):
+        done = slurm(suite, tmp_path, *args)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "SLURM refuses the jobs of scratch: invalid partition specified: nope" in done.stderr
+    assert not (tmp_path / "results").exists()
+    assert slurm(suite, tmp_path, "--dry-run").stdout.count("the jobs: accepted by the scheduler") == 1
+
+
+def test_a_controller_that_is_down_is_one_line_before_anything_runs(quick, tmp_path):
+    _, suite = quick
+    conf = CONF.read_text()
+    down = tmp_path / "slurm.conf"
+    down.write_text(re.sub(r"(?m)^SlurmctldHost=.*$", "SlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=6999", conf))
+    done = slurm(suite, tmp_path, env=env(tmp_path, SLURM_CONF=str(down)))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "Unable to contact slurm controller" in done.stderr
+    assert not (tmp_path / "results").exists()
+    dry = slurm(suite, tmp_path, "--dry-run", env=env(tmp_path, SLURM_CONF=str(down)))
+    assert dry.returncode == 0 and re.search(r"the jobs: not checked with the scheduler: .*Unable to contact",
+                                             dry.stdout)

@@ -1,6 +1,7 @@
 """The pre-trained weights hubbench ships for its self-built hubs: complete for the current hub version, loaded
 without training, verified before any cell, and what pre-training here from scratch makes."""
 
+import dataclasses
 import shutil
 
 import pytest
@@ -9,6 +10,7 @@ from conftest import PLUGIN, write_suite
 
 from hubbench.benchmark.cli import main
 from hubbench.hubs import get_hub, mini, shipped
+from hubbench.images import to_input
 from hubbench.io import save_torch
 
 
@@ -70,8 +72,10 @@ def test_the_cheapest_source_pretrained_here_from_scratch_equals_the_shipped_fil
 
     Bit for bit where the torch build and the CPU's vector units are the manifest's (`made_with`): pre-training
     runs one thread in a fixed order, so the same kernels give the same bits. Elsewhere other kernels (AVX2
-    against AVX-512, another torch) round differently and 500 steps of SGD carry the rounding on; the test
-    then asks for close weights: every tensor within 5% of its own scale."""
+    against AVX-512, another torch) round differently and 500 steps of SGD carry the rounding on, so single
+    weights drift (up to 6.3% of a tensor's scale, measured on the manifest's machine forced onto its AVX2
+    kernels with ATEN_CPU_CAPABILITY=avx2); the test then asks for the same function: the two backbones'
+    feature maps on the source task's images within 10% of each other (measured there: 3.0%)."""
     monkeypatch.setenv("HUBBENCH_CACHE", str(tmp_path))
     pretrained = get_hub("mini").source("segmentation").pretrained
     parent = get_hub("mini").source("supervised").pretrained
@@ -84,9 +88,13 @@ def test_the_cheapest_source_pretrained_here_from_scratch_equals_the_shipped_fil
                                                               torch.backends.cpu.get_cpu_capability()):
         assert all(torch.equal(trained[k], reference[k]) for k in reference)
     else:
-        for k, ref in reference.items():
-            scale = ref.double().abs().max().clamp_min(1e-6)
-            assert (trained[k].double() - ref.double()).abs().max() <= 0.05 * scale, k
+        images, _ = mini.source_data(pretrained.task, dataclasses.replace(pretrained.cfg, images=64))
+        ours, theirs = pretrained.arch.build().eval(), pretrained.arch.build().eval()
+        ours.load_state_dict(trained)
+        theirs.load_state_dict(reference)
+        with torch.no_grad():
+            a, b = ours(to_input(images)), theirs(to_input(images))
+        assert (a - b).norm() <= 0.1 * b.norm()
 
 
 def test_hub_build_from_scratch_reports_each_file_and_ships(copied, tmp_path, monkeypatch, capsys):

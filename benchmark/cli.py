@@ -198,11 +198,12 @@ def cmd_run(args) -> int:
     except StaleRecords as e:
         raise UsageError(f"{e}: --rerun-stale redoes such records, or run into another --results") from None
     if not args.dry_run:  # a dry run estimates from the tasks' declared sizes: the data need not be there yet
+        check_data(cells)
+    check_weights(cells)  # before the images are decoded: a missing or bad weights file is found in seconds
+    if not args.dry_run:
         from hubbench.benchmark.preflight import check_images
 
-        check_data(cells)
         check_images(cells)
-    check_weights(cells)
     device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
     executor = make_executor(args, suite, device, cells)
     if args.executor == "slurm" and not args.dry_run:

@@ -73,7 +73,7 @@ def quick(tmp_path_factory):
 def long(tmp_path_factory):
     """A one-cell suite long enough to be stopped mid-way, and its inline records."""
     root = tmp_path_factory.mktemp("long")
-    suite = write_suite(root, "long", methods=("scratch",), iterations=150, checkpoint_every=5, eval_every=50)
+    suite = write_suite(root, "long", methods=("scratch",), iterations=1200, checkpoint_every=5, eval_every=400)
     assert run(suite, root / "inline").returncode == 0
     return root, suite, comparable(root / "inline" / "results")
 

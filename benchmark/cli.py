@@ -411,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--random-weights", action="store_true",
                          help="real hubs' architectures with seeded random weights (profiling, tests)")
 
-    grid = Parser(add_help=False)  # which cells: a suite, a variant of it, a part of it
+    records = Parser(add_help=False)  # where records are read and written
+    records.add_argument("--results", type=Path, default=RESULTS, help="records directory (default: results)")
+    grid = Parser(add_help=False, parents=[records])  # which cells: a suite, a variant of it, a part of it
     grid.add_argument("--suite", required=True, help="suite name (see `hubbench list suites`) or path to a .toml file")
     grid.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="override a protocol field of every task (repeatable), in TOML syntax as in a suite's "
@@ -422,7 +424,6 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--method", action="append",
                       help="only this method or ranker, by name or id (repeatable; a ranking's id: rank:<ranker>)")
     grid.add_argument("--seed", action="append", help="only these seeds, e.g. 0,1 (repeatable)")
-    grid.add_argument("--results", type=Path, default=RESULTS, help="records directory (default: results)")
 
     run = sub.add_parser("run", parents=[common, grid, weights, runtime], help="run a suite's cells into records",
                          description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped. "
@@ -494,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="render the variant of each --suite that `run --set` made with these overrides")
     lb.set_defaults(func=cmd_leaderboard)
 
-    cmp = sub.add_parser("compare", parents=[common], help="compare the cells two suites, variants or results share",
+    cmp = sub.add_parser("compare", parents=[common, records],
+                         help="compare the cells two suites, variants or results share",
                          description="Print a table of the (hub, task, method) cells that A and B both have ok "
                                      "records for: the mean test metric in each, B - A, and B - A paired over the "
                                      "seeds both have with its 95% interval; then the hub, protocol and runtime "
@@ -502,12 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("a", metavar="A", help="a suite or variant under RESULTS (e.g. mini, mini@iterations=20), or "
                                             "a folder of a suite's records (e.g. ../main/results/mini)")
     cmp.add_argument("b", metavar="B", help="the other, as A")
-    cmp.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
     cmp.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison as a page")
     cmp.add_argument("--force", action="store_true", help="replace an existing --html file")
     cmp.set_defaults(func=cmd_compare)
 
-    export = sub.add_parser("export", parents=[common], help="export records to TensorBoard",
+    export = sub.add_parser("export", parents=[common, records], help="export records to TensorBoard",
                             description="Write every ok record as a TensorBoard run, one per cell, in "
                                         "DIR/<suite>/<hub>/<task>/<method id>/seed<N>/: its curves over training "
                                         "iterations, its final metrics and its hyper-parameters (HParams). Offline; "
@@ -516,7 +517,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write the runs (a run folder that exists is refused)")
     export.add_argument("--suite", action="append",
                         help="suite or variant folder under RESULTS, repeatable (default: every one with records)")
-    export.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
     export.set_defaults(func=cmd_export)
 
     prof = sub.add_parser("profile", parents=[common, weights, runtime],
@@ -541,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
     prof.set_defaults(func=cmd_profile)
 
-    rank = sub.add_parser("rank", parents=[common, weights], help="which hub model for a task: every ranker's scores",
+    rank = sub.add_parser("rank", parents=[common, weights, records],
+                          help="which hub model for a task: every ranker's scores",
                           description="Score every source of a hub for a task with every applicable ranker (LogME, "
                                       "LEEP, NCE, H-score) and print a table of scores, each ranker's pick and the "
                                       "seconds it took; the ranking records go where a suite's would "
@@ -562,7 +563,6 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--data-dir", type=Path, metavar="DIR",
                       help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
     rank.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
-    rank.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
     rank.set_defaults(func=cmd_rank)
 
     data = sub.add_parser("data", parents=[common], help="dataset operations")

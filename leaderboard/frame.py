@@ -29,8 +29,8 @@ def hp_kind(value) -> type:
     return next(t for t in HP_TYPES if isinstance(value, t))
 
 
-def hp_columns(rows: list[dict]) -> dict[str, dict[str, str]]:
-    """{parameter column of the rows -> {typed column: dtype}}: `hp_<name>` where every method that has the
+def hp_columns(rows: list[dict]) -> dict[str, dict[type, str]]:
+    """{parameter column of the rows -> {value type: typed column}}: `hp_<name>` where every method that has the
     parameter gives it one type, else one column per type, `hp_<name>:<type>` (a plugin's `model: int` beside
     `finetune`'s `model: str`), so that no column mixes types."""
     kinds: dict[str, set[type]] = {}
@@ -38,18 +38,17 @@ def hp_columns(rows: list[dict]) -> dict[str, dict[str, str]]:
         for column, value in row.items():
             if column.startswith(record.HP_PREFIX) and value is not None:
                 kinds.setdefault(column, set()).add(hp_kind(value))
-    return {column: ({column: HP_TYPES[next(iter(found))]} if len(found) == 1 else
-                     {f"{column}:{k.__name__}": HP_TYPES[k] for k in sorted(found, key=lambda k: k.__name__)})
+    return {column: {k: column if len(found) == 1 else f"{column}:{k.__name__}" for k in found}
             for column, found in kinds.items()}
 
 
-def split_hps(row: dict, columns: dict[str, dict[str, str]]) -> dict:
+def split_hps(row: dict, columns: dict[str, dict[type, str]]) -> dict:
     """`row` with each hyper-parameter in its typed column."""
     out = {k: v for k, v in row.items() if k not in columns}
     for column, typed in columns.items():
-        out.update(dict.fromkeys(typed))
+        out.update(dict.fromkeys(typed.values()))
         if (value := row.get(column)) is not None:
-            out[column if len(typed) == 1 else f"{column}:{hp_kind(value).__name__}"] = value
+            out[typed[hp_kind(value)]] = value
     return out
 
 
@@ -59,7 +58,7 @@ def results(records: list[Record]) -> pd.DataFrame:
     typed = hp_columns(raw)
     rows = pd.DataFrame([split_hps(row, typed) for row in raw])
     metrics = [c for prefix in record.METRIC_PREFIXES for c in sorted(rows) if c.startswith(prefix)]
-    hps = {name: dtype for columns in typed.values() for name, dtype in columns.items()}
+    hps = {name: HP_TYPES[kind] for columns in typed.values() for kind, name in columns.items()}
     rows = rows[[*record.IDENTITY_COLUMNS, *record.OUTCOME_COLUMNS, *metrics, *sorted(hps), *record.MEASURE_COLUMNS]]
     types = {c: t for c, t in record.COLUMNS.items() if t != "category"}
     rows = rows.astype({**types, **dict.fromkeys(metrics, "float64"), **hps})

@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from hubbench.io import read_json, write_json
 from hubbench.methods.base import parse_spec
 from hubbench.progress import interval
 from hubbench.rankers.base import parse_spec as parse_ranker
+from hubbench.stopping import deferred
 from hubbench.training import Runtime
 
 Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary or why it ended), seconds
@@ -76,13 +78,15 @@ class CellJob:
     def __call__(self) -> tuple[str, str, float]:
         """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
         start = time.perf_counter()
-        status, record = run_cell(self.cell(), self.results, pick_device(self.device), redo=self.redo,
-                                  threads=self.threads, runtime=self.runtime)
+        with deferred(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"]):  # requeue after a checkpoint
+            status, record = run_cell(self.cell(), self.results, pick_device(self.device), redo=self.redo,
+                                      threads=self.threads, runtime=self.runtime)
         return status, record.summary(), time.perf_counter() - start
 
     def checkpoint(self) -> DelayedSubmission:
-        """submitit calls this when the job is pre-empted or reaches its time limit: the requeued job
-        is this same call, which resumes from the stage checkpoints the stopped one left on disk."""
+        """submitit calls this when the job is pre-empted or reaches its time limit (once a running training
+        loop has saved its checkpoint, see `hubbench.stopping`): the requeued job is this same call, which
+        resumes from the stage checkpoints the stopped one left on disk."""
         return DelayedSubmission(self)
 
 

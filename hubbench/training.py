@@ -29,6 +29,7 @@ from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.progress import progress
 from hubbench.seeding import derive_seed
 from hubbench.staging import prefetching
+from hubbench.stopping import requested, stop, training_loop
 
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 Curves = dict[str, list[list[float]]]
@@ -169,8 +170,9 @@ class Losses:
 
 
 class Checkpoint:
-    """Training state saved atomically every `every` iterations and at the end, so a killed
-    run resumes and a finished stage of a multi-stage method is not trained again.
+    """Training state saved atomically every `every` iterations, at the end, and when a stop signal comes
+    (`hubbench.stopping`), so a killed run resumes and a finished stage of a multi-stage method is not
+    trained again.
 
     A stage's training seconds add up all its attempts, the work an attempt did after its last checkpoint
     (and that the next one does again) included. The state carries the seconds spent up to it; beside it,
@@ -231,13 +233,17 @@ class Checkpoint:
 
 
 @contextlib.contextmanager
-def counting(checkpoint: Checkpoint | None):
-    """Count the attempt's training seconds beside `checkpoint` when the block ends, however it ends (a full disk's
-    error is the one to show)."""
-    try:
+def attempt(checkpoint: Checkpoint | None):
+    """The block is an attempt at a stage saved in `checkpoint`: a stop signal held for it (`hubbench.stopping`)
+    waits for its next checkpoint, and its training seconds are counted when it ends, however it ends (a full
+    disk's error is the one to show)."""
+    if checkpoint is None:
         yield
-    finally:
-        if checkpoint:
+        return
+    with training_loop():
+        try:
+            yield
+        finally:
             with contextlib.suppress(OSError):
                 checkpoint.count(force=True)
 
@@ -283,7 +289,7 @@ def train(
     model.train()
     losses = Losses(start)
     stages = (batch_at(it) for it in range(start, schedule.iterations))
-    with counting(checkpoint), sharing(device), shape_stable(model), prefetching(stages, device, runtime) as batches:
+    with attempt(checkpoint), sharing(device), shape_stable(model), prefetching(stages, device, runtime) as batches:
         for it, (x, y) in zip(bar, batches, strict=True):
             pause_point(device)  # a neighbour's measurement has the device to itself
             torch.manual_seed(derive_seed(seed, "step", it))
@@ -307,11 +313,14 @@ def train(
                         curves.setdefault(name, []).append([done, float(value)])
                     model.train()
             if checkpoint:
-                if done % checkpoint.every == 0 or done == schedule.iterations:
+                stopping = requested()
+                if done % checkpoint.every == 0 or done == schedule.iterations or stopping:
                     window += losses.read()
                     checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                      "iteration": done, "curves": curves, "window": window})
                 checkpoint.count()
+                if stopping:
+                    stop()  # the held signal's handler: submitit's requeues the job and exits
     bar.close()
     model.eval()
     return curves

@@ -1,11 +1,14 @@
+import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 from torch import nn
 
+from hubbench.stopping import deferred
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
 
 SCHED = Schedule(iterations=12, lr=0.1, batch_size=8, milestones=(6, 9))
@@ -93,6 +96,7 @@ KILLED_ATTEMPT = """
 import os, signal, sys, time
 import torch
 from torch import nn
+from hubbench.stopping import deferred
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
 
 X, Y = torch.randn(40, 5), torch.randint(0, 3, (40,))
@@ -130,3 +134,37 @@ def test_a_stage_counts_what_a_killed_attempt_trained_after_its_last_checkpoint(
     assert checkpoint.load()["seconds"] >= carried  # the resumed attempt adds its own
     checkpoint.clear()
     assert not list(tmp_path.iterdir())
+
+
+def test_a_stop_signal_during_training_waits_for_a_checkpoint_then_resumes_bit_identical(tmp_path):
+    """SLURM's warning signal mid-step: the loop ends its step and saves a checkpoint there (not only at its
+    periodic ones) before submitit's handler exits; the next attempt resumes from it, bit-identical."""
+    ref = model()
+    ref_curves = train(ref, loss, batch_at, SCHED, seed=1, eval_every=4, evaluate=lambda m: {"x": 1.0})
+    calls = []
+
+    def signalled(m, x, y):
+        calls.append(1)
+        if len(calls) == 6:
+            os.kill(os.getpid(), signal.SIGUSR2)  # during step 5
+        return loss(m, x, y)
+
+    def requeue(signum, frame):  # what submitit's handler does, after requeueing the job
+        raise SystemExit(-1)
+
+    ckpt = Checkpoint(tmp_path / "c.ckpt", every=100)
+    before = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        with deferred(signal.SIGUSR2), pytest.raises(SystemExit):
+            train(model(), signalled, batch_at, SCHED, seed=1, checkpoint=ckpt, eval_every=4,
+                  evaluate=lambda m: {"x": 1.0})
+        with deferred(signal.SIGUSR2), pytest.raises(SystemExit):  # outside a training loop: at once
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    assert ckpt.load()["iteration"] == 6 and len(calls) == 6
+    resumed = model()
+    assert train(resumed, loss, batch_at, SCHED, seed=1, checkpoint=ckpt, eval_every=4,
+                 evaluate=lambda m: {"x": 1.0}) == ref_curves
+    assert all(torch.equal(v, state(resumed)[k]) for k, v in state(ref).items())

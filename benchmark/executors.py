@@ -138,14 +138,25 @@ class Executor:
         jobs = [CellJob.of(c, results, device, self.plugins, redo=redo, threads=threads, runtime=runtime) for c in todo]
         for i, result in self.submit(todo, jobs):
             if isinstance(result, BaseException):
-                lines = str(result).strip().splitlines()
-                yield todo[i], "incomplete", f"{type(result).__name__}: {lines[-1] if lines else ''}", 0.0
+                yield todo[i], "incomplete", why_ended(result), 0.0
             else:
                 yield todo[i], *result
 
     def submit(self, cells: list[Cell], jobs: list[CellJob]) -> Iterator[tuple[int, Any]]:
         """Run `jobs`, yielding (index, what the job returned or the exception that ended it) as each ends."""
         raise NotImplementedError
+
+
+def why_ended(error: BaseException) -> str:
+    """Why a cell's process or job ended without a record, in one line: the error raised inside the job where
+    submitit reports one (the last line of the traceback between its dashed lines, such as `UncompletedJobError:
+    Job not requeued because: timed-out too many times.`), else the last line of `error`'s message."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    dashes = [i for i, line in enumerate(lines) if set(line) == {"-"}]
+    if len(dashes) >= 2 and dashes[1] > dashes[0] + 1:
+        name, _, message = lines[dashes[1] - 1].partition(": ")
+        return f"{name.rsplit('.', 1)[-1]}: {message}"
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"
 
 
 def visible_gpus() -> list[str]:

@@ -256,12 +256,12 @@ def trained_s(tried: list[list[tuple[int, int]]]) -> int:
 
 
 def test_a_time_limit_shorter_than_the_cell_requeues_it_until_it_is_done(timed, tmp_path):
-    """time_min = 1 for a cell of about 90 s of training: each attempt gets SLURM's warning signal 6 s (a tenth of the
-    limit) before it, saves a checkpoint where it is, and submitit requeues the job; the next attempt resumes
-    there. The cell ends within submitit's three requeues of a time-out, equal to inline, its cost every attempt's
-    training. SLURM looks at time limits every 30 s and signals at the last look before the warning is due: a job
-    started just after a look gets about 25 s, one started 10 s after it about 50, so the test starts each
-    requeued job 8 s after it shows as requeued (SLURM would hold it two minutes)."""
+    """time_min = 1 for a cell of about 90 s of training: each attempt gets SLURM's warning signal (asked for 6 s,
+    a tenth of the limit, before it), saves a checkpoint where it is, and submitit requeues the job; the next
+    attempt resumes there. The cell ends within submitit's three requeues of a time-out, equal to inline, its cost
+    every attempt's training. SLURM looks at time limits every 30 s and signals at the last look before the warning
+    is due: a job started just after a look gets about 25 s, one started 10 s after it about 50, so the test starts
+    each requeued job 8 s after it shows as requeued (SLURM would hold it two minutes)."""
     _, suite, reference = timed
     running = submitting(suite, tmp_path)
     out, err, job = steer(running, tmp_path, "timed", restart_after=8)

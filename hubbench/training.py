@@ -177,11 +177,11 @@ class Checkpoint:
     A stage's training seconds add up all its attempts, the work an attempt did after its last checkpoint
     (and that the next one does again) included. The state carries the seconds spent up to it; beside it,
     `<name>.seconds.json` carries the seconds spent up to the latest moment: the loop writes it every
-    `count_every_s` seconds (default 5) and when it ends, however it ends (an error, an interrupt, the `SystemExit` of
-    submitit's requeue at SLURM's warning signal). An attempt killed outright (SIGKILL: a lost node, a
-    `scancel` after its grace period) leaves at most `count_every_s` seconds uncounted. `carried_s` is the
-    seconds of the earlier attempts, the larger of the two figures (0 when starting afresh); `seconds`, those
-    and this attempt's, counted from `load`."""
+    `count_every_s` seconds (default 5) and when it ends, however it ends (an error, an interrupt, the
+    `SystemExit` of submitit's requeue at SLURM's warning signal). An attempt killed outright (SIGKILL: a lost
+    node, a `scancel` after its grace period) leaves at most `count_every_s` seconds uncounted. `carried_s` is
+    the seconds of the earlier attempts, the larger of the two figures (0 when starting afresh); `seconds`,
+    those and this attempt's, counted from `load`."""
 
     def __init__(self, path: str | Path, every: int, count_every_s: float = 5.0):
         self.path, self.every = Path(path), max(1, int(every))

@@ -28,8 +28,12 @@ def cluster_answers() -> bool:
     return subprocess.run([CLUSTER, "status"], capture_output=True).returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not cluster_answers(), reason="no SLURM cluster answers: as root, "
-                                "scripts/slurm-cluster.sh start (or tox -e slurm); see docs/slurm.md")
+pytestmark = [
+    pytest.mark.skipif(not cluster_answers(), reason="no SLURM cluster answers: as root, "
+                       "scripts/slurm-cluster.sh start (or tox -e slurm); see docs/slurm.md"),
+    pytest.mark.skipif("PYTEST_XDIST_WORKER" in os.environ, reason="the cluster's one node runs one job at a time, "
+                       "and these tests wait on their jobs: run them in one process (-p no:xdist, as tox -e slurm)"),
+]
 
 
 def env(root: Path, **extra) -> dict:

@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from hubbench.io import read_json, write_json
 from hubbench.methods.base import parse_spec
 from hubbench.progress import interval
 from hubbench.rankers.base import parse_spec as parse_ranker
+from hubbench.stopping import deferred
 from hubbench.training import Runtime
 
 Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary or why it ended), seconds
@@ -76,13 +78,15 @@ class CellJob:
     def __call__(self) -> tuple[str, str, float]:
         """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
         start = time.perf_counter()
-        status, record = run_cell(self.cell(), self.results, pick_device(self.device), redo=self.redo,
-                                  threads=self.threads, runtime=self.runtime)
+        with deferred(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"]):  # requeue after a checkpoint
+            status, record = run_cell(self.cell(), self.results, pick_device(self.device), redo=self.redo,
+                                      threads=self.threads, runtime=self.runtime)
         return status, record.summary(), time.perf_counter() - start
 
     def checkpoint(self) -> DelayedSubmission:
-        """submitit calls this when the job is pre-empted or reaches its time limit: the requeued job
-        is this same call, which resumes from the stage checkpoints the stopped one left on disk."""
+        """submitit calls this when the job is pre-empted or reaches its time limit (once a running training
+        loop has saved its checkpoint, see `hubbench.stopping`): the requeued job is this same call, which
+        resumes from the stage checkpoints the stopped one left on disk."""
         return DelayedSubmission(self)
 
 
@@ -134,14 +138,25 @@ class Executor:
         jobs = [CellJob.of(c, results, device, self.plugins, redo=redo, threads=threads, runtime=runtime) for c in todo]
         for i, result in self.submit(todo, jobs):
             if isinstance(result, BaseException):
-                lines = str(result).strip().splitlines()
-                yield todo[i], "incomplete", f"{type(result).__name__}: {lines[-1] if lines else ''}", 0.0
+                yield todo[i], "incomplete", why_ended(result), 0.0
             else:
                 yield todo[i], *result
 
     def submit(self, cells: list[Cell], jobs: list[CellJob]) -> Iterator[tuple[int, Any]]:
         """Run `jobs`, yielding (index, what the job returned or the exception that ended it) as each ends."""
         raise NotImplementedError
+
+
+def why_ended(error: BaseException) -> str:
+    """Why a cell's process or job ended without a record, in one line: the error raised inside the job where
+    submitit reports one (the last line of the traceback between its dashed lines, such as `UncompletedJobError:
+    Job not requeued because: timed-out too many times.`), else the last line of `error`'s message."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    dashes = [i for i, line in enumerate(lines) if set(line) == {"-"}]
+    if len(dashes) >= 2 and dashes[1] > dashes[0] + 1:
+        name, _, message = lines[dashes[1] - 1].partition(": ")
+        return f"{name.rsplit('.', 1)[-1]}: {message}"
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"
 
 
 def visible_gpus() -> list[str]:

@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from hubbench.exclusive import pause_point, sharing
-from hubbench.io import load_torch, save_torch
+from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.progress import progress
 from hubbench.seeding import derive_seed
 from hubbench.staging import prefetching
+from hubbench.stopping import requested, stop, training_loop
 
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 Curves = dict[str, list[list[float]]]
@@ -169,20 +170,31 @@ class Losses:
 
 
 class Checkpoint:
-    """Training state saved atomically every `every` iterations and at the end, so a killed
-    run resumes and a finished stage of a multi-stage method is not trained again.
+    """Training state saved atomically every `every` iterations, at the end, and when a stop signal comes
+    (`hubbench.stopping`), so a killed run resumes and a finished stage of a multi-stage method is not
+    trained again.
 
-    The state carries the training seconds spent so far (`seconds`): a resumed stage reports what an
-    uninterrupted one costs, not only the part after the restart. `carried_s` is that figure of the
-    state last loaded (0 when starting afresh)."""
+    A stage's training seconds add up all its attempts, the work an attempt did after its last checkpoint
+    (and that the next one does again) included. The state carries the seconds spent up to it; beside it,
+    `<name>.seconds.json` carries the seconds spent up to the latest moment: the loop writes it every
+    `count_every_s` seconds (default 5) and when it ends, however it ends (an error, an interrupt, the
+    `SystemExit` of submitit's requeue at SLURM's warning signal). An attempt killed outright (SIGKILL: a lost
+    node, a `scancel` after its grace period) leaves at most `count_every_s` seconds uncounted. `carried_s` is
+    the seconds of the earlier attempts, the larger of the two figures (0 when starting afresh); `seconds`,
+    those and this attempt's, counted from `load`."""
 
-    def __init__(self, path: str | Path, every: int):
+    def __init__(self, path: str | Path, every: int, count_every_s: float = 5.0):
         self.path, self.every = Path(path), max(1, int(every))
+        self.spent = self.path.with_suffix(".seconds.json")
+        self.count_every_s = count_every_s
         self.carried_s = 0.0
+        self.started = self.counted = time.perf_counter()
 
     def load(self) -> dict | None:
         """The saved state; None when there is none, or when it does not load: checkpoints are written
-        atomically, so that is a damaged disk or a foreign file, and the stage starts afresh (with a warning)."""
+        atomically, so that is a damaged disk or a foreign file, and the stage starts afresh (with a warning).
+        This attempt's clock starts here."""
+        self.started = self.counted = time.perf_counter()
         state = None
         if self.path.exists():
             try:
@@ -190,14 +202,50 @@ class Checkpoint:
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
                 print(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
                       "starts afresh", file=sys.stderr)
-        self.carried_s = float(state.get("seconds", 0.0)) if state else 0.0
+        self.carried_s = max(float(state.get("seconds", 0.0)) if state else 0.0, self.counted_before())
         return state
 
+    def counted_before(self) -> float:
+        """The seconds the earlier attempts counted beside the state (0 if none; it is written atomically, so an
+        unreadable one is a foreign file)."""
+        try:
+            return float(read_json(self.spent)["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.carried_s + time.perf_counter() - self.started
+
+    def count(self, force: bool = False) -> None:
+        """Write `seconds` beside the state, if `count_every_s` have passed since the last time (or `force`)."""
+        now = time.perf_counter()
+        if force or now - self.counted >= self.count_every_s:
+            write_json(self.spent, {"seconds": self.seconds})
+            self.counted = now
+
     def save(self, state: dict) -> None:
-        save_torch(self.path, state)
+        save_torch(self.path, {**state, "seconds": self.seconds})
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+        self.spent.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def attempt(checkpoint: Checkpoint | None):
+    """The block is an attempt at a stage saved in `checkpoint`: a stop signal held for it (`hubbench.stopping`)
+    waits for its next checkpoint, and its training seconds are counted when it ends, however it ends (a full
+    disk's error is the one to show)."""
+    if checkpoint is None:
+        yield
+        return
+    with training_loop():
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                checkpoint.count(force=True)
 
 
 def train(
@@ -224,7 +272,7 @@ def train(
     `batch_at(i)` may return a `hubbench.staging.Staged` batch: batch i+1 is read and moved while
     step i runs (`prefetched`), and the loop waits for the device only at log points and checkpoints.
     """
-    started = time.perf_counter()
+    state = checkpoint.load() if checkpoint else None  # this attempt's clock starts
     device = torch.device(device)
     runtime.model(model, device)
     step_model = runtime.compiled(model)  # the loss calls this one; checkpoints hold `model`'s own state
@@ -232,7 +280,6 @@ def train(
         params = [p for p in model.parameters() if p.requires_grad]
     opt = schedule.optimizer(params)
     start, curves, window = 0, {"train_loss": []}, []  # window: losses since the last log
-    state = checkpoint.load() if checkpoint else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -242,7 +289,7 @@ def train(
     model.train()
     losses = Losses(start)
     stages = (batch_at(it) for it in range(start, schedule.iterations))
-    with sharing(device), shape_stable(model), prefetching(stages, device, runtime) as batches:
+    with attempt(checkpoint), sharing(device), shape_stable(model), prefetching(stages, device, runtime) as batches:
         for it, (x, y) in zip(bar, batches, strict=True):
             pause_point(device)  # a neighbour's measurement has the device to itself
             torch.manual_seed(derive_seed(seed, "step", it))
@@ -265,13 +312,15 @@ def train(
                     for name, value in evaluate(model).items():
                         curves.setdefault(name, []).append([done, float(value)])
                     model.train()
-            if checkpoint and (done % checkpoint.every == 0 or done == schedule.iterations):
-                window += losses.read()
-                checkpoint.save(
-                    {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "iteration": done, "curves": curves, "window": window,
-                     "seconds": checkpoint.carried_s + time.perf_counter() - started}
-                )
+            if checkpoint:
+                stopping = requested()
+                if done % checkpoint.every == 0 or done == schedule.iterations or stopping:
+                    window += losses.read()
+                    checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                     "iteration": done, "curves": curves, "window": window})
+                checkpoint.count()
+                if stopping:
+                    stop()  # the held signal's handler: submitit's requeues the job and exits
     bar.close()
     model.eval()
     return curves

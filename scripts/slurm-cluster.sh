@@ -5,7 +5,8 @@
 #   scripts/slurm-cluster.sh stop    # stop them again
 #   scripts/slurm-cluster.sh status  # exit 0 when the cluster answers
 #
-# Needs root and Debian's packages: apt-get install slurm-wlm munge slurmdbd mariadb-server.
+# Needs root. On a machine without them, `start` installs Debian's packages first (apt-get install slurm-wlm
+# munge slurmdbd mariadb-server), so that a fresh Debian machine needs nothing but this script.
 # Accounting (slurmdbd, on its own MariaDB) is there because submitit learns that a job ended without a
 # result (cancelled, timed out, node lost) from `sacct`. Everything the cluster writes lives under
 # $HUBBENCH_SLURM_DIR (default /tmp/hubbench-slurm): configuration, state, logs, the database.
@@ -16,7 +17,23 @@ CONF=$DIR/etc/slurm.conf
 export SLURM_CONF=$CONF
 NODE=$(hostname -s)
 
+PACKAGES="slurm-wlm munge slurmdbd mariadb-server"
+PROGRAMS="munged mungekey slurmctld slurmd slurmdbd mariadbd mariadb-install-db mariadb sbatch sacctmgr"
+
 die() { echo "slurm-cluster: $*" >&2; exit 1; }
+
+install() {  # Debian's packages, where a program of theirs is missing (a fresh machine)
+  local missing=() exe
+  for exe in $PROGRAMS; do command -v "$exe" >/dev/null || missing+=("$exe"); done
+  [ ${#missing[@]} = 0 ] && return
+  command -v apt-get >/dev/null || die "${missing[*]} not found, and no apt-get to install them: install $PACKAGES"
+  echo "slurm-cluster: installing $PACKAGES (${missing[*]} not found); apt's output: $DIR/log/apt.log"
+  mkdir -p "$DIR/log"
+  # shellcheck disable=SC2086  # one word per package
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $PACKAGES; } >"$DIR/log/apt.log" 2>&1 ||
+    die "apt-get could not install $PACKAGES; see $DIR/log/apt.log"
+  for exe in $PROGRAMS; do command -v "$exe" >/dev/null || die "$exe still not found after installing $PACKAGES"; done
+}
 
 answers() { [ -f "$CONF" ] && sinfo -h -o %T >/dev/null 2>&1 && sacctmgr -n list cluster >/dev/null 2>&1; }
 
@@ -76,10 +93,8 @@ EOF
 }
 
 start() {
-  for exe in munged slurmctld slurmd slurmdbd mariadbd sbatch; do
-    command -v "$exe" >/dev/null || die "$exe not found: apt-get install slurm-wlm munge slurmdbd mariadb-server"
-  done
-  [ "$(id -u)" = 0 ] || die "needs root"
+  [ "$(id -u)" = 0 ] || die "needs root (to install $PACKAGES where missing, and to run the daemons)"
+  install
   if answers; then echo "slurm-cluster: already up ($CONF)"; return; fi
   configure
   mkdir -p /run/munge /var/lib/munge /var/log/munge

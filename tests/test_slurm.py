@@ -1,8 +1,10 @@
 """`--executor slurm` against a real one-node SLURM cluster (scripts/slurm-cluster.sh; `tox -e slurm` starts it):
-records equal to inline; a cancelled or requeued cell resumes; Ctrl-C of the client, then a rerun, submits no
-duplicate; a controller that is down and an unknown partition are one line, exit 2, nothing written.
-Skipped where no cluster answers (see docs/slurm.md)."""
+records equal to inline; a cancelled or requeued cell resumes; a time limit shorter than the cell requeues it
+until it is done, and one requeued too often leaves no record but its checkpoints; Ctrl-C of the client, then a
+rerun, submits no duplicate; a controller that is down and an unknown partition are one line, exit 2, nothing
+written. Skipped where no cluster answers (see docs/slurm.md)."""
 
+import itertools
 import os
 import re
 import signal
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import submitit
 from conftest import PLUGIN, ROOT, hubbench, write_suite
 from test_executors import comparable
 
@@ -25,8 +28,12 @@ def cluster_answers() -> bool:
     return subprocess.run([CLUSTER, "status"], capture_output=True).returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not cluster_answers(), reason="no SLURM cluster answers: as root, "
-                                "scripts/slurm-cluster.sh start (or tox -e slurm); see docs/slurm.md")
+pytestmark = [
+    pytest.mark.skipif(not cluster_answers(), reason="no SLURM cluster answers: as root, "
+                       "scripts/slurm-cluster.sh start (or tox -e slurm); see docs/slurm.md"),
+    pytest.mark.skipif("PYTEST_XDIST_WORKER" in os.environ, reason="the cluster's one node runs one job at a time, "
+                       "and these tests wait on their jobs: run them in one process (-p no:xdist, as tox -e slurm)"),
+]
 
 
 def env(root: Path, **extra) -> dict:
@@ -93,14 +100,18 @@ def started(root: Path) -> bool:
     return bool(list((root / "cache").glob("checkpoints/*.ckpt")))
 
 
+def submitting(suite: Path, root: Path, *args: str) -> subprocess.Popen:
+    """`hubbench run --executor slurm` in the background."""
+    return subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite",
+                             str(suite), "--results", str(root / "results"), "--device", "cpu", "--executor", "slurm",
+                             *args], cwd=ROOT, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def training_client(suite: Path, root: Path) -> subprocess.Popen:
     """`hubbench run --executor slurm` in the background, once its cell has written a checkpoint."""
-    client = subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite",
-                               str(suite), "--results", str(root / "results"), "--device", "cpu", "--executor",
-                               "slurm"], cwd=ROOT, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    running = submitting(suite, root)
     wait_until(lambda: started(root))
-    return client
+    return running
 
 
 def test_scancel_mid_cell_leaves_no_record_and_a_rerun_resumes(long, tmp_path):
@@ -186,3 +197,109 @@ def test_a_controller_that_is_down_is_one_line_before_anything_runs(quick, tmp_p
     dry = slurm(suite, tmp_path, "--dry-run", env=env(tmp_path, SLURM_CONF=str(down)))
     assert dry.returncode == 0 and re.search(r"the jobs: not checked with the scheduler: .*Unable to contact",
                                              dry.stdout)
+
+
+@pytest.fixture(scope="module")
+def timed(tmp_path_factory):
+    """A one-cell suite of about a minute and a half of training on a machine of two cores (3000 iterations,
+    checkpointed at its end only, or where it is stopped) under a one-minute limit, SLURM's least; its inline
+    records."""
+    root = tmp_path_factory.mktemp("timed")
+    suite = write_suite(root, "timed", methods=("scratch",), iterations=3000, checkpoint_every=3000, eval_every=1000)
+    suite.write_text(suite.read_text() + "[slurm]\ntime_min = 1\n")
+    assert run(suite, root / "inline").returncode == 0
+    return root, suite, comparable(root / "inline" / "results")
+
+
+ATTEMPT = re.compile(r"\] start tiny/digits/scratch/seed0$")
+PROGRESS = re.compile(r"model: (\d+)/\d+ it\b.*, (\d+):(\d\d):(\d\d) elapsed")
+
+
+def attempts(root: Path, suite: str, job: str) -> list[list[tuple[int, int]]]:
+    """(iteration, seconds trained) of each progress line in the job's log, by attempt (a requeued job appends)."""
+    log = submitit.SlurmJob(root / "results" / suite / ".submitit", job).paths.stderr
+    out: list[list[tuple[int, int]]] = []
+    for line in log.read_text().splitlines() if log.exists() else ():
+        if ATTEMPT.search(line):
+            out.append([])
+        elif (m := PROGRESS.search(line)) and out:
+            out[-1].append((int(m[1]), int(m[2]) * 3600 + int(m[3]) * 60 + int(m[4])))
+    return out
+
+
+def steer(running: subprocess.Popen, root: Path, suite: str, *, restart_after: float, signal_each: bool = False):
+    """Wait for the client `running` and its job: start the job again `restart_after` seconds after it shows as
+    requeued (SLURM holds a requeued job two minutes; started again within the second of its requeue, its launch
+    fails on the credential the requeue revoked) and, with `signal_each`, send each attempt SLURM's warning signal
+    once it has trained a second. Returns the client's stdout, stderr and the job's id."""
+    wait_until(lambda: (root / "results" / suite / ".submitit" / "jobs.json").exists())
+    (job,) = jobs(root, suite)["tiny/digits/scratch/seed0"]
+    held, signalled = None, 0
+    while running.poll() is None:
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True,
+                               env={**os.environ, "SLURM_CONF": str(CONF)}).stdout.strip()
+        if state == "PENDING BeginTime":
+            held = held or time.time()
+            if time.time() - held >= restart_after:
+                scheduler("scontrol", "update", f"JobId={job}", "StartTime=now")
+        else:
+            held = None
+        tried = attempts(root, suite, job)
+        if signal_each and state.startswith("RUNNING") and len(tried) > signalled and tried[-1]:
+            subprocess.run(["scancel", "--signal=USR2", job], capture_output=True,  # it may have ended meanwhile
+                           env={**os.environ, "SLURM_CONF": str(CONF)})
+            signalled = len(tried)
+        time.sleep(0.5)
+    out, err = running.communicate()
+    return out, err, job
+
+
+def trained_s(tried: list[list[tuple[int, int]]]) -> int:
+    """The seconds each attempt trained, as far as its progress lines show, added up."""
+    return sum(max((s for _, s in lines), default=0) for lines in tried)
+
+
+def test_a_time_limit_shorter_than_the_cell_requeues_it_until_it_is_done(timed, tmp_path):
+    """time_min = 1 for a cell of about 90 s of training: each attempt gets SLURM's warning signal (asked for 6 s,
+    a tenth of the limit, before it), saves a checkpoint where it is, and submitit requeues the job; the next
+    attempt resumes there. The cell ends within submitit's three requeues of a time-out, equal to inline, its cost
+    every attempt's training. SLURM looks at time limits every 30 s and signals at the last look before the warning
+    is due: a job started just after a look gets about 25 s, one started 10 s after it about 50, so the test starts
+    each requeued job 8 s after it shows as requeued (SLURM would hold it two minutes)."""
+    _, suite, reference = timed
+    running = submitting(suite, tmp_path)
+    out, err, job = steer(running, tmp_path, "timed", restart_after=8)
+    assert running.returncode == 0, err[-2000:]
+    tried = attempts(tmp_path, "timed", job)
+    assert 2 <= len(tried) <= 4 and all(tried), tried
+    for stopped, resumed in itertools.pairwise(tried):
+        assert resumed[0][0] > stopped[-1][0], tried  # where the last one stopped, not from the start
+    assert f"requeued: job {job} started again (attempt {len(tried)}); it resumes from its checkpoints" in err
+    assert comparable(tmp_path / "results") == reference
+    (record,) = (tmp_path / "results").rglob("seed0.json")
+    assert read_json(record)["cost"]["train_s"] >= trained_s(tried)
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
+    assert re.search(rf"seed0 +done +{job} COMPLETED \({len(tried)} starts\)", status)
+
+
+def test_a_cell_timed_out_more_often_than_requeued_leaves_its_checkpoints_and_a_rerun_resumes(long, tmp_path):
+    """Under a one-minute limit each warning signal counts as a time-out, and submitit requeues a job three times:
+    at the fourth it ends the job (`UncompletedJobError` inside the cell). The cell then has no record, not a
+    failed one, keeps its checkpoints, shows as interrupted, and a plain rerun resumes it to inline's record."""
+    _, suite, reference = long
+    running = submitting(suite, tmp_path, "--slurm-time-min", "1")
+    out, err, job = steer(running, tmp_path, "long", restart_after=5, signal_each=True)
+    assert running.returncode == 1, err[-2000:]
+    tried = attempts(tmp_path, "long", job)
+    assert len(tried) == 4, (tried, err[-2000:])
+    assert "incomplete tiny/digits/scratch/seed0" in out and "timed-out too many times" in out, out
+    assert not list((tmp_path / "results").rglob("seed0.json")) and started(tmp_path)
+    status = hubbench("status", "--suite", str(suite), "--list", "--results", str(tmp_path / "results"),
+                      env=env(tmp_path)).stdout
+    assert re.search(rf"seed0 +interrupted +{job} \w+ \(4 starts\)", status), status
+    assert slurm(suite, tmp_path).returncode == 0
+    assert comparable(tmp_path / "results") == reference
+    (record,) = (tmp_path / "results").rglob("seed0.json")
+    rerun = jobs(tmp_path, "long")["tiny/digits/scratch/seed0"][-1]
+    assert read_json(record)["cost"]["train_s"] >= trained_s(tried + attempts(tmp_path, "long", rerun))

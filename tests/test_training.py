@@ -1,7 +1,14 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from torch import nn
 
+from hubbench.stopping import deferred
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
 
 SCHED = Schedule(iterations=12, lr=0.1, batch_size=8, milestones=(6, 9))
@@ -83,3 +90,81 @@ def test_a_checkpoint_that_does_not_load_restarts_its_stage(tmp_path, capsys):
     assert f"hubbench: warning: checkpoint {ckpt.path} does not load (RuntimeError); its stage starts afresh\n" in (
         capsys.readouterr().err)
     assert ckpt.load()["iteration"] == 12  # and its replacement does
+
+
+KILLED_ATTEMPT = """
+import os, signal, sys, time
+import torch
+from torch import nn
+from hubbench.stopping import deferred
+from hubbench.training import Checkpoint, Schedule, batch_indices, train
+
+X, Y = torch.randn(40, 5), torch.randint(0, 3, (40,))
+steps = []
+
+def loss(m, x, y):  # steps 4 to 6 take 0.2 s each, after the checkpoint of step 4; step 7 ends the attempt
+    steps.append(1)
+    if len(steps) == 8:
+        os.kill(os.getpid(), signal.SIGKILL) if sys.argv[2] == "sigkill" else sys.exit(-1)  # as submitit's requeue
+    if len(steps) > 4:
+        time.sleep(0.2)
+    return nn.functional.cross_entropy(m(x), y)
+
+torch.manual_seed(0)
+checkpoint = Checkpoint(sys.argv[1], every=4, count_every_s=0 if sys.argv[2] == "sigkill" else 1e9)
+train(nn.Linear(5, 3), loss, lambda it: (X[batch_indices(40, 8, it, 1)], Y[batch_indices(40, 8, it, 1)]),
+      Schedule(iterations=12, lr=0.1, batch_size=8), seed=1, checkpoint=checkpoint)
+"""
+
+
+@pytest.mark.parametrize("how", ["sigkill", "exit"])
+def test_a_stage_counts_what_a_killed_attempt_trained_after_its_last_checkpoint(how, tmp_path):
+    """A stage's seconds add up all its attempts: those of the steps an attempt trained after its last
+    checkpoint count, whether it was killed outright (its seconds are counted as it goes) or exited (as
+    submitit's requeue at SLURM's warning signal does: they are counted as it ends)."""
+    path = tmp_path / "c.ckpt"
+    done = subprocess.run([sys.executable, "-c", KILLED_ATTEMPT, str(path), how], capture_output=True, text=True)
+    assert done.returncode == (-signal.SIGKILL if how == "sigkill" else 255), done.stderr
+    checkpoint = Checkpoint(path, every=4)
+    state = checkpoint.load()
+    assert state["iteration"] == 4
+    assert checkpoint.carried_s >= state["seconds"] + 3 * 0.2  # steps 4 to 6, trained again by the next attempt
+    carried = checkpoint.carried_s
+    train(nn.Linear(5, 3), loss, batch_at, SCHED, seed=1, checkpoint=checkpoint)
+    assert checkpoint.load()["seconds"] >= carried  # the resumed attempt adds its own
+    checkpoint.clear()
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_stop_signal_during_training_waits_for_a_checkpoint_then_resumes_bit_identical(tmp_path):
+    """SLURM's warning signal mid-step: the loop ends its step and saves a checkpoint there (not only at its
+    periodic ones) before submitit's handler exits; the next attempt resumes from it, bit-identical."""
+    ref = model()
+    ref_curves = train(ref, loss, batch_at, SCHED, seed=1, eval_every=4, evaluate=lambda m: {"x": 1.0})
+    calls = []
+
+    def signalled(m, x, y):
+        calls.append(1)
+        if len(calls) == 6:
+            os.kill(os.getpid(), signal.SIGUSR2)  # during step 5
+        return loss(m, x, y)
+
+    def requeue(signum, frame):  # what submitit's handler does, after requeueing the job
+        raise SystemExit(-1)
+
+    ckpt = Checkpoint(tmp_path / "c.ckpt", every=100)
+    before = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        with deferred(signal.SIGUSR2), pytest.raises(SystemExit):
+            train(model(), signalled, batch_at, SCHED, seed=1, checkpoint=ckpt, eval_every=4,
+                  evaluate=lambda m: {"x": 1.0})
+        with deferred(signal.SIGUSR2), pytest.raises(SystemExit):  # outside a training loop: at once
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    assert ckpt.load()["iteration"] == 6 and len(calls) == 6
+    resumed = model()
+    assert train(resumed, loss, batch_at, SCHED, seed=1, checkpoint=ckpt, eval_every=4,
+                 evaluate=lambda m: {"x": 1.0}) == ref_curves
+    assert all(torch.equal(v, state(resumed)[k]) for k, v in state(ref).items())

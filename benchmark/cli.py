@@ -88,7 +88,7 @@ def retrain_artifacts(cells) -> None:
 
     done, files = set(), 0
     for cell in cells:
-        for artifact in cell.method.needs(get_hub(cell.hub), cell.make_task()):
+        for artifact in cell.plugin.needs(get_hub(cell.hub), cell.make_task()):
             if (key := (cell.hub, cell.task, artifact, cell.seed)) not in done:
                 done.add(key)
                 files += clear_artifact(cache_dir(), *key)
@@ -349,7 +349,10 @@ def cmd_rank(args) -> int:
     check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
     apply_weights_options(args)
     apply_data_dir(args)
-    return run(args, pick_device(args.device), lambda cells: (check_data(cells), check_weights(cells)))
+    return run(args.hub, args.task, args.results, pick_device(args.device),
+               lambda cells: (check_data(cells), check_weights(cells)), rankers=args.ranker or (), by=args.by,
+               tune=args.tune, seed=args.seed, overrides=suites.parse_overrides(args.set), declare=args.declare,
+               as_json=args.json)
 
 
 def cmd_data_prepare(args) -> int:
@@ -362,7 +365,7 @@ def cmd_data_prepare(args) -> int:
         cls = TASKS.get(name)
         if not cls.external_data:
             continue
-        task = cls(cls.protocol.replace(**suite.protocol))
+        task = cls(suite.protocol_for(name))
         for split in task.splits:
             images = task.pixels(split)
             print(f"{name}/{split}: {len(images)} images of {images.shape[-1]} px in the cache", flush=True)

@@ -32,13 +32,11 @@ from submitit.helpers import DelayedSubmission
 
 from hubbench import record as records
 from hubbench.benchmark.plugins import load_plugins, pick_device
-from hubbench.benchmark.runner import Cell, Redo, run_cell
+from hubbench.benchmark.runner import Cell, Redo, plugin_of, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
-from hubbench.methods.base import parse_spec
 from hubbench.progress import interval
-from hubbench.rankers.base import parse_spec as parse_ranker
 from hubbench.training import Runtime
 
 Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary or why it ended), seconds
@@ -46,14 +44,14 @@ Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary o
 
 @dataclass(frozen=True)
 class CellJob:
-    """One cell as a picklable callable, for a worker process or a cluster job. It names its method
-    by id rather than holding it, so a fresh process re-creates the cell after loading the plugin
+    """One cell as a picklable callable, for a worker process or a cluster job. It names its method or ranker
+    by the cell's entry rather than holding it, so a fresh process re-creates the cell after loading the plugin
     files that may define its hub, task or method."""
 
     suite: Suite
     hub: str
     task: str
-    method: str  # a method's id, or `rank:<ranker id>`
+    entry: str  # `Cell.entry`
     seed: int
     results: Path
     device: str  # "auto" is resolved where the job runs
@@ -69,9 +67,7 @@ class CellJob:
 
     def cell(self) -> Cell:
         load_plugins(self.plugins)
-        ranker = self.method.startswith("rank:")
-        cls, params = parse_ranker(self.method[len("rank:"):]) if ranker else parse_spec(self.method)
-        return Cell(self.suite, self.hub, self.task, cls(**params), self.seed)
+        return Cell(self.suite, self.hub, self.task, plugin_of(self.entry), self.seed)
 
     def __call__(self) -> tuple[str, str, float]:
         """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
@@ -112,7 +108,7 @@ def pending(cells: list[Cell], results: Path, redo: Redo = Redo()) -> list[Cell]
     the number of artifacts they need (a stable sort): the cells that train one artifact each start
     before those that need several, which then mostly find them trained."""
     todo = [c for c in cells if redo(c, records.read(c.path(results), c.record_type))]
-    return sorted(todo, key=lambda c: len(c.method.needs(get_hub(c.hub), c.make_task())))
+    return sorted(todo, key=lambda c: len(c.plugin.needs(get_hub(c.hub), c.make_task())))
 
 
 class Executor:
@@ -262,7 +258,7 @@ class Submitit(Executor):
         holds `cells_per_job` cells of one set of resources."""
         groups: dict[str, tuple[dict, list[int]]] = {}
         for i, cell in enumerate(cells):
-            resources = self.method_resources.get(cell.method.name, self.resources)
+            resources = self.method_resources.get(cell.plugin.name, self.resources)
             groups.setdefault(json.dumps(resources, sort_keys=True), (resources, []))[1].append(i)
         n = self.cells_per_job
         return [(resources, [indices[j : j + n] for j in range(0, len(indices), n)])
@@ -279,7 +275,7 @@ class Submitit(Executor):
         """Each job array's methods and the sbatch script submitit would submit for it."""
         from submitit.slurm.slurm import _make_sbatch_string  # renders exactly what submitit submits
 
-        return [(sorted({cells[i].method.name for job in jobs for i in job}),
+        return [(sorted({cells[i].plugin.name for job in jobs for i in job}),
                  _make_sbatch_string(command="true", folder=self.folder, map_count=len(jobs) if len(jobs) > 1
                                      else None, **self.sbatch(resources)))
                 for resources, jobs in self.arrays(cells)]

@@ -66,7 +66,7 @@ def run(args, device: torch.device, runtime: Runtime) -> int:
     start = time.perf_counter()
     settings = Settings(runtime, batch=batch)
     complexity = profile(model, task, device, settings)
-    result = record.Profile(hub.name, task.name, task.kind, record.MethodId(method.id, method.name, method.params),
+    result = record.Profile(hub.name, task.name, task.kind, record.PluginId.of(method),
                             args.seed, stand_in, dataclasses.asdict(task.protocol), hub.describe(), complexity,
                             environment(device),
                             {"build_s": build_s, "profile_s": time.perf_counter() - start})
@@ -76,11 +76,11 @@ def run(args, device: torch.device, runtime: Runtime) -> int:
     return 0
 
 
-def profile_task(name: str, batch: int, overrides: dict | None = None) -> tuple[Task, bool]:
-    """Task `name` under the one-step protocol (after a suite's protocol `overrides`), and whether its data are
-    stand-ins (enough for `batch`)."""
+def profile_task(name: str, batch: int, protocol: Protocol | None = None) -> tuple[Task, bool]:
+    """Task `name` under the one-step version of `protocol` (default: the task's own; a cell's, `Cell.protocol`),
+    and whether its data are stand-ins (enough for `batch`)."""
     cls = TASKS.get(name)
-    protocol = cls.protocol.replace(**{**(overrides or {}), **ONE_STEP})
+    protocol = (protocol or cls.protocol).replace(**ONE_STEP)
     if not cls.external_data:
         return cls(protocol), False
     return stand_in(cls, protocol.replace(**STAND_IN_IMAGES), max(batch, protocol.batch_size)), True

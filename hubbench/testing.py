@@ -43,6 +43,7 @@ from hubbench.hubs.mini import Pretraining, mini_hub
 from hubbench.hubs.mini_hetero import mini_hetero_hub
 from hubbench.io import cache_dir
 from hubbench.methods.base import METHODS, Method
+from hubbench.params import Plugin
 from hubbench.rankers.base import RANKERS, NotScored, Ranker, Score
 from hubbench.tasks.base import TASKS, Task, register
 from hubbench.tasks.faces import Faces
@@ -82,10 +83,14 @@ def check_hub() -> Hub:
     return get_hub(CHECK_HUB)
 
 
+def check_suite(name: str, task: str, methods: tuple[str, ...] = (), rankers: tuple[str, ...] = ()) -> Suite:
+    """The suite of a check's cells: the check hub, `task`, seed 0 and the checks' `PROTOCOL`."""
+    return Suite(name, "", (CHECK_HUB,), (task,), methods, (0,), PROTOCOL, rankers=rankers)
+
+
 def check_task(name: str) -> Task:
     register_tiny_tasks()
-    cls = TASKS.get(name)
-    return cls(cls.protocol.replace(**PROTOCOL))
+    return TASKS.get(name)(check_suite("checks", name).protocol_for(name))
 
 
 def registered_methods() -> list[Method]:
@@ -100,12 +105,11 @@ def registered_rankers() -> list[Ranker]:
 
 
 # -- the checks -------------------------------------------------------------------------------------
-def check_describes_itself(plugin: Method | Ranker) -> None:
+def check_describes_itself(plugin: Plugin) -> None:
     """A method or ranker: a registered name, a one-line description, an id that starts with the name,
     JSON parameters."""
     cls = type(plugin)
-    registry = RANKERS if isinstance(plugin, Ranker) else METHODS
-    assert registry.get(cls.name) is cls, f"{cls.__name__} is not registered under its name {cls.name!r}"
+    assert cls.REGISTRY.get(cls.name) is cls, f"{cls.__name__} is not registered under its name {cls.name!r}"
     assert cls.description and "\n" not in cls.description, "the description must be one line"
     assert plugin.id.startswith(cls.name)
     assert json.loads(json.dumps(plugin.params)) == plugin.params, "parameters must be JSON values"
@@ -137,7 +141,7 @@ def check_cell(method: Method, task: str, runtime: str) -> None:
     """Run as a benchmark cell (runner and profiler) under `RUNTIMES[runtime]`: an `ok` record (or an
     `inapplicable` one that says why) with finite metrics and complexity figures, which a rerun keeps."""
     hub, task_, rt = check_hub(), check_task(task), RUNTIMES[runtime]
-    suite = Suite(f"checks-{runtime}", "", (CHECK_HUB,), (task,), (method.name,), (0,), PROTOCOL)
+    suite = check_suite(f"checks-{runtime}", task, methods=(method.name,))
     cell = Cell(suite, CHECK_HUB, task, method, 0)
     with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
         returned = run_cell(cell, Path(results), CPU, runtime=rt)[1]
@@ -150,7 +154,7 @@ def check_cell(method: Method, task: str, runtime: str) -> None:
 
 def check_record(record: records.Record, method: Method, task: Task, runtime: Runtime, applicable: bool) -> None:
     """What a cell's record must hold (the checks of `check_cell`)."""
-    assert record.method == records.MethodId(method.id, method.name, method.params)
+    assert record.method == records.PluginId.of(method)
     if not applicable:
         assert record.status == records.INAPPLICABLE and record.reason, "a method that is not applicable must say why"
         return
@@ -201,7 +205,7 @@ def check_ranking_cell(ranker: Ranker, task: str) -> None:
     """Run as a ranking cell through the runner: an `ok` record (or an `inapplicable` one that says why),
     which a rerun keeps."""
     hub = check_hub()
-    suite = Suite("checks-rank", "", (CHECK_HUB,), (task,), (), (0,), PROTOCOL, rankers=(ranker.name,))
+    suite = check_suite("checks-rank", task, rankers=(ranker.name,))
     cell = Cell(suite, CHECK_HUB, task, ranker, 0)
     with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
         returned = run_cell(cell, Path(results), CPU)[1]
@@ -215,7 +219,7 @@ def check_ranking_cell(ranker: Ranker, task: str) -> None:
 def check_ranking_record(record: records.RankingRecord, ranker: Ranker, hub: Hub, applicable: bool) -> None:
     """What a ranking cell's record must hold: a score or a reason for each source, the sources ranked by
     score, the features' cost (the checks of `check_ranking_cell`)."""
-    assert record.ranker == records.MethodId(ranker.id, ranker.name, ranker.params)
+    assert record.ranker == records.PluginId.of(ranker)
     if not applicable:
         assert record.status == records.INAPPLICABLE and record.reason, "a ranker that is not applicable must say why"
         return

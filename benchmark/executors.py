@@ -190,6 +190,7 @@ class LocalPool(Executor):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+
 SBATCH = {"partition": "partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem",
           "time_min": "time", "max_parallel": "array_parallelism"}  # suite [slurm] key -> submitit's SLURM name
 JOB_CLASSES = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}
@@ -402,6 +403,47 @@ class Submitit(Executor):
         """Each cell's last submitit job of this cluster (none if never submitted)."""
         return latest_jobs(self.folder, self.cluster)
 
+
+def cells_device(kind: str, device: str) -> torch.device | str:
+    """The device (auto, cpu or cuda) the cells of executor `kind` run on: picked here, but by each job where it
+    runs for a cluster's (`slurm`)."""
+    return device if kind == "slurm" else pick_device(device)
+
+
+def cells_per_gpu(device: str, given: int | None, cells: list[Cell], results: Path, redo: Redo, runtime: Runtime,
+                  measure: bool) -> int:
+    """`given`, else on a GPU the default of `benchmark.packing` for the cells that would run (said on stdout)."""
+    picked = pick_device(device)
+    if given is not None or picked.type != "cuda":
+        return given or 1
+    from hubbench.benchmark.packing import default_cells_per_gpu
+
+    n, why = default_cells_per_gpu(pending(cells, results, redo), picked, runtime, measure)
+    print(f"cells per GPU: {n} ({why})")
+    return n
+
+
+def executor_for(kind: str, suite: Suite, results: Path, device: str, cells: list[Cell], *, redo: Redo,
+                 runtime: Runtime, threads: int = 1, workers: int | None = None, per_gpu: int | None = None,
+                 slurm: dict[str, Any] | None = None, plugins: Sequence[str] = (), measure: bool = False,
+                 cancel: str = "") -> Executor | None:
+    """The executor of `kind` for `cells` (None for 'inline': this process runs them one after the other), with
+    its defaults where an option is None: `per_gpu` cells at once on each GPU (`cells_per_gpu`; `measure`: measure
+    the step times missing), `workers` as many as the GPUs take, else one per `threads` CPUs; a cluster job's
+    resources from the suite's [slurm] tables under the `slurm` overrides. `cancel` is the command that stops the
+    cluster jobs, said on Ctrl-C."""
+    if kind == "inline":
+        return None
+    per_gpu = cells_per_gpu(device, per_gpu, cells, results, redo, runtime, measure)
+    if kind == "local":
+        gpus = visible_gpus() if pick_device(device).type == "cuda" else []
+        workers = workers or len(gpus) * per_gpu or max(1, (os.cpu_count() or 1) // threads)
+        return LocalPool(workers, gpus, plugins)
+    overrides = slurm or {}
+    per_method = {m: slurm_resources(suite, overrides, threads, m) for m in suite.slurm_methods}
+    return Submitit(submitit_folder(results, suite.name), f"hubbench-{suite.name}",
+                    slurm_resources(suite, overrides, threads), plugins=plugins, method_resources=per_method,
+                    cells_per_job=per_gpu, cancel=cancel)
 
 def starts(job) -> int:
     """How many times a job has started: submitit logs "Starting with" (INFO, to stdout) at each start, and every

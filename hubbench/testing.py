@@ -141,15 +141,22 @@ def check_cell(method: Method, task: str, runtime: str) -> None:
     """Run as a benchmark cell (runner and profiler) under `RUNTIMES[runtime]`: an `ok` record (or an
     `inapplicable` one that says why) with finite metrics and complexity figures, which a rerun keeps."""
     hub, task_, rt = check_hub(), check_task(task), RUNTIMES[runtime]
-    suite = check_suite(f"checks-{runtime}", task, methods=(method.name,))
-    cell = Cell(suite, CHECK_HUB, task, method, 0)
+    check = partial(check_record, method=method, task=task_, runtime=rt, applicable=method.applicable(hub, task_)[0])
+    run_as_cell(check_suite(f"checks-{runtime}", task, methods=(method.name,)), method, check, rt)
+
+
+def run_as_cell(suite: Suite, plugin: Plugin, check: Callable[[records.CellRecord], None],
+                runtime: Runtime | None = None) -> None:
+    """Run `plugin`'s cell of the one-cell `suite` through the runner: `check` the record it stores, which must be
+    the one it returns, and which a rerun must keep."""
+    cell = Cell(suite, CHECK_HUB, suite.tasks[0], plugin, 0)
     with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
-        returned = run_cell(cell, Path(results), CPU, runtime=rt)[1]
-        stored = records.read(cell.path(Path(results)))
-        check_record(stored, method, task_, rt, applicable=method.applicable(hub, task_)[0])
+        returned = run_cell(cell, Path(results), CPU, runtime=runtime)[1]
+        stored = records.read(cell.path(Path(results)), cell.record_type)
+        check(stored)
         assert records.to_json(stored) == json.loads(json.dumps(records.to_json(returned))), \
             "the stored record differs from the one returned"
-        assert run_cell(cell, Path(results), CPU, runtime=rt)[0] == "skipped", "a rerun must keep the record"
+        assert run_cell(cell, Path(results), CPU, runtime=runtime)[0] == "skipped", "a rerun must keep the record"
 
 
 def check_record(record: records.Record, method: Method, task: Task, runtime: Runtime, applicable: bool) -> None:
@@ -204,16 +211,9 @@ def check_scores_sources(ranker: Ranker, task: str) -> None:
 def check_ranking_cell(ranker: Ranker, task: str) -> None:
     """Run as a ranking cell through the runner: an `ok` record (or an `inapplicable` one that says why),
     which a rerun keeps."""
-    hub = check_hub()
-    suite = check_suite("checks-rank", task, rankers=(ranker.name,))
-    cell = Cell(suite, CHECK_HUB, task, ranker, 0)
-    with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
-        returned = run_cell(cell, Path(results), CPU)[1]
-        stored = records.read(cell.path(Path(results)), records.RankingRecord)
-        check_ranking_record(stored, ranker, hub, applicable=ranker.applicable(hub, check_task(task))[0])
-        assert records.to_json(stored) == json.loads(json.dumps(records.to_json(returned))), \
-            "the stored record differs from the one returned"
-        assert run_cell(cell, Path(results), CPU)[0] == "skipped", "a rerun must keep the record"
+    hub, task_ = check_hub(), check_task(task)
+    check = partial(check_ranking_record, ranker=ranker, hub=hub, applicable=ranker.applicable(hub, task_)[0])
+    run_as_cell(check_suite("checks-rank", task, rankers=(ranker.name,)), ranker, check)
 
 
 def check_ranking_record(record: records.RankingRecord, ranker: Ranker, hub: Hub, applicable: bool) -> None:

@@ -1,5 +1,6 @@
 """Parallel executors of a suite's cells: a pool of worker processes on this machine (`local`) and
-submitit job arrays (`slurm`; submitit's `local` cluster runs the same jobs as subprocesses).
+submitit job arrays (`slurm`; submitit's `local` cluster runs the same jobs as subprocesses). `executor_for`
+chooses one, with its defaults.
 
 Each runs `CellJob`, a picklable call of `runner.run_cell`, so every executor writes the records
 the in-process loop writes. None needs a scheduler of its own: cells that share an artifact

@@ -409,60 +409,6 @@ METRIC_PREFIXES = ("val_", "test_")
 HP_PREFIX = "hp_"
 
 
-@dataclass(frozen=True)
-class RankingCost:
-    """Seconds the cell's cached ranking cost when it was made: the sources' features and the scoring."""
-
-    features_s: float | None = None
-    score_s: float | None = None
-    total_s: float | None = None
-
-
-@dataclass(frozen=True)
-class RankingRecord(CellRecord):
-    """A ranking cell's record: a ranker's score of each source of the hub for the task (`scores`), why it
-    scored none of the others (`reasons`), the sources best first (`order`), and what it cost."""
-
-    SCHEMA: ClassVar[str] = "hubbench.ranking"
-    VERSION: ClassVar[int] = 2
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added}
-    PLUGIN: ClassVar[str] = "ranker"
-    PREFIX: ClassVar[str] = "rank:"
-
-    # measurements
-    scores: dict[str, float] = field(default_factory=dict)
-    reasons: dict[str, str] = field(default_factory=dict)
-    order: list[str] = field(default_factory=list)
-    key: str | None = None  # of the cached ranking
-    features: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> its features' key, seconds, dim
-    cost: RankingCost | None = None
-    wall_s: float | None = None
-
-    @property
-    def ranker(self) -> PluginId:
-        return self.plugin
-
-    def headline(self) -> str:
-        return f"top={self.order[0]}"
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One flat row per scored source (see SCORE_COLUMNS); none unless ok."""
-        cost = (self.cost or RankingCost()).total_s
-        return [{"hub": self.hub, "kind": self.kind, "task": self.task, "ranker": self.ranker.id, "seed": self.seed,
-                 "source": source, "score": score, "cost_s": cost}
-                for source, score in self.scores.items() if self.status == OK]
-
-
-SCORE_COLUMNS = {"hub": "str", "kind": "str", "task": "str", "ranker": "str", "seed": "int64", "source": "str",
-                 "score": "float64", "cost_s": "float64"}
-
-
-def entry_kind(entry: str) -> tuple[type[CellRecord], str]:
-    """The record kind of a cell's entry (`CellRecord.entry`) and its plugin's id."""
-    kind = RankingRecord if entry.startswith(RankingRecord.PREFIX) else Record
-    return kind, entry.removeprefix(kind.PREFIX)
-
-
 def _keys(cls: type) -> dict[str, str]:
     """A dataclass's fields by their keys in its JSON object: their names, but a cell record's `plugin`'s (`PLUGIN`)."""
     plugin = cls.PLUGIN if issubclass(cls, CellRecord) else "plugin"
@@ -542,6 +488,60 @@ def write(path: Path, record: Any) -> Path:
     """Write `record` atomically (temp file and rename) with its schema version."""
     return write_json(path, to_json(record))
 
+
+
+@dataclass(frozen=True)
+class RankingCost:
+    """Seconds the cell's cached ranking cost when it was made: the sources' features and the scoring."""
+
+    features_s: float | None = None
+    score_s: float | None = None
+    total_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RankingRecord(CellRecord):
+    """A ranking cell's record: a ranker's score of each source of the hub for the task (`scores`), why it
+    scored none of the others (`reasons`), the sources best first (`order`), and what it cost."""
+
+    SCHEMA: ClassVar[str] = "hubbench.ranking"
+    VERSION: ClassVar[int] = 2
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added}
+    PLUGIN: ClassVar[str] = "ranker"
+    PREFIX: ClassVar[str] = "rank:"
+
+    # measurements
+    scores: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    key: str | None = None  # of the cached ranking
+    features: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> its features' key, seconds, dim
+    cost: RankingCost | None = None
+    wall_s: float | None = None
+
+    @property
+    def ranker(self) -> PluginId:
+        return self.plugin
+
+    def headline(self) -> str:
+        return f"top={self.order[0]}"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per scored source (see SCORE_COLUMNS); none unless ok."""
+        cost = (self.cost or RankingCost()).total_s
+        return [{"hub": self.hub, "kind": self.kind, "task": self.task, "ranker": self.ranker.id, "seed": self.seed,
+                 "source": source, "score": score, "cost_s": cost}
+                for source, score in self.scores.items() if self.status == OK]
+
+
+SCORE_COLUMNS = {"hub": "str", "kind": "str", "task": "str", "ranker": "str", "seed": "int64", "source": "str",
+                 "score": "float64", "cost_s": "float64"}
+
+
+def entry_kind(entry: str) -> tuple[type[CellRecord], str]:
+    """The record kind of a cell's entry (`CellRecord.entry`) and its plugin's id."""
+    kind = RankingRecord if entry.startswith(RankingRecord.PREFIX) else Record
+    return kind, entry.removeprefix(kind.PREFIX)
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,7 @@ class Record(CellRecord):
 
     @property
     def method(self) -> PluginId:
+        """The method that made the record (its `plugin`)."""
         return self.plugin
 
     @property
@@ -521,6 +522,7 @@ class RankingRecord(CellRecord):
 
     @property
     def ranker(self) -> PluginId:
+        """The ranker that made the record (its `plugin`)."""
         return self.plugin
 
     def headline(self) -> str:

@@ -88,7 +88,7 @@ def retrain_artifacts(cells) -> None:
 
     done, files = set(), 0
     for cell in cells:
-        for artifact in cell.method.needs(get_hub(cell.hub), cell.make_task()):
+        for artifact in cell.plugin.needs(get_hub(cell.hub), cell.make_task()):
             if (key := (cell.hub, cell.task, artifact, cell.seed)) not in done:
                 done.add(key)
                 files += clear_artifact(cache_dir(), *key)
@@ -122,46 +122,17 @@ def check_executor_options(args) -> None:
         raise UsageError(f"{given[0]} applies to --executor slurm")
 
 
-def cells_per_gpu(args, cells) -> int:
-    """--cells-per-gpu, or the default of `benchmark.packing` for the cells that would run (said on stdout)."""
-    device = pick_device(args.device)
-    if args.cells_per_gpu is not None or device.type != "cuda":
-        return args.cells_per_gpu or 1
-    from hubbench.benchmark.executors import pending
-    from hubbench.benchmark.packing import default_cells_per_gpu
-
-    n, why = default_cells_per_gpu(pending(cells, args.results, redo_options(args)), device,
-                                   runtime_options(args), args.estimate)
-    print(f"cells per GPU: {n} ({why})")
-    return n
+def cancel_command(args) -> str:
+    """The command that cancels the cluster jobs of this run's cells."""
+    return " ".join(shlex.quote(a) for a in ["hubbench", "cancel", "--suite", args.suite, "--results",
+                                             str(args.results), *(f"--set={item}" for item in args.set or [])])
 
 
-def make_executor(args, suite: suites.Suite, device, cells):
-    """The parallel executor chosen by the options (None: inline, in this process)."""
-    if args.executor == "inline":
-        return None
-    from hubbench.benchmark import executors
-
-    plugins = args.plugins + args.plugin
-    per_gpu = cells_per_gpu(args, cells)
-    if args.executor == "local":
-        gpus = executors.visible_gpus() if device.type == "cuda" else []
-        workers = args.workers or len(gpus) * per_gpu or max(1, (os.cpu_count() or 1) // args.threads)
-        return executors.LocalPool(workers, gpus, plugins)
-    overrides = {k: getattr(args, f"slurm_{k}") for k in suites.SLURM}
-    per_method = {m: executors.slurm_resources(suite, overrides, args.threads, m) for m in suite.slurm_methods}
-    cancel = " ".join(shlex.quote(a) for a in ["hubbench", "cancel", "--suite", args.suite, "--results",
-                                                 str(args.results), *(f"--set={item}" for item in args.set or [])])
-    return executors.Submitit(executors.submitit_folder(args.results, suite.name), f"hubbench-{suite.name}",
-                              executors.slurm_resources(suite, overrides, args.threads), plugins=plugins,
-                              method_resources=per_method, cells_per_job=per_gpu, cancel=cancel)
-
-
-def dry_run(cells, executor, args) -> int:
+def dry_run(args, cells, executor, redo, runtime) -> int:
     from hubbench.benchmark import estimate
     from hubbench.benchmark.executors import Submitit, pending
 
-    todo = pending(cells, args.results, redo_options(args))
+    todo = pending(cells, args.results, redo)
     print(f"{len(todo)} of {len(cells)} cells would run" + (":" if todo else ""))
     for cell in todo:
         print(f"  {cell.id}")
@@ -171,12 +142,13 @@ def dry_run(cells, executor, args) -> int:
         print(f"the jobs: {executor.check(todo, reachable_only=True)}")
     if todo:
         print("(a dry run reads no dataset: the estimate comes from the tasks' declared sizes and shapes)")
-        found = estimate.grid(todo, pick_device(args.device), runtime_options(args), measure_missing=args.estimate)
+        found = estimate.grid(todo, pick_device(args.device), runtime, measure_missing=args.estimate)
         print("\n".join(estimate.report(found)))
     return 0
 
 
 def cmd_run(args) -> int:
+    from hubbench.benchmark import executors
     from hubbench.benchmark.runner import StaleRecords, check_records, expand, run_cells
     from hubbench.record import RecordError
 
@@ -191,8 +163,9 @@ def cmd_run(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    runtime, redo = runtime_options(args), redo_options(args)
     try:
-        check_records(cells, args.results, redo_options(args))
+        check_records(cells, args.results, redo)
     except RecordError as e:
         raise UsageError(f"{e}; move it away to run its cell again") from None
     except StaleRecords as e:
@@ -204,18 +177,20 @@ def cmd_run(args) -> int:
         from hubbench.benchmark.preflight import check_images
 
         check_images(cells)
-    device = args.device if args.executor == "slurm" else pick_device(args.device)  # jobs pick theirs
-    executor = make_executor(args, suite, device, cells)
+    device = executors.cells_device(args.executor, args.device)
+    executor = executors.executor_for(
+        args.executor, suite, args.results, args.device, cells, redo=redo, runtime=runtime, threads=args.threads,
+        workers=args.workers, per_gpu=args.cells_per_gpu,
+        slurm={k: getattr(args, f"slurm_{k}") for k in suites.SLURM}, plugins=args.plugins + args.plugin,
+        measure=args.estimate, cancel=cancel_command(args))
     if args.executor == "slurm" and not args.dry_run:
-        from hubbench.benchmark.executors import pending
-
-        executor.check(pending(cells, args.results, redo_options(args)))  # the scheduler's refusal, before any job
+        executor.check(executors.pending(cells, args.results, redo))  # the scheduler's refusal, before any job
     if args.dry_run:
-        return dry_run(cells, executor, args)
+        return dry_run(args, cells, executor, redo, runtime)
     if args.retrain_artifacts:
         retrain_artifacts(cells)
-    counts = run_cells(cells, args.results, device, executor=executor, redo=redo_options(args), threads=args.threads,
-                       runtime=runtime_options(args))
+    counts = run_cells(cells, args.results, device, executor=executor, redo=redo, threads=args.threads,
+                       runtime=runtime)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
@@ -310,21 +285,21 @@ def cmd_leaderboard(args) -> int:
     overrides = suites.parse_overrides(args.set)
     if overrides and not args.suite:
         raise UsageError("--set names a variant of the suites given with --suite")
-    args.suite = [suites.Suite.load(s).overridden(overrides).name if overrides or suites.is_path(s) else s
-                  for s in args.suite or []]
-    return run(args)
+    names = [suites.Suite.load(s).overridden(overrides).name if overrides or suites.is_path(s) else s
+             for s in args.suite or []]
+    return run(names, args.results, args.out)
 
 
 def cmd_compare(args) -> int:
     from hubbench.leaderboard.compare import run
 
-    return run(args)
+    return run(args.a, args.b, args.results, args.html, args.force)
 
 
 def cmd_export(args) -> int:
     from hubbench.leaderboard.export import run
 
-    return run(args)
+    return run(args.suite, args.results, args.tensorboard)
 
 
 def cmd_profile(args) -> int:
@@ -339,7 +314,8 @@ def cmd_profile(args) -> int:
     apply_weights_options(args)
     declare_files(args.declare)
     device = pick_device(args.device)
-    return run(args, device, runtime_options(args).resolve(device))
+    return run(args.hub, args.task, args.method, device, runtime_options(args).resolve(device), batch=args.batch,
+               seed=args.seed, out=args.out)
 
 
 def cmd_rank(args) -> int:
@@ -349,7 +325,10 @@ def cmd_rank(args) -> int:
     check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
     apply_weights_options(args)
     apply_data_dir(args)
-    return run(args, pick_device(args.device), lambda cells: (check_data(cells), check_weights(cells)))
+    return run(args.hub, args.task, args.results, pick_device(args.device),
+               lambda cells: (check_data(cells), check_weights(cells)), rankers=args.ranker or (), by=args.by,
+               tune=args.tune, seed=args.seed, overrides=suites.parse_overrides(args.set), declare=args.declare,
+               as_json=args.json)
 
 
 def cmd_data_prepare(args) -> int:
@@ -362,7 +341,7 @@ def cmd_data_prepare(args) -> int:
         cls = TASKS.get(name)
         if not cls.external_data:
             continue
-        task = cls(cls.protocol.replace(**suite.protocol))
+        task = cls(suite.protocol_for(name))
         for split in task.splits:
             images = task.pixels(split)
             print(f"{name}/{split}: {len(images)} images of {images.shape[-1]} px in the cache", flush=True)

@@ -47,9 +47,9 @@ def entry_path(cell, device: torch.device, runtime: Runtime) -> Path:
     p = cell.protocol
     shape = {k: getattr(p, k) for k in ("image_size", "batch_size", "resize", "test_views")}
     name = device_name(device)
-    key = digest({"hub": get_hub(cell.hub).describe(), "task": cell.task, "method": cell.method.id, "shape": shape,
+    key = digest({"hub": get_hub(cell.hub).describe(), "task": cell.task, "method": cell.plugin.id, "shape": shape,
                   "runtime": dataclasses.asdict(runtime.resolve(device)), "torch": torch.__version__, "device": name})
-    method = cell.method.id.replace("[", "@").replace("]", "")
+    method = cell.plugin.id.replace("[", "@").replace("]", "")
     return cache_dir() / "estimates" / re.sub(r"[^\w.-]+", "_", name) / f"{cell.hub}-{cell.task}-{method}-{key}.json"
 
 
@@ -57,9 +57,9 @@ def measure(cell, device: torch.device, runtime: Runtime, settings: Settings = S
     """Build the cell's method as `hubbench profile` does, timing every training stage it runs."""
     runtime = runtime.resolve(device)
     batch = cell.protocol.batch_size
-    task, _ = profile_task(cell.task, batch, cell.suite.protocol)
+    task, _ = profile_task(cell.task, batch, cell.protocol)
     hub = loaded(get_hub(cell.hub))
-    method = cell.method
+    method = cell.plugin
     stages: list[dict] = []
 
     def time_stage(ctx, model, loss, params, key) -> None:
@@ -97,7 +97,7 @@ def measure(cell, device: torch.device, runtime: Runtime, settings: Settings = S
     x = runtime.batch(first_view(next(task.eval_batches("test", device))), device)
     with exclusive(device):
         deployed = median_rate(lambda: _forward(model, x, runtime, device), len(x), device, settings)
-    return {"schema": SCHEMA, "hub": cell.hub, "task": cell.task, "method": cell.method.id,
+    return {"schema": SCHEMA, "hub": cell.hub, "task": cell.task, "method": cell.plugin.id,
             "scope": profile_scope(hub, task, method), "device": device_name(device), "batch": batch,
             "runtime": dataclasses.asdict(runtime), "stages": stages, "deployed_infer_s": 1 / deployed}
 
@@ -159,8 +159,8 @@ def grid(cells: list, device: torch.device, runtime: Runtime, measure_missing: b
             unmeasured.append(cell)
             continue
         own, needed = cell_seconds(cell, found)
-        methods[cell.method.name][0] += 1
-        methods[cell.method.name][1] += own / 3600
+        methods[cell.plugin.name][0] += 1
+        methods[cell.plugin.name][1] += own / 3600
         for artifact, seconds in needed.items():
             artifacts[(cell.hub, cell.task, cell.seed, artifact)] = seconds / 3600
     total = sum(h for _, h in methods.values()) + sum(artifacts.values())
@@ -179,7 +179,7 @@ def report(estimate: dict) -> list[str]:
               for i, (name, cells, hours) in enumerate(rows)]
     lines.append(f"  {'total':<{width}}  {'':>11}  {estimate['total']:9.3f} h")
     if estimate["unmeasured"]:
-        missing = sorted({f"{c.hub}/{c.task}/{c.method.id}" for c in estimate["unmeasured"]})
+        missing = sorted({f"{c.hub}/{c.task}/{c.plugin.id}" for c in estimate["unmeasured"]})
         lines.append(f"  not counted: {len(estimate['unmeasured'])} cells of {len(missing)} methods not measured on "
                      f"this device (add --estimate to measure them): {', '.join(missing[:5])}"
                      + (" ..." if len(missing) > 5 else ""))

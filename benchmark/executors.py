@@ -1,5 +1,6 @@
 """Parallel executors of a suite's cells: a pool of worker processes on this machine (`local`) and
-submitit job arrays (`slurm`; submitit's `local` cluster runs the same jobs as subprocesses).
+submitit job arrays (`slurm`; submitit's `local` cluster runs the same jobs as subprocesses). `executor_for`
+chooses one, with its defaults.
 
 Each runs `CellJob`, a picklable call of `runner.run_cell`, so every executor writes the records
 the in-process loop writes. None needs a scheduler of its own: cells that share an artifact
@@ -33,13 +34,11 @@ from submitit.helpers import DelayedSubmission
 
 from hubbench import record as records
 from hubbench.benchmark.plugins import load_plugins, pick_device
-from hubbench.benchmark.runner import Cell, Redo, run_cell
+from hubbench.benchmark.runner import Cell, Redo, plugin_of, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
-from hubbench.methods.base import parse_spec
 from hubbench.progress import interval
-from hubbench.rankers.base import parse_spec as parse_ranker
 from hubbench.stopping import deferred
 from hubbench.training import Runtime
 
@@ -48,14 +47,14 @@ Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary o
 
 @dataclass(frozen=True)
 class CellJob:
-    """One cell as a picklable callable, for a worker process or a cluster job. It names its method
-    by id rather than holding it, so a fresh process re-creates the cell after loading the plugin
+    """One cell as a picklable callable, for a worker process or a cluster job. It names its method or ranker
+    by the cell's entry rather than holding it, so a fresh process re-creates the cell after loading the plugin
     files that may define its hub, task or method."""
 
     suite: Suite
     hub: str
     task: str
-    method: str  # a method's id, or `rank:<ranker id>`
+    entry: str  # `Cell.entry`
     seed: int
     results: Path
     device: str  # "auto" is resolved where the job runs
@@ -71,9 +70,7 @@ class CellJob:
 
     def cell(self) -> Cell:
         load_plugins(self.plugins)
-        ranker = self.method.startswith("rank:")
-        cls, params = parse_ranker(self.method[len("rank:"):]) if ranker else parse_spec(self.method)
-        return Cell(self.suite, self.hub, self.task, cls(**params), self.seed)
+        return Cell(self.suite, self.hub, self.task, plugin_of(self.entry), self.seed)
 
     def __call__(self) -> tuple[str, str, float]:
         """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
@@ -116,7 +113,7 @@ def pending(cells: list[Cell], results: Path, redo: Redo = Redo()) -> list[Cell]
     the number of artifacts they need (a stable sort): the cells that train one artifact each start
     before those that need several, which then mostly find them trained."""
     todo = [c for c in cells if redo(c, records.read(c.path(results), c.record_type))]
-    return sorted(todo, key=lambda c: len(c.method.needs(get_hub(c.hub), c.make_task())))
+    return sorted(todo, key=lambda c: len(c.plugin.needs(get_hub(c.hub), c.make_task())))
 
 
 class Executor:
@@ -209,6 +206,7 @@ class LocalPool(Executor):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+
 SBATCH = {"partition": "partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem",
           "time_min": "time", "max_parallel": "array_parallelism"}  # suite [slurm] key -> submitit's SLURM name
 JOB_CLASSES = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}
@@ -277,7 +275,7 @@ class Submitit(Executor):
         holds `cells_per_job` cells of one set of resources."""
         groups: dict[str, tuple[dict, list[int]]] = {}
         for i, cell in enumerate(cells):
-            resources = self.method_resources.get(cell.method.name, self.resources)
+            resources = self.method_resources.get(cell.plugin.name, self.resources)
             groups.setdefault(json.dumps(resources, sort_keys=True), (resources, []))[1].append(i)
         n = self.cells_per_job
         return [(resources, [indices[j : j + n] for j in range(0, len(indices), n)])
@@ -294,7 +292,7 @@ class Submitit(Executor):
         """Each job array's methods and the sbatch script submitit would submit for it."""
         from submitit.slurm.slurm import _make_sbatch_string  # renders exactly what submitit submits
 
-        return [(sorted({cells[i].method.name for job in jobs for i in job}),
+        return [(sorted({cells[i].plugin.name for job in jobs for i in job}),
                  _make_sbatch_string(command="true", folder=self.folder, map_count=len(jobs) if len(jobs) > 1
                                      else None, **self.sbatch(resources)))
                 for resources, jobs in self.arrays(cells)]
@@ -421,6 +419,47 @@ class Submitit(Executor):
         """Each cell's last submitit job of this cluster (none if never submitted)."""
         return latest_jobs(self.folder, self.cluster)
 
+
+def cells_device(kind: str, device: str) -> torch.device | str:
+    """The device (auto, cpu or cuda) the cells of executor `kind` run on: picked here, but by each job where it
+    runs for a cluster's (`slurm`)."""
+    return device if kind == "slurm" else pick_device(device)
+
+
+def cells_per_gpu(device: str, given: int | None, cells: list[Cell], results: Path, redo: Redo, runtime: Runtime,
+                  measure: bool) -> int:
+    """`given`, else on a GPU the default of `benchmark.packing` for the cells that would run (said on stdout)."""
+    picked = pick_device(device)
+    if given is not None or picked.type != "cuda":
+        return given or 1
+    from hubbench.benchmark.packing import default_cells_per_gpu
+
+    n, why = default_cells_per_gpu(pending(cells, results, redo), picked, runtime, measure)
+    print(f"cells per GPU: {n} ({why})")
+    return n
+
+
+def executor_for(kind: str, suite: Suite, results: Path, device: str, cells: list[Cell], *, redo: Redo,
+                 runtime: Runtime, threads: int = 1, workers: int | None = None, per_gpu: int | None = None,
+                 slurm: dict[str, Any] | None = None, plugins: Sequence[str] = (), measure: bool = False,
+                 cancel: str = "") -> Executor | None:
+    """The executor of `kind` for `cells` (None for 'inline': this process runs them one after the other), with
+    its defaults where an option is None: `per_gpu` cells at once on each GPU (`cells_per_gpu`; `measure`: measure
+    the step times missing), `workers` as many as the GPUs take, else one per `threads` CPUs; a cluster job's
+    resources from the suite's [slurm] tables under the `slurm` overrides. `cancel` is the command that stops the
+    cluster jobs, said on Ctrl-C."""
+    if kind == "inline":
+        return None
+    per_gpu = cells_per_gpu(device, per_gpu, cells, results, redo, runtime, measure)
+    if kind == "local":
+        gpus = visible_gpus() if pick_device(device).type == "cuda" else []
+        workers = workers or len(gpus) * per_gpu or max(1, (os.cpu_count() or 1) // threads)
+        return LocalPool(workers, gpus, plugins)
+    overrides = slurm or {}
+    per_method = {m: slurm_resources(suite, overrides, threads, m) for m in suite.slurm_methods}
+    return Submitit(submitit_folder(results, suite.name), f"hubbench-{suite.name}",
+                    slurm_resources(suite, overrides, threads), plugins=plugins, method_resources=per_method,
+                    cells_per_job=per_gpu, cancel=cancel)
 
 def starts(job) -> int:
     """How many times a job has started: submitit logs "Starting with" (INFO, to stdout) at each start, and every

@@ -35,9 +35,9 @@ def _copy(cell, device: str, runtime: Runtime, seconds: float, plugins, start, o
     device = torch.device(device)
     runtime = runtime.resolve(device)
     batch = cell.protocol.batch_size
-    task, _ = profile_task(cell.task, batch, cell.suite.protocol)
+    task, _ = profile_task(cell.task, batch, cell.protocol)
     runtime.apply(device)
-    model = build(cell.method, loaded(get_hub(cell.hub)), task, 0, device, runtime).train()
+    model = build(cell.plugin, loaded(get_hub(cell.hub)), task, 0, device, runtime).train()
     x, y = runtime.batch(train_batch(task, batch), device)
     step = sgd_step(model, task, x, y, runtime)
     step()

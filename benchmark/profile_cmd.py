@@ -42,17 +42,21 @@ ONE_STEP = {"iterations": 1, "batch_size": 2, "eval_every": 0, "test_views": 1} 
 STAND_IN_IMAGES = {"resize": 0, "random_resized_crop": False}  # stand-in images come at the input size
 
 
-def run(args, device: torch.device, runtime: Runtime) -> int:
-    if args.batch is not None and args.batch < 1:
-        raise ValueError(f"--batch must be at least 1, got {args.batch}")
-    batch = args.batch or (TASKS.get(args.task).protocol.batch_size if device.type == "cuda" else 2)
-    hub = get_hub(args.hub)
-    task, stand_in = profile_task(args.task, batch)
-    method = first_variant(args.method, hub)
+def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime: Runtime, *, batch: int | None = None,
+        seed: int = 0, out: Path | None = None) -> int:
+    """Profile the method of `spec` on the hub and task at `batch` samples (default: the task's training batch on
+    CUDA, 2 on the CPU), built with `seed`; print the figures and write them to `out` (default: under
+    results/profile/)."""
+    if batch is not None and batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {batch}")
+    batch = batch or (TASKS.get(task_name).protocol.batch_size if device.type == "cuda" else 2)
+    hub = get_hub(hub_name)
+    task, stand_in = profile_task(task_name, batch)
+    method = first_variant(spec, hub)
     ok, reason = method.applicable(hub, task)
     if not ok:
         raise ValueError(f"{method.id} does not apply to hub {hub.name!r} and task {task.name!r}: {reason}")
-    out = args.out or Path("results", "profile", hub.name, task.name, method.id.replace("[", "@").replace("]", "")
+    out = out or Path("results", "profile", hub.name, task.name, method.id.replace("[", "@").replace("]", "")
                            + ".json")
     start = time.perf_counter()
     hub = loaded(hub)
@@ -60,14 +64,14 @@ def run(args, device: torch.device, runtime: Runtime) -> int:
     print(f"building {method.id} on {hub.name}/{task.name}: one training step on {data} data, {device} ...",
           flush=True)
     runtime.apply(device)
-    model = build(method, hub, task, args.seed, device, runtime)
+    model = build(method, hub, task, seed, device, runtime)
     build_s = time.perf_counter() - start
     print(f"built in {build_s:.0f} s; profiling at batch {batch} ...", flush=True)
     start = time.perf_counter()
     settings = Settings(runtime, batch=batch)
     complexity = profile(model, task, device, settings)
-    result = record.Profile(hub.name, task.name, task.kind, record.MethodId(method.id, method.name, method.params),
-                            args.seed, stand_in, dataclasses.asdict(task.protocol), hub.describe(), complexity,
+    result = record.Profile(hub.name, task.name, task.kind, record.PluginId.of(method),
+                            seed, stand_in, dataclasses.asdict(task.protocol), hub.describe(), complexity,
                             environment(device),
                             {"build_s": build_s, "profile_s": time.perf_counter() - start})
     record.write(out, result)
@@ -76,11 +80,11 @@ def run(args, device: torch.device, runtime: Runtime) -> int:
     return 0
 
 
-def profile_task(name: str, batch: int, overrides: dict | None = None) -> tuple[Task, bool]:
-    """Task `name` under the one-step protocol (after a suite's protocol `overrides`), and whether its data are
-    stand-ins (enough for `batch`)."""
+def profile_task(name: str, batch: int, protocol: Protocol | None = None) -> tuple[Task, bool]:
+    """Task `name` under the one-step version of `protocol` (default: the task's own; a cell's, `Cell.protocol`),
+    and whether its data are stand-ins (enough for `batch`)."""
     cls = TASKS.get(name)
-    protocol = cls.protocol.replace(**{**(overrides or {}), **ONE_STEP})
+    protocol = (protocol or cls.protocol).replace(**ONE_STEP)
     if not cls.external_data:
         return cls(protocol), False
     return stand_in(cls, protocol.replace(**STAND_IN_IMAGES), max(batch, protocol.batch_size)), True

@@ -9,61 +9,65 @@ reuse the cached features and rankings of earlier runs. `--tune` then runs one m
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from hubbench import record as records
 from hubbench.benchmark.declarations import declare_files
 from hubbench.benchmark.runner import Cell, run_cell
-from hubbench.benchmark.suites import Suite, parse_overrides
+from hubbench.benchmark.suites import Suite
 from hubbench.hubs.base import HUBS, get_hub
-from hubbench.methods.base import parse_spec
-from hubbench.rankers.base import RANKERS
-from hubbench.rankers.base import parse_spec as parse_ranker
+from hubbench.methods.base import Method
+from hubbench.rankers.base import RANKERS, Ranker
 from hubbench.tasks.base import TASKS
 
 
-def suite_of(args) -> Suite:
-    """The one-off suite of the command's hub, task, rankers, seed and protocol overrides (declared files read)."""
-    found = declare_files(args.declare)
-    HUBS.get(args.hub)
-    TASKS.get(args.task)
-    rankers = tuple(dict.fromkeys(args.ranker or sorted(RANKERS.names(), key=lambda n: n != "logme")))  # LogME first
+def suite_of(hub: str, task: str, rankers: Sequence[str], by: str | None, seed: int, overrides: dict[str, Any],
+             declare: Sequence[Path]) -> Suite:
+    """The one-off suite of the hub, task, rankers (none: every one, LogME first), seed and protocol overrides,
+    after the `declare` files are read; `by` must be one of its rankers."""
+    found = declare_files(declare)
+    HUBS.get(hub)
+    TASKS.get(task)
+    rankers = tuple(dict.fromkeys(rankers or sorted(RANKERS.names(), key=lambda n: n != "logme")))  # LogME first
     for spec in rankers:
-        parse_ranker(spec)
-    if args.by is not None and args.by not in rankers:
-        raise ValueError(f"--by {args.by}: not one of the rankers run ({', '.join(rankers)})")
-    return Suite("rank", f"hubbench rank --hub {args.hub} --task {args.task}", (args.hub,), (args.task,), (),
-                 (args.seed,), rankers=rankers, declared=found).overridden(parse_overrides(args.set))
+        Ranker.parse(spec)
+    if by is not None and by not in rankers:
+        raise ValueError(f"--by {by}: not one of the rankers run ({', '.join(rankers)})")
+    return Suite("rank", f"hubbench rank --hub {hub} --task {task}", (hub,), (task,), (), (seed,), rankers=rankers,
+                 declared=found).overridden(overrides)
 
 
-def tune_cell(suite: Suite, args, rankings: dict[str, records.RankingRecord]) -> Cell:
-    """The cell of `--tune`: fine-tune the pick of the `--by` ranker (default: the first that scored, LogME's when
+def tune_cell(suite: Suite, tune: str, by: str | None, rankings: dict[str, records.RankingRecord]) -> Cell:
+    """The cell of `--tune`: fine-tune the pick of the `by` ranker (default: the first that scored, LogME's when
     it did), or B-Tuning (which picks and weighs its sources by LogME itself)."""
-    if args.tune == "b_tuning":
-        cls, params = parse_spec("b_tuning")
+    if tune == "b_tuning":
+        method = Method.of("b_tuning")
     else:
-        by = args.by or next((name for name, r in rankings.items() if r.order), None)
+        by = by or next((name for name, r in rankings.items() if r.order), None)
         if by is None or not rankings[by].order:
             raise ValueError(f"--tune: {'ranker ' + by if by else 'no ranker'} picked no source to fine-tune")
-        cls, params = parse_spec(f"finetune[model={rankings[by].order[0]}]")
-    return Cell(suite, args.hub, args.task, cls(**params), args.seed)
+        method = Method.of(f"finetune[model={rankings[by].order[0]}]")
+    return Cell(suite, suite.hubs[0], suite.tasks[0], method, suite.seeds[0])
 
 
-def run(args, device: torch.device, check: Callable[[list[Cell]], None]) -> int:
-    """Rank (and tune), after `check` has read the data and found the weights of the cells; print the table."""
-    suite = suite_of(args)
-    cells = [Cell(suite, args.hub, args.task, parse_ranker(spec)[0](**parse_ranker(spec)[1]), args.seed)
-             for spec in suite.rankers]
+def run(hub: str, task: str, results: Path, device: torch.device, check: Callable[[list[Cell]], None], *,
+        rankers: Sequence[str] = (), by: str | None = None, tune: str | None = None, seed: int = 0,
+        overrides: dict[str, Any] | None = None, declare: Sequence[Path] = (), as_json: bool = False) -> int:
+    """Rank (and `tune`: 'finetune' or 'b_tuning'), after `check` has read the data and found the weights of the
+    cells; print the table (or, `as_json`, the summary)."""
+    suite = suite_of(hub, task, rankers, by, seed, overrides or {}, declare)
+    cells = [Cell(suite, hub, task, Ranker.of(spec), seed) for spec in suite.rankers]
     check(cells)
-    rankings = {cell.method.name: run_cell(cell, args.results, device)[1] for cell in cells}
+    rankings = {cell.plugin.name: run_cell(cell, results, device)[1] for cell in cells}
     tuned = None
-    if args.tune:
-        cell = tune_cell(suite, args, rankings)
-        tuned = run_cell(cell, args.results, device)[1]
-    result = summary(args.hub, args.task, rankings, tuned)
-    print(json.dumps(result, indent=1) if args.json else table(get_hub(args.hub).names, result))
+    if tune:
+        tuned = run_cell(tune_cell(suite, tune, by, rankings), results, device)[1]
+    result = summary(hub, task, rankings, tuned)
+    print(json.dumps(result, indent=1) if as_json else table(get_hub(hub).names, result))
     return 0 if tuned is None or tuned.status == records.OK else 1
 
 

@@ -8,9 +8,11 @@ import sys
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from submitit.core.utils import UncompletedJobError
@@ -25,10 +27,9 @@ from hubbench.hubs.base import HUBS, Hub, get_hub
 from hubbench.hubs.checkpoints import BadCheckpoint
 from hubbench.io import cache_dir
 from hubbench.locks import locked
-from hubbench.methods.base import Method, parse_spec
+from hubbench.methods.base import Method
 from hubbench.progress import note
 from hubbench.rankers.base import Ranker, ranking
-from hubbench.rankers.base import parse_spec as parse_ranker
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed, seed_everything
 from hubbench.tasks.base import TASKS, Protocol, Task
@@ -38,30 +39,34 @@ from hubbench.training import Runtime
 
 @dataclass(frozen=True)
 class Cell:
-    """A method's cell, or a ranking cell when `method` is a ranker (its id is `rank:<ranker id>`)."""
+    """A cell of a suite: a method's, or a ranking cell when `plugin` is a ranker (its `kind`)."""
 
     suite: Suite
     hub: str
     task: str
-    method: Method | Ranker
+    plugin: Method | Ranker
     seed: int
 
     @property
+    def kind(self) -> Kind:
+        return next(kind for base, kind in KINDS.items() if isinstance(self.plugin, base))
+
+    @property
     def ranking(self) -> bool:
-        return isinstance(self.method, Ranker)
+        return self.kind.record is records.RankingRecord
+
+    @property
+    def record_type(self) -> type[records.CellRecord]:
+        return self.kind.record
 
     @property
     def entry(self) -> str:
-        """The method's id, or `rank:<ranker id>`."""
-        return f"rank:{self.method.id}" if self.ranking else self.method.id
+        """The method's id, or the ranking's `rank:<ranker id>` (`records.CellRecord.entry`)."""
+        return self.record_type.entry(self.plugin.id)
 
     @property
     def id(self) -> str:
         return records.cell_id(self.hub, self.task, self.entry, self.seed)
-
-    @property
-    def record_type(self) -> type:
-        return records.RankingRecord if self.ranking else records.Record
 
     @property
     def scope(self) -> str:
@@ -74,7 +79,7 @@ class Cell:
     @property
     def protocol(self) -> Protocol:
         """The task's protocol with the suite's overrides (known without the task's data)."""
-        return TASKS.get(self.task).protocol.replace(**self.suite.protocol)
+        return self.suite.protocol_for(self.task)
 
     def make_task(self) -> Task:
         return TASKS.get(self.task)(self.protocol)
@@ -82,15 +87,16 @@ class Cell:
     @property
     def code(self) -> dict[str, dict[str, str]]:
         """Where the code of the cell's method (or ranker), hub and task comes from, where not hubbench itself."""
-        made_by = {"method": type(self.method), "hub": HUBS.get(self.hub), "task": TASKS.get(self.task)}
+        made_by = {"method": type(self.plugin), "hub": HUBS.get(self.hub), "task": TASKS.get(self.task)}
         return {part: code for part, obj in made_by.items() if (code := code_of(obj))}
 
-    def config(self, hub: Hub, task: Task, runtime: Runtime | None = None) -> records.Config:
-        """What determined the cell beyond its identity, as its record states it."""
+    def config(self, hub: Hub, task: Task, runtime: Runtime) -> records.Config:
+        """What determined the cell beyond its identity, as its record states it (a ranking's, no runtime: it
+        trains nothing)."""
         return records.Config(hub.describe(), task.config(), self.suite.protocol,
-                              runtime and dataclasses.asdict(runtime), self.code)
+                              None if self.ranking else dataclasses.asdict(runtime), self.code)
 
-    def change(self, record: records.Record | records.RankingRecord) -> str | None:
+    def change(self, record: records.CellRecord) -> str | None:
         """What `record` was made under that differs from this cell now (None: nothing): the hub's
         description (its version, its weights), the code of a plugin's method, hub or task (its file's
         sha256, its package's version), the method's parameters (a changed default) and, for a method's
@@ -98,12 +104,17 @@ class Cell:
         runner's) is no change."""
         if record.config is None:
             return None
-        made = record.ranker if self.ranking else record.method
-        then = {"hub": record.config.hub, "code": record.config.code, "params": made.params}
-        now = {"hub": get_hub(self.hub).describe(), "code": self.code, "params": self.method.params}
+        then = {"hub": record.config.hub, "code": record.config.code, "params": record.plugin.params}
+        now = {"hub": get_hub(self.hub).describe(), "code": self.code, "params": self.plugin.params}
         if not self.ranking and "protocol" in record.config.task:
             then["protocol"], now["protocol"] = record.config.task["protocol"], dataclasses.asdict(self.protocol)
         return records.first_change(then, now)
+
+
+def plugin_of(entry: str) -> Method | Ranker:
+    """The method or ranker that a cell's entry (`Cell.entry`) names."""
+    record_type, spec = records.entry_kind(entry)
+    return next(base for base, kind in KINDS.items() if kind.record is record_type).of(spec)
 
 
 def pick(kind: str, chosen: list | None, available: tuple) -> tuple:
@@ -122,15 +133,13 @@ def expand(suite: Suite, hubs=None, tasks=None, methods=None, seeds=None) -> lis
     for hub_name in pick("hub", hubs, suite.hubs):
         hub = get_hub(hub_name)
         variants: dict[str, tuple[Method | Ranker, set[str]]] = {}
-        for spec in suite.rankers:
-            cls, params = parse_ranker(spec)
-            r = cls(**params)
-            variants.setdefault(f"rank:{r.id}", (r, {spec, cls.name, r.id, f"rank:{r.id}"}))
-        for spec in suite.methods:
-            cls, params = parse_spec(spec)
-            for v in cls.variants(hub):
-                m = cls(**{**v, **params})
-                variants.setdefault(m.id, (m, {spec, cls.name, m.id}))
+        for base, specs in ((Ranker, suite.rankers), (Method, suite.methods)):
+            for spec in specs:
+                cls, params = base.parse(spec)
+                for v in cls.variants(hub):
+                    p = cls(**{**v, **params})
+                    entry = KINDS[base].record.entry(p.id)
+                    variants.setdefault(entry, (p, {spec, cls.name, p.id, entry}))
         names = tuple(dict.fromkeys(n for _, aliases in variants.values() for n in sorted(aliases)))
         chosen = set(pick("method", methods, names))
         selected = [m for m, aliases in variants.values() if aliases & chosen]
@@ -154,7 +163,7 @@ def not_the_methods(e: Exception) -> bool:
     return isinstance(e, UncompletedJobError) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
 
 
-def failed_on_input(record: records.Record | records.RankingRecord) -> bool:
+def failed_on_input(record: records.CellRecord) -> bool:
     """A failed record whose reason is a bad input file: it stands for no result, so a plain rerun redoes it
     (the checks before a run refuse the file while it is still bad)."""
     return record.status == records.FAILED and (record.reason or "").startswith(
@@ -171,7 +180,7 @@ class Redo:
     failed: bool = False
     stale: bool = False
 
-    def __call__(self, cell: Cell, record: records.Record | records.RankingRecord | None) -> bool:
+    def __call__(self, cell: Cell, record: records.CellRecord | None) -> bool:
         """Whether `cell`, whose record is `record` (None: it has none), runs."""
         return (record is None or self.all or (self.failed and record.status == records.FAILED)
                 or failed_on_input(record) or (self.stale and cell.change(record) is not None))
@@ -197,7 +206,7 @@ def check_records(cells: list[Cell], results: Path, redo: Redo = Redo()) -> None
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
              redo: Redo = Redo(), threads: int = 1,
-             runtime: Runtime | None = None) -> tuple[str, records.Record | records.RankingRecord]:
+             runtime: Runtime | None = None) -> tuple[str, records.CellRecord]:
     """Run one cell into its record; returns ('skipped' or the record's status, record).
 
     A complete record is kept unless `redo` says otherwise. The cell runs
@@ -223,94 +232,90 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
 
 
 def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int,
-            runtime: Runtime) -> records.Record | records.RankingRecord:
-    """Run the cell, write its record to `path` and drop its checkpoints."""
-    from hubbench.benchmark.profiling import Settings, profile  # here: `hubbench status` needs cells, not fvcore
-
+            runtime: Runtime) -> records.CellRecord:
+    """The one path of every cell, a method's or a ranking: whether its plugin applies, the plugin's part
+    (`Kind.run`), the record (a failure of the plugin's is a 'failed' one; one outside it, `not_the_methods`,
+    leaves none and the checkpoints for a rerun) written to `path`, then the cell's checkpoints dropped."""
     torch.set_num_threads(threads)
     runtime.apply(device)
-    if cell.ranking:
-        return execute_ranking(cell, path, device, cache)
-    hub, task = get_hub(cell.hub), cell.make_task()
+    hub, task, kind = get_hub(cell.hub), cell.make_task(), cell.kind
     started, made_with = now(), environment(device)
-    ok, reason = cell.method.applicable(hub, task)
+    ok, reason = cell.plugin.applicable(hub, task)
     ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
-    metric = records.Metric(task.metric, task.higher_is_better)
-    outcome = {"metric": metric}
+    outcome = kind.known(task)
     if not ok:
         outcome.update(status=records.INAPPLICABLE, reason=reason)
     else:
         try:
-            start = time.perf_counter()
-            seed_everything(derive_seed(cell.seed, cell.id, "init"))
-            model = cell.method.fit(ctx)
-            fit_s = time.perf_counter() - start
-            start = time.perf_counter()
-            outputs = {split: ctx.predict(model, split) for split in ("val", "test")}
-            metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
-            eval_s = time.perf_counter() - start
-            start = time.perf_counter()
-            complexity = profile(model, task, device, Settings(runtime))
-            artifacts_s = sum(a["train_s"] for a in ctx.used.values())
-            outcome.update(
-                status=records.OK,
-                metric=dataclasses.replace(metric, value=metrics["test"][task.metric]),
-                metrics=metrics,
-                complexity=complexity,
-                examples=task.examples(outputs["test"]),
-                timings=records.Timings(fit_s, eval_s, time.perf_counter() - start),
-                cost=records.Cost(ctx.train_seconds, artifacts_s, ctx.train_seconds + artifacts_s),
-                artifacts=[records.Artifact(k, a["key"], a["train_s"]) for k, a in ctx.used.items()],
-                curves=ctx.curves,
-                diagnostics=ctx.diagnostics,
-            )
+            outcome.update(kind.run(cell, ctx))
         except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
             if not_the_methods(e):
                 raise  # no record, the checkpoints kept for a rerun
             outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
-                           traceback=traceback.format_exc(limit=8))
-    record = records.Record(
-        suite=cell.suite.name, hub=cell.hub, task=cell.task, kind=task.kind,
-        method=records.MethodId(cell.method.id, cell.method.name, cell.method.params), seed=cell.seed,
-        started=started, finished=now(), **outcome,
-        config=cell.config(hub, task, runtime),
-        environment=made_with)
+                           traceback=traceback.format_exc(limit=9))  # this frame and 8 of the plugin's part
+    record = kind.record(cell.suite.name, cell.hub, cell.task, task.kind, records.PluginId.of(cell.plugin), cell.seed,
+                         **outcome, started=started, finished=now(), config=cell.config(hub, task, runtime),
+                         environment=made_with)
     records.write(path, record)
     ctx.clear_checkpoints()
     return record
 
 
-def execute_ranking(cell: Cell, path: Path, device: torch.device, cache: Path) -> records.RankingRecord:
-    """Rank the hub's sources for the task (from the cached ranking if another seed or a method made
-    it) and write the record: each source's score, or why it has none, and what they cost."""
-    hub, task, ranker = get_hub(cell.hub), cell.make_task(), cell.method
-    started, made_with = now(), environment(device)
-    ok, reason = ranker.applicable(hub, task)
-    outcome: dict = {}
-    if not ok:
-        outcome.update(status=records.INAPPLICABLE, reason=reason)
-    else:
-        try:
-            start = time.perf_counter()
-            result = ranking(ranker, hub, task, cache=cache, device=device)
-            outcome.update(
-                status=records.OK if result.scores else records.INAPPLICABLE,
-                reason=None if result.scores else "; ".join(f"{s}: {r}" for s, r in result.reasons.items()),
-                scores=result.scores, reasons=result.reasons, order=result.top(len(result.scores)), key=result.key,
-                features=result.features, wall_s=time.perf_counter() - start,
-                cost=records.RankingCost(result.features_s, result.score_s, result.features_s + result.score_s))
-        except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
-            if not_the_methods(e):
-                raise
-            outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
-                           traceback=traceback.format_exc(limit=8))
-    record = records.RankingRecord(
-        suite=cell.suite.name, hub=cell.hub, task=cell.task, kind=task.kind,
-        ranker=records.MethodId(ranker.id, ranker.name, ranker.params), seed=cell.seed,
-        started=started, finished=now(), **outcome,
-        config=cell.config(hub, task), environment=made_with)
-    records.write(path, record)
-    return record
+def fit(cell: Cell, ctx: Context) -> dict:
+    """A method's part of its cell: train, evaluate on val and test, profile the deployed model."""
+    from hubbench.benchmark.profiling import Settings, profile  # here: `hubbench status` needs cells, not fvcore
+
+    task = ctx.task
+    start = time.perf_counter()
+    seed_everything(derive_seed(cell.seed, cell.id, "init"))
+    model = cell.plugin.fit(ctx)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    outputs = {split: ctx.predict(model, split) for split in ("val", "test")}
+    metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
+    eval_s = time.perf_counter() - start
+    start = time.perf_counter()
+    complexity = profile(model, task, ctx.device, Settings(ctx.runtime))
+    artifacts_s = sum(a["train_s"] for a in ctx.used.values())
+    return dict(
+        status=records.OK,
+        metric=records.Metric(task.metric, task.higher_is_better, metrics["test"][task.metric]),
+        metrics=metrics,
+        complexity=complexity,
+        examples=task.examples(outputs["test"]),
+        timings=records.Timings(fit_s, eval_s, time.perf_counter() - start),
+        cost=records.Cost(ctx.train_seconds, artifacts_s, ctx.train_seconds + artifacts_s),
+        artifacts=[records.Artifact(k, a["key"], a["train_s"]) for k, a in ctx.used.items()],
+        curves=ctx.curves,
+        diagnostics=ctx.diagnostics,
+    )
+
+
+def rank(cell: Cell, ctx: Context) -> dict:
+    """A ranker's part of its cell: the ranking of the hub's sources for the task (cached, if another seed or a
+    method made it): each source's score, or why it has none, and what they cost."""
+    start = time.perf_counter()
+    result = ranking(cell.plugin, ctx.hub, ctx.task, cache=ctx.cache, device=ctx.device)
+    return dict(
+        status=records.OK if result.scores else records.INAPPLICABLE,
+        reason=None if result.scores else "; ".join(f"{s}: {r}" for s, r in result.reasons.items()),
+        scores=result.scores, reasons=result.reasons, order=result.top(len(result.scores)), key=result.key,
+        features=result.features, wall_s=time.perf_counter() - start,
+        cost=records.RankingCost(result.features_s, result.score_s, result.features_s + result.score_s))
+
+
+class Kind(NamedTuple):
+    """A kind of plugin: the records of its cells and its part of `execute`."""
+
+    record: type[records.CellRecord]
+    run: Callable[[Cell, Context], dict]  # -> the fields of an outcome of the plugin's own
+    known: Callable[[Task], dict] = lambda task: {}  # the record's fields known before the plugin runs
+
+
+# The one place where the benchmark tells methods and rankers apart.
+KINDS: dict[type, Kind] = {
+    Method: Kind(records.Record, fit, lambda task: {"metric": records.Metric(task.metric, task.higher_is_better)}),
+    Ranker: Kind(records.RankingRecord, rank)}
 
 
 def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, **kw) -> Counter:

@@ -11,10 +11,13 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubbench.benchmark.declarations import read_toml
 from hubbench.registry import UnknownName, check_name
+
+if TYPE_CHECKING:
+    from hubbench.tasks.base import Protocol
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,6 +150,9 @@ class Suite:
                    protocol, check_slurm(slurm_base), {m: check_slurm(t) for m, t in per_method.items()}, rankers,
                    declared)
 
+    def protocol_for(self, task: str) -> Protocol:
+        """The protocol of `task` in this suite: the task's own under the suite's [protocol] overrides."""
+        return task_protocol(task, self.protocol)
 
     def overridden(self, overrides: dict[str, Any]) -> Suite:
         """This suite with `overrides` (`hubbench run --set`) over its [protocol] table, named for them
@@ -162,12 +168,17 @@ class Suite:
                                                                                              **overrides})
 
 
+def task_protocol(task: str, overrides: dict[str, Any]) -> Protocol:
+    """The protocol of `task` under a suite's [protocol] `overrides` (known without the task's data)."""
+    from hubbench.tasks.base import TASKS
+
+    return TASKS.get(task).protocol.replace(**overrides)
+
+
 def check_protocol(tasks: tuple[str, ...], protocol: dict[str, Any]) -> dict[str, Any]:
     """`protocol` overrides as a task's protocol holds them, if they make a valid protocol of every task
     (`tasks.Protocol` checks each field's type and range); ValueError otherwise."""
-    from hubbench.tasks.base import TASKS
-
-    protocols = [TASKS.get(task).protocol.replace(**protocol) for task in tasks]
+    protocols = [task_protocol(task, protocol) for task in tasks]
     return {k: getattr(protocols[0], k) for k in protocol}
 
 

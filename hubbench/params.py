@@ -1,23 +1,34 @@
-"""Typed hyper-parameters of plugins (methods, rankers): the fields of a frozen dataclass, written
-`name[key=value,...]` in suites and on the command line, and echoed in every record."""
+"""Registered, parameterised plugins, the base of methods and rankers: a frozen dataclass whose fields are its typed
+hyper-parameters, registered by name, written `name[key=value,...]` in suites and on the command line, and echoed
+in every record."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 import typing
-from typing import Any
+from abc import ABC
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hubbench.registry import Registry
+
+if TYPE_CHECKING:
+    from hubbench.context import FinetunedSource
+    from hubbench.hubs.base import Hub
+    from hubbench.tasks.base import Task
 
 SPEC_RE = re.compile(r"^([a-z0-9][a-z0-9_.-]*)(?:\[(.*)\])?$")
 VALUE_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
-class Configurable:
-    """A frozen dataclass whose fields are its hyper-parameters: `params` and `id` say which."""
+@dataclasses.dataclass(frozen=True)
+class Plugin(ABC):
+    """A method or a ranker: a frozen dataclass whose fields are its hyper-parameters (defaults from its paper),
+    registered under `name` in its kind's `REGISTRY` by the kind's `register`; `params` and `id` say which."""
 
-    name: typing.ClassVar[str]
+    name: ClassVar[str]
+    description: ClassVar[str]  # one line
+    REGISTRY: ClassVar[Registry]
 
     @property
     def params(self) -> dict[str, Any]:
@@ -30,35 +41,51 @@ class Configurable:
                    if getattr(self, f.name) != f.default]
         return f"{self.name}[{','.join(changed)}]" if changed else self.name
 
+    def applicable(self, hub: Hub, task: Task) -> tuple[bool, str]:
+        """Whether it is defined for this hub and task, and why not."""
+        return True, ""
 
-def registrar(registry: Registry) -> typing.Callable[[type], type]:
-    """The class decorator of `registry`'s plugins: it makes a class a frozen dataclass (its fields are
-    its hyper-parameters) and registers it under its `name`."""
+    def needs(self, hub: Hub, task: Task) -> list[FinetunedSource]:
+        """Artifacts it reuses (trained once per hub, task, protocol and seed); a ranker reads only the
+        pre-trained sources' cached features."""
+        return []
 
-    def register(cls: type) -> type:
-        return registry.register(cls.name)(dataclasses.dataclass(frozen=True)(cls))
+    @classmethod
+    def variants(cls, hub: Hub) -> list[dict[str, Any]]:
+        """The parameter sets a bare suite entry expands to (one cell each)."""
+        return [{}]
 
-    return register
+    @classmethod
+    def register(cls, plugin: type) -> type:
+        """The class decorator of this kind's plugins: it makes `plugin` a frozen dataclass (its fields are its
+        hyper-parameters) and registers it under its `name`."""
+        return cls.REGISTRY.register(plugin.name)(dataclasses.dataclass(frozen=True)(plugin))
 
+    @classmethod
+    def parse(cls, spec: str) -> tuple[type, dict[str, Any]]:
+        """`name[k=v,...]` -> (registered class of this kind, typed explicit parameters); errors list valid choices."""
+        kind = cls.REGISTRY.kind
+        m = SPEC_RE.match(spec.strip())
+        if not m:
+            raise ValueError(f"malformed {kind} spec {spec!r} (expected name or name[key=value,...])")
+        found = cls.REGISTRY.get(m.group(1))
+        hints = typing.get_type_hints(found)
+        fields = {f.name for f in dataclasses.fields(found)}
+        params: dict[str, Any] = {}
+        for item in filter(None, (m.group(2) or "").split(",")):
+            key, sep, raw = item.partition("=")
+            key, raw = key.strip(), raw.strip()
+            if not sep or key not in fields:
+                raise ValueError(f"{kind} {found.name!r} has no parameter {key!r} "
+                                 f"(choose from: {', '.join(sorted(fields)) or 'none'})")
+            params[key] = convert(raw, hints[key], f"{found.name}.{key}")
+        return found, params
 
-def parse(registry: Registry, spec: str) -> tuple[type, dict[str, Any]]:
-    """`name[k=v,...]` -> (registered class, typed explicit parameters); errors list valid choices."""
-    kind = registry.kind
-    m = SPEC_RE.match(spec.strip())
-    if not m:
-        raise ValueError(f"malformed {kind} spec {spec!r} (expected name or name[key=value,...])")
-    cls = registry.get(m.group(1))
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    params: dict[str, Any] = {}
-    for item in filter(None, (m.group(2) or "").split(",")):
-        key, sep, raw = item.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or key not in fields:
-            raise ValueError(f"{kind} {cls.name!r} has no parameter {key!r} "
-                             f"(choose from: {', '.join(sorted(fields)) or 'none'})")
-        params[key] = convert(raw, hints[key], f"{cls.name}.{key}")
-    return cls, params
+    @classmethod
+    def of(cls, spec: str) -> Plugin:
+        """The plugin of this kind that `spec` names, its unnamed parameters at their defaults."""
+        found, params = cls.parse(spec)
+        return found(**params)
 
 
 def convert(raw: str, kind: Any, what: str) -> Any:

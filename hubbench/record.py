@@ -3,12 +3,12 @@
 A record carries everything needed to interpret it (the leaderboard reads nothing else of a run): identity
 (suite, hub, task, method and its hyper-parameters, seed), outcome (status, reason, times), the
 primary and every val/test metric, complexity, cost, curves, diagnostics, config and environment.
-Its shape is `Record`, written with its schema version; files of every earlier version are upgraded
-on read (`UPGRADES`), so a version bump neither drops old records from a leaderboard nor makes
-`hubbench run` redo them. A file this hubbench cannot read (corrupt, malformed, or written by a
-newer hubbench) raises `RecordError` naming it, so that no command mistakes it for a missing record.
+Its shape is `Record` (a ranking cell's, `RankingRecord`; both a `CellRecord`), written with its schema version;
+files of every earlier version are upgraded on read (`UPGRADES`), so a version bump neither drops old records from
+a leaderboard nor makes `hubbench run` redo them. A file this hubbench cannot read (corrupt, malformed, or written
+by a newer hubbench) raises `RecordError` naming it, so that no command mistakes it for a missing record.
 
-`Record.row` is the flat view every table derives from (one column per value, `COLUMNS` their types).
+`Record.row` is the flat view every table derives from (one column per value, declared with its type in `COLUMNS`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import dataclasses
 import json
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from hubbench.io import write_json
 
@@ -36,10 +36,17 @@ class ForeignFile(RecordError):
 
 
 @dataclass(frozen=True)
-class MethodId:
+class PluginId:
+    """The method or ranker a record was made by."""
+
     id: str  # name[k=v,...] with the parameters that differ from their defaults
     name: str
     params: dict[str, Any] = field(default_factory=dict)  # every hyper-parameter
+
+    @classmethod
+    def of(cls, plugin: Any) -> PluginId:
+        """The identity of a method or ranker (`hubbench.params.Plugin`)."""
+        return cls(plugin.id, plugin.name, plugin.params)
 
 
 @dataclass(frozen=True)
@@ -212,14 +219,14 @@ def _provenance_added(data: dict) -> dict:
     return data
 
 
-def cell_id(hub: str, task: str, method_id: str, seed: int) -> str:
-    return f"{hub}/{task}/{method_id}/seed{seed}"
+def cell_id(hub: str, task: str, entry: str, seed: int) -> str:
+    return f"{hub}/{task}/{entry}/seed{seed}"
 
 
-def record_path(results: Path, suite: str, hub: str, task: str, method_id: str, seed: int) -> Path:
+def record_path(results: Path, suite: str, hub: str, task: str, entry: str, seed: int) -> Path:
     """Where a cell's record lives: results/<suite>/<hub>/<task>/<method id, `[k=v]` as `@k=v`>/seed<N>.json;
     a ranking cell's (`rank:<ranker id>`) under <task>/rank/<ranker id>/."""
-    folder = method_id.replace("[", "@").replace("]", "").replace(":", "/")
+    folder = entry.replace("[", "@").replace("]", "").replace(":", "/")
     return Path(results, suite, hub, task, folder, f"seed{seed}.json")
 
 
@@ -228,27 +235,68 @@ RECORD_FILES = ("*/*/*/seed*.json", "*/*/rank/*/seed*.json")
 
 
 @dataclass(frozen=True)
-class Record:
-    """One cell's record. Identity and outcome always; measurements only where the status is ok."""
+class CellRecord:
+    """What the record of every cell holds, a method's (`Record`) or a ranking's (`RankingRecord`): its identity,
+    its outcome, and what determined it beyond its identity. Each kind adds its measurements, names its plugin
+    in its JSON (`PLUGIN`) and prefixes its cell's entry in the suite (`PREFIX`)."""
 
-    SCHEMA: ClassVar[str] = "hubbench.record"
-    VERSION: ClassVar[int] = 3
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added}  # -> next version
+    SCHEMA: ClassVar[str]
+    VERSION: ClassVar[int]
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]]  # -> next version
+    PLUGIN: ClassVar[str]  # the key of `plugin` in the JSON
+    PREFIX: ClassVar[str] = ""
 
     # identity
     suite: str
     hub: str
     task: str
     kind: str
-    method: MethodId
+    plugin: PluginId
     seed: int
     # outcome
     status: str
-    metric: Metric
-    reason: str | None = None  # failed: the exception; inapplicable: why the method does not apply
+    _: KW_ONLY  # a kind's own fields follow `status` in the constructor (a method's record: its metric)
+    reason: str | None = None  # failed: the exception; inapplicable: why the method or ranker does not apply
     traceback: str | None = None
     started: str | None = None
     finished: str | None = None
+    # context
+    config: Config | None = None
+    environment: Environment | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"record status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    @classmethod
+    def entry(cls, plugin_id: str) -> str:
+        """A cell's entry in its suite, which names its records (`cell_id`, `record_path`): its plugin's id with
+        the kind's prefix."""
+        return cls.PREFIX + plugin_id
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.hub, self.task, self.entry(self.plugin.id), self.seed)
+
+    def summary(self) -> str:
+        """One line: the `headline` of an ok record, else the first line of its reason."""
+        return self.headline() if self.status == OK else (self.reason or "").strip().split("\n")[0]
+
+    def headline(self) -> str:
+        """What an ok record found, in a few words."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Record(CellRecord):
+    """A method's cell's record: the primary metric always (its value where ok); measurements only where ok."""
+
+    SCHEMA: ClassVar[str] = "hubbench.record"
+    VERSION: ClassVar[int] = 3
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added}
+    PLUGIN: ClassVar[str] = "method"
+
+    metric: Metric
     # measurements
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metric -> value
     complexity: Complexity | None = None
@@ -258,57 +306,30 @@ class Record:
     curves: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [iteration, value] pairs
     diagnostics: dict[str, Any] = field(default_factory=dict)  # the method's own (see Method.figures)
     examples: Examples | None = None  # a few test samples with predictions (Task.examples)
-    # context
-    config: Config | None = None
-    environment: Environment | None = None
-
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"record status {self.status!r} is not one of {', '.join(STATUSES)}")
 
     @property
-    def id(self) -> str:
-        return cell_id(self.hub, self.task, self.method.id, self.seed)
+    def method(self) -> PluginId:
+        """The method that made the record (its `plugin`)."""
+        return self.plugin
 
     @property
     def value(self) -> float | None:
         """The primary test metric of an ok record; None otherwise."""
         return self.metric.value if self.status == OK else None
 
-    def summary(self) -> str:
-        """One line: the primary metric of an ok record, else the first line of its reason."""
-        if self.status == OK:
-            return f"{self.metric.name}={self.metric.value:.2f}"
-        return (self.reason or "").strip().split("\n")[0]
+    def headline(self) -> str:
+        return f"{self.metric.name}={self.metric.value:.2f}"
 
     def row(self) -> dict[str, Any]:
         """The record's flat columns (see COLUMNS), plus one per val/test metric (`val_<name>`, `test_<name>`)
         and per hyper-parameter (`hp_<name>`); None where the record has no value."""
-        c = self.complexity or Complexity()
-        p, f, m, s = c.params or Params(), c.flops or Flops(), c.memory or Memory(), c.speed or Speed()
-        cost, env = self.cost or Cost(), self.environment or Environment()
-        git = env.git or Git()
-        return {
-            "id": self.id, "suite": self.suite, "hub": self.hub, "task": self.task, "kind": self.kind,
-            "method": self.method.id, "method_name": self.method.name, "seed": self.seed,
-            "status": self.status, "reason": self.reason,
-            "metric": self.metric.name, "higher_is_better": self.metric.higher_is_better, "value": self.value,
-            **{f"{split}_{name}": v for split, values in sorted(self.metrics.items())
-               for name, v in sorted(values.items())},
-            **{f"{HP_PREFIX}{name}": v for name, v in sorted(self.method.params.items())},
-            "params_total": p.total, "params_trainable": p.trainable, "params_active": p.active,
-            "gflops_fvcore": f.fvcore_gflops, "gflops_flop_counter": f.flop_counter_gflops, "flops_batch": f.batch,
-            "fvcore_unsupported": "; ".join(f"{op} x{n}" for op, n in sorted(f.fvcore_unsupported.items())) or None,
-            "memory_device": m.device, "memory_measure": m.measure, "train_mb": m.train_mb, "infer_mb": m.infer_mb,
-            "infer_samples_s": s.infer_samples_s, "train_samples_s": s.train_samples_s, "speed_batch": s.batch,
-            "precision": s.precision, "memory_format": s.memory_format,
-            "compile": s.compile or ("eager" if c.speed else None), "speed_device_name": s.device_name,
-            "speed_torch": s.torch, "speed_cuda": cuda_label(s.cuda), "warmup": s.warmup, "repeats": s.repeats,
-            "train_s": cost.train_s, "artifacts_s": cost.artifacts_s, "total_s": cost.total_s,
-            "device": env.device, "device_name": env.device_name, "torch": env.torch, "cuda": cuda_label(env.cuda),
-            "threads": env.threads, "git_commit": git.commit, "git_dirty": git.dirty,
-            "started": self.started, "finished": self.finished,
-        }
+        def of(columns: dict[str, Column]) -> dict[str, Any]:
+            return {name: column.of(self) for name, column in columns.items()}
+
+        metrics = {f"{split}_{name}": v for split, found in sorted(self.metrics.items())
+                   for name, v in sorted(found.items())}
+        hps = {f"{HP_PREFIX}{name}": v for name, v in sorted(self.plugin.params.items())}
+        return {**of(IDENTITY_COLUMNS), **of(OUTCOME_COLUMNS), **metrics, **hps, **of(MEASURE_COLUMNS)}
 
 
 def cuda_label(version: str | None) -> str | None:
@@ -316,38 +337,96 @@ def cuda_label(version: str | None) -> str | None:
     return f"CUDA {version}" if version else None
 
 
-# The fixed columns of `Record.row`, in order, with their pandas dtypes ("category": STATUSES, in that order).
-# The metric columns (float64) come after `value`, the hyper-parameter columns (types as found) after them.
-IDENTITY_COLUMNS = {"id": "str", "suite": "str", "hub": "str", "task": "str", "kind": "str", "method": "str",
-                    "method_name": "str", "seed": "int64"}
-OUTCOME_COLUMNS = {"status": "category", "reason": "str", "metric": "str", "higher_is_better": "bool",
-                   "value": "float64"}
+def unsupported_label(ops: dict[str, int] | None) -> str | None:
+    return "; ".join(f"{op} x{n}" for op, n in sorted((ops or {}).items())) or None
+
+
+def compile_label(speed: Speed | None) -> str | None:
+    """The torch.compile mode of a measured speed, 'eager' where none."""
+    return speed and (speed.compile or "eager")
+
+
+class Column(NamedTuple):
+    """A fixed column of `Record.row`: its pandas dtype ("category": STATUSES, in that order) and where a record
+    holds its value: attribute names joined by dots (None where one of them is None), then `label`led."""
+
+    dtype: str
+    path: str
+    label: Callable[[Any], Any] | None = None
+
+    def of(self, record: Record) -> Any:
+        value: Any = record
+        for name in self.path.split("."):
+            value = None if value is None else getattr(value, name)
+        return self.label(value) if self.label else value
+
+
+# The fixed columns of `Record.row`, in order; the metric columns (float64) come after `value`, the
+# hyper-parameter columns (types as found) after them.
+IDENTITY_COLUMNS = {
+    "id": Column("str", "id"), "suite": Column("str", "suite"), "hub": Column("str", "hub"),
+    "task": Column("str", "task"), "kind": Column("str", "kind"), "method": Column("str", "plugin.id"),
+    "method_name": Column("str", "plugin.name"), "seed": Column("int64", "seed")}
+OUTCOME_COLUMNS = {
+    "status": Column("category", "status"), "reason": Column("str", "reason"), "metric": Column("str", "metric.name"),
+    "higher_is_better": Column("bool", "metric.higher_is_better"), "value": Column("float64", "value")}
 MEASURE_COLUMNS = {
-    "params_total": "Int64", "params_trainable": "Int64", "params_active": "float64",
-    "gflops_fvcore": "float64", "gflops_flop_counter": "float64", "flops_batch": "Int64", "fvcore_unsupported": "str",
-    "memory_device": "str", "memory_measure": "str", "train_mb": "float64", "infer_mb": "float64",
-    "infer_samples_s": "float64", "train_samples_s": "float64", "speed_batch": "Int64", "precision": "str",
-    "memory_format": "str", "compile": "str", "speed_device_name": "str", "speed_torch": "str", "speed_cuda": "str",
-    "warmup": "Int64", "repeats": "Int64", "train_s": "float64", "artifacts_s": "float64", "total_s": "float64",
-    "device": "str", "device_name": "str", "torch": "str", "cuda": "str", "threads": "Int64", "git_commit": "str",
-    "git_dirty": "boolean", "started": "datetime64[ns, UTC]", "finished": "datetime64[ns, UTC]"}
-COLUMNS = {**IDENTITY_COLUMNS, **OUTCOME_COLUMNS, **MEASURE_COLUMNS}
+    "params_total": Column("Int64", "complexity.params.total"),
+    "params_trainable": Column("Int64", "complexity.params.trainable"),
+    "params_active": Column("float64", "complexity.params.active"),
+    "gflops_fvcore": Column("float64", "complexity.flops.fvcore_gflops"),
+    "gflops_flop_counter": Column("float64", "complexity.flops.flop_counter_gflops"),
+    "flops_batch": Column("Int64", "complexity.flops.batch"),
+    "fvcore_unsupported": Column("str", "complexity.flops.fvcore_unsupported", unsupported_label),
+    "memory_device": Column("str", "complexity.memory.device"),
+    "memory_measure": Column("str", "complexity.memory.measure"),
+    "train_mb": Column("float64", "complexity.memory.train_mb"),
+    "infer_mb": Column("float64", "complexity.memory.infer_mb"),
+    "infer_samples_s": Column("float64", "complexity.speed.infer_samples_s"),
+    "train_samples_s": Column("float64", "complexity.speed.train_samples_s"),
+    "speed_batch": Column("Int64", "complexity.speed.batch"),
+    "precision": Column("str", "complexity.speed.precision"),
+    "memory_format": Column("str", "complexity.speed.memory_format"),
+    "compile": Column("str", "complexity.speed", compile_label),
+    "speed_device_name": Column("str", "complexity.speed.device_name"),
+    "speed_torch": Column("str", "complexity.speed.torch"),
+    "speed_cuda": Column("str", "complexity.speed.cuda", cuda_label),
+    "warmup": Column("Int64", "complexity.speed.warmup"),
+    "repeats": Column("Int64", "complexity.speed.repeats"),
+    "train_s": Column("float64", "cost.train_s"),
+    "artifacts_s": Column("float64", "cost.artifacts_s"),
+    "total_s": Column("float64", "cost.total_s"),
+    "device": Column("str", "environment.device"),
+    "device_name": Column("str", "environment.device_name"),
+    "torch": Column("str", "environment.torch"),
+    "cuda": Column("str", "environment.cuda", cuda_label),
+    "threads": Column("Int64", "environment.threads"),
+    "git_commit": Column("str", "environment.git.commit"),
+    "git_dirty": Column("boolean", "environment.git.dirty"),
+    "started": Column("datetime64[ns, UTC]", "started"),
+    "finished": Column("datetime64[ns, UTC]", "finished")}
+COLUMNS = {name: column.dtype for name, column in {**IDENTITY_COLUMNS, **OUTCOME_COLUMNS, **MEASURE_COLUMNS}.items()}
 METRIC_PREFIXES = ("val_", "test_")
 HP_PREFIX = "hp_"
 
 
+def _keys(cls: type) -> dict[str, str]:
+    """A dataclass's fields by their keys in its JSON object: their names, but a cell record's `plugin`'s (`PLUGIN`)."""
+    plugin = cls.PLUGIN if issubclass(cls, CellRecord) else "plugin"
+    return {plugin if f.name == "plugin" else f.name: f.name for f in dataclasses.fields(cls)}
 
 
 def _parse(cls: type, data: Any, where: str) -> Any:
     """A `cls` (dataclass) from its JSON object: nested dataclasses built likewise, unknown keys refused."""
     if not isinstance(data, dict):
         raise RecordError(f"{where} is not an object")
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    known = _keys(cls)
     if unknown := sorted(data.keys() - known.keys()):
         raise RecordError(f"unknown field(s) {', '.join(unknown)} in {where}")
     hints = typing.get_type_hints(cls)
     values = {}
-    for name, value in data.items():
+    for key, value in data.items():
+        name = known[key]
         hint = hints[name]
         inner = next((t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t)), None)
         if typing.get_origin(hint) is list and dataclasses.is_dataclass(item := typing.get_args(hint)[0]):
@@ -385,7 +464,8 @@ def from_json(data: Any, cls: type = Record) -> Any:
 
 
 def to_json(record: Any) -> dict:
-    return {"schema": schema(type(record)), **dataclasses.asdict(record)}
+    data = dataclasses.asdict(record)
+    return {"schema": schema(type(record)), **{key: data[name] for key, name in _keys(type(record)).items()}}
 
 
 def read(path: Path, cls: type = Record) -> Any:
@@ -410,6 +490,7 @@ def write(path: Path, record: Any) -> Path:
     return write_json(path, to_json(record))
 
 
+
 @dataclass(frozen=True)
 class RankingCost:
     """Seconds the cell's cached ranking cost when it was made: the sources' features and the scoring."""
@@ -420,27 +501,16 @@ class RankingCost:
 
 
 @dataclass(frozen=True)
-class RankingRecord:
+class RankingRecord(CellRecord):
     """A ranking cell's record: a ranker's score of each source of the hub for the task (`scores`), why it
     scored none of the others (`reasons`), the sources best first (`order`), and what it cost."""
 
     SCHEMA: ClassVar[str] = "hubbench.ranking"
     VERSION: ClassVar[int] = 2
     UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added}
+    PLUGIN: ClassVar[str] = "ranker"
+    PREFIX: ClassVar[str] = "rank:"
 
-    # identity
-    suite: str
-    hub: str
-    task: str
-    kind: str
-    ranker: MethodId
-    seed: int
-    # outcome
-    status: str
-    reason: str | None = None
-    traceback: str | None = None
-    started: str | None = None
-    finished: str | None = None
     # measurements
     scores: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
@@ -449,21 +519,14 @@ class RankingRecord:
     features: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> its features' key, seconds, dim
     cost: RankingCost | None = None
     wall_s: float | None = None
-    # context
-    config: Config | None = None
-    environment: Environment | None = None
-
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"record status {self.status!r} is not one of {', '.join(STATUSES)}")
 
     @property
-    def id(self) -> str:
-        return cell_id(self.hub, self.task, f"rank:{self.ranker.id}", self.seed)
+    def ranker(self) -> PluginId:
+        """The ranker that made the record (its `plugin`)."""
+        return self.plugin
 
-    def summary(self) -> str:
-        """One line: the best-scored source of an ok record, else the first line of its reason."""
-        return f"top={self.order[0]}" if self.status == OK else (self.reason or "").strip().split("\n")[0]
+    def headline(self) -> str:
+        return f"top={self.order[0]}"
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per scored source (see SCORE_COLUMNS); none unless ok."""
@@ -477,6 +540,12 @@ SCORE_COLUMNS = {"hub": "str", "kind": "str", "task": "str", "ranker": "str", "s
                  "score": "float64", "cost_s": "float64"}
 
 
+def entry_kind(entry: str) -> tuple[type[CellRecord], str]:
+    """The record kind of a cell's entry (`CellRecord.entry`) and its plugin's id."""
+    kind = RankingRecord if entry.startswith(RankingRecord.PREFIX) else Record
+    return kind, entry.removeprefix(kind.PREFIX)
+
+
 @dataclass(frozen=True)
 class Profile:
     """What `hubbench profile` writes: the complexity of one method built with a single training step."""
@@ -488,7 +557,7 @@ class Profile:
     hub: str
     task: str
     kind: str
-    method: MethodId
+    method: PluginId
     seed: int
     stand_in: bool  # the task's data were stand-ins of its shapes
     protocol: dict[str, Any]

@@ -43,6 +43,7 @@ from hubbench.hubs.mini import Pretraining, mini_hub
 from hubbench.hubs.mini_hetero import mini_hetero_hub
 from hubbench.io import cache_dir
 from hubbench.methods.base import METHODS, Method
+from hubbench.params import Plugin
 from hubbench.rankers.base import RANKERS, NotScored, Ranker, Score
 from hubbench.tasks.base import TASKS, Task, register
 from hubbench.tasks.faces import Faces
@@ -82,10 +83,14 @@ def check_hub() -> Hub:
     return get_hub(CHECK_HUB)
 
 
+def check_suite(name: str, task: str, methods: tuple[str, ...] = (), rankers: tuple[str, ...] = ()) -> Suite:
+    """The suite of a check's cells: the check hub, `task`, seed 0 and the checks' `PROTOCOL`."""
+    return Suite(name, "", (CHECK_HUB,), (task,), methods, (0,), PROTOCOL, rankers=rankers)
+
+
 def check_task(name: str) -> Task:
     register_tiny_tasks()
-    cls = TASKS.get(name)
-    return cls(cls.protocol.replace(**PROTOCOL))
+    return TASKS.get(name)(check_suite("checks", name).protocol_for(name))
 
 
 def registered_methods() -> list[Method]:
@@ -100,24 +105,28 @@ def registered_rankers() -> list[Ranker]:
 
 
 # -- the checks -------------------------------------------------------------------------------------
-def check_describes_itself(plugin: Method | Ranker) -> None:
+def check_describes_itself(plugin: Plugin) -> None:
     """A method or ranker: a registered name, a one-line description, an id that starts with the name,
     JSON parameters."""
     cls = type(plugin)
-    registry = RANKERS if isinstance(plugin, Ranker) else METHODS
-    assert registry.get(cls.name) is cls, f"{cls.__name__} is not registered under its name {cls.name!r}"
+    assert cls.REGISTRY.get(cls.name) is cls, f"{cls.__name__} is not registered under its name {cls.name!r}"
     assert cls.description and "\n" not in cls.description, "the description must be one line"
     assert plugin.id.startswith(cls.name)
     assert json.loads(json.dumps(plugin.params)) == plugin.params, "parameters must be JSON values"
+
+
+def applies(plugin: Plugin, hub: Hub, task: Task) -> bool:
+    """Whether `plugin` applies to the hub and task; one that does not must say why, in words."""
+    ok, reason = plugin.applicable(hub, task)
+    assert ok or (isinstance(reason, str) and reason), f"a {plugin.REGISTRY.kind} that is not applicable must say why"
+    return ok
 
 
 def check_fit_predicts_task_outputs(method: Method, task: str) -> None:
     """`fit` returns a predictor whose outputs have the task's shape and are finite; a method that is
     not applicable says why in words."""
     hub, task_ = check_hub(), check_task(task)
-    ok, reason = method.applicable(hub, task_)
-    if not ok:
-        assert isinstance(reason, str) and reason, "a method that is not applicable must say why"
+    if not applies(method, hub, task_):
         return
     ctx = Context(hub, task_, 0, scope=f"checks/fit/{method.id}/{task}", cache=cache_dir(), device=CPU,
                   runtime=RUNTIMES["fp32"])
@@ -136,25 +145,35 @@ def check_fit_predicts_task_outputs(method: Method, task: str) -> None:
 def check_cell(method: Method, task: str, runtime: str) -> None:
     """Run as a benchmark cell (runner and profiler) under `RUNTIMES[runtime]`: an `ok` record (or an
     `inapplicable` one that says why) with finite metrics and complexity figures, which a rerun keeps."""
-    hub, task_, rt = check_hub(), check_task(task), RUNTIMES[runtime]
-    suite = Suite(f"checks-{runtime}", "", (CHECK_HUB,), (task,), (method.name,), (0,), PROTOCOL)
-    cell = Cell(suite, CHECK_HUB, task, method, 0)
+    task_, rt = check_task(task), RUNTIMES[runtime]
+    run_as_cell(check_suite(f"checks-{runtime}", task, methods=(method.name,)), method,
+                partial(check_record, task=task_, runtime=rt), rt)
+
+
+def run_as_cell(suite: Suite, plugin: Plugin, check: Callable[[records.CellRecord], None],
+                runtime: Runtime | None = None) -> None:
+    """Run `plugin`'s cell of the one-cell `suite` through the runner. The record it stores names the plugin; it is
+    `inapplicable` and says why where the plugin does not apply, else `ok` and passes `check`; it is the one
+    returned, and a rerun keeps it."""
+    cell = Cell(suite, CHECK_HUB, suite.tasks[0], plugin, 0)
+    applicable = plugin.applicable(check_hub(), check_task(cell.task))[0]
     with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
-        returned = run_cell(cell, Path(results), CPU, runtime=rt)[1]
-        stored = records.read(cell.path(Path(results)))
-        check_record(stored, method, task_, rt, applicable=method.applicable(hub, task_)[0])
+        returned = run_cell(cell, Path(results), CPU, runtime=runtime)[1]
+        stored = records.read(cell.path(Path(results)), cell.record_type)
+        assert stored.plugin == records.PluginId.of(plugin)
+        if not applicable:
+            assert stored.status == records.INAPPLICABLE and stored.reason, \
+                f"a {plugin.REGISTRY.kind} that is not applicable must say why"
+        else:
+            assert stored.status == records.OK, f"{stored.reason}\n{stored.traceback or ''}"
+            check(stored)
         assert records.to_json(stored) == json.loads(json.dumps(records.to_json(returned))), \
             "the stored record differs from the one returned"
-        assert run_cell(cell, Path(results), CPU, runtime=rt)[0] == "skipped", "a rerun must keep the record"
+        assert run_cell(cell, Path(results), CPU, runtime=runtime)[0] == "skipped", "a rerun must keep the record"
 
 
-def check_record(record: records.Record, method: Method, task: Task, runtime: Runtime, applicable: bool) -> None:
-    """What a cell's record must hold (the checks of `check_cell`)."""
-    assert record.method == records.MethodId(method.id, method.name, method.params)
-    if not applicable:
-        assert record.status == records.INAPPLICABLE and record.reason, "a method that is not applicable must say why"
-        return
-    assert record.status == "ok", f"{record.reason}\n{record.traceback or ''}"
+def check_record(record: records.Record, task: Task, runtime: Runtime) -> None:
+    """What an ok cell's record must hold (the checks of `check_cell`)."""
     assert record.metric.name == task.metric and math.isfinite(record.metric.value)
     for split, metrics in record.metrics.items():
         bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
@@ -176,9 +195,7 @@ def check_scores_sources(ranker: Ranker, task: str) -> None:
     """`score` gives each source of the check hub a finite `Score`, the same one for the same features, or
     raises `NotScored` saying why; it scores at least one source (or `applicable` says why not)."""
     hub, task_ = check_hub(), check_task(task)
-    ok, reason = ranker.applicable(hub, task_)
-    if not ok:
-        assert isinstance(reason, str) and reason, "a ranker that is not applicable must say why"
+    if not applies(ranker, hub, task_):
         return
     targets = task_.ranking_targets(task_.splits["train"].targets)
     scored = []
@@ -200,26 +217,13 @@ def check_scores_sources(ranker: Ranker, task: str) -> None:
 def check_ranking_cell(ranker: Ranker, task: str) -> None:
     """Run as a ranking cell through the runner: an `ok` record (or an `inapplicable` one that says why),
     which a rerun keeps."""
-    hub = check_hub()
-    suite = Suite("checks-rank", "", (CHECK_HUB,), (task,), (), (0,), PROTOCOL, rankers=(ranker.name,))
-    cell = Cell(suite, CHECK_HUB, task, ranker, 0)
-    with tempfile.TemporaryDirectory(prefix="hubbench-checks-") as results:
-        returned = run_cell(cell, Path(results), CPU)[1]
-        stored = records.read(cell.path(Path(results)), records.RankingRecord)
-        check_ranking_record(stored, ranker, hub, applicable=ranker.applicable(hub, check_task(task))[0])
-        assert records.to_json(stored) == json.loads(json.dumps(records.to_json(returned))), \
-            "the stored record differs from the one returned"
-        assert run_cell(cell, Path(results), CPU)[0] == "skipped", "a rerun must keep the record"
+    run_as_cell(check_suite("checks-rank", task, rankers=(ranker.name,)), ranker,
+                partial(check_ranking_record, hub=check_hub()))
 
 
-def check_ranking_record(record: records.RankingRecord, ranker: Ranker, hub: Hub, applicable: bool) -> None:
-    """What a ranking cell's record must hold: a score or a reason for each source, the sources ranked by
+def check_ranking_record(record: records.RankingRecord, hub: Hub) -> None:
+    """What an ok ranking cell's record must hold: a score or a reason for each source, the sources ranked by
     score, the features' cost (the checks of `check_ranking_cell`)."""
-    assert record.ranker == records.MethodId(ranker.id, ranker.name, ranker.params)
-    if not applicable:
-        assert record.status == records.INAPPLICABLE and record.reason, "a ranker that is not applicable must say why"
-        return
-    assert record.status == records.OK, f"{record.reason}\n{record.traceback or ''}"
     assert set(record.scores) | set(record.reasons) == set(hub.names), "each source needs a score or a reason"
     assert not set(record.scores) & set(record.reasons), "a source with both a score and a reason"
     bad = {s: v for s, v in record.scores.items() if not math.isfinite(v)}

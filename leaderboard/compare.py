@@ -10,7 +10,6 @@ code commits in which the two differ, which the numbers must be read against.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -108,21 +107,21 @@ def compare(a: str, b: str, results: Path) -> list[Block]:
     return blocks(a, loaded[0], b, loaded[1])
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the comparison as Markdown and, with --html, write it as a page (a file there is replaced only
-    with --force)."""
+def run(a: str, b: str, results: Path, html: Path | None = None, force: bool = False) -> int:
+    """Print the comparison as Markdown and, with `html`, write it as a page (a file there is replaced only
+    with `force`)."""
     try:
-        if args.html is not None:
-            if args.html.exists() and not args.force:
-                raise LeaderboardError(f"--html {args.html} exists; pass --force to replace it")
-            if not args.html.parent.is_dir():
-                raise LeaderboardError(f"--html {args.html}: no folder {args.html.parent}")
-        blocks = compare(args.a, args.b, args.results)
+        if html is not None:
+            if html.exists() and not force:
+                raise LeaderboardError(f"--html {html} exists; pass --force to replace it")
+            if not html.parent.is_dir():
+                raise LeaderboardError(f"--html {html}: no folder {html.parent}")
+        blocks = compare(a, b, results)
     except LeaderboardError as e:
         print(f"hubbench compare: error: {e}", file=sys.stderr)
         return 2
     print(markdown(blocks), end="")
-    if args.html is not None:
-        html = page(f"Compare {args.a} with {args.b}", blocks).encode()
-        atomic_write(args.html, lambda f: f.write(html))
+    if html is not None:
+        text = page(f"Compare {a} with {b}", blocks).encode()
+        atomic_write(html, lambda f: f.write(text))
     return 0

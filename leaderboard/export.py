@@ -15,7 +15,6 @@ at, with no store or server to set up, and torch writes them with no further dep
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -74,12 +73,13 @@ def export(suites: list[str], results: Path, out: Path) -> int:
     return len(runs)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(suites: list[str] | None, results: Path, tensorboard: Path) -> int:
+    """Export the records of `suites` (None: every suite folder of `results`) under `tensorboard`."""
     try:
-        check_output_dir(args.tensorboard, "--tensorboard")
-        n = export(selected_suites(args), args.results, args.tensorboard)
+        check_output_dir(tensorboard, "--tensorboard")
+        n = export(selected_suites(suites, results), results, tensorboard)
     except (LeaderboardError, ValueError) as e:
         print(f"hubbench export: error: {e}", file=sys.stderr)
         return 2
-    print(f"{n} runs written to {args.tensorboard}; view them with: tensorboard --logdir {args.tensorboard}")
+    print(f"{n} runs written to {tensorboard}; view them with: tensorboard --logdir {tensorboard}")
     return 0

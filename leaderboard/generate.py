@@ -115,7 +115,8 @@ DESCRIPTION = ("Regenerate leaderboard/<suite>/ from the suite's records alone: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hubbench leaderboard", description=DESCRIPTION)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    return run(args.suite, args.results, args.out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,19 +141,20 @@ def suite_folder(name: str) -> str:
     return name
 
 
-def selected_suites(args: argparse.Namespace) -> list[str]:
-    """The folders `--suite` names, else every suite folder of `--results`."""
-    suites = [suite_folder(s) for s in args.suite or []] or suite_folders(args.results)
-    if not suites:
-        raise LeaderboardError(f"no records under {args.results}")
-    return suites
+def selected_suites(suites: list[str] | None, results: Path) -> list[str]:
+    """The folders `suites` names, else every suite folder of `results`."""
+    found = [suite_folder(s) for s in suites or []] or suite_folders(results)
+    if not found:
+        raise LeaderboardError(f"no records under {results}")
+    return found
 
 
-def run(args: argparse.Namespace) -> int:
+def run(suites: list[str] | None, results: Path, out: Path) -> int:
+    """Render the leaderboard of each of `suites` (None: every suite folder of `results`) into `out`."""
     try:
-        check_output_dir(args.out, "--out")
-        for suite in selected_suites(args):
-            print(generate(suite, args.results, args.out) / "README.md")
+        check_output_dir(out, "--out")
+        for suite in selected_suites(suites, results):
+            print(generate(suite, results, out) / "README.md")
     except (LeaderboardError, ValueError) as e:
         print(f"hubbench leaderboard: error: {e}", file=sys.stderr)
         return 2

@@ -7,43 +7,24 @@ and every record carries exactly the parameters that produced it.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from abc import abstractmethod
+from typing import ClassVar
 
 from torch import nn
 
-from hubbench.context import Context, FinetunedSource
+from hubbench.context import Context
 from hubbench.figures import FigureHook
-from hubbench.hubs.base import Hub
-from hubbench.params import Configurable, parse, registrar
+from hubbench.params import Plugin
 from hubbench.registry import Registry
-from hubbench.tasks.base import Task
 
 METHODS: Registry[type[Method]] = Registry("method")
 
 
-@dataclass(frozen=True)
-class Method(Configurable, ABC):
-    """A way to transfer from a hub to a task: a frozen dataclass whose fields are its hyper-parameters (defaults
-    from its paper), registered under `name` with `@register`, whose `fit` builds and trains the predictor
-    through the `Context` it is given."""
+class Method(Plugin):
+    """A way to transfer from a hub to a task: a plugin (`hubbench.params.Plugin`) registered with `@register`,
+    whose `fit` builds and trains the predictor through the `Context` it is given."""
 
-    name: ClassVar[str]
-    description: ClassVar[str]
-
-    def applicable(self, hub: Hub, task: Task) -> tuple[bool, str]:
-        """Whether the method is defined for this hub and task, and why not."""
-        return True, ""
-
-    def needs(self, hub: Hub, task: Task) -> list[FinetunedSource]:
-        """Artifacts the method reuses (trained once per hub, task, protocol and seed)."""
-        return []
-
-    @classmethod
-    def variants(cls, hub: Hub) -> list[dict[str, Any]]:
-        """The parameter sets a bare suite entry expands to (one cell each)."""
-        return [{}]
+    REGISTRY: ClassVar[Registry] = METHODS
 
     @classmethod
     def figures(cls) -> tuple[FigureHook, ...]:
@@ -56,9 +37,5 @@ class Method(Configurable, ABC):
         """Build and train a predictor: normalised images -> task outputs."""
 
 
-register = registrar(METHODS)  # @register: a frozen dataclass, registered under its `name`
-
-
-def parse_spec(spec: str) -> tuple[type[Method], dict[str, Any]]:
-    """`name[k=v,...]` -> (method class, typed explicit parameters); errors list valid choices."""
-    return parse(METHODS, spec)
+register = Method.register  # @register: a frozen dataclass, registered under its `name`
+parse_spec = Method.parse  # `name[k=v,...]` -> (method class, typed explicit parameters)

@@ -8,10 +8,10 @@ fine-tune. Like a method, it is a frozen dataclass whose fields are its hyper-pa
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -19,7 +19,7 @@ from hubbench.features import SourceFeatures, source_features
 from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import build_once
-from hubbench.params import Configurable, parse, registrar
+from hubbench.params import Plugin
 from hubbench.registry import Registry
 from hubbench.seeding import digest
 from hubbench.tasks.base import Task
@@ -37,34 +37,24 @@ class Score:
     weights: torch.Tensor | None = None  # a model fitted on the features that others reuse (LogME's [C, D] means)
 
 
-@dataclass(frozen=True)
-class Ranker(Configurable, ABC):
-    """A transferability score: a frozen dataclass whose fields are its hyper-parameters, registered under
-    `name` with `hubbench.rankers.register`, whose `score` rates one source for a task from its pre-trained
-    features without training it (higher: expected to transfer better)."""
+class Ranker(Plugin):
+    """A transferability score: a plugin (`hubbench.params.Plugin`) registered with `hubbench.rankers.register`,
+    whose `score` rates one source for a task from its pre-trained features without training it (higher: expected
+    to transfer better)."""
 
-    name: ClassVar[str]
-    description: ClassVar[str]
+    REGISTRY: ClassVar[Registry] = RANKERS
 
     def applicable(self, hub: Hub, task: Task) -> tuple[bool, str]:
         """Whether the ranker is defined for this task, and why not."""
         return meaningful(task)
-
-    def needs(self, hub: Hub, task: Task) -> list:
-        """No trained artifact: a ranker reads only the pre-trained sources' cached features."""
-        return []
 
     @abstractmethod
     def score(self, features: SourceFeatures, targets: torch.Tensor) -> Score:
         """The source's score from its features and the task's `ranking_targets`; raises NotScored."""
 
 
-register = registrar(RANKERS)  # @register: a frozen dataclass, registered under its `name`
-
-
-def parse_spec(spec: str) -> tuple[type[Ranker], dict[str, Any]]:
-    """`name[k=v,...]` -> (ranker class, typed explicit parameters)."""
-    return parse(RANKERS, spec)
+register = Ranker.register  # @register: a frozen dataclass, registered under its `name`
+parse_spec = Ranker.parse  # `name[k=v,...]` -> (ranker class, typed explicit parameters)
 
 
 def classification_only(task: Task, per_class: bool = False) -> tuple[bool, str]:

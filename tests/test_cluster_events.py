@@ -48,7 +48,7 @@ def test_a_job_stopped_for_good_by_the_cluster_leaves_no_record_and_keeps_the_ch
     ("RuntimeError: CUDA error: an illegal memory access", False),
 ])
 def test_a_record_failed_on_a_bad_input_file_is_redone_by_a_plain_rerun(cell, reason, redone):
-    method = records.MethodId(cell.method.id, cell.method.name, cell.method.params)
+    method = records.PluginId.of(cell.plugin)
     failed = records.Record(cell.suite.name, cell.hub, cell.task, "classification", method, cell.seed,
                             records.FAILED, records.Metric("top1"), reason=reason)
     assert Redo()(cell, failed) is redone

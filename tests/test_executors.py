@@ -147,9 +147,9 @@ def test_pending_puts_artifact_producers_first_and_retries_failed(grid, tmp_path
     suite = Suite.load(str(suite_path))
     cells = expand(suite)
     reordered = expand(Suite(suite.name, "", suite.hubs, suite.tasks, ("ensemble_i", "finetune"), suite.seeds))
-    assert [c.method.name for c in pending(reordered, tmp_path)] == ["finetune", "finetune", "ensemble_i"]
+    assert [c.plugin.name for c in pending(reordered, tmp_path)] == ["finetune", "finetune", "ensemble_i"]
     for cell, status in zip(cells[:2], (records.FAILED, records.OK), strict=True):
-        method = records.MethodId(cell.method.id, cell.method.name, cell.method.params)
+        method = records.PluginId.of(cell.plugin)
         records.write(cell.path(tmp_path), records.Record(suite.name, cell.hub, cell.task, "classification", method,
                                                           cell.seed, status, records.Metric("top1")))
     assert pending(cells, tmp_path) == [cells[2]]

@@ -67,7 +67,7 @@ def test_atomic_writes_follow_the_umask(tmp_path):
 def test_leaderboard_takes_the_suite_forms_of_run(tmp_path, capsys):
     suite = write_suite(tmp_path, "mine", hubs=("mini",), methods=("scratch",))
     records.write(tmp_path / "r/mine@lr=0.5/h/t/m/seed0.json", records.Record(
-        "mine@lr=0.5", "h", "t", "k", records.MethodId("m", "m"), 0, records.OK, records.Metric("top1", value=1.0)))
+        "mine@lr=0.5", "h", "t", "k", records.PluginId("m", "m"), 0, records.OK, records.Metric("top1", value=1.0)))
     args = ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "lb")]
     assert main([*args, "--suite", str(suite), "--set", "lr=0.5"]) == 0  # a suite file and a variant of it
     assert main([*args, "--suite", "mine@lr=0.5"]) == 0  # its folder's name
@@ -79,7 +79,7 @@ def test_status_summarises_and_filters(tiny_hub, tmp_path, capsys):
     results = tmp_path / "results"
     for seed, status, reason in ((0, records.OK, None), (1, records.FAILED, "boom")):
         records.write(results / f"tiny/tiny/digits/scratch/seed{seed}.json", records.Record(
-            "tiny", "tiny", "digits", "classification", records.MethodId("scratch", "scratch"), seed, status,
+            "tiny", "tiny", "digits", "classification", records.PluginId("scratch", "scratch"), seed, status,
             records.Metric("top1", value=50.0), reason=reason))
     args = ["status", "--suite", str(suite), "--results", str(results)]
 

@@ -21,7 +21,7 @@ from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import build_once
 from hubbench.params import Plugin
 from hubbench.registry import Registry
-from hubbench.seeding import digest
+from hubbench.seeding import digest, preserved_rng
 from hubbench.tasks.base import Task
 
 RANKERS: Registry[type[Ranker]] = Registry("ranker")
@@ -101,9 +101,12 @@ class Ranking:
         return sorted(self.scores, key=lambda s: -self.scores[s])[:k]
 
 
+@preserved_rng()
 def ranking(ranker: Ranker, hub: Hub, task: Task, *, cache: Path, device: torch.device) -> Ranking:
     """`ranker`'s ranking of `hub` for `task`: from the cache, else scored now from the sources'
-    cached features. Shared by the ranking cells (every seed) and by the methods that reuse it."""
+    cached features. Shared by the ranking cells (every seed) and by the methods that reuse it.
+    Built or loaded, it leaves the caller's random streams as they were (building a source's model
+    draws from them), so a method that ranks trains alike whatever the cache holds."""
     feats = {s: source_features(hub, task, s, cache=cache, device=device) for s in hub.names}
     key = digest({"ranker": ranker.id, "params": ranker.params, "features": {s: f.key for s, f in feats.items()}})
     path = cache / "rankings" / hub.name / task.name / f"{ranker.id}-{key}.pt"

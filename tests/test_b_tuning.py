@@ -83,3 +83,18 @@ def test_runs_on_a_heterogeneous_hub_with_teachers_of_different_families(cache):
     assert len(teachers) == 3 and len({hub.source(t).family for t in teachers}) == 3
     assert torch.isfinite(model(next(ctx.task.eval_batches("test"))[:2])).all()
     assert any(k.startswith("ranking-logme") for k in ctx.used)
+
+
+def test_trains_alike_whether_its_ranking_was_cached_or_not(tiny_hub, tmp_path):
+    """Building the ranking (a model per source) draws from the random streams; loading it does not. The
+    tuned model must not depend on which happened: a ranking cell that ran first changed B-Tuning's records."""
+    from hubbench.seeding import seed_everything
+
+    trained = []
+    for cache, ranked_first in ((tmp_path / "built", False), (tmp_path / "loaded", True)):
+        ctx = make_ctx(tiny_hub, "digits", scope="btuning/cache", cache=cache, iterations=2)
+        if ranked_first:
+            ranking(LogME(), tiny_hub, ctx.task, cache=cache, device=ctx.device)
+        seed_everything(0)
+        trained.append(METHODS.get("b_tuning")().fit(ctx).state_dict())
+    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])

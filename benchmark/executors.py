@@ -206,7 +206,6 @@ class LocalPool(Executor):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-
 SBATCH = {"partition": "partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem",
           "time_min": "time", "max_parallel": "array_parallelism"}  # suite [slurm] key -> submitit's SLURM name
 JOB_CLASSES = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}
@@ -460,6 +459,7 @@ def executor_for(kind: str, suite: Suite, results: Path, device: str, cells: lis
     return Submitit(submitit_folder(results, suite.name), f"hubbench-{suite.name}",
                     slurm_resources(suite, overrides, threads), plugins=plugins, method_resources=per_method,
                     cells_per_job=per_gpu, cancel=cancel)
+
 
 def starts(job) -> int:
     """How many times a job has started: submitit logs "Starting with" (INFO, to stdout) at each start, and every

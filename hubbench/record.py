@@ -490,7 +490,6 @@ def write(path: Path, record: Any) -> Path:
     return write_json(path, to_json(record))
 
 
-
 @dataclass(frozen=True)
 class RankingCost:
     """Seconds the cell's cached ranking cost when it was made: the sources' features and the scoring."""

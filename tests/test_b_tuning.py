@@ -9,6 +9,7 @@ from helpers import make_ctx
 from hubbench.methods import METHODS, task_model
 from hubbench.rankers import ranking
 from hubbench.rankers.logme import LogME
+from hubbench.seeding import seed_everything
 
 
 def feature_term(hub, ranked, model, x, teachers, pi):
@@ -88,8 +89,6 @@ def test_runs_on_a_heterogeneous_hub_with_teachers_of_different_families(cache):
 def test_trains_alike_whether_its_ranking_was_cached_or_not(tiny_hub, tmp_path):
     """Building the ranking (a model per source) draws from the random streams; loading it does not. The
     tuned model must not depend on which happened: a ranking cell that ran first changed B-Tuning's records."""
-    from hubbench.seeding import seed_everything
-
     trained = []
     for cache, ranked_first in ((tmp_path / "built", False), (tmp_path / "loaded", True)):
         ctx = make_ctx(tiny_hub, "digits", scope="btuning/cache", cache=cache, iterations=2)

@@ -93,21 +93,23 @@ class Cell:
     def config(self, hub: Hub, task: Task, runtime: Runtime) -> records.Config:
         """What determined the cell beyond its identity, as its record states it (a ranking's, no runtime: it
         trains nothing)."""
-        return records.Config(hub.describe(), task.config(), self.suite.protocol,
+        return records.Config(hub.describe(), task.config(), self.suite.recorded(self.task),
                               None if self.ranking else dataclasses.asdict(runtime), self.code)
 
     def change(self, record: records.CellRecord) -> str | None:
         """What `record` was made under that differs from this cell now (None: nothing): the hub's
         description (its version, its weights), the code of a plugin's method, hub or task (its file's
         sha256, its package's version), the method's parameters (a changed default) and, for a method's
-        cell, the task's protocol (a ranking does not train). What a record does not state (an older
-        runner's) is no change."""
+        cell, the task's protocol and its search (a ranking does not train). What a record does not state (an older
+        runner's) is no change, but a search added or removed is."""
         if record.config is None:
             return None
         then = {"hub": record.config.hub, "code": record.config.code, "params": record.plugin.params}
         now = {"hub": get_hub(self.hub).describe(), "code": self.code, "params": self.plugin.params}
         if not self.ranking and "protocol" in record.config.task:
             then["protocol"], now["protocol"] = record.config.task["protocol"], dataclasses.asdict(self.protocol)
+            then["search"], now["search"] = record.config.suite_protocol.get("search"), self.suite.recorded(
+                self.task).get("search")
         return records.first_change(then, now)
 
 

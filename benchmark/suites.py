@@ -17,6 +17,7 @@ from hubbench.benchmark.declarations import read_toml
 from hubbench.registry import UnknownName, check_name
 
 if TYPE_CHECKING:
+    from hubbench.search import Space
     from hubbench.tasks.base import Protocol
 
 if sys.version_info >= (3, 11):
@@ -63,11 +64,14 @@ class Suite:
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
-    protocol: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)  # [protocol]'s fields: overrides of every task's protocol
     slurm: dict[str, Any] = field(default_factory=dict)
     slurm_methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # [slurm.methods.<name>]
     rankers: tuple[str, ...] = ()  # one ranking cell per (hub, task, ranker, seed)
     declared: dict = field(default_factory=dict)  # its declared hubs and tasks (`benchmark.declarations`)
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # [protocol.<task or task kind>] tables
+    search: dict[str, Any] | None = None  # [protocol.search] as written
+    spaces: dict[str, Space] = field(default_factory=dict)  # each task's search, checked (none: not searched)
 
     def __setstate__(self, state: dict) -> None:
         """A suite unpickled in a worker process or a cluster job declares its hubs and tasks there too."""
@@ -135,6 +139,9 @@ class Suite:
         protocol = data.get("protocol", {})
         if not isinstance(protocol, dict):
             raise ValueError("'protocol' must be a table of overrides")
+        tables = {k: v for k, v in protocol.items() if isinstance(v, dict)}
+        protocol = {k: v for k, v in protocol.items() if k not in tables}
+        search, per_task = tables.pop("search", None), check_tables(lists["tasks"], tables)
         check_protocol(lists["tasks"], protocol)
         slurm = data.get("slurm", {})
         per_method = slurm.get("methods", {}) if isinstance(slurm, dict) else {}
@@ -146,26 +153,72 @@ class Suite:
                 choices = ", ".join(names)
                 raise ValueError(f"slurm.methods.{method}: not a method of this suite (choose from: {choices})")
         slurm_base = {k: v for k, v in slurm.items() if k != "methods"} if isinstance(slurm, dict) else slurm
-        return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"], lists["methods"], seeds,
-                   protocol, check_slurm(slurm_base), {m: check_slurm(t) for m, t in per_method.items()}, rankers,
-                   declared)
+        suite = cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"], lists["methods"], seeds,
+                    protocol, check_slurm(slurm_base), {m: check_slurm(t) for m, t in per_method.items()}, rankers,
+                    declared, per_task, search)
+        suite.check_tables()
+        return dataclasses.replace(suite, spaces=suite.check_searches())
+
+    def tables_for(self, task: str) -> list[tuple[str, dict[str, Any]]]:
+        """The [protocol.<key>] tables that apply to `task`, by key: its kind's, then its own (which wins)."""
+        from hubbench.tasks.base import TASKS
+
+        return [(key, self.per_task[key]) for key in (TASKS.get(task).kind, task) if key in self.per_task]
+
+    def overrides_for(self, task: str) -> dict[str, Any]:
+        """The suite's protocol fields for `task`: [protocol], then [protocol.<its kind>], then [protocol.<task>]."""
+        return {**self.protocol, **{k: v for _, table in self.tables_for(task) for k, v in table.items()
+                                    if k != "search"}}
+
+    def search_for(self, task: str) -> tuple[str, dict[str, Any]] | None:
+        """Where `task`'s search is declared and its table: [protocol.<task>.search], else [protocol.<kind>.search],
+        else [protocol.search]; None when the task is not searched."""
+        found = [(f"protocol.{key}.search", t["search"]) for key, t in self.tables_for(task) if "search" in t]
+        return found[-1] if found else None if self.search is None else ("protocol.search", self.search)
+
+    def recorded(self, task: str) -> dict[str, Any]:
+        """What the records of `task`'s cells state of this suite's protocol: its fields for the task and its search."""
+        search = self.search_for(task)
+        return {**self.overrides_for(task), **({"search": search[1]} if search else {})}
 
     def protocol_for(self, task: str) -> Protocol:
-        """The protocol of `task` in this suite: the task's own under the suite's [protocol] overrides."""
-        return task_protocol(task, self.protocol)
+        """The protocol of `task` in this suite: the task's own under the suite's overrides (`overrides_for`)."""
+        return task_protocol(task, self.overrides_for(task))
+
+    def check_tables(self) -> None:
+        """Each [protocol.<key>] table makes a valid protocol of every task it applies to (ValueError naming it)."""
+        for task in self.tasks:
+            for key, _ in self.tables_for(task):
+                try:
+                    self.protocol_for(task)
+                except ValueError as e:
+                    raise ValueError(f"protocol.{key}: {e}") from None
+
+    def check_searches(self) -> dict[str, Space]:
+        """Each task's search, checked (`hubbench.search.Space.parse`)."""
+        from hubbench.methods.base import parse_spec
+        from hubbench.search import Space
+
+        methods = {cls.name: cls for cls in (parse_spec(spec)[0] for spec in self.methods)}
+        return {task: Space.parse(table, where, methods) for task in self.tasks
+                if (found := self.search_for(task)) for where, table in [found]}
 
     def overridden(self, overrides: dict[str, Any]) -> Suite:
-        """This suite with `overrides` (`hubbench run --set`) over its [protocol] table, named for them
-        (`variant_name`): records, checkpoints and locks of the variant never meet those of the suite."""
+        """This suite with `overrides` (`hubbench run --set`) over its [protocol] table and every [protocol.<key>]
+        table (the command line has the last word), named for them (`variant_name`): records, checkpoints and
+        locks of the variant never meet those of the suite."""
         if not overrides:
             return self
+        per_task = {key: {k: v for k, v in table.items() if k not in overrides} for key, table in self.per_task.items()}
         try:
             typed = check_protocol(self.tasks, {**self.protocol, **overrides})
+            suite = dataclasses.replace(self, per_task=per_task)
+            suite.check_tables()
         except ValueError as e:
             raise SuiteError(f"--set: {e}") from None
         overrides = {k: typed[k] for k in overrides}  # as the protocol holds them: lr=1 and lr=1.0 are one variant
-        return dataclasses.replace(self, name=variant_name(self.name, overrides), protocol={**self.protocol,
-                                                                                             **overrides})
+        return dataclasses.replace(suite, name=variant_name(self.name, overrides), protocol={**self.protocol,
+                                                                                              **overrides})
 
 
 def task_protocol(task: str, overrides: dict[str, Any]) -> Protocol:
@@ -173,6 +226,22 @@ def task_protocol(task: str, overrides: dict[str, Any]) -> Protocol:
     from hubbench.tasks.base import TASKS
 
     return TASKS.get(task).protocol.replace(**overrides)
+
+
+def check_tables(tasks: tuple[str, ...], tables: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The [protocol.<key>] tables of a suite, each for one of its tasks or task kinds: fields, and an optional
+    `search` table of their own."""
+    from hubbench.tasks.base import TASKS
+
+    keys = [*tasks, *dict.fromkeys(TASKS.get(t).kind for t in tasks)]
+    for key, table in tables.items():
+        if key not in keys:
+            raise ValueError(f"protocol.{key}: not a task or task kind of this suite, nor 'search' "
+                             f"(choose from: {', '.join(['search', *keys])})")
+        nested = [k for k, v in table.items() if isinstance(v, dict) and k != "search"]
+        if nested:
+            raise ValueError(f"protocol.{key}.{nested[0]}: a task's table holds protocol fields and its 'search'")
+    return tables
 
 
 def check_protocol(tasks: tuple[str, ...], protocol: dict[str, Any]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ class Context:
             model,
             loss,
             batch_at,
-            proto.schedule(iterations),
+            proto if iterations is None else proto.replace(iterations=iterations),
             seed=seed,
             params=params,
             device=self.device,

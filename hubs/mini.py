@@ -47,8 +47,7 @@ class Pretraining:
         return dataclasses.replace(self, images=self.images * task.budget, iterations=self.iterations * task.budget)
 
     def schedule(self) -> Schedule:
-        return Schedule(self.iterations, self.lr, self.batch_size,
-                        milestones=tuple(round(f * self.iterations) for f in self.milestones))
+        return Schedule(self.iterations, self.lr, self.batch_size, milestones=self.milestones)
 
 
 @dataclass(frozen=True)

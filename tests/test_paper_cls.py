@@ -146,7 +146,8 @@ def test_random_boxes_are_seeded_and_inside_the_image():
 def test_paper_protocol_and_its_validation():
     p = PAPER_PROTOCOL
     assert (p.lr, p.batch_size, p.momentum, p.weight_decay, p.nesterov) == (0.01, 48, 0.9, 5e-4, True)
-    assert p.schedule().milestones == (6000, 12000) and p.schedule().iterations == 15000
+    assert p.iterations == 15000 and [p.lr_at(i) / p.lr for i in (5999, 6000, 11999, 12000)] == pytest.approx(
+        [1, 0.1, 0.1, 0.01])  # the papers' milestones 6 000 and 12 000
     assert (p.resize, p.image_size, p.random_resized_crop, p.flip, p.test_views) == (256, 224, True, True, 10)
     with pytest.raises(ValueError, match=r"'test_views' must be one of \(1, 2, 5, 10\), got 3"):
         p.replace(test_views=3)

@@ -1,3 +1,4 @@
+import math
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from torch import nn
 from hubbench.stopping import deferred
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
 
-SCHED = Schedule(iterations=12, lr=0.1, batch_size=8, milestones=(6, 9))
+SCHED = Schedule(iterations=12, lr=0.1, batch_size=8, milestones=(0.5, 0.75))
 X, Y = torch.randn(40, 5), torch.randint(0, 3, (40,))
 
 
@@ -66,6 +67,52 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
 
 def test_lr_schedule_steps_at_milestones():
     assert [SCHED.lr_at(i) for i in (0, 5, 6, 8, 9, 11)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_cosine_schedule_with_warm_up():
+    cosine = Schedule(iterations=12, lr=0.1, batch_size=8, lr_schedule="cosine", warmup=0.25)
+    assert [cosine.lr_at(i) for i in (0, 1, 2)] == pytest.approx([0.1 / 3, 0.2 / 3, 0.1])  # 3 warm-up steps
+    half = [0.05 * (1 + math.cos(math.pi * t / 9)) for t in (0, 4, 8)]  # annealed over the 9 steps after them
+    assert [cosine.lr_at(i) for i in (3, 7, 11)] == pytest.approx(half)
+    warm_step = Schedule(iterations=12, lr=0.1, batch_size=8, milestones=(0.5,), warmup=0.25)
+    assert [warm_step.lr_at(i) for i in (0, 3, 5, 6)] == pytest.approx([0.1 / 3, 0.1, 0.1, 0.01])
+
+
+def test_the_optimizer_seam_keeps_parameter_groups():
+    m = model()
+    groups = [{"params": m[0].parameters()}, {"params": m[3].parameters(), "lr_mult": 10.0, "weight_decay": 0.0}]
+    adamw = Schedule(iterations=12, lr=0.1, batch_size=8, optimizer="adamw", weight_decay=0.01)
+    opt = adamw.build_optimizer(groups)
+    assert isinstance(opt, torch.optim.AdamW) and [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+    assert isinstance(SCHED.build_optimizer(model().parameters()), torch.optim.SGD)
+    a, b = model(), model()
+    train(a, loss, batch_at, adamw, seed=1)
+    train(b, loss, batch_at, SCHED, seed=1)
+    assert any(not torch.equal(v, state(b)[k]) for k, v in state(a).items())
+
+
+@pytest.mark.parametrize(("field", "value", "must"), [
+    ("optimizer", "adam", "one of sgd, adamw"), ("lr_schedule", "linear", "one of step, cosine"),
+    ("warmup", 1.0, r"in \[0, 1\)"), ("milestones", (6, 9), r"each in \(0, 1\]")])
+def test_schedule_fields_are_checked(field, value, must):
+    with pytest.raises(ValueError, match=f"protocol field '{field}' must be .*{must}"):
+        Schedule(iterations=12, lr=0.1, batch_size=8, **{field: value})
+
+
+def test_training_stopped_at_a_step_continues_bit_identically(tmp_path):
+    """`stop` trains part of a schedule and checkpoints there: a search's rung. Continued later, the run equals an
+    uninterrupted one, weights and curves alike (the learning rate follows the whole schedule throughout)."""
+    ref = model()
+    ref_curves = train(ref, loss, batch_at, SCHED, seed=1, eval_every=4, evaluate=lambda m: {"x": 1.0})
+    ckpt = Checkpoint(tmp_path / "c.ckpt", every=100)
+    part = model()
+    train(part, loss, batch_at, SCHED, seed=1, checkpoint=ckpt, eval_every=4, evaluate=lambda m: {"x": 1.0}, until=7)
+    assert ckpt.load()["iteration"] == 7
+    continued = model()
+    curves = train(continued, loss, batch_at, SCHED, seed=1, checkpoint=ckpt, eval_every=4,
+                   evaluate=lambda m: {"x": 1.0})
+    assert curves == ref_curves
+    assert all(torch.equal(v, state(continued)[k]) for k, v in state(ref).items())
 
 
 def test_each_epoch_is_a_permutation():

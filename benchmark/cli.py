@@ -142,7 +142,12 @@ def dry_run(args, cells, executor, redo, runtime) -> int:
         print(f"the jobs: {executor.check(todo, reachable_only=True)}")
     if todo:
         print("(a dry run reads no dataset: the estimate comes from the tasks' declared sizes and shapes)")
-        found = estimate.grid(todo, pick_device(args.device), runtime, measure_missing=args.estimate)
+        trials = sum(c.trial for c in todo)
+        if trials:
+            print(f"(the estimate leaves out the {trials} search trials of the first rung, and the later rungs the "
+                  "searches decide: see docs/suites.md for what a search costs)")
+        found = estimate.grid([c for c in todo if not c.trial], pick_device(args.device), runtime,
+                              measure_missing=args.estimate)
         print("\n".join(estimate.report(found)))
     return 0
 
@@ -150,6 +155,7 @@ def dry_run(args, cells, executor, redo, runtime) -> int:
 def cmd_run(args) -> int:
     from hubbench.benchmark import executors
     from hubbench.benchmark.runner import StaleRecords, check_records, expand, run_cells
+    from hubbench.benchmark.tuning import first_trials
     from hubbench.record import RecordError
 
     check_executor_options(args)
@@ -163,6 +169,7 @@ def cmd_run(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    cells = first_trials(cells) + cells  # the searches' first trials run as cells do, before the cells they tune
     runtime, redo = runtime_options(args), redo_options(args)
     try:
         check_records(cells, args.results, redo)
@@ -214,6 +221,7 @@ def cmd_status(args) -> int:
     from hubbench.benchmark.executors import job_states, submitit_folder
     from hubbench.benchmark.runner import expand
     from hubbench.benchmark.status import STATES, listing, states, summary
+    from hubbench.benchmark.tuning import known_trials
 
     for state in args.state or []:
         if state not in STATES:
@@ -221,6 +229,7 @@ def cmd_status(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    cells = known_trials(cells, args.results) + cells
     rows = states(cells, args.results, cache_dir(), job_states(submitit_folder(args.results, suite.name)))
     rows = [row for row in rows if not args.state or row.state in args.state]
     counts = {s: sum(row.state == s for row in rows) for s in STATES}

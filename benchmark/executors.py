@@ -62,15 +62,25 @@ class CellJob:
     redo: Redo = Redo()
     threads: int = 1
     runtime: Runtime = Runtime()  # its device-dependent defaults are decided where the job runs
+    trial: tuple = ()  # a search trial's (subject id, setting, rung); `entry` is then the method that needs it
 
     @classmethod
     def of(cls, cell: Cell, results: Path, device, plugins: Sequence[str] = (), **options) -> CellJob:
-        return cls(cell.suite, cell.hub, cell.task, cell.entry, cell.seed, Path(results).resolve(), str(device),
-                   tuple(str(Path(p).resolve()) for p in plugins), **options)
+        entry, trial = cell.entry, ()
+        if cell.trial:
+            trial = (cell.plugin.subject.id, cell.plugin.setting, cell.plugin.rung)
+            entry = records.Record.entry(cell.plugin.owner.id)
+        return cls(cell.suite, cell.hub, cell.task, entry, cell.seed, Path(results).resolve(), str(device),
+                   tuple(str(Path(p).resolve()) for p in plugins), trial=trial, **options)
 
     def cell(self) -> Cell:
         load_plugins(self.plugins)
-        return Cell(self.suite, self.hub, self.task, plugin_of(self.entry), self.seed)
+        cell = Cell(self.suite, self.hub, self.task, plugin_of(self.entry), self.seed)
+        if self.trial:
+            from hubbench.benchmark.tuning import trial_cell
+
+            return trial_cell(cell, *self.trial)
+        return cell
 
     def __call__(self) -> tuple[str, str, float]:
         """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
@@ -110,10 +120,10 @@ class CellGroup:
 
 def pending(cells: list[Cell], results: Path, redo: Redo = Redo()) -> list[Cell]:
     """The cells to submit: those without a record or whose record `redo` redoes, ordered by
-    the number of artifacts they need (a stable sort): the cells that train one artifact each start
-    before those that need several, which then mostly find them trained."""
+    the number of artifacts they need (a stable sort), search trials before cells: the cells that train one
+    artifact each start before those that need several, which then mostly find them trained."""
     todo = [c for c in cells if redo(c, records.read(c.path(results), c.record_type))]
-    return sorted(todo, key=lambda c: len(c.plugin.needs(get_hub(c.hub), c.make_task())))
+    return sorted(todo, key=lambda c: (len(c.plugin.needs(get_hub(c.hub), c.make_task())), not c.trial))
 
 
 class Executor:

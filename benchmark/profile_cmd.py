@@ -33,7 +33,7 @@ from hubbench.context import Context
 from hubbench.environment import environment
 from hubbench.hubs.base import Hub, get_hub
 from hubbench.methods.base import Method, parse_spec
-from hubbench.seeding import derive_seed, generator, seed_everything
+from hubbench.seeding import generator
 from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from hubbench.training import Runtime
 
@@ -134,11 +134,9 @@ def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device,
           on_stage=None) -> nn.Module:
     """What `method.fit` deploys under the task's (one-step) protocol, built in a temporary cache; `on_stage`
     is told of each training stage (`Context`)."""
-    scope = profile_scope(hub, task, method)
     with temporary_cache() as cache:
-        seed_everything(derive_seed(seed, scope, "init"))
-        return method.fit(Context(hub, task, seed, scope=scope, cache=cache, device=device, runtime=runtime,
-                                  on_stage=on_stage))
+        return Context(hub, task, seed, scope=profile_scope(hub, task, method), cache=cache, device=device,
+                       runtime=runtime, stream=f"{hub.name}/{task.name}/{method.id}", on_stage=on_stage).fit(method)
 
 
 def profile_scope(hub: Hub, task: Task, method: Method) -> str:

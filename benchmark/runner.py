@@ -31,7 +31,7 @@ from hubbench.methods.base import Method
 from hubbench.progress import note
 from hubbench.rankers.base import Ranker, ranking
 from hubbench.registry import UnknownName
-from hubbench.seeding import derive_seed, seed_everything
+from hubbench.search import Trial
 from hubbench.tasks.base import TASKS, Protocol, Task
 from hubbench.tasks.datasets import DatasetError
 from hubbench.training import Runtime
@@ -56,6 +56,11 @@ class Cell:
         return self.kind.record is records.RankingRecord
 
     @property
+    def trial(self) -> bool:
+        """Whether it is a trial of a search (`hubbench.benchmark.tuning`)."""
+        return self.kind.record is records.TrialRecord
+
+    @property
     def record_type(self) -> type[records.CellRecord]:
         return self.kind.record
 
@@ -70,16 +75,23 @@ class Cell:
 
     @property
     def scope(self) -> str:
-        """Names the cell's checkpoints, random streams and lock."""
-        return f"{self.suite.name}/{self.id}"
+        """Names the cell's checkpoints and lock: a search trial's, those of every rung of it."""
+        entry = self.record_type.entry(self.plugin.trained) if self.trial else self.entry
+        return f"{self.suite.name}/{records.cell_id(self.hub, self.task, entry, self.seed)}"
+
+    @property
+    def stream(self) -> str:
+        """Names its model's random streams (`Context`): the same in every suite and variant."""
+        return f"{self.hub}/{self.task}/{self.entry}"
 
     def path(self, results: Path) -> Path:
         return records.record_path(results, self.suite.name, self.hub, self.task, self.entry, self.seed)
 
     @property
     def protocol(self) -> Protocol:
-        """The task's protocol with the suite's overrides (known without the task's data)."""
-        return self.suite.protocol_for(self.task)
+        """The task's protocol with the suite's overrides (known without the task's data); a trial's, at its setting."""
+        protocol = self.suite.protocol_for(self.task)
+        return self.plugin.protocol(protocol) if self.trial else protocol
 
     def make_task(self) -> Task:
         return TASKS.get(self.task)(self.protocol)
@@ -228,28 +240,31 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
         note(f"start {cell.id}")
-        record = execute(cell, path, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device))
+        record = execute(cell, results, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device))
         note(f"end {cell.id}: {record.status}")
     return record.status, record
 
 
-def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int,
+def execute(cell: Cell, results: Path, device: torch.device, cache: Path, threads: int,
             runtime: Runtime) -> records.CellRecord:
-    """The one path of every cell, a method's or a ranking: whether its plugin applies, the plugin's part
-    (`Kind.run`), the record (a failure of the plugin's is a 'failed' one; one outside it, `not_the_methods`,
-    leaves none and the checkpoints for a rerun) written to `path`, then the cell's checkpoints dropped."""
+    """The one path of every cell, a method's, a ranking or a search trial: whether its plugin applies, the plugin's
+    part (`Kind.run`), the record (a failure of the plugin's is a 'failed' one; one outside it, `not_the_methods`,
+    leaves none and the checkpoints for a rerun) written to its path under `results`, then the cell's checkpoints
+    dropped."""
+    path = cell.path(results)
     torch.set_num_threads(threads)
     runtime.apply(device)
     hub, task, kind = get_hub(cell.hub), cell.make_task(), cell.kind
     started, made_with = now(), environment(device)
     ok, reason = cell.plugin.applicable(hub, task)
-    ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
+    ctx = Context(hub, task, cell.seed, scope=cell.scope, stream=cell.stream, cache=cache, device=device,
+                  runtime=runtime)
     outcome = kind.known(task)
     if not ok:
         outcome.update(status=records.INAPPLICABLE, reason=reason)
     else:
         try:
-            outcome.update(kind.run(cell, ctx))
+            outcome.update(kind.run(cell, ctx, results))
         except Exception as e:  # a failed cell is a row of the leaderboard, not a crash
             if not_the_methods(e):
                 raise  # no record, the checkpoints kept for a rerun
@@ -263,14 +278,18 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
     return record
 
 
-def fit(cell: Cell, ctx: Context) -> dict:
-    """A method's part of its cell: train, evaluate on val and test, profile the deployed model."""
+def fit(cell: Cell, ctx: Context, results: Path) -> dict:
+    """A method's part of its cell: train (where the suite searches, at the selected setting, on the tuned sources:
+    `tuning.final`), evaluate on val and test, profile the deployed model."""
+    from hubbench.benchmark import tuning
     from hubbench.benchmark.profiling import Settings, profile  # here: `hubbench status` needs cells, not fvcore
 
-    task = ctx.task
     start = time.perf_counter()
-    seed_everything(derive_seed(cell.seed, cell.id, "init"))
-    model = cell.plugin.fit(ctx)
+    final, method, own = tuning.final(cell, ctx, results)
+    model = final.fit(method)
+    if final is not ctx:
+        ctx.checkpoints += final.checkpoints  # dropped once the record is written
+    ctx, task = final, final.task
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = {split: ctx.predict(model, split) for split in ("val", "test")}
@@ -279,6 +298,8 @@ def fit(cell: Cell, ctx: Context) -> dict:
     start = time.perf_counter()
     complexity = profile(model, task, ctx.device, Settings(ctx.runtime))
     artifacts_s = sum(a["train_s"] for a in ctx.used.values())
+    search_s = own.cost_s if own else 0.0
+    train_s = ctx.train_seconds - (ctx.carried_seconds if own and ctx.scope == own.scope else 0.0)  # not twice
     return dict(
         status=records.OK,
         metric=records.Metric(task.metric, task.higher_is_better, metrics["test"][task.metric]),
@@ -286,14 +307,22 @@ def fit(cell: Cell, ctx: Context) -> dict:
         complexity=complexity,
         examples=task.examples(outputs["test"]),
         timings=records.Timings(fit_s, eval_s, time.perf_counter() - start),
-        cost=records.Cost(ctx.train_seconds, artifacts_s, ctx.train_seconds + artifacts_s),
+        cost=records.Cost(train_s, artifacts_s, train_s + artifacts_s + search_s, own and search_s),
         artifacts=[records.Artifact(k, a["key"], a["train_s"]) for k, a in ctx.used.items()],
         curves=ctx.curves,
         diagnostics=ctx.diagnostics,
+        search=ctx.search and records.Search.of(ctx.search),
     )
 
 
-def rank(cell: Cell, ctx: Context) -> dict:
+def trial(cell: Cell, ctx: Context, results: Path) -> dict:
+    """A search trial's part of its cell (`tuning.run_trial`)."""
+    from hubbench.benchmark.tuning import run_trial
+
+    return run_trial(cell, ctx, results)
+
+
+def rank(cell: Cell, ctx: Context, results: Path) -> dict:
     """A ranker's part of its cell: the ranking of the hub's sources for the task (cached, if another seed or a
     method made it): each source's score, or why it has none, and what they cost."""
     start = time.perf_counter()
@@ -310,14 +339,19 @@ class Kind(NamedTuple):
     """A kind of plugin: the records of its cells and its part of `execute`."""
 
     record: type[records.CellRecord]
-    run: Callable[[Cell, Context], dict]  # -> the fields of an outcome of the plugin's own
+    run: Callable[[Cell, Context, Path], dict]  # (cell, context, results) -> the fields of the plugin's own outcome
     known: Callable[[Task], dict] = lambda task: {}  # the record's fields known before the plugin runs
 
 
-# The one place where the benchmark tells methods and rankers apart.
+def metric(task: Task) -> dict:
+    return {"metric": records.Metric(task.metric, task.higher_is_better)}
+
+
+# The one place where the benchmark tells methods, rankers and search trials apart.
 KINDS: dict[type, Kind] = {
-    Method: Kind(records.Record, fit, lambda task: {"metric": records.Metric(task.metric, task.higher_is_better)}),
-    Ranker: Kind(records.RankingRecord, rank)}
+    Method: Kind(records.Record, fit, metric),
+    Ranker: Kind(records.RankingRecord, rank),
+    Trial: Kind(records.TrialRecord, trial, metric)}
 
 
 def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, **kw) -> Counter:

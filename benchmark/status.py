@@ -69,8 +69,9 @@ def summary(rows: list[Row]) -> list[str]:
     """A table of the count of each state (the columns that occur) per hub and method id."""
     shown = [s for s in STATES if any(r.state == s for r in rows)]
     counts: dict[str, Counter] = {}
-    for r in rows:
-        counts.setdefault(f"{r.cell.hub}  {r.cell.entry}", Counter())[r.state] += 1
+    for r in rows:  # a search's trials on one row
+        entry = f"trial:{r.cell.plugin.subject.id}" if r.cell.trial else r.cell.entry
+        counts.setdefault(f"{r.cell.hub}  {entry}", Counter())[r.state] += 1
     width = max([len("hub  method")] + [len(k) for k in counts])
     header = f"{'hub  method':<{width}}" + "".join(f"  {s:>11}" for s in shown)
     return [header] + [f"{k:<{width}}" + "".join(f"  {c[s]:>11}" for s in shown) for k, c in counts.items()]

@@ -1,13 +1,22 @@
 """What a method's `fit` is given and builds on: the context (hub, task, the shared training loop, the
-artifacts cache), the task model (a backbone and a task head) and the fine-tuned source artifact."""
+artifacts cache), the task model (a backbone and a task head) and the fine-tuned source artifact.
+
+A context's random streams are of two kinds. The *data* stream (batch order, augmentation draws) is keyed by
+(task, seed) alone, so every method, suite and `--set` variant at that (task, seed) trains on the same batches:
+paired comparisons are common random numbers. A *model* stream (initialisation, then each step's dropout and
+routing noise) is keyed by (hub, task, method or artifact, seed, stage): `Context.fit` seeds it, the one place
+where a model's initialisation is seeded. Neither depends on the suite's name, the scope (which names
+checkpoints and locks) or a search trial's setting.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,6 +26,7 @@ from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import build_once
 from hubbench.registry import check_name
 from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
+from hubbench.staging import Staged
 from hubbench.tasks.base import Task
 from hubbench.training import Checkpoint, Runtime, batch_indices, predict, train
 
@@ -53,6 +63,37 @@ class FinetunedSource:
     def train(self, ctx: Context, model: TaskModel) -> None:
         ctx.train(model)
 
+    def fit(self, ctx: Context) -> TaskModel:
+        """The source with a new head, trained on the task (what `Context.fit` runs, its initialisation seeded)."""
+        model = self.build(ctx, pretrained=True)
+        self.train(ctx, model)
+        return model
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Which splits a context's trainings read and how far they go. A trial of a search fits on train, sees the
+    validation split only, and stops at a rung (`until`: a fraction of each stage's iterations); a final run fits
+    on train (or on train and validation) and is the only reader of the test split. `curves`: the splits
+    evaluated over training (every `eval_every` iterations)."""
+
+    fit_on: tuple[str, ...] = ("train",)
+    curves: tuple[str, ...] = ("val", "test")
+    until: float = 1.0
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A training that a search tuned (`hubbench.benchmark.tuning`): the protocol fields it selected, the scope of
+    the trial that trained that setting on the train split (a final run on train resumes its checkpoints at their
+    end: the same bits as training it again), and what the records state of the search (`search`, as
+    `hubbench.record.Search` holds it; `cost_s`: the training seconds of all its trials)."""
+
+    setting: dict[str, Any]
+    scope: str
+    search: dict = field(compare=False)
+    cost_s: float = 0.0
+
 
 Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 StageHook = Callable[["Context", nn.Module, Loss, "list | None", str], None]  # (ctx, model, loss, params, key)
@@ -81,24 +122,51 @@ def clear_artifact(cache: Path, hub: str, task: str, artifact: FinetunedSource, 
 
 
 class Context:
-    """One cell's (or one artifact's) view of the harness.
+    """One cell's (or one artifact's, or one search trial's) view of the harness.
 
-    Every random stream is derived from (seed, scope, key), so a stage resumed from its
-    checkpoint continues exactly as if it had never stopped.
+    `scope` names its checkpoints; `stream` its model streams (default: the scope), see the module's docstring.
+    Every stream is derived from its key and the iteration, so a stage resumed from its checkpoint continues
+    exactly as if it had never stopped. `phase`: the splits its trainings read; `tuned`: the artifacts a search
+    tuned, by artifact id (trained at their selected setting).
     """
 
     def __init__(self, hub: Hub, task: Task, seed: int, *, scope: str, cache: Path,
-                 device: torch.device, runtime: Runtime = Runtime(), on_stage: StageHook | None = None):
+                 device: torch.device, runtime: Runtime = Runtime(), on_stage: StageHook | None = None,
+                 stream: str | None = None, phase: Phase = Phase(), tuned: Mapping[str, Tuned] | None = None):
         self.hub, self.task, self.seed, self.scope = hub, task, seed, scope
         self.cache, self.device, self.runtime = cache, device, runtime
+        self.stream, self.phase, self.tuned = stream or scope, phase, dict(tuned or {})
         self.on_stage = on_stage  # told of every training stage once trained (the cost estimator times them)
         self.curves: dict[str, list[list[float]]] = {}
         self.diagnostics: dict = {}
+        self.search: dict | None = None  # the search that tuned what it trains (`hubbench.record.Search` as JSON)
         self.train_seconds = 0.0
+        self.carried_seconds = 0.0  # those of `train_seconds` that earlier attempts (or a search trial) spent
         self.used: dict[str, dict] = {}  # artifact id -> info (key, train_s, curves)
         self.checkpoints: list[Checkpoint] = []
 
-    # -- training -----------------------------------------------------------------------------
+    # -- random streams and training ------------------------------------------------------------
+    def fit(self, plugin) -> nn.Module:
+        """`plugin.fit(self)` (a method's, or an artifact's) with its model stream seeded first: the one place
+        where a model's initialisation is seeded."""
+        seed_everything(self.model_seed("init"))
+        return plugin.fit(self)
+
+    def model_seed(self, key: str) -> int:
+        """The seed of model stream `key` (a training stage's name, or 'init')."""
+        return derive_seed("model", self.stream, self.seed, key)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the data stream: (task, seed) alone."""
+        return derive_seed("data", self.task.name, self.seed)
+
+    def batch(self, it: int) -> Staged:
+        """Training batch `it` of the data stream, of the splits the context fits on (`Task.stage_train`)."""
+        n = sum(len(self.task.splits[s]) for s in self.phase.fit_on)
+        indices = batch_indices(n, self.task.protocol.batch_size, it, self.data_seed)
+        return self.task.stage_train(indices, generator(self.data_seed, "aug", it), self.phase.fit_on)
+
     def train(self, model: nn.Module, loss: Loss | None = None, params: Iterable | None = None,
               key: str = "model", iterations: int | None = None) -> nn.Module:
         """Train `model` with the task's protocol (default loss: the task loss of `model(x)`).
@@ -112,16 +180,12 @@ class Context:
         task, proto = self.task, self.task.protocol
         params = None if params is None else list(params)  # iterated once by the optimiser, again by `on_stage`
         loss = loss or (lambda m, x, y: task.loss(m(x), y))
-        seed = derive_seed(self.seed, self.scope, key)
-        n = len(task.splits["train"])
-
-        def batch_at(it: int):
-            return task.stage_train(batch_indices(n, proto.batch_size, it, seed), generator(seed, "aug", it))
+        schedule = proto if iterations is None else proto.replace(iterations=iterations)
 
         def evaluate(m: nn.Module) -> dict[str, float]:
-            """The curves of the primary metric; test too, for the papers' test-metric-over-training figures
-            (nothing is selected on it)."""
-            return {f"{split}_{task.metric}": self.evaluate(m, split)[task.metric] for split in ("val", "test")}
+            """The curves of the primary metric on the phase's splits; test too outside a search, for the papers'
+            test-metric-over-training figures (nothing is selected on it)."""
+            return {f"{split}_{task.metric}": self.evaluate(m, split)[task.metric] for split in self.phase.curves}
 
         stem = checkpoint_stem(self.scope, self.seed, proto)
         checkpoint = Checkpoint(self.cache / "checkpoints" / f"{stem}-{key}.ckpt", proto.checkpoint_every)
@@ -130,9 +194,9 @@ class Context:
         curves = train(
             model,
             loss,
-            batch_at,
-            proto if iterations is None else proto.replace(iterations=iterations),
-            seed=seed,
+            self.batch,
+            schedule,
+            seed=self.model_seed(key),
             params=params,
             device=self.device,
             runtime=self.runtime,
@@ -140,8 +204,10 @@ class Context:
             evaluate=evaluate if proto.eval_every else None,
             eval_every=proto.eval_every,
             desc=f"{self.scope} {key}",
+            until=None if self.phase.until == 1 else max(1, round(self.phase.until * schedule.iterations)),
         )
         self.train_seconds += checkpoint.carried_s + time.perf_counter() - start  # + seconds before a restart
+        self.carried_seconds += checkpoint.carried_s
         prefix = "" if key == "model" else f"{key}/"
         self.curves.update({prefix + k: v for k, v in curves.items()})
         if self.on_stage is not None:
@@ -160,11 +226,24 @@ class Context:
             c.clear()
 
     # -- artifacts ----------------------------------------------------------------------------
+    def artifact_context(self, artifact: FinetunedSource) -> Context:
+        """Where `artifact` trains: at its tuned setting if a search tuned it, on the splits and with the curves of
+        this context's phase (so a trial builds on sources trained on train, a final run on train and validation
+        on sources trained on both), in its own model stream."""
+        tuned = self.tuned.get(artifact.id)
+        task = self.task if tuned is None else type(self.task)(self.task.protocol.replace(**tuned.setting))
+        scope = f"{self.hub.name}/{self.task.name}/{artifact.id}"
+        on_train = self.phase.fit_on == ("train",)
+        return Context(self.hub, task, self.seed, scope=tuned.scope if tuned and on_train else scope,
+                       stream=scope, cache=self.cache, device=self.device, runtime=self.runtime,
+                       on_stage=self.on_stage, phase=dataclasses.replace(self.phase, until=1.0))
+
     def artifact_key(self, artifact: FinetunedSource) -> str:
-        return digest({"artifact": artifact.id, "hub": self.hub.describe(), "task": self.task.config(),
+        sub, tuned = self.artifact_context(artifact), self.tuned.get(artifact.id)
+        return digest({"artifact": artifact.id, "hub": self.hub.describe(), "task": sub.task.config(),
                        "seed": self.seed, "torch": torch.__version__, "device": self.device.type,
-                       "runtime": dataclasses.asdict(self.runtime),
-                       "threads": torch.get_num_threads()})
+                       "runtime": dataclasses.asdict(self.runtime), "threads": torch.get_num_threads(),
+                       "phase": dataclasses.asdict(sub.phase), "search": tuned and tuned.search.get("space")})
 
     def artifact_path(self, artifact: FinetunedSource) -> Path:
         stem = artifact_stem(self.cache, self.hub.name, self.task.name, artifact, self.seed)
@@ -192,14 +271,16 @@ class Context:
         return self.runtime.model(model, self.device).eval()
 
     def _train_artifact(self, artifact: FinetunedSource, path: Path, meta_path: Path) -> nn.Module:
-        """Train `artifact` (resumably) and cache it: weights first, then the metadata that marks it complete."""
-        sub = Context(self.hub, self.task, self.seed, scope=f"{self.hub.name}/{self.task.name}/{artifact.id}",
-                      cache=self.cache, device=self.device, runtime=self.runtime, on_stage=self.on_stage)
-        seed_everything(derive_seed(self.seed, sub.scope, "init"))
-        model = artifact.build(sub, pretrained=True)
-        artifact.train(sub, model)
+        """Train `artifact` (resumably) and cache it: weights first, then the metadata that marks it complete. A
+        tuned one trained on train is its search's selected trial, resumed at its end: its seconds are the search's
+        (`search_s`), counted once."""
+        sub, tuned = self.artifact_context(artifact), self.tuned.get(artifact.id)
+        model = sub.fit(artifact)
         meta = {"id": artifact.id, "key": self.artifact_key(artifact), "train_s": sub.train_seconds,
                 "curves": sub.curves, "val": sub.evaluate(model, "val")}
+        if tuned is not None:  # its own seconds beyond the selected trial's, which the search's cost holds
+            own = sub.train_seconds - (sub.carried_seconds if sub.scope == tuned.scope else 0.0)
+            meta.update(train_s=own + tuned.cost_s, search=tuned.search)
         save_torch(path, model.state_dict())
         write_json(meta_path, meta)
         sub.clear_checkpoints()
@@ -208,6 +289,12 @@ class Context:
 
     def artifact_info(self, artifact: FinetunedSource) -> dict:
         return self.used[artifact.id]
+
+    def adopt(self, artifact: FinetunedSource) -> None:
+        """Report `artifact` (loaded) as what this context trained: its curves, and the search that tuned it."""
+        info = self.artifact_info(artifact)
+        self.curves.update(info["curves"])
+        self.search = info.get("search")
 
     def use(self, artifact_id: str, key: str, seconds: float) -> None:
         """Count an artifact cached by another layer (a ranking) in this cell's cost, as a trained one."""

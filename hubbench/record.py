@@ -112,11 +112,47 @@ class Complexity:
 
 @dataclass(frozen=True)
 class Cost:
-    """Training seconds: the record's own, those of the artifacts it reused, and their sum."""
+    """Training seconds: the record's own, those of the artifacts it reused (their searches included), those of
+    its own search's trials, and their sum."""
 
     train_s: float | None = None
     artifacts_s: float | None = None
     total_s: float | None = None
+    search_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchTrial:
+    """One setting a search tried: its validation metric at each rung it reached (by iteration), and whether it
+    completed the schedule (`ok`), was stopped at its last rung (`pruned`) or failed (`failed`, with `reason`:
+    an error, or a loss or metric that diverged); `train_s`: its training seconds."""
+
+    setting: dict[str, Any]
+    status: str
+    values: dict[str, float] = field(default_factory=dict)  # rung iteration (as JSON keys are: text) -> val metric
+    reason: str | None = None
+    train_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Search:
+    """The hyper-parameter search behind a record: what it tuned (`subject`: the method, or the fine-tuned source
+    the record is), the suite's search table (`space`), the rungs of its schedule, what the final run retrained
+    on, every trial, the selected setting, how many trials failed, and its cost (every trial's training seconds)."""
+
+    subject: str
+    space: dict[str, Any]
+    rungs: list[int]
+    retrain: str
+    trials: list[SearchTrial]
+    selected: dict[str, Any]
+    failed: int
+    cost_s: float
+
+    @classmethod
+    def of(cls, data: dict) -> Search:
+        """A search from its JSON object (as artifacts' metadata keep it)."""
+        return _parse(cls, data, "search")
 
 
 @dataclass(frozen=True)
@@ -219,6 +255,11 @@ def _provenance_added(data: dict) -> dict:
     return data
 
 
+def _search_added(data: dict) -> dict:
+    """The next version adds a record's hyper-parameter search (`search`, `cost.search_s`): fields with defaults."""
+    return data
+
+
 def cell_id(hub: str, task: str, entry: str, seed: int) -> str:
     return f"{hub}/{task}/{entry}/seed{seed}"
 
@@ -292,8 +333,8 @@ class Record(CellRecord):
     """A method's cell's record: the primary metric always (its value where ok); measurements only where ok."""
 
     SCHEMA: ClassVar[str] = "hubbench.record"
-    VERSION: ClassVar[int] = 3
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added}
+    VERSION: ClassVar[int] = 4
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added, 3: _search_added}
     PLUGIN: ClassVar[str] = "method"
 
     metric: Metric
@@ -306,6 +347,7 @@ class Record(CellRecord):
     curves: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [iteration, value] pairs
     diagnostics: dict[str, Any] = field(default_factory=dict)  # the method's own (see Method.figures)
     examples: Examples | None = None  # a few test samples with predictions (Task.examples)
+    search: Search | None = None  # the search that selected its setting (a fine-tune's: its source's)
 
     @property
     def method(self) -> PluginId:
@@ -344,6 +386,11 @@ def unsupported_label(ops: dict[str, int] | None) -> str | None:
 def compile_label(speed: Speed | None) -> str | None:
     """The torch.compile mode of a measured speed, 'eager' where none."""
     return speed and (speed.compile or "eager")
+
+
+def setting_label(setting: dict[str, Any] | None) -> str | None:
+    """A search's setting as `lr=0.1, weight_decay=0.0005`."""
+    return None if setting is None else ", ".join(f"{k}={v}" for k, v in setting.items())
 
 
 class Column(NamedTuple):
@@ -396,6 +443,10 @@ MEASURE_COLUMNS = {
     "train_s": Column("float64", "cost.train_s"),
     "artifacts_s": Column("float64", "cost.artifacts_s"),
     "total_s": Column("float64", "cost.total_s"),
+    "search_s": Column("float64", "search.cost_s"),
+    "selected": Column("str", "search.selected", setting_label),
+    "trials": Column("Int64", "search.trials", lambda t: None if t is None else len(t)),
+    "trials_failed": Column("Int64", "search.failed"),
     "device": Column("str", "environment.device"),
     "device_name": Column("str", "environment.device_name"),
     "torch": Column("str", "environment.torch"),
@@ -539,9 +590,29 @@ SCORE_COLUMNS = {"hub": "str", "kind": "str", "task": "str", "ranker": "str", "s
                  "score": "float64", "cost_s": "float64"}
 
 
+@dataclass(frozen=True)
+class TrialRecord(CellRecord):
+    """A search trial's record, at one rung: the validation metric where it stopped (`metric`; a trial never reads
+    the test split), that rung's iteration, its training seconds so far (all its rungs) and its curves."""
+
+    SCHEMA: ClassVar[str] = "hubbench.trial"
+    VERSION: ClassVar[int] = 1
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {}
+    PLUGIN: ClassVar[str] = "trial"
+    PREFIX: ClassVar[str] = "trial:"
+
+    metric: Metric
+    iteration: int | None = None
+    train_s: float | None = None
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
+
+    def headline(self) -> str:
+        return f"val {self.metric.name}={self.metric.value:.2f} at iteration {self.iteration}"
+
+
 def entry_kind(entry: str) -> tuple[type[CellRecord], str]:
     """The record kind of a cell's entry (`CellRecord.entry`) and its plugin's id."""
-    kind = RankingRecord if entry.startswith(RankingRecord.PREFIX) else Record
+    kind = next((k for k in (RankingRecord, TrialRecord) if entry.startswith(k.PREFIX)), Record)
     return kind, entry.removeprefix(kind.PREFIX)
 
 

@@ -262,3 +262,49 @@ def distribution(d: Domain):
     if isinstance(d, Range):
         return (IntDistribution if isinstance(d.low, int) else FloatDistribution)(d.low, d.high, log=d.log)
     return CategoricalDistribution(d)
+
+
+def setting_id(setting: Setting) -> str:
+    """`lr=0.1,weight_decay=0.0005`: a setting as its trial's records and checkpoints are named."""
+    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in setting)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One setting of a search trained up to one rung (`rung`: an iteration of the schedule): a unit of a suite's
+    work like a method's cell (`hubbench.benchmark.tuning`), whose record holds its validation metric there.
+    `subject`: what the search tunes, a method (its own training) or a fine-tuned source (an artifact); `owner`:
+    the method whose cell needs the search (a worker re-creates the subject from it)."""
+
+    subject: Any
+    setting: Setting
+    rung: int
+    owner: Any = field(compare=False, repr=False)
+
+    @property
+    def trained(self) -> str:
+        """What is trained, whatever the rung: names the trial's checkpoints and lock."""
+        return f"{self.subject.id}/{setting_id(self.setting)}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.trained}/rung{self.rung}"
+
+    @property
+    def name(self) -> str:
+        """Its method's name (a source's: `finetune`), whose job resources it takes."""
+        return getattr(self.subject, "name", "finetune")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"subject": self.subject.id, "setting": dict(self.setting), "rung": self.rung}
+
+    def protocol(self, base):
+        """`base` (a task's protocol) at this trial's setting."""
+        return base.replace(**{k: v for k, v in self.setting if "." not in k})
+
+    def applicable(self, hub, task) -> tuple[bool, str]:
+        return self.subject.applicable(hub, task) if hasattr(self.subject, "applicable") else (True, "")
+
+    def needs(self, hub, task) -> list:
+        return self.subject.needs(hub, task) if hasattr(self.subject, "needs") else []

@@ -25,6 +25,9 @@ class Method(Plugin):
     whose `fit` builds and trains the predictor through the `Context` it is given."""
 
     REGISTRY: ClassVar[Registry] = METHODS
+    # whether `fit` trains a model of its own (`ctx.train`), so that a suite's search of the protocol's optimisation
+    # fields applies to it; a method that only combines fine-tuned sources says False (they are tuned themselves)
+    trains: ClassVar[bool] = True
 
     @classmethod
     def figures(cls) -> tuple[FigureHook, ...]:

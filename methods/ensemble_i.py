@@ -26,6 +26,7 @@ class EnsembleI(Method):
     """Members are the `FinetunedSource` artifacts, reused as they are: no training of its own."""
 
     name = "ensemble_i"
+    trains = False  # the sources it uses are trained (and tuned) as artifacts
     description = "Ensemble-I: mean prediction of the independently fine-tuned hub models"
 
     def needs(self, hub, task):

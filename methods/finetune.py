@@ -12,10 +12,12 @@ class Finetune(Method):
     """All weights of one source plus a new head trained with the task's protocol.
 
     The trained model is the `FinetunedSource` artifact itself, so the record's own training
-    time is zero and its cost is the artifact's; its curves are the artifact's curves.
+    time is zero and its cost is the artifact's; its curves and its search (where the suite tunes the
+    sources) are the artifact's.
     """
 
     name = "finetune"
+    trains = False  # its model is the artifact, trained (and tuned) as one
     description = "fine-tune one hub model with a new head (one record per hub model)"
     model: str = ""
 
@@ -34,5 +36,5 @@ class Finetune(Method):
     def fit(self, ctx):
         artifact = FinetunedSource(self.model)
         model = ctx.artifact(artifact)
-        ctx.curves.update(ctx.artifact_info(artifact)["curves"])
+        ctx.adopt(artifact)
         return model

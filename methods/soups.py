@@ -10,8 +10,6 @@ from torch.optim.swa_utils import update_bn
 
 from hubbench.methods._features import finetuned_models, finetuned_needs
 from hubbench.methods.base import Method, register
-from hubbench.seeding import derive_seed, generator
-from hubbench.training import batch_indices
 
 RECIPES = ("greedy", "uniform")
 
@@ -36,12 +34,13 @@ class Soup(Method):
     the validation metric of the average strictly improves, never revisiting a rejected one.
     Averaging invalidates BatchNorm running statistics (the paper's models have none), so after
     averaging two or more models they are recomputed in train mode, without gradients, over
-    `bn_batches` training batches drawn like the training loop's (our choice: 20 batches, about
-    one pass over the mini tasks). A soup of one model is that model, unchanged.
+    the first `bn_batches` training batches of the data stream (`Context.batch`; our choice: 20 batches,
+    about one pass over the mini tasks). A soup of one model is that model, unchanged.
     Weight averaging needs one architecture: not applicable to heterogeneous hubs.
     """
 
     name = "soup"
+    trains = False  # the sources it uses are trained (and tuned) as artifacts
     description = "Model soups: weight average of the fine-tuned hub models (greedy or uniform recipe)"
     recipe: str = "greedy"
     bn_batches: int = 20
@@ -88,9 +87,5 @@ class Soup(Method):
         if len(chosen) == 1:
             return soup
         soup.load_state_dict(average([models[i].state_dict() for i in chosen]))
-        task, seed = ctx.task, derive_seed(ctx.seed, ctx.scope, "bn")
-        n, bs = len(task.splits["train"]), task.protocol.batch_size
-        batches = (task.train_batch(batch_indices(n, bs, i, seed), generator(seed, "aug", i))
-                   for i in range(self.bn_batches))
-        update_bn(batches, soup, ctx.device)
+        update_bn((ctx.batch(i).on("cpu") for i in range(self.bn_batches)), soup, ctx.device)
         return soup.eval()

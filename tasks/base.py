@@ -205,11 +205,25 @@ class Task(ABC):
         params = self.augmentation(len(x), g)
         return self.augment_images(x, params), self.augment_targets(y, params)
 
-    def stage_train(self, idx: torch.Tensor, g: torch.Generator) -> Staged:
-        """Training batch `idx` with augmentation drawn from `g`, staged (see `finish_train`)."""
+    def stage_train(self, idx: torch.Tensor, g: torch.Generator, splits: tuple[str, ...] = ("train",)) -> Staged:
+        """Training batch `idx` of `splits` (the train split, or train then val for a final run on both) with
+        augmentation drawn from `g`, staged (see `finish_train`)."""
         params = self.augmentation(len(idx), g)
-        targets = self.augment_targets(self.splits["train"].targets[idx], params)
-        return Staged((self.pixels("train")[idx], targets, params), self.finish_train)
+        images, targets = self.rows(splits, idx)
+        return Staged((images, self.augment_targets(targets, params), params), self.finish_train)
+
+    def rows(self, splits: tuple[str, ...], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uint8 images and targets of rows `idx` of `splits` taken one after the other."""
+        if len(splits) == 1:
+            return self.pixels(splits[0])[idx], self.splits[splits[0]].targets[idx]
+        ends = torch.tensor([len(self.splits[s]) for s in splits]).cumsum(0)
+        part = torch.bucketize(idx, ends, right=True)  # which split each row is in
+        first = self.pixels(splits[0])
+        images = torch.empty((len(idx), *first.shape[1:]), dtype=first.dtype)
+        for i, split in enumerate(splits):
+            mine = part == i
+            images[mine] = self.pixels(split)[idx[mine] - (ends[i - 1] if i else 0)]
+        return images, torch.cat([self.splits[s].targets for s in splits])[idx]
 
     def finish_train(self, host: tuple) -> tuple[torch.Tensor, Any]:
         images, targets, params = host

@@ -52,7 +52,7 @@ def write_suite(directory: Path, name: str = "tiny", *, methods=("scratch", "fin
     protocol = {"iterations": 6, "eval_every": 3, "checkpoint_every": 3, **protocol}
     lines = [f"description = {name!r}", f"hubs = {list(hubs)!r}", f"tasks = {list(tasks)!r}",
              f"methods = {list(methods)!r}", f"seeds = {list(seeds)!r}", "[protocol]"]
-    lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v!r}" for k, v in protocol.items()]
+    lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in protocol.items()]
     path = directory / f"{name}.toml"
     path.write_text("\n".join(lines).replace("'", '"') + "\n")
     return path

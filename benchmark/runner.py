@@ -356,12 +356,13 @@ KINDS: dict[type, Kind] = {
 
 def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, **kw) -> Counter:
     """Run cells with a progress bar and one line per finished cell: in this process and in order,
-    or through a parallel `executor` (see benchmark.executors). Returns the count of each outcome."""
+    or through a parallel `executor` (see benchmark.executors). Returns the count of each outcome (a search
+    trial's as `trial <status>`: a trial that fails is an outcome of its search, which goes on)."""
     counts: Counter = Counter()
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None, dynamic_ncols=True)
     outcomes = executor.run(cells, results, device, **kw) if executor else inline(cells, results, device, bar, **kw)
     for cell, status, detail, seconds in outcomes:
-        counts[status] += 1
+        counts[f"trial {status}" if cell.trial else status] += 1
         bar.update()
         if status != "skipped":
             tqdm.write(f"{status:7} {cell.id}  {detail}  ({seconds:.1f}s)")

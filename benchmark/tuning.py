@@ -110,8 +110,9 @@ def first_trials(cells: list[Cell]) -> list[Cell]:
         for subject in subjects(cell):
             space, doms = space_of(cell), domains(space_of(cell), subject)
             rungs = space.rungs(cell.protocol.iterations)
-            for setting in settings_of(space, doms, [], rounds(space, doms)[0], rungs[-1], higher(cell)):
-                unit = trial_cell(cell, subject.id, setting, rungs[0])
+            settings = settings_of(space, doms, [], rounds(space, doms)[0], rungs[-1], higher(cell))
+            for setting in settings:  # a lone setting trains straight to the end (`resolve`)
+                unit = trial_cell(cell, subject.id, setting, rungs[0] if len(settings) > 1 else rungs[-1])
                 found.setdefault(unit.id, unit)
     return list(found.values())
 
@@ -135,6 +136,8 @@ def resolve(owner: Cell, subject, run) -> Tuned:
         results, seconds = [Result(s, {}) for s in settings], [0.0] * len(settings)
         alive = list(range(len(settings)))
         for rung in rungs:
+            if len(alive) == 1 and rung != rungs[-1]:
+                continue  # nothing left to compare: straight to the end
             done = {i: run(trial_cell(owner, subject.id, settings[i], rung)) for i in alive}
             if None in done.values():
                 raise Undecided
@@ -242,7 +245,7 @@ def run_trial(cell: Cell, ctx: Context, results) -> dict:
     """A trial's part of its cell: its subject trained at the trial's setting on the train split, up to its rung
     (continued from its checkpoint at the previous rung), then scored on the validation split. A method of
     several training stages starts again at each rung (its later stages were built on the earlier ones' state at
-    the previous rung). A metric that is not finite is a failure (diverged)."""
+    the previous rung). A validation metric (or loss) that is not finite is a failure: it diverged."""
     trial, task = cell.plugin, ctx.task  # `execute` made the task under the trial's protocol (`Cell.protocol`)
     owner = Cell(cell.suite, cell.hub, cell.task, trial.owner, cell.seed)
     source = isinstance(trial.subject, FinetunedSource)
@@ -259,8 +262,10 @@ def run_trial(cell: Cell, ctx: Context, results) -> dict:
     run = Context(ctx.hub, task, ctx.seed, scope=cell.scope, stream=stream, cache=ctx.cache, device=ctx.device,
                   runtime=ctx.runtime, phase=phase, tuned=tuned)
     model = run.fit(method)
-    value = run.evaluate(model, "val")[task.metric]
-    if not math.isfinite(value):
-        raise FloatingPointError(f"validation {task.metric} became {value} (diverged)")
+    metrics = run.evaluate(model, "val")
+    for name, value in metrics.items():  # weights gone to inf or nan can leave an argmax's top1 finite, not its loss
+        if not math.isfinite(value):
+            raise FloatingPointError(f"validation {name} became {value} (diverged)")
+    value = metrics[task.metric]
     return dict(status=records.OK, metric=records.Metric(task.metric, task.higher_is_better, value),
                 iteration=trial.rung, train_s=run.train_seconds, curves=run.curves)

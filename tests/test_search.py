@@ -1,0 +1,183 @@
+"""Hyper-parameter search as part of the protocol: successive halving and selection, the samplers, and searches run
+end to end as units of a suite (trials never read the test split; a killed search resumes; a diverging trial is
+recorded and the search goes on; the selection is reproducible bit for bit, and its final run is the plain run at
+the selected setting)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import PLUGIN, ROOT, hubbench
+
+from hubbench.search import Range, Result, Space, asks, promoted, selected
+
+SEARCH_PLUGIN = '''
+from hubbench.tasks import TASKS
+from hubbench.tasks.base import register
+from hubbench.testing import register_tiny_tasks
+
+register_tiny_tasks()
+
+
+@register
+class Sealed(TASKS.get("tiny-scenes")):
+    """tiny-scenes whose test split may not be read."""
+
+    name = "sealed"
+
+    def pixels(self, split):
+        if split == "test":
+            raise PermissionError("the test split was read")
+        return super().pixels(split)
+'''
+
+
+def r(*values, failed=None):
+    return Result((), dict(zip((2, 4), values, strict=False)), failed)
+
+
+def test_successive_halving_keeps_the_best_of_each_rung_never_a_failed_trial():
+    results = [r(50.0), r(70.0), r(60.0, failed="diverged"), r(70.0), r(40.0)]
+    assert promoted(results, 2, 3, higher_is_better=True) == [1, 3]  # ceil(4 / 3) of the 4 that reached it; ties: both
+    assert promoted(results, 2, 4, higher_is_better=True) == [1]  # the earlier of equals
+    assert promoted(results, 2, 3, higher_is_better=False) == [0, 4]  # NME: lower is better
+    assert promoted([r(1.0, failed="x")], 2, 3, True) == []
+
+
+def test_the_selection_is_the_best_trial_that_completed_the_schedule():
+    results = [r(90.0), r(50.0, 70.0), r(60.0, 70.0), r(10.0, failed="diverged")]
+    assert selected(results, 4, True) == 1  # 90 was stopped at the first rung; 70 twice: the earlier
+    assert selected(results, 4, False) == 1
+    assert selected([r(1.0, failed="x")], 4, True) is None
+
+
+def test_rungs_of_the_schedule():
+    def space(**options):
+        return Space({"lr": (0.1,)}, {}, {}, **options)
+
+    assert space().rungs(300) == [75, 225, 300]  # a quarter of the iterations, 3x further, the end
+    assert space(first_rung=0.5, eta=2).rungs(4) == [2, 4]
+    assert space(first_rung=0.1, eta=3).rungs(300) == [30, 90, 270, 300]
+    assert space(pruner="none").rungs(300) == [300]
+
+
+def test_a_samplers_settings_are_reproducible_and_follow_its_seed():
+    domains = {"lr": Range(1e-3, 1.0, log=True), "optimizer": ("sgd", "adamw")}
+
+    def ask(seed, sampler="random", told=()):
+        return asks(Space(domains, {}, {}, sampler=sampler, trials=4, seed=seed), domains, list(told), 4, 4, True)
+
+    first = ask(0)
+    assert first == ask(0) != ask(1) and len(first) == 4 and all(1e-3 <= dict(s)["lr"] <= 1 for s in first)
+    told = [[Result(s, {4: float(i)}) for i, s in enumerate(ask(0, "tpe"))]]
+    assert ask(0, "tpe", told) == ask(0, "tpe", told) != ask(0, "tpe")  # the next round, after the first's results
+
+
+def write(tmp_path, name, methods, task="tiny-scenes", search=True, **protocol):
+    protocol = {"iterations": 4, "eval_every": 2, "checkpoint_every": 1, "batch_size": 8, **protocol}
+    lines = [f'description = "{name}"', 'hubs = ["tiny"]', f'tasks = ["{task}"]', f"methods = {json.dumps(methods)}",
+             "seeds = [0]", "[protocol]", *(f"{k} = {v}" for k, v in protocol.items())]
+    if search:
+        lines += ["[protocol.search]", "lr = [0.01, 0.1, 1e30]  # the last diverges", "eta = 2",
+                  "first_rung = 0.5"]
+    path = tmp_path / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    path = tmp_path / "search_plugin.py"
+    path.write_text(SEARCH_PLUGIN)
+    return path
+
+
+def run(plugin, suite, results, cache, *more, check=True):
+    return hubbench("--plugin", str(plugin), "run", "--suite", str(suite), "--results", str(results), *more,
+                    env={**os.environ, "HUBBENCH_CACHE": str(cache)}, check=check)
+
+
+def record(results, suite, method):
+    return json.loads((results / suite / "tiny" / "tiny-scenes" / method / "seed0.json").read_text())
+
+
+def without_seconds(obj):
+    """A record's search or cost without wall-clock figures."""
+    if isinstance(obj, dict):
+        return {k: without_seconds(v) for k, v in obj.items() if k not in ("train_s", "cost_s")}
+    if isinstance(obj, list):
+        return [without_seconds(v) for v in obj]
+    return obj
+
+
+METHODS = ["finetune[model=supervised]", "scratch"]
+
+
+def test_a_search_selects_reproducibly_goes_on_past_a_diverging_trial_and_ends_with_the_plain_run(plugin, tmp_path):
+    suite = write(tmp_path, "tuned", METHODS)
+    run(plugin, suite, tmp_path / "a", tmp_path / "cache-a")
+    run(plugin, suite, tmp_path / "b", tmp_path / "cache-b", "--executor", "local", "--workers", "2")
+    for method in ("finetune@model=supervised", "scratch"):
+        a, b = record(tmp_path / "a", "tuned", method), record(tmp_path / "b", "tuned", method)
+        assert a["status"] == "ok" and without_seconds(a["search"]) == without_seconds(b["search"])
+        assert a["metrics"] == b["metrics"] and a["curves"] == b["curves"]
+        search = a["search"]
+        assert search["rungs"] == [2, 4] and search["failed"] == 1 and search["retrain"] == "train"
+        diverged = next(t for t in search["trials"] if t["setting"] == {"lr": 1e30})
+        assert diverged["status"] == "failed" and "became" in diverged["reason"]
+        assert sorted(t["status"] for t in search["trials"]) == ["failed", "ok", "pruned"]
+        assert "test_top1" not in a["curves"] and a["cost"]["total_s"] >= search["cost_s"] > 0
+    finetune = record(tmp_path / "a", "tuned", "finetune@model=supervised")
+    assert finetune["search"]["subject"] == "finetuned-supervised"  # the source's search, shared by its users
+    lr = finetune["search"]["selected"]["lr"]
+    plain = write(tmp_path, "plain", METHODS[:1], search=False)
+    run(plugin, plain, tmp_path / "p", tmp_path / "cache-p", "--set", f"lr={lr}")
+    assert record(tmp_path / "p", f"plain@lr={lr}", "finetune@model=supervised")["metrics"] == finetune["metrics"]
+    status = hubbench("--plugin", str(plugin), "status", "--suite", str(suite), "--results", str(tmp_path / "a"),
+                      "--list", env={**os.environ, "HUBBENCH_CACHE": str(tmp_path / "cache-a")}).stdout
+    assert "tiny/tiny-scenes/trial:finetuned-supervised/lr=0.1/rung2/seed0" in status
+    assert status.count("trial:scratch/") == 4 and "missing" not in status  # 3 at the first rung, 1 at the second
+
+
+def test_trials_never_read_the_test_split(plugin, tmp_path):
+    """A task whose test data raise on access completes every search; only the final runs read the test split."""
+    suite = write(tmp_path, "sealed", METHODS, task="sealed")
+    done = run(plugin, suite, tmp_path / "r", tmp_path / "cache", check=False)
+    assert done.returncode == 1
+    trials = sorted((tmp_path / "r" / "sealed" / "tiny" / "sealed" / "trial").rglob("seed0.json"))
+    assert len(trials) == 8 and {json.loads(p.read_text())["status"] for p in trials} == {"ok", "failed"}
+    assert all("the test split was read" not in p.read_text() for p in trials)
+    for method in ("finetune@model=supervised", "scratch"):
+        final = json.loads((tmp_path / "r" / "sealed" / "tiny" / "sealed" / method / "seed0.json").read_text())
+        assert final["status"] == "failed" and "the test split was read" in final["reason"]
+
+
+def test_a_search_killed_mid_way_resumes_without_redoing_its_finished_trials(plugin, tmp_path):
+    suite = write(tmp_path, "tuned", ["scratch"], iterations=8, eval_every=4)
+    results, cache = tmp_path / "r", tmp_path / "cache"
+    trials = results / "tuned" / "tiny" / "tiny-scenes" / "trial" / "scratch"
+    args = [sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "--plugin", str(plugin), "run",
+            "--suite", str(suite), "--results", str(results)]
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "HUBBENCH_CACHE": str(cache)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and proc.poll() is None and len(list(trials.rglob("seed0.json"))) < 2:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in trials.rglob("seed0.json")}
+    assert 2 <= len(before) < 4 and not (results / "tuned" / "tiny" / "tiny-scenes" / "scratch").exists()
+    run(plugin, suite, results, cache)
+    assert all((p.stat().st_mtime_ns, p.read_bytes()) == kept for p, kept in before.items())  # not run again
+    run(plugin, suite, tmp_path / "whole", tmp_path / "cache-whole")
+    resumed = record(results, "tuned", "scratch")
+    whole = record(tmp_path / "whole", "tuned", "scratch")
+    assert without_seconds(resumed["search"]) == without_seconds(whole["search"])
+    assert resumed["metrics"] == whole["metrics"] and resumed["curves"] == whole["curves"]

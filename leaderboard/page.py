@@ -20,6 +20,7 @@ def section(board: Board, notes: list[str], records: dict[str, Record], curves: 
         Heading(2, f"Hub `{board.hub}`: {board.kind}, {board.metric} ({arrow})"),
         *provenance.protocol(board, records), *provenance.code(board),
         Heading(3, f"Test {board.metric}"), tables.accuracy(board, notes), *reported.accuracy(board),
+        *([Heading(3, "Hyper-parameter search"), *found] if (found := tables.search(board)) else []),
         *reported.versus_papers(board, curves),
         Heading(3, "Complexity and cost"), *tables.complexity(board), *reported.complexity(board),
         Heading(3, "Paired comparison with the best single fine-tune"), *tables.comparison(board),

@@ -133,8 +133,9 @@ def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
                                              if (r, t) in cells.index else MISSING for t in tasks)] for r in rankers]
     blocks: list[Block] = [
         Text("Weighted Kendall τ (hyperbolic weights, as the LogME paper) between each ranker's scores of the "
-             "pre-trained models and their fine-tuned test " + board.metric + " (means over seeds), over the "
-             "sources it scores (Sources: how many of the hub's fine-tuned sources, and which where not all); "
+             "pre-trained models and their fine-tuned test " + board.metric + " (means over seeds; " + judged(board)
+             + "), over the sources it scores (Sources: how many of the hub's fine-tuned sources, and which where "
+             "not all); "
              "✓ where its best-scored model, picked among those, is the best fine-tune of the whole hub. Bold: "
              "the best Avg τw among rankers scored over the same sources (τ over fewer sources compares with "
              "no other). Times: the ranking (features and scoring) against fine-tuning every source once."),
@@ -147,6 +148,16 @@ def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
     return blocks + ([Figure(file_name(board.hub, board.kind, "ranking"),
                              f"`{board.hub}`, {board.kind}: each ranker's score of a source (x) against its "
                              f"fine-tuned test {board.metric} (y), per task.", plot)] if plot else [])
+
+
+def judged(board: Board) -> str:
+    """What the rankers are judged against: fine-tunes at the setting the suite's search selected per source, task and
+    seed (as the transferability literature tunes them), or at the suite's one fixed protocol."""
+    rows = board.ok[board.ok.method_name == "finetune"]
+    if rows.empty or rows.search_selected.isna().all():
+        return "fine-tunes at the suite's fixed protocol, untuned"
+    tuned = "every" if rows.search_selected.notna().all() else "some"
+    return f"{tuned} fine-tune tuned: each at the setting its source's search selected on the validation split"
 
 
 def figure(scores: pd.DataFrame, finetunes: pd.DataFrame, hub: str, kind: str, metric: str = "result") -> bytes | None:

@@ -119,7 +119,15 @@ def pair_text(a: float | None, b: float | None) -> str:
 
 
 COMPLEXITY = ["params_total", "params_active", "gflops_fvcore", "train_mb", "infer_mb", "infer_samples_s",
-              "train_samples_s", "train_s", "artifacts_s", "total_s"]
+              "train_samples_s", "train_s", "artifacts_s", "total_s", "search_s"]
+
+
+def cost_text(c: pd.Series) -> str:
+    """Total training seconds and their parts: own, reused artifacts and, where it searched, its own search."""
+    if not known(c.total_s):
+        return MISSING
+    search = f" + {num(c.search_s)}" if known(c.search_s) else ""
+    return f"{num(c.total_s)} ({num(c.train_s)} + {num(c.artifacts_s)}{search})"
 
 
 def complexity(board: Board) -> list[Block]:
@@ -135,16 +143,51 @@ def complexity(board: Board) -> list[Block]:
         rows.append([
             rank(board, m), m, MISSING if avg is None else f"{avg:.2f}", params_text(c.params_total, c.params_active),
             num(c.gflops_fvcore), pair_text(c.train_mb, c.infer_mb), pair_text(c.infer_samples_s, c.train_samples_s),
-            MISSING if not known(c.total_s) else f"{num(c.total_s)} ({num(c.train_s)} + {num(c.artifacts_s)})",
+            cost_text(c),
         ])
+    searched = board.ok.search_s.notna().any()
     notes = [
         f"Each row: mean over the {len(board.tasks)} task(s) of this table of the mean over seeds (ok records). "
         "GFLOPs per sample at inference, fvcore's convention (one multiply-add = one flop); "
-        "cost: training seconds, the record's own + those of the artifacts it reuses (fine-tuned sources).",
+        "cost: training seconds, the record's own + those of the artifacts it reuses (fine-tuned sources"
+        + (", their searches included) + those of its own search's trials." if searched else ")."),
         settings(board.ok, "Memory", memory_setting), settings(board.ok, "Speed", speed_setting)]
     header = ["Rank", "Method", f"{board.metric} Avg", "Params (M)", "GFLOPs (fvcore)", "Memory train / infer (MB)",
-              "Speed infer / train (samples/s)", "Cost (s): total (own + artifacts)"]
+              "Speed infer / train (samples/s)",
+              f"Cost (s): total (own + artifacts{' + search' if searched else ''})"]
     return [Table(header, rows), *map(Text, notes)]
+
+
+def selections(rows: pd.DataFrame) -> str:
+    """The settings a cell's seeds selected: one, or each with how many seeds chose it."""
+    counts = rows.search_selected.dropna().value_counts(sort=False)
+    if len(counts) == 1:
+        return counts.index[0]
+    return "; ".join(f"{setting} ×{n}" for setting, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def search(board: Board) -> list[Block]:
+    """Where the suite searches: the setting each method and fine-tuned source selected per task, and the search's
+    cost beside the method's Avg (nothing for a suite without a search)."""
+    if not board.ok.search_selected.notna().any():
+        return []
+    searched = board.ok[board.ok.search_selected.notna()]
+    cells = searched.groupby(["method", "task"])
+    means = board.task_mean(["search_cost_s", "search_trials", "search_failed"])
+    rows = []
+    for m in board.ranked:
+        if m not in set(searched.method):
+            continue
+        c, a = means.loc[m], board.avg.get(m)
+        chosen = [selections(cells.get_group((m, t))) if (m, t) in cells.groups else MISSING for t in board.tasks]
+        rows.append([rank(board, m), m, MISSING if a is None else f"{a:.2f}", num(c.search_cost_s),
+                     f"{c.search_trials:.3g} ({c.search_failed:.2g} failed)", *chosen])
+    intro = ("The setting each method and each fine-tuned source selected on the validation split (where seeds "
+             "differ, each setting with how many chose it); its search's cost: the training seconds of all its "
+             "trials, mean over tasks and seeds (a fine-tune's: its source's search, which the methods built on "
+             "the source count in their artifacts' cost); trials: per search, and how many failed.")
+    return [Text(intro), Table(["Rank", "Method", f"{board.metric} Avg", "Search cost (s)", "Trials",
+                                *board.tasks], rows)]
 
 
 def comparison(board: Board) -> list[Block]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 from conftest import PLUGIN, ROOT, hubbench
 
@@ -181,3 +182,52 @@ def test_a_search_killed_mid_way_resumes_without_redoing_its_finished_trials(plu
     whole = record(tmp_path / "whole", "tuned", "scratch")
     assert without_seconds(resumed["search"]) == without_seconds(whole["search"])
     assert resumed["metrics"] == whole["metrics"] and resumed["curves"] == whole["curves"]
+
+
+def searched(r, selected, cost=30.0, failed=0, own=True):
+    """Record `r` with a search that selected `selected` (its own, counted in its cost; or, `own=False`, a source's
+    that a fine-tune adopts)."""
+    trials = [{"setting": {"lr": lr}, "status": "ok" if {"lr": lr} == selected else "pruned", "values": {"10": 1.0}}
+              for lr in (0.01, 0.1)]
+    r["schema"] = "hubbench.record/4"
+    r["search"] = {"subject": r["method"]["id"], "space": {"lr": [0.01, 0.1]}, "rungs": [10, 20], "retrain": "train",
+                   "trials": trials, "selected": selected, "failed": failed, "cost_s": cost}
+    if own:
+        r["cost"] = {**r["cost"], "search_s": cost, "total_s": r["cost"]["total_s"] + cost}
+    return r
+
+
+def test_the_page_shows_each_selected_setting_and_the_search_cost_beside_the_accuracy(tmp_path):
+    from test_leaderboard import full, render, rows
+
+    records = [searched(full("t", "finetune[model=a]", 0, 80.0), {"lr": 0.1}, own=False),
+               searched(full("t", "finetune[model=a]", 1, 82.0), {"lr": 0.01}, own=False),
+               searched(full("t", "scratch", 0, 50.0), {"lr": 0.1}, cost=60.0, failed=1),
+               searched(full("t", "scratch", 1, 52.0), {"lr": 0.1}, cost=40.0),
+               full("t", "ensemble_i", 0, 85.0), full("t", "ensemble_i", 1, 86.0)]
+    readme = render(tmp_path, records)
+    table = rows(readme, "### Hyper-parameter search")
+    assert set(table) == {"finetune[model=a]", "scratch"}  # ensemble_i searched nothing of its own
+    assert table["scratch"] == ["51.00", "50.00", "2 (0.5 failed)", "lr=0.1"]  # Avg, cost, trials, per task
+    assert table["finetune[model=a]"][-1] == "lr=0.01 ×1; lr=0.1 ×1"
+    assert "Cost (s): total (own + artifacts + search)" in readme and "65.00 (10.00 + 5.00 + 50.00)" in readme
+    results = pd.read_csv(tmp_path / "lb" / "s" / "results.csv")
+    assert results.search_selected.dropna().tolist() == ["lr=0.1", "lr=0.01", "lr=0.1", "lr=0.1"]
+    untuned = render(tmp_path / "untuned", [full("t", "scratch", 0, 50.0)])
+    assert "Hyper-parameter search" not in untuned and "(own + artifacts)" in untuned
+
+
+def test_the_rankers_are_judged_against_tuned_fine_tunes_where_the_suite_tunes_them():
+    from test_leaderboard import full
+
+    from hubbench import record as records
+    from hubbench.leaderboard import frame, ranking
+    from hubbench.leaderboard.board import boards
+
+    def board(rs):
+        return boards(frame.results([records.from_json(r) for r in rs]))[0]
+
+    tuned = [searched(full("t", f"finetune[model={m}]", 0, 80.0), {"lr": 0.1}, own=False) for m in "ab"]
+    assert ranking.judged(board(tuned)).startswith("every fine-tune tuned")
+    assert ranking.judged(board([full("t", "finetune[model=a]", 0, 80.0)])) == (
+        "fine-tunes at the suite's fixed protocol, untuned")

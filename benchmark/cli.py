@@ -155,7 +155,6 @@ def dry_run(args, cells, executor, redo, runtime) -> int:
 def cmd_run(args) -> int:
     from hubbench.benchmark import executors
     from hubbench.benchmark.runner import StaleRecords, check_records, expand, run_cells
-    from hubbench.benchmark.tuning import first_trials
     from hubbench.record import RecordError
 
     check_executor_options(args)
@@ -169,7 +168,10 @@ def cmd_run(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
-    cells = first_trials(cells) + cells  # the searches' first trials run as cells do, before the cells they tune
+    if suite.spaces:  # the searches' first trials run as cells do, before the cells they tune
+        from hubbench.benchmark.tuning import first_trials
+
+        cells = first_trials(cells) + cells
     runtime, redo = runtime_options(args), redo_options(args)
     try:
         check_records(cells, args.results, redo)
@@ -221,7 +223,6 @@ def cmd_status(args) -> int:
     from hubbench.benchmark.executors import job_states, submitit_folder
     from hubbench.benchmark.runner import expand
     from hubbench.benchmark.status import STATES, listing, states, summary
-    from hubbench.benchmark.tuning import known_trials
 
     for state in args.state or []:
         if state not in STATES:
@@ -229,7 +230,10 @@ def cmd_status(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
-    cells = known_trials(cells, args.results) + cells
+    if suite.spaces:  # with the trials of their searches known so far
+        from hubbench.benchmark.tuning import known_trials
+
+        cells = known_trials(cells, args.results) + cells
     rows = states(cells, args.results, cache_dir(), job_states(submitit_folder(args.results, suite.name)))
     rows = [row for row in rows if not args.state or row.state in args.state]
     counts = {s: sum(row.state == s for row in rows) for s in STATES}

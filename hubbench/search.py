@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubbench.training import Schedule, field_types, searchable, typed
+from hubbench.schedule import Schedule, field_types, searchable, typed
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("halving", "none")

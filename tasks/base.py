@@ -15,9 +15,9 @@ from torch import nn
 from hubbench.images import to_input
 from hubbench.record import Examples
 from hubbench.registry import Registry
+from hubbench.schedule import Schedule
 from hubbench.staging import Staged
 from hubbench.tasks.crops import VIEWS
-from hubbench.training import Schedule
 
 TASKS: Registry[type[Task]] = Registry("task")
 _SPLITS: dict[type, dict[str, Split]] = {}

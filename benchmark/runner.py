@@ -32,6 +32,7 @@ from hubbench.progress import note
 from hubbench.rankers.base import Ranker, ranking
 from hubbench.registry import UnknownName
 from hubbench.search import Trial
+from hubbench.seeding import preserved_rng
 from hubbench.tasks.base import TASKS, Protocol, Task
 from hubbench.tasks.datasets import DatasetError
 from hubbench.training import Runtime
@@ -285,7 +286,7 @@ def fit(cell: Cell, ctx: Context, results: Path) -> dict:
     from hubbench.benchmark.profiling import Settings, profile  # here: `hubbench status` needs cells, not fvcore
 
     start = time.perf_counter()
-    final, method, own = tuning.final(cell, ctx, results)
+    final, method, own = tuning.final(cell, ctx, trials(ctx, results))
     model = final.fit(method)
     if final is not ctx:
         ctx.checkpoints += final.checkpoints  # dropped once the record is written
@@ -319,7 +320,19 @@ def trial(cell: Cell, ctx: Context, results: Path) -> dict:
     """A search trial's part of its cell (`tuning.run_trial`)."""
     from hubbench.benchmark.tuning import run_trial
 
-    return run_trial(cell, ctx, results)
+    return run_trial(cell, ctx, trials(ctx, results))
+
+
+def trials(ctx: Context, results: Path) -> Callable[[Cell], records.CellRecord]:
+    """How a cell's process runs the search trials it needs: as cells, each under its lock (waiting for another
+    process that runs it, skipping it when done), with the cell's device, threads and runtime; a stale trial is
+    redone, as no selection may rest on it. The caller's random streams are left as they were."""
+    def run(unit: Cell) -> records.CellRecord:
+        with preserved_rng():
+            return run_cell(unit, results, ctx.device, cache=ctx.cache, redo=Redo(stale=True),
+                            threads=torch.get_num_threads(), runtime=ctx.runtime)[1]
+
+    return run
 
 
 def rank(cell: Cell, ctx: Context, results: Path) -> dict:

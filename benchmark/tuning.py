@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hubbench import record as records
-from hubbench.benchmark.runner import Cell, Redo, run_cell
 from hubbench.context import Context, FinetunedSource, Phase, Tuned, checkpoint_stem
 from hubbench.search import FAILED, OK, PRUNED, Result, Setting, Space, Trial, asks, grid, promoted, selected
-from hubbench.seeding import preserved_rng
 from hubbench.training import Checkpoint
+
+if TYPE_CHECKING:
+    from hubbench.benchmark.runner import Cell
+
+Run = Callable[["Cell"], "records.TrialRecord | None"]  # runs (or waits for, or reads) a trial's cell: its record
 
 
 class SearchFailed(Exception):
@@ -72,7 +77,7 @@ def trial_cell(owner: Cell, subject_id: str, setting: Setting, rung: int) -> Cel
         subject = owner.plugin
     else:
         subject = next(a for a in owner.plugin.needs(hub_of(owner), owner.make_task()) if a.id == subject_id)
-    return Cell(owner.suite, owner.hub, owner.task, Trial(subject, setting, rung, owner.plugin), owner.seed)
+    return dataclasses.replace(owner, plugin=Trial(subject, setting, rung, owner.plugin))
 
 
 def rounds(space: Space, doms: dict) -> list[int]:
@@ -123,7 +128,7 @@ def higher(cell: Cell) -> bool:
     return TASKS.get(cell.task).higher_is_better
 
 
-def resolve(owner: Cell, subject, run) -> Tuned:
+def resolve(owner: Cell, subject, run: Run) -> Tuned:
     """The selection of `owner`'s search of `subject`: every round's trials run (`run(cell)` -> its record, run now,
     waited for, or read; None: not run, and the search is `Undecided` past that rung), halved rung by rung, then
     the best trial that completed the schedule. Raises `SearchFailed` if none did."""
@@ -153,7 +158,6 @@ def resolve(owner: Cell, subject, run) -> Tuned:
         reasons = "; ".join(dict.fromkeys(r.failed or "" for _, r, _ in tried))
         raise SearchFailed(f"every trial of the search of {subject.id} failed: {reasons}")
     winner = trial_cell(owner, subject.id, tried[best][0], rungs[-1])
-    forget_losers(owner, subject, [s for i, (s, _, _) in enumerate(tried) if i != best], rungs[-1])
     search = summary(subject, owner.suite.search_for(owner.task)[1], space, rungs, tried, best)
     return Tuned({k: v for k, v in tried[best][0] if "." not in k}, winner.scope, dataclasses.asdict(search),
                  search.cost_s)
@@ -166,19 +170,24 @@ def outcome(result: Result, rung: int, record: records.TrialRecord) -> Result:
     return dataclasses.replace(result, values={**result.values, rung: record.metric.value})
 
 
-def forget_losers(owner: Cell, subject, settings: list[Setting], last: int) -> None:
-    """Delete the checkpoints of trials that will not continue (every one but the selection)."""
-    for setting in settings:
-        unit = trial_cell(owner, subject.id, setting, last)
-        stem = checkpoint_stem(unit.scope, unit.seed, unit.protocol)
-        for path in (owner_cache() / "checkpoints").glob(f"{stem}-*.ckpt"):
-            Checkpoint(path, 1).clear()
+def settle(owner: Cell, subject, run: Run, cache: Path) -> Tuned:
+    """`resolve` the search, then delete the checkpoints of its trials that will not continue (all but the
+    selection's, which its final run resumes)."""
+    tuned = resolve(owner, subject, run)
+    for trial in tuned.search["trials"]:
+        if trial["setting"] != tuned.search["selected"]:
+            clear_checkpoints(trial_cell(owner, subject.id, tuple(trial["setting"].items()), 1), cache)
+    return tuned
 
 
-def owner_cache():
-    from hubbench.io import cache_dir
+def stage_checkpoints(unit: Cell, cache: Path) -> list[Path]:
+    """A trial's stage checkpoints (those of every rung of it: one per training stage)."""
+    return sorted((cache / "checkpoints").glob(f"{checkpoint_stem(unit.scope, unit.seed, unit.protocol)}-*.ckpt"))
 
-    return cache_dir()
+
+def clear_checkpoints(unit: Cell, cache: Path) -> None:
+    for path in stage_checkpoints(unit, cache):
+        Checkpoint(path, 1).clear()
 
 
 def summary(subject, table: dict, space: Space, rungs: list[int], tried: list, best: int) -> records.Search:
@@ -201,34 +210,18 @@ def final_phase(space: Space | None) -> Phase:
     return Phase(curves=("val",)) if space.retrain == "train" else Phase(("train", "val"), ("test",))
 
 
-def runner_of(ctx: Context, results):
-    """How a cell's process runs the trials it needs: as cells, each under its lock (waiting for another process
-    that runs it, skipping it when done); stale records of trials are redone, as they are cheap and selection
-    must not rest on them. The caller's random streams are left as they were."""
-    import torch
-
-    def run(unit: Cell) -> records.TrialRecord:
-        with preserved_rng():
-            _, record = run_cell(unit, results, ctx.device, cache=ctx.cache, redo=Redo(stale=True),
-                                 threads=torch.get_num_threads(), runtime=ctx.runtime)
-        return record
-
-    return run
+def tuned_sources(cell: Cell, run: Run, cache: Path) -> dict[str, Tuned]:
+    return {s.id: settle(cell, s, run, cache) for s in subjects(cell) if isinstance(s, FinetunedSource)}
 
 
-def tuned_sources(cell: Cell, ctx: Context, results) -> dict[str, Tuned]:
-    run = runner_of(ctx, results)
-    return {s.id: resolve(cell, s, run) for s in subjects(cell) if isinstance(s, FinetunedSource)}
-
-
-def final(cell: Cell, ctx: Context, results) -> tuple[Context, Any, Tuned | None]:
+def final(cell: Cell, ctx: Context, run: Run) -> tuple[Context, Any, Tuned | None]:
     """The context and the method of a method cell's final run: its sources tuned, its own setting selected
-    (None: no search of its own), on the splits its search retrains on."""
+    (None: no search of its own), on the splits its search retrains on; `run` runs the trials it needs."""
     space = space_of(cell)
     if space is None:
         return ctx, cell.plugin, None
-    tuned = tuned_sources(cell, ctx, results)
-    own = resolve(cell, cell.plugin, runner_of(ctx, results)) if cell.plugin in subjects(cell) else None
+    tuned = tuned_sources(cell, run, ctx.cache)
+    own = settle(cell, cell.plugin, run, ctx.cache) if cell.plugin in subjects(cell) else None
     task, method, scope = ctx.task, cell.plugin, cell.scope
     if own is not None:
         chosen = own.search["selected"]
@@ -241,31 +234,28 @@ def final(cell: Cell, ctx: Context, results) -> tuple[Context, Any, Tuned | None
     return out, method, own
 
 
-def run_trial(cell: Cell, ctx: Context, results) -> dict:
+def run_trial(cell: Cell, ctx: Context, run: Run) -> dict:
     """A trial's part of its cell: its subject trained at the trial's setting on the train split, up to its rung
     (continued from its checkpoint at the previous rung), then scored on the validation split. A method of
     several training stages starts again at each rung (its later stages were built on the earlier ones' state at
     the previous rung). A validation metric (or loss) that is not finite is a failure: it diverged."""
     trial, task = cell.plugin, ctx.task  # `execute` made the task under the trial's protocol (`Cell.protocol`)
-    owner = Cell(cell.suite, cell.hub, cell.task, trial.owner, cell.seed)
+    owner = dataclasses.replace(cell, plugin=trial.owner)
     source = isinstance(trial.subject, FinetunedSource)
-    stem = checkpoint_stem(cell.scope, cell.seed, task.protocol)
-    stages = sorted((ctx.cache / "checkpoints").glob(f"{stem}-*.ckpt"))
-    if len(stages) > 1:
-        for path in stages:
-            Checkpoint(path, 1).clear()
+    if len(stage_checkpoints(cell, ctx.cache)) > 1:
+        clear_checkpoints(cell, ctx.cache)
     stream = f"{cell.hub}/{cell.task}/{trial.subject.id}" if source else owner.stream
-    tuned = {} if source else tuned_sources(owner, ctx, results)
+    tuned = {} if source else tuned_sources(owner, run, ctx.cache)
     method = trial.subject if source else dataclasses.replace(
         trial.subject, **{k.split(".", 1)[1]: v for k, v in trial.setting if "." in k})
     phase = Phase(curves=("val",), until=trial.rung / task.protocol.iterations)
-    run = Context(ctx.hub, task, ctx.seed, scope=cell.scope, stream=stream, cache=ctx.cache, device=ctx.device,
-                  runtime=ctx.runtime, phase=phase, tuned=tuned)
-    model = run.fit(method)
-    metrics = run.evaluate(model, "val")
+    trained = Context(ctx.hub, task, ctx.seed, scope=cell.scope, stream=stream, cache=ctx.cache, device=ctx.device,
+                      runtime=ctx.runtime, phase=phase, tuned=tuned)
+    model = trained.fit(method)
+    metrics = trained.evaluate(model, "val")
     for name, value in metrics.items():  # weights gone to inf or nan can leave an argmax's top1 finite, not its loss
         if not math.isfinite(value):
             raise FloatingPointError(f"validation {name} became {value} (diverged)")
     value = metrics[task.metric]
     return dict(status=records.OK, metric=records.Metric(task.metric, task.higher_is_better, value),
-                iteration=trial.rung, train_s=run.train_seconds, curves=run.curves)
+                iteration=trial.rung, train_s=trained.train_seconds, curves=trained.curves)

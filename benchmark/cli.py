@@ -81,6 +81,16 @@ def load_suite(args) -> suites.Suite:
     return suites.Suite.load(args.suite).overridden(suites.parse_overrides(args.set))
 
 
+def with_trials(suite: suites.Suite, cells: list, known_in: Path | None = None) -> list:
+    """The trials of the cells' searches, then the cells: those of the first rung (what `run` submits), or every
+    trial that the records under `known_in` decide so far (`status`)."""
+    if not suite.spaces:
+        return cells
+    from hubbench.benchmark import tuning
+
+    return (tuning.known_trials(cells, known_in) if known_in else tuning.first_trials(cells)) + cells
+
+
 def retrain_artifacts(cells) -> None:
     """Delete the cached artifacts the cells reuse (every version), so that they are trained again."""
     from hubbench.context import clear_artifact
@@ -168,10 +178,7 @@ def cmd_run(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
-    if suite.spaces:  # the searches' first trials run as cells do, before the cells they tune
-        from hubbench.benchmark.tuning import first_trials
-
-        cells = first_trials(cells) + cells
+    cells = with_trials(suite, cells)  # the searches' first trials run as cells do, before the cells they tune
     runtime, redo = runtime_options(args), redo_options(args)
     try:
         check_records(cells, args.results, redo)
@@ -230,10 +237,7 @@ def cmd_status(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
-    if suite.spaces:  # with the trials of their searches known so far
-        from hubbench.benchmark.tuning import known_trials
-
-        cells = known_trials(cells, args.results) + cells
+    cells = with_trials(suite, cells, known_in=args.results)
     rows = states(cells, args.results, cache_dir(), job_states(submitit_folder(args.results, suite.name)))
     rows = [row for row in rows if not args.state or row.state in args.state]
     counts = {s: sum(row.state == s for row in rows) for s in STATES}
@@ -250,6 +254,7 @@ def cmd_cancel(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    cells = with_trials(suite, cells)  # and the search trials submitted with them
     ids = cancel(submitit_folder(args.results, suite.name), {cell.id for cell in cells})
     print(f"{suite.name}: cancelled {len(ids)} jobs" + (f": {' '.join(ids)}" if ids else
                                                         " (none of its cells has a job queued or running)"))

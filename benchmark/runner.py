@@ -100,7 +100,8 @@ class Cell:
     @property
     def code(self) -> dict[str, dict[str, str]]:
         """Where the code of the cell's method (or ranker), hub and task comes from, where not hubbench itself."""
-        made_by = {"method": type(self.plugin), "hub": HUBS.get(self.hub), "task": TASKS.get(self.task)}
+        method = type(self.plugin.subject if self.trial else self.plugin)
+        made_by = {"method": method, "hub": HUBS.get(self.hub), "task": TASKS.get(self.task)}
         return {part: code for part, obj in made_by.items() if (code := code_of(obj))}
 
     def config(self, hub: Hub, task: Task, runtime: Runtime) -> records.Config:

@@ -242,8 +242,9 @@ def run_trial(cell: Cell, ctx: Context, run: Run) -> dict:
     trial, task = cell.plugin, ctx.task  # `execute` made the task under the trial's protocol (`Cell.protocol`)
     owner = dataclasses.replace(cell, plugin=trial.owner)
     source = isinstance(trial.subject, FinetunedSource)
-    if len(stage_checkpoints(cell, ctx.cache)) > 1:
-        clear_checkpoints(cell, ctx.cache)
+    first = space_of(owner).rungs(owner.protocol.iterations)[0]
+    if trial.rung > first and len(stage_checkpoints(cell, ctx.cache)) > 1:
+        clear_checkpoints(cell, ctx.cache)  # continued to a later rung: several stages start again
     stream = f"{cell.hub}/{cell.task}/{trial.subject.id}" if source else owner.stream
     tuned = {} if source else tuned_sources(owner, run, ctx.cache)
     method = trial.subject if source else dataclasses.replace(

@@ -272,8 +272,8 @@ class Context:
 
     def _train_artifact(self, artifact: FinetunedSource, path: Path, meta_path: Path) -> nn.Module:
         """Train `artifact` (resumably) and cache it: weights first, then the metadata that marks it complete. A
-        tuned one trained on train is its search's selected trial, resumed at its end: its seconds are the search's
-        (`search_s`), counted once."""
+        tuned one trained on train is its search's selected trial, resumed at its end: its `train_s` is its search's
+        cost (every trial's seconds, the selected one's once) and what it spent beyond it."""
         sub, tuned = self.artifact_context(artifact), self.tuned.get(artifact.id)
         model = sub.fit(artifact)
         meta = {"id": artifact.id, "key": self.artifact_key(artifact), "train_s": sub.train_seconds,

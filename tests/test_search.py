@@ -17,11 +17,27 @@ from conftest import PLUGIN, ROOT, hubbench
 from hubbench.search import Range, Result, Space, asks, promoted, selected
 
 SEARCH_PLUGIN = '''
+from hubbench.context import task_model
+from hubbench.methods import Method
+from hubbench.methods import register as register_method
 from hubbench.tasks import TASKS
 from hubbench.tasks.base import register
 from hubbench.testing import register_tiny_tasks
 
 register_tiny_tasks()
+
+
+@register_method
+class TwoStage(Method):
+    """A new head trained alone, then the whole model: a method of two training stages."""
+
+    name = "two_stage"
+    description = "head first, then everything"
+
+    def fit(self, ctx):
+        model = task_model(ctx.hub.sources[0].backbone(pretrained=True), ctx.task)
+        ctx.train(model, params=model.head.parameters(), key="head")
+        return ctx.train(model)
 
 
 @register
@@ -231,3 +247,17 @@ def test_the_rankers_are_judged_against_tuned_fine_tunes_where_the_suite_tunes_t
     assert ranking.judged(board(tuned)).startswith("every fine-tune tuned")
     assert ranking.judged(board([full("t", "finetune[model=a]", 0, 80.0)])) == (
         "fine-tunes at the suite's fixed protocol, untuned")
+
+
+def test_a_method_of_two_stages_is_tuned_as_a_plain_run_at_its_selection(plugin, tmp_path):
+    """Its later stage was built on the earlier one at the previous rung: continued to the next rung, the trial
+    trains both stages again, so that the selected trial is the plain run at its setting."""
+    suite = write(tmp_path, "tuned", ["two_stage"])
+    run(plugin, suite, tmp_path / "r", tmp_path / "cache")
+    tuned = record(tmp_path / "r", "tuned", "two_stage")
+    kept = [t for t in tuned["search"]["trials"] if t["status"] == "ok"]
+    assert len(kept) == 1 and set(kept[0]["values"]) == {"2", "4"}  # it went on from the first rung
+    lr = tuned["search"]["selected"]["lr"]
+    run(plugin, write(tmp_path, "plain", ["two_stage"], search=False), tmp_path / "p", tmp_path / "cache-p",
+        "--set", f"lr={lr}")
+    assert record(tmp_path / "p", f"plain@lr={lr}", "two_stage")["metrics"] == tuned["metrics"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +148,9 @@ def domain(where: str, name: str, value: Any, kind: Any, sampled: bool, check, w
     if not isinstance(value, list) or not value:
         raise SearchError(f"{where} must be a non-empty list of values" + (", or a range {low, high, log}"
                                                                             if sampled else ""))
+    if sampled and typing.get_origin(kind) is tuple:
+        raise SearchError(f"{where}: a sampler chooses numbers, booleans and names; list the values of "
+                          f"{name!r} in a grid")
     values = tuple(checked(where, name, v, kind, check, what) for v in value)
     if len(set(map(repr, values))) != len(values):
         raise SearchError(f"{where} lists a value twice: {value!r}")
@@ -265,8 +269,12 @@ def distribution(d: Domain):
 
 
 def setting_id(setting: Setting) -> str:
-    """`lr=0.1,weight_decay=0.0005`: a setting as its trial's records and checkpoints are named."""
-    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in setting)
+    """`lr=0.1,weight_decay=0.0005`: a setting as its trial's records and checkpoints are named (lists joined by
+    '+', as in a suite variant's name)."""
+    def text(v: Any) -> str:
+        return "+".join(map(text, v)) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else str(v)
+
+    return ",".join(f"{k}={text(v)}" for k, v in setting)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,16 @@ def test_a_search_applies_per_task_where_a_task_has_its_own(tmp_path):
     assert space.rungs(300) == [75, 225, 300] and space.round_sizes(6) == [6]
 
 
+def test_a_grid_of_lists_names_its_trials_as_variants_are_named(tmp_path):
+    from hubbench.search import grid, setting_id
+
+    s = suite(tmp_path, "[protocol.search]\nmilestones = [[0.5, 0.9], [0.8]]\nnesterov = [true, false]\n")
+    settings = grid(s.spaces["digits"].protocol)
+    assert [setting_id(x) for x in settings] == [
+        "milestones=0.5+0.9,nesterov=true", "milestones=0.5+0.9,nesterov=false", "milestones=0.8,nesterov=true",
+        "milestones=0.8,nesterov=false"]
+
+
 def test_a_sampler_takes_ranges_and_splits_its_budget_over_rounds(tmp_path):
     s = suite(tmp_path, '[protocol.search]\nsampler = "tpe"\ntrials = 7\nrounds = 2\n'
                         "lr = {low = 0.001, high = 0.1, log = true}\nweight_decay = [0, 5e-4]\n")
@@ -75,6 +85,8 @@ def test_a_sampler_takes_ranges_and_splits_its_budget_over_rounds(tmp_path):
     ('[protocol.search]\nsampler = "random"\ntrials = 0\nlr = [0.1]\n', "protocol.search.trials must be a number of"),
     ("[protocol.search]\nlr = {low = 0.1, high = 1}\n", "protocol.search.lr: a range goes with a sampler"),
     ('[protocol.search]\nsampler = "random"\ntrials = 2\nlr = {low = 1, high = 0.1}\n', "needs low < high"),
+    ('[protocol.search]\nsampler = "random"\ntrials = 2\nmilestones = [[0.5], [0.8]]\n', "a sampler chooses "
+                                                                                      "numbers, booleans and names"),
     ("[protocol.search.b_tuning]\ntradeof = [1, 2]\n", "protocol.search.b_tuning: method 'b_tuning' has no "
                                                        "parameter 'tradeof'"),
     ('[protocol.search.b_tuning]\ntradeoff = ["x"]\n', "protocol.search.b_tuning.tradeoff: b_tuning "

@@ -261,3 +261,45 @@ def test_a_method_of_two_stages_is_tuned_as_a_plain_run_at_its_selection(plugin,
     run(plugin, write(tmp_path, "plain", ["two_stage"], search=False), tmp_path / "p", tmp_path / "cache-p",
         "--set", f"lr={lr}")
     assert record(tmp_path / "p", f"plain@lr={lr}", "two_stage")["metrics"] == tuned["metrics"]
+
+
+def test_rows_of_train_then_val():
+    import torch
+
+    from hubbench.tasks import TASKS
+
+    task = TASKS.get("digits")()
+    n = len(task.splits["train"])
+    idx = torch.tensor([n + 1, 0, n, 3])
+    images, targets = task.rows(("train", "val"), idx)
+    train, val = task.splits["train"], task.splits["val"]
+    assert torch.equal(images, torch.stack([val.images[1], train.images[0], val.images[0], train.images[3]]))
+    assert targets.tolist() == [val.targets[1], train.targets[0], val.targets[0], train.targets[3]]
+
+
+def test_a_final_run_on_train_and_validation_reads_both_and_only_it(tiny_hub, tmp_path, monkeypatch):
+    """retrain = "train+val": the trials fit on train, the final run (a new training at the selected setting) on
+    train and validation, with test curves (validation is training data there)."""
+    import torch
+    from conftest import write_suite
+
+    from hubbench.benchmark.runner import expand, run_cell
+    from hubbench.benchmark.suites import Suite
+    from hubbench.tasks.base import Task
+
+    fitted_on = []
+    original = Task.stage_train
+
+    def spy(self, idx, g, splits=("train",)):
+        fitted_on.append(splits)
+        return original(self, idx, g, splits)
+
+    monkeypatch.setattr(Task, "stage_train", spy)
+    path = write_suite(tmp_path, methods=("scratch",), iterations=4, eval_every=2)
+    path.write_text(path.read_text() + '[protocol.search]\nlr = [0.01, 0.1]\nretrain = "train+val"\nfirst_rung = 0.5\n')
+    (cell,) = expand(Suite.load(str(path)))
+    status, record = run_cell(cell, tmp_path / "r", torch.device("cpu"))
+    assert status == "ok" and record.search.retrain == "train+val" and record.search.rungs == [2, 4]
+    trials, final, profiler = [("train",)] * (2 * 2 + 2), [("train", "val")] * 4, [("train",)]
+    assert fitted_on == trials + final + profiler
+    assert set(record.curves) == {"train_loss", "test_top1"} and record.cost.train_s > 0

@@ -58,11 +58,10 @@ Domain = tuple[Any, ...] | Range  # the values a field takes: listed (a grid's a
 @dataclass(frozen=True)
 class Space:
     """A suite's `[protocol.search]` table, checked: the protocol's optimisation fields it tunes (`protocol`), each
-    method's own fields (`methods`, by method name), and how (the `OPTIONS`). `table` is the table as written."""
+    method's own fields (`methods`, by method name), and how (the `OPTIONS`)."""
 
     protocol: dict[str, Domain]
     methods: dict[str, dict[str, Domain]]
-    table: dict[str, Any] = field(compare=False)
     sampler: str = "grid"
     trials: int | None = None
     rounds: int = 1
@@ -103,7 +102,7 @@ class Space:
                               "a grid tries every combination of the values listed")
         if sampled and options.get("rounds", 1) > options["trials"]:
             raise SearchError(f"{where}.rounds must be at most the trials ({options['trials']})")
-        return cls(protocol, per_method, dict(table), **options)
+        return cls(protocol, per_method, **options)
 
     def applied(self, trains: bool, method: str | None) -> dict[str, Domain]:
         """The fields this space tunes for a training: the protocol's if it `trains` (a method whose `fit` trains

@@ -74,7 +74,7 @@ def test_the_selection_is_the_best_trial_that_completed_the_schedule():
 
 def test_rungs_of_the_schedule():
     def space(**options):
-        return Space({"lr": (0.1,)}, {}, {}, **options)
+        return Space({"lr": (0.1,)}, {}, **options)
 
     assert space().rungs(300) == [75, 225, 300]  # a quarter of the iterations, 3x further, the end
     assert space(first_rung=0.5, eta=2).rungs(4) == [2, 4]
@@ -86,7 +86,7 @@ def test_a_samplers_settings_are_reproducible_and_follow_its_seed():
     domains = {"lr": Range(1e-3, 1.0, log=True), "optimizer": ("sgd", "adamw")}
 
     def ask(seed, sampler="random", told=()):
-        return asks(Space(domains, {}, {}, sampler=sampler, trials=4, seed=seed), domains, list(told), 4, 4, True)
+        return asks(Space(domains, {}, sampler=sampler, trials=4, seed=seed), domains, list(told), 4, 4, True)
 
     first = ask(0)
     assert first == ask(0) != ask(1) and len(first) == 4 and all(1e-3 <= dict(s)["lr"] <= 1 for s in first)

@@ -264,6 +264,8 @@ def cmd_hub_build(args) -> int:
         raise UsageError("--ship goes with --from-scratch")
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.from_scratch:
+        check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
     apply_weights_options(args)
     print("\n".join(build(args.name, args.from_scratch, args.workers, args.plugins + args.plugin, args.ship)))
     return 0

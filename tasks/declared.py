@@ -34,6 +34,9 @@ seeded `val_fraction` (0.1) of the training faces.
 from __future__ import annotations
 
 import csv
+import os
+from collections import Counter
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -85,6 +88,17 @@ def relative(path: Path, root: Path) -> str:
     return (path.relative_to(root) if path.is_relative_to(root) else path).as_posix()
 
 
+def under(folder: Path, listed: str) -> Path | None:
+    """The image a CSV row lists, relative to the CSV's `folder`, normalised; None where it leaves the folder (an
+    absolute path elsewhere, or '..' above it): a data file names images of its own folder, nothing else."""
+    path = Path(os.path.normpath(folder / listed))
+    return path if path.is_relative_to(os.path.normpath(folder)) else None
+
+
+def outside(listed: str, folder: Path) -> str:
+    return f"image path {listed!r} leaves the CSV file's folder: list images under {folder}, relative to it"
+
+
 class DeclaredClassification(FileTask):
     """A classification task read from a folder or CSV files (see the module's docstring)."""
 
@@ -133,6 +147,8 @@ class DeclaredClassification(FileTask):
                         raise DatasetError(where, f"label {label!r} is not in the class list ({', '.join(classes)})",
                                            CSV_LAYOUT)
                 splits[split] = [(path, index[label]) for path, label, _ in lines]
+            if twice := duplicate((path, where) for lines in rows.values() for path, _, where in lines):
+                raise DatasetError(*twice, CSV_LAYOUT)
             layout = CSV_LAYOUT
         listing = _listing(list(classes), splits, layout)
         for items in listing.splits.values():
@@ -152,6 +168,13 @@ class DeclaredClassification(FileTask):
             parts["train"], parts["val"] = cut(given["train"], [1 - held, held], self.name, root)
         elif "test" not in parts:
             raise DatasetError(root, "a val split but no test split", layout)
+        trained = Counter(y for _, y in parts["train"])
+        if len(trained) < 2 or len(trained) < len(classes):
+            absent = [c for i, c in enumerate(classes) if not trained[i]]
+            raise DatasetError(self.base / self.spec.get("folder", self.spec.get("train", ".")),
+                               f"{len(classes)} class{'es' if len(classes) > 1 else ''}, {len(trained)} with training "
+                               "images: a classifier needs at least two classes, each with a training image"
+                               + (f" (none of {', '.join(map(repr, absent))})" if absent else ""), layout)
         return {s: split_of(parts[s], layout, f"{self.name}-{s}") for s in SPLITS}
 
     def config(self):
@@ -161,6 +184,17 @@ class DeclaredClassification(FileTask):
                              "split_made": made, "split_fractions": self.spec.get("split", [0.7, 0.15, 0.15]),
                              "split_rule": "per class, ranked by sha256(task, class, path)"} if made else
                 {k: str(v) for k, v in self.spec.items()}}
+
+
+def duplicate(rows: Iterable[tuple[Hashable, str]]) -> tuple[str, str] | None:
+    """(where, what) of the first row whose key an earlier row has; None where each is once (an image listed
+    twice would weigh twice in training, or be trained on and tested)."""
+    seen: dict = {}
+    for key, where in rows:
+        if key in seen:
+            return where, f"a duplicate of the row at {seen[key]} (list each once)"
+        seen[key] = where
+    return None
 
 
 def class_images(folder: Path, split: str) -> list[Path]:
@@ -185,7 +219,9 @@ def read_rows(file: Path) -> list[tuple[Path, str, str]]:
             continue
         if len(row) != 2:
             raise DatasetError(f"{file}:{n}", f"{len(row)} values, not 2 (path,label)", CSV_LAYOUT)
-        out.append((file.parent / row[0].strip(), row[1].strip(), f"{file}:{n}"))
+        if (path := under(file.parent, row[0].strip())) is None:
+            raise DatasetError(f"{file}:{n}", outside(row[0].strip(), file.parent), CSV_LAYOUT)
+        out.append((path, row[1].strip(), f"{file}:{n}"))
     if not out:
         raise DatasetError(file, "no rows", CSV_LAYOUT)
     return out
@@ -205,9 +241,14 @@ class DeclaredLandmarks(PaperLandmarkTask):
         return [root / self.spec[s] for s in ("train", "test")]
 
     def read(self, root):
-        return tuple(self.faces(root / self.spec[s]) for s in ("train", "test"))
+        listed: list[tuple[Hashable, str]] = []  # (image and values, where) of every row, to find one listed twice
+        train, test = (self.faces(root / self.spec[s], listed) for s in ("train", "test"))
+        if twice := duplicate(listed):
+            raise LandmarkDataError(f"{twice[0]}: {twice[1]}; expected {LANDMARK_LAYOUT}")
+        return train, test
 
-    def faces(self, file: Path) -> list[Face]:
+    def faces(self, file: Path, listed: list[tuple[Hashable, str]]) -> list[Face]:
+        """The faces of one CSV file, each row checked; (image and values, where) of each row added to `listed`."""
         k, norm = self.num_points, self.spec.get("normaliser")
         shift = 0.5 - self.spec.get("first_pixel", 0)  # indices -> continuous pixels
         try:
@@ -225,6 +266,9 @@ class DeclaredLandmarks(PaperLandmarkTask):
                 if n == 1:
                     continue  # a header
                 raise LandmarkDataError(f"{file}:{n}: a value is not a number; expected {LANDMARK_LAYOUT}") from None
+            if not np.isfinite(values).all():
+                raise LandmarkDataError(f"{file}:{n}: a coordinate is {values[~np.isfinite(values)][0]}: every "
+                                        f"value must be a finite number; expected {LANDMARK_LAYOUT}")
             if len(values) not in (2 * k, 2 * k + 4) or (norm == "box" and len(values) != 2 * k + 4):
                 expected = f"{2 * k + 4} ({k} points and the box)" if norm == "box" else \
                     f"{2 * k} ({k} points) or {2 * k + 4} (and the box)"
@@ -234,7 +278,10 @@ class DeclaredLandmarks(PaperLandmarkTask):
                 x0, y0, x1, y1 = values[2 * k :] + shift
             else:
                 (x0, y0), (x1, y1) = points.min(0), points.max(0)
-            image = file.parent / row[0].strip()
+            image = under(file.parent, row[0].strip())
+            if image is None:
+                raise LandmarkDataError(f"{file}:{n}: {outside(row[0].strip(), file.parent)}")
+            listed.append(((image, tuple(values)), f"{file}:{n}"))
             if not image.is_file():
                 raise LandmarkDataError(f"{file}:{n}: image {image} does not exist")
             check_image(image, LANDMARK_LAYOUT)

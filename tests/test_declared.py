@@ -60,6 +60,10 @@ folder = "pets"
 [task.{prefix}-csv]
 train = "csv/train.csv"
 test = "csv/test.csv"
+[task.{prefix}-abc]
+train = "csv/train.csv"
+test = "csv/test.csv"
+classes = ["a", "b", "c"]
 [task.{prefix}-faces]
 kind = "landmarks"
 train = "faces/train.csv"
@@ -308,16 +312,66 @@ def break_landmark_row(root: Path) -> None:
         f.write("train/0.png,1,2,3,4,5\n")
 
 
+def break_to_one_class(root: Path) -> None:
+    for label in ("dog", "owl"):
+        for f in (root / "pets" / label).iterdir():
+            f.unlink()
+        (root / "pets" / label).rmdir()
+
+
+def break_csv_duplicate(root: Path) -> None:
+    with (root / "csv" / "test.csv").open("a") as f:
+        f.write("train/a0.jpg,a\n")  # also a training image
+
+
+def break_csv_outside(root: Path) -> None:
+    picture(root / "elsewhere.png", COLOURS["cat"])
+    with (root / "csv" / "train.csv").open("a") as f:
+        f.write("../elsewhere.png,a\n")
+
+
+def break_csv_absolute(root: Path) -> None:
+    with (root / "csv" / "train.csv").open("a") as f:
+        f.write(f"{root / 'pets' / 'cat' / '0.png'},a\n")
+
+
+def break_landmark_nan(root: Path) -> None:
+    with (root / "faces" / "train.csv").open("a") as f:
+        f.write("train/0.png,10,10,nan,20,30,30,4,4,44,44\n")
+
+
+def break_landmark_duplicate(root: Path) -> None:
+    first = (root / "faces" / "train.csv").read_text().splitlines()[0]
+    with (root / "faces" / "train.csv").open("a") as f:
+        f.write(first + "\n")
+
+
+def break_landmark_outside(root: Path) -> None:
+    picture(root / "elsewhere.png", COLOURS["cat"], 48)
+    with (root / "faces" / "train.csv").open("a") as f:
+        f.write("../elsewhere.png,10,10,20,20,30,30,4,4,44,44\n")
+
+
 BAD_DATA = [
     (break_empty_class, "pets", "owl: a class folder of split 'train' with no images"),
     (break_image, "pets", "3.png: not a readable image"),
     (break_csv_path, "csv", "gone.jpg: missing image"),
     (break_csv_label, "csv", "label 'zebra' is not in the class list (a, b)"),
     (break_landmark_row, "faces", "5 values after the path, expected 10 (3 points and the box)"),
+    (break_to_one_class, "pets", "1 class, 1 with training images: a classifier needs at least two classes"),
+    (lambda root: None, "abc", "3 classes, 2 with training images: a classifier needs at least two classes, each "
+                               "with a training image (none of 'c')"),
+    (break_csv_duplicate, "csv", "test.csv:12: a duplicate of the row at"),
+    (break_csv_outside, "csv", "train.csv:12: image path '../elsewhere.png' leaves the CSV file's folder"),
+    (break_csv_absolute, "csv", "train.csv:12: image path '/"),
+    (break_landmark_nan, "faces", "train.csv:11: a coordinate is nan: every value must be a finite number"),
+    (break_landmark_duplicate, "faces", "train.csv:11: a duplicate of the row at"),
+    (break_landmark_outside, "faces", "train.csv:11: image path '../elsewhere.png' leaves the CSV file's folder"),
 ]
 
 
-@pytest.mark.parametrize("breaks, task, message", BAD_DATA, ids=[b[0].__name__ for b in BAD_DATA])
+@pytest.mark.parametrize("breaks, task, message", BAD_DATA,
+                         ids=[b[0].__name__.replace("<lambda>", "class_without_training_images") for b in BAD_DATA])
 def test_bad_data_is_one_line_exit_2_before_compute(fresh, capsys, breaks, task, message):
     root, p = fresh
     breaks(root)

@@ -293,9 +293,11 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """A suite file stands for its records' folder under RESULTS, as in `run` and `leaderboard`."""
     from hubbench.leaderboard.compare import run
 
-    return run(args.a, args.b, args.results, args.html, args.force)
+    a, b = (suites.Suite.load(s).name if s.endswith(".toml") else s for s in (args.a, args.b))
+    return run(a, b, args.results, args.html, args.force)
 
 
 def cmd_export(args) -> int:
@@ -482,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "records for: the mean test metric in each, B - A, and B - A paired over the "
                                      "seeds both have with its 95% interval; then the hub, protocol and runtime "
                                      "settings and the commits in which the two runs differ.")
-    cmp.add_argument("a", metavar="A", help="a suite or variant under RESULTS (e.g. mini, mini@iterations=20), or "
-                                            "a folder of a suite's records (e.g. ../main/results/mini)")
+    cmp.add_argument("a", metavar="A", help="a suite or variant under RESULTS (e.g. mini, mini@iterations=20), a "
+                                            "suite file (my-suite.toml), or a folder of a suite's records (e.g. "
+                                            "../main/results/mini)")
     cmp.add_argument("b", metavar="B", help="the other, as A")
     cmp.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison as a page")
     cmp.add_argument("--force", action="store_true", help="replace an existing --html file")

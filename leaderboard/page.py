@@ -1,6 +1,6 @@
 """The leaderboard page of one suite, as blocks: per hub × task kind the protocol and code the records ran,
-the test-metric table, the papers' numbers (real hubs), complexity and cost, the paired comparison and
-the figures; then notes and environments."""
+the test-metric table, the papers' numbers (real hubs, the papers' tasks), complexity and cost, the paired
+comparison and the figures; then notes and environments."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from hubbench.record import Record
 def section(board: Board, notes: list[str], records: dict[str, Record], curves: pd.DataFrame,
             looks: dict[str, dict], scores: pd.DataFrame) -> list[Block]:
     arrow = "higher is better" if board.higher else "lower is better"
+    papers = reported.of_papers(board, records)
     blocks: list[Block] = [
         Heading(2, f"Hub `{board.hub}`: {board.kind}, {board.metric} ({arrow})"),
         *provenance.protocol(board, records), *provenance.code(board),
-        Heading(3, f"Test {board.metric}"), tables.accuracy(board, notes), *reported.accuracy(board),
-        *reported.versus_papers(board, curves),
-        Heading(3, "Complexity and cost"), *tables.complexity(board), *reported.complexity(board),
+        Heading(3, f"Test {board.metric}"), tables.accuracy(board, notes),
+        *(reported.accuracy(board) + reported.versus_papers(board, curves) if papers else []),
+        Heading(3, "Complexity and cost"), *tables.complexity(board), *(reported.complexity(board) if papers else []),
         Heading(3, "Paired comparison with the best single fine-tune"), *tables.comparison(board),
     ]
     if ranked := ranking.section(board, scores):

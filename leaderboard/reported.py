@@ -1,5 +1,6 @@
 """Numbers printed in the papers (leaderboard/reported/*.csv, with their source), shown next to ours
-for the real hubs only, in tables of their own: never averaged with our runs, never bold."""
+for the real hubs only, in tables of their own: never averaged with our runs, never bold; and nowhere on a
+board of the user's own tasks (`of_papers`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from scipy.stats import kendalltau
 from hubbench.leaderboard import convergence
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
+from hubbench.record import Record
 
 DIR = Path(__file__).with_name("reported")
 
@@ -45,6 +47,13 @@ def by_source(rows) -> dict[str, list[dict]]:
     for r in rows:
         out.setdefault(r["source"], []).append(r)
     return out
+
+
+def of_papers(board: Board, records: dict[str, Record]) -> bool:
+    """Whether the papers' numbers speak to this board: none of its records is of a task that is the user's own
+    data (declared in TOML, or a plugin's), of which the papers know nothing."""
+    return not any((c := records[i].config) and ("declared" in c.task or "task" in c.code)
+                   for i in board.rows.id if i in records)
 
 
 def marked(source: str) -> Text:

@@ -240,6 +240,9 @@ class DeclaredLandmarks(PaperLandmarkTask):
     def annotation_files(self, root):
         return [root / self.spec[s] for s in ("train", "test")]
 
+    def config(self):
+        return {**super().config(), "declared": {k: str(v) for k, v in self.spec.items()}}
+
     def read(self, root):
         listed: list[tuple[Hashable, str]] = []  # (image and values, where) of every row, to find one listed twice
         train, test = (self.faces(root / self.spec[s], listed) for s in ("train", "test"))

@@ -306,6 +306,23 @@ def test_a_mini_hub_is_compared_with_the_papers_ranking_of_the_hub_it_stands_for
     assert "scratch" not in table  # the paper has no such row
 
 
+@pytest.mark.parametrize("own", ["declared", "plugin"])
+def test_a_board_of_the_users_own_tasks_is_not_compared_with_the_papers(tmp_path, own):
+    """The mini hub on a task declared in TOML (or a plugin's): the papers' ranking of resnet50-zoo, and their
+    tables, say nothing about it."""
+    ours = {"zoo_tuning": 50.0, "finetune[model=supervised]": 40.0, "hub_pathway": 35.0,
+            "finetune[model=selfsup]": 30.0}
+    records = [full(task, m, 0, v + i, hub="mini") for m, v in ours.items()
+               for i, task in enumerate(("shapes", "mine"))]
+    for r in records:
+        if r["task"] == "mine" and own == "declared":
+            r["config"]["task"]["declared"] = {"folder": "mine"}
+        elif r["task"] == "mine":
+            r["config"]["code"] = {"task": {"plugin": "my_tasks.py", "sha256": "ab"}}
+    readme = render(tmp_path, records)
+    assert "resnet50-zoo" not in readme and "Reported (paper)" not in readme and "| zoo_tuning |" in readme
+
+
 def test_the_comparison_with_the_papers_flags_methods_still_rising_at_the_end(tmp_path):
     """zoo_tuning's val top1 still climbs over the last fifth of training on every task and seed; hub_pathway's
     is flat there after its lr step, which does not count (the window starts at its first evaluation inside)."""

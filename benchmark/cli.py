@@ -419,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
     run.add_argument("--rerun-stale", action="store_true",
                      help="redo cells whose record was made under another configuration: another version or "
-                          "weights of the hub, or another protocol for the task (a run refuses to start "
-                          "while such records are kept; `hubbench status` marks them 'stale')")
+                          "weights of the hub, or another protocol for the task (for a ranking, what its features "
+                          "see of it: image_size, resize) (a run refuses to start while such "
+                          "records are kept; `hubbench status` marks them 'stale')")
     run.add_argument("--retrain-artifacts", action="store_true",
                      help="delete the cached fine-tuned sources the selected cells reuse, then redo the cells "
                           "(implies --force): they train those artifacts again")

@@ -99,15 +99,18 @@ class Cell:
     def change(self, record: records.CellRecord) -> str | None:
         """What `record` was made under that differs from this cell now (None: nothing): the hub's
         description (its version, its weights), the code of a plugin's method, hub or task (its file's
-        sha256, its package's version), the method's parameters (a changed default) and, for a method's
-        cell, the task's protocol (a ranking does not train). What a record does not state (an older
-        runner's) is no change."""
+        sha256, its package's version), the plugin's parameters (a changed default) and the task's protocol:
+        all of it for a method's cell, for a ranking the fields its features depend on (it trains nothing;
+        `record.FEATURE_PROTOCOL`). What a record does not state (an older runner's) is no change."""
         if record.config is None:
             return None
         then = {"hub": record.config.hub, "code": record.config.code, "params": record.plugin.params}
         now = {"hub": get_hub(self.hub).describe(), "code": self.code, "params": self.plugin.params}
-        if not self.ranking and "protocol" in record.config.task:
+        if "protocol" in record.config.task:
             then["protocol"], now["protocol"] = record.config.task["protocol"], dataclasses.asdict(self.protocol)
+            if self.ranking:
+                then["protocol"], now["protocol"] = (records.feature_protocol(p) for p in (then["protocol"],
+                                                                                          now["protocol"]))
         return records.first_change(then, now)
 
 

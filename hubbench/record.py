@@ -535,6 +535,17 @@ class RankingRecord(CellRecord):
                 for source, score in self.scores.items() if self.status == OK]
 
 
+# What the ranked features see of a task's protocol (`hubbench.features`: each training image squashed to `resize`,
+# its centre crop at `image_size`, one view whatever the test views): a ranking record is stale when one changes,
+# and is judged against fine-tunes made under the same.
+FEATURE_PROTOCOL = ("image_size", "resize")
+
+
+def feature_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The `FEATURE_PROTOCOL` fields of a protocol (a record's, or `dataclasses.asdict` of one) that it states."""
+    return {k: protocol[k] for k in FEATURE_PROTOCOL if k in protocol}
+
+
 SCORE_COLUMNS = {"hub": "str", "kind": "str", "task": "str", "ranker": "str", "seed": "int64", "source": "str",
                  "score": "float64", "cost_s": "float64"}
 

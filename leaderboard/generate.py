@@ -89,7 +89,7 @@ def generate(suite: str, results: Path, out: Path) -> Path:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
     table, curves = frame.results(records), frame.curves(records)
     scores = ranking.scores(rankings)
-    blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores)
+    blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores, ranking.mixed(rankings, records))
     files = {f"figures/{b.name}": b.png for b in blocks if isinstance(b, Figure)}
     files |= {"results.csv": frame.csv_bytes(table), "results.parquet": frame.parquet_bytes(table),
               "curves.parquet": frame.parquet_bytes(curves),

@@ -14,7 +14,7 @@ from hubbench.record import Record
 
 
 def section(board: Board, notes: list[str], records: dict[str, Record], curves: pd.DataFrame,
-            looks: dict[str, dict], scores: pd.DataFrame) -> list[Block]:
+            looks: dict[str, dict], scores: pd.DataFrame, protocols: dict | None = None) -> list[Block]:
     arrow = "higher is better" if board.higher else "lower is better"
     papers = reported.of_papers(board, records)
     blocks: list[Block] = [
@@ -25,7 +25,7 @@ def section(board: Board, notes: list[str], records: dict[str, Record], curves: 
         Heading(3, "Complexity and cost"), *tables.complexity(board), *(reported.complexity(board) if papers else []),
         Heading(3, "Paired comparison with the best single fine-tune"), *tables.comparison(board),
     ]
-    if ranked := ranking.section(board, scores):
+    if ranked := ranking.section(board, scores, protocols):
         blocks += [Heading(3, "Ranking the hub's models before tuning"), *ranked]
     groups = figures.board_figures(board, records, curves, looks)
     if groups:
@@ -45,9 +45,10 @@ def environments(results: pd.DataFrame) -> Table:
 
 
 def page(suite: str, records: list[Record], results: pd.DataFrame, curves: pd.DataFrame, source: str,
-         scores: pd.DataFrame | None = None) -> list[Block]:
+         scores: pd.DataFrame | None = None, protocols: dict | None = None) -> list[Block]:
     """`results` and `curves`: the records' frames (leaderboard.frame); `scores`: the ranking records'
-    (leaderboard.ranking.scores), if the suite has rankers."""
+    (leaderboard.ranking.scores), if the suite has rankers, and `protocols` the rankings made under another
+    protocol than their fine-tunes (leaderboard.ranking.mixed)."""
     scores = ranking.scores([]) if scores is None else scores
     by_id = {r.id: r for r in records}
     looks = styles(sorted(results.method.unique()))  # one look per method on every figure of the page
@@ -59,7 +60,7 @@ def page(suite: str, records: list[Record], results: pd.DataFrame, curves: pd.Da
     ]
     notes: list[str] = []
     for board in boards(results):
-        blocks += section(board, notes, by_id, curves, looks, scores)
+        blocks += section(board, notes, by_id, curves, looks, scores, protocols)
     if notes:
         blocks += [Heading(2, "Notes"), *(Text(f"{i}. {n}") for i, n in enumerate(notes, 1))]
     return blocks + [Heading(2, "Environment"), environments(results)]

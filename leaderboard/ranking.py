@@ -18,10 +18,29 @@ from scipy.stats import weightedtau
 from hubbench.figures import Figure, canvas, file_name, png, styles
 from hubbench.leaderboard import frame
 from hubbench.leaderboard.board import Board
-from hubbench.leaderboard.document import MISSING, Block, Table, Text
-from hubbench.record import OK, SCORE_COLUMNS, RankingRecord
+from hubbench.leaderboard.document import MISSING, Block, Flag, Table, Text
+from hubbench.record import OK, SCORE_COLUMNS, RankingRecord, Record, feature_protocol
 
 FINETUNE_COLUMNS = ["hub", "kind", "task", "source", "seed", "value", "higher_is_better", "cost_s"]
+
+
+def mixed(rankings: list[RankingRecord], records: list[Record]) -> dict[tuple[str, str, str, str], str]:
+    """(hub, kind, task, ranker) -> how the ranking's features saw the images (`FEATURE_PROTOCOL`) where the
+    fine-tunes it is judged against saw them otherwise: a ranking at 256 px says nothing of fine-tunes at 32 px.
+    Records that state no protocol (an older runner's) differ in nothing."""
+    def seen(r) -> str:
+        return ", ".join(f"{k} {v}" for k, v in feature_protocol(r.config.task.get("protocol", {})).items())
+
+    tuned: dict[tuple[str, str, str], set[str]] = {}
+    for r in records:
+        if r.method.name == "finetune" and r.status == OK and r.config:
+            tuned.setdefault((r.hub, r.kind, r.task), set()).add(seen(r))
+    out = {}
+    for r in rankings:
+        found = tuned.get((r.hub, r.kind, r.task), set()) - {""}
+        if r.status == OK and r.config and (mine := seen(r)) and found and found != {mine}:
+            out[r.hub, r.kind, r.task, r.ranker.id] = f"ranked at {mine}; fine-tuned at {' and '.join(sorted(found))}"
+    return out
 
 
 def scores(rankings: list[RankingRecord]) -> pd.DataFrame:
@@ -100,8 +119,11 @@ def fmt(v: float, digits: int = 2) -> str:
     return MISSING if pd.isna(v) else f"{v:.{digits}f}"
 
 
-def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
-    """The board's ranking tables and figure (nothing when no ranker scored a fine-tuned source)."""
+def section(board: Board, all_scores: pd.DataFrame, protocols: dict | None = None) -> list[Block]:
+    """The board's ranking tables and figure (nothing when no ranker scored a fine-tuned source); `protocols`
+    (`mixed`) flags each (task, ranker) whose ranking saw the images otherwise than its fine-tunes."""
+    flagged = {(t, r): why for (hub, kind, t, r), why in (protocols or {}).items()
+               if (hub, kind) == (board.hub, board.kind)}
     mine = all_scores[(all_scores.hub == board.hub) & (all_scores.kind == board.kind)]
     if mine.empty:
         return []
@@ -117,7 +139,8 @@ def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
     rows = []
     for ranker in rankers:
         per_task = [f"{fmt(cells.tau_w[ranker, t])} {'✓' if cells.top1_hit[ranker, t] else '✗'}"
-                    if (ranker, t) in cells.index else MISSING for t in tasks]
+                    + (" ⚠" if (t, ranker) in flagged else "") if (ranker, t) in cells.index else MISSING
+                    for t in tasks]
         total = totals.loc[ranker]
         ratio = f" ({total.finetune_s / total.rank_s:.0f}x)" if total.rank_s > 0 else ""
         tau = fmt(total.tau_w)
@@ -139,6 +162,9 @@ def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
              "the best Avg τw among rankers scored over the same sources (τ over fewer sources compares with "
              "no other). Times: the ranking (features and scoring) against fine-tuning every source once."),
         quality_table,
+        *[Flag(f"⚠ **Other images than the fine-tunes'**: {ranker} on {task} was {why}: its τw and pick judge "
+               "another input (`hubbench run --rerun-stale` ranks again under the suite's protocol).")
+          for (task, ranker), why in sorted(flagged.items()) if (ranker, task) in cells.index],
         Text(f"Rank then tune: the test {board.metric} of fine-tuning each ranker's pick, beside the best and "
              "the mean single fine-tune."),
         Table(["", *tasks], tune_rows),

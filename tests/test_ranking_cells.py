@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import hubbench, write_suite
+from conftest import PLUGIN, hubbench, write_suite
 from helpers import make_task
 
 from hubbench import record as records
@@ -83,6 +83,36 @@ def test_cli_runs_ranking_cells_and_the_leaderboard_judges_them(tmp_path):
     assert "| rank then tune: logme |" in readme and "| leep |" in readme
     assert (tmp_path / "lb/tiny/figures/tiny-classification-ranking.png").exists()
     assert (tmp_path / "lb/tiny/rankings.csv").read_text().startswith("hub,kind,task,ranker,seed,source,score")
+
+
+def test_a_ranking_goes_stale_when_its_features_would_change_and_run_refuses_it(tiny_hub, tmp_path, capsys):
+    """A ranking trains nothing, but its features are the images at the protocol's size: another `image_size` in
+    the suite makes its record stale (status says so, run refuses to keep it); another number of iterations
+    does not."""
+    from hubbench.benchmark.cli import main
+
+    suite = write_suite(tmp_path, methods=("scratch",))
+    suite.write_text(suite.read_text().replace("seeds = ", 'rankers = ["logme"]\nseeds = '))
+    grid = ["--plugin", str(PLUGIN), "--suite", str(suite), "--results", str(tmp_path / "r")]
+    assert main(["run", *grid, "--method", "logme"]) == 0
+    ranked = next((tmp_path / "r").rglob("rank/logme/seed0.json"))
+    kept = ranked.read_bytes()
+    listing = ["status", *grid, "--method", "logme", "--list"]
+    suite.write_text(suite.read_text().replace("iterations = 6", "iterations = 8"))
+    capsys.readouterr()
+    assert main(listing) == 0 and capsys.readouterr().out.splitlines()[-1].split()[:2] == [
+        "tiny/digits/rank:logme/seed0", "done"]
+    suite.write_text(suite.read_text() + "image_size = 24\n")
+    assert main(listing) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.split()[:2] == ["tiny/digits/rank:logme/seed0", "stale"] and "protocol.image_size: 32 -> 24" in line
+    assert main(["run", *grid, "--method", "logme"]) == 2
+    err = capsys.readouterr().err
+    assert "the record of tiny/digits/rank:logme/seed0 was made under another configuration " \
+           "(protocol.image_size: 32 -> 24)" in err and err.count("\n") == 1
+    assert ranked.read_bytes() == kept
+    assert main(["run", *grid, "--method", "logme", "--rerun-stale"]) == 0
+    assert records.read(ranked, records.RankingRecord).config.task["protocol"]["image_size"] == 24
 
 
 PLUGIN_RANKER = '''

@@ -68,6 +68,15 @@ def check_data(cells) -> None:
             task().splits  # noqa: B018 (reading is the check; the splits stay cached for this process)
 
 
+def review_protocols(cells) -> list[str]:
+    """How each task's protocol was chosen and what looks wrong with it, a line each, for a run to say before its
+    first cell (a protocol a task refuses is a usage error, raised here)."""
+    from hubbench.tasks import TASKS
+
+    return [f"{task}: {line}" for task, protocol in dict.fromkeys((cell.task, cell.protocol) for cell in cells)
+            for line in TASKS.get(task).review(protocol)]
+
+
 def check_weights(cells) -> None:
     """One error naming every missing checkpoint file of the hubs the cells use (not a failed record per cell)."""
     from hubbench.hubs import get_hub
@@ -163,6 +172,7 @@ def cmd_run(args) -> int:
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
+    reviewed = review_protocols(cells)
     runtime, redo = runtime_options(args), redo_options(args)
     try:
         check_records(cells, args.results, redo)
@@ -185,6 +195,8 @@ def cmd_run(args) -> int:
         measure=args.estimate, cancel=cancel_command(args))
     if args.executor == "slurm" and not args.dry_run:
         executor.check(executors.pending(cells, args.results, redo))  # the scheduler's refusal, before any job
+    for line in reviewed:  # after every check: bad input stays one line
+        print(line, file=sys.stderr)
     if args.dry_run:
         return dry_run(args, cells, executor, redo, runtime)
     if args.retrain_artifacts:
@@ -325,14 +337,15 @@ def cmd_profile(args) -> int:
 def cmd_rank(args) -> int:
     from hubbench.benchmark.rank_cmd import run
 
-    check_output_dir(args.results, "--results")
+    results = args.results or cache_dir() / "records"  # not the working directory: a checkout's results/ is a suite's
+    check_output_dir(results, "--results")
     check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
     apply_weights_options(args)
     apply_data_dir(args)
-    return run(args.hub, args.task, args.results, pick_device(args.device),
+    return run(args.hub, args.task, results, pick_device(args.device),
                lambda cells: (check_data(cells), check_weights(cells)), rankers=args.ranker or (), by=args.by,
                tune=args.tune, seed=args.seed, overrides=suites.parse_overrides(args.set), declare=args.declare,
-               as_json=args.json)
+               as_json=args.json, boards=args.boards, force=args.force)
 
 
 def cmd_data_prepare(args) -> int:
@@ -392,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--weights-dir", type=Path, metavar="DIR",
                          help="checkpoint files of real hubs (default: $TORCH_HOME/hub/checkpoints)")
     weights.add_argument("--random-weights", action="store_true",
-                         help="real hubs' architectures with seeded random weights (profiling, tests)")
+                         help="real hubs' architectures with seeded random weights (profiling, tests); in a declared "
+                              "hub, only the sources whose weights are not on this machine (the records say which)")
 
     records = Parser(add_help=False)  # where records are read and written
     records.add_argument("--results", type=Path, default=RESULTS, help="records directory (default: results)")
@@ -526,13 +540,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
     prof.set_defaults(func=cmd_profile)
 
-    rank = sub.add_parser("rank", parents=[common, weights, records],
+    rank = sub.add_parser("rank", parents=[common, weights],
                           help="which hub model for a task: every ranker's scores",
                           description="Score every source of a hub for a task with every applicable ranker (LogME, "
-                                      "LEEP, NCE, H-score) and print a table of scores, each ranker's pick and the "
-                                      "seconds it took; the ranking records go where a suite's would "
-                                      "(RESULTS/rank/<hub>/<task>/rank/...). Hubs and tasks are built-in or declared "
-                                      "in TOML files given with --declare (see docs/own-data.md).")
+                                      "LEEP, NCE, H-score) and print a table of scores, each ranker's pick (ties "
+                                      "as ties), the seconds its scoring took (the features' are said once) and, "
+                                      "where suites under --boards hold this hub's fine-tunes and rankings, how well "
+                                      "each ranker matched them there (weighted Kendall τ); the ranking records go "
+                                      "under the cache, or --results, as a suite's would "
+                                      "(RESULTS/rank/<hub>/<task>/rank/...), and are reused by the next run. Hubs and "
+                                      "tasks are built-in or declared in TOML files given with --declare (see "
+                                      "docs/own-data.md); a declared task's protocol is sized to its data.")
+    rank.add_argument("--results", type=Path,
+                      help="records directory (default: $HUBBENCH_CACHE/records, not the working directory)")
+    rank.add_argument("--boards", type=Path, default=RESULTS, metavar="RESULTS",
+                      help="suites' records to measure each ranker on this hub by (default: results, where `hubbench "
+                           "run` writes)")
+    rank.add_argument("--force", action="store_true", help="rank again where records of an earlier run exist")
     rank.add_argument("--hub", required=True, help="hub name (built-in, or declared in a --declare file)")
     rank.add_argument("--task", required=True, help="task name (built-in, or declared in a --declare file)")
     rank.add_argument("--declare", action="append", default=[], metavar="FILE",

@@ -32,7 +32,7 @@ from hubbench.benchmark.profiling import Settings, profile
 from hubbench.context import Context
 from hubbench.environment import environment
 from hubbench.hubs.base import Hub, get_hub
-from hubbench.methods.base import Method, parse_spec
+from hubbench.methods.base import Method, applicable, parse_spec
 from hubbench.seeding import derive_seed, generator, seed_everything
 from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from hubbench.training import Runtime
@@ -53,7 +53,7 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     hub = get_hub(hub_name)
     task, stand_in = profile_task(task_name, batch)
     method = first_variant(spec, hub)
-    ok, reason = method.applicable(hub, task)
+    ok, reason = applicable(method, hub, task)
     if not ok:
         raise ValueError(f"{method.id} does not apply to hub {hub.name!r} and task {task.name!r}: {reason}")
     out = out or Path("results", "profile", hub.name, task.name, method.id.replace("[", "@").replace("]", "")

@@ -28,6 +28,7 @@ from hubbench.hubs.checkpoints import BadCheckpoint
 from hubbench.io import cache_dir
 from hubbench.locks import locked
 from hubbench.methods.base import Method
+from hubbench.methods.base import applicable as method_applicable
 from hubbench.progress import note
 from hubbench.rankers.base import Ranker, ranking
 from hubbench.registry import UnknownName
@@ -243,7 +244,7 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
     runtime.apply(device)
     hub, task, kind = get_hub(cell.hub), cell.make_task(), cell.kind
     started, made_with = now(), environment(device)
-    ok, reason = cell.plugin.applicable(hub, task)
+    ok, reason = kind.applicable(cell.plugin, hub, task)
     ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
     outcome = kind.known(task)
     if not ok:
@@ -313,11 +314,13 @@ class Kind(NamedTuple):
     record: type[records.CellRecord]
     run: Callable[[Cell, Context], dict]  # -> the fields of an outcome of the plugin's own
     known: Callable[[Task], dict] = lambda task: {}  # the record's fields known before the plugin runs
+    applicable: Callable = lambda plugin, hub, task: plugin.applicable(hub, task)  # -> (whether it applies, why not)
 
 
 # The one place where the benchmark tells methods and rankers apart.
 KINDS: dict[type, Kind] = {
-    Method: Kind(records.Record, fit, lambda task: {"metric": records.Metric(task.metric, task.higher_is_better)}),
+    Method: Kind(records.Record, fit, lambda task: {"metric": records.Metric(task.metric, task.higher_is_better)},
+                 method_applicable),
     Ranker: Kind(records.RankingRecord, rank)}
 
 

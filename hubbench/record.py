@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass, field
@@ -524,8 +525,14 @@ class RankingRecord(CellRecord):
         """The ranker that made the record (its `plugin`)."""
         return self.plugin
 
+    @property
+    def picks(self) -> list[str]:
+        """The best-scored sources (`best`): one, several that tie, or none."""
+        return best(self.scores)
+
     def headline(self) -> str:
-        return f"top={self.order[0]}"
+        picks = self.picks
+        return f"top={picks[0]}" if len(picks) == 1 else f"tie: {' = '.join(picks)}" if picks else "no pick"
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per scored source (see SCORE_COLUMNS); none unless ok."""
@@ -544,6 +551,16 @@ FEATURE_PROTOCOL = ("image_size", "resize")
 def feature_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
     """The `FEATURE_PROTOCOL` fields of a protocol (a record's, or `dataclasses.asdict` of one) that it states."""
     return {k: protocol[k] for k in FEATURE_PROTOCOL if k in protocol}
+
+
+def best(scores: dict[str, float]) -> list[str]:
+    """The sources with the best finite score: several where they tie (to a relative 1e-9: LEEP's and NCE's -ln C
+    of sources that tell the images apart no better than chance); none where no score is finite, or where every
+    source scored ties, which tells none apart."""
+    finite = {s: v for s, v in scores.items() if math.isfinite(v)}
+    top = max(finite.values(), default=math.nan)
+    tied = [s for s, v in finite.items() if math.isclose(v, top, rel_tol=1e-9, abs_tol=1e-12)]
+    return [] if len(finite) > 1 and len(tied) == len(finite) else tied
 
 
 SCORE_COLUMNS = {"hub": "str", "kind": "str", "task": "str", "ranker": "str", "seed": "int64", "source": "str",

@@ -32,6 +32,8 @@ class Source:
     arch: Callable[[], nn.Module] = field(repr=False)
     weights: Callable[[], dict[str, torch.Tensor]] = field(repr=False)
     classifier: Callable[[], nn.Module] | None = field(default=None, repr=False)
+    # the backbone gives a transformer's pooled features as a 1 x 1 map: no spatial map (`hubs.declared.Pooled`)
+    pooled: bool = False
     # how hubbench pre-trains the source itself (`hubs.mini.Pretrained`); None where its weights come from files
     pretrained: Any = field(default=None, repr=False, compare=False)
 

@@ -8,7 +8,7 @@ and every record carries exactly the parameters that produced it.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from torch import nn
 
@@ -16,6 +16,10 @@ from hubbench.context import Context
 from hubbench.figures import FigureHook
 from hubbench.params import Plugin
 from hubbench.registry import Registry
+
+if TYPE_CHECKING:
+    from hubbench.hubs.base import Hub
+    from hubbench.tasks.base import Task
 
 METHODS: Registry[type[Method]] = Registry("method")
 
@@ -35,6 +39,20 @@ class Method(Plugin):
     @abstractmethod
     def fit(self, ctx: Context) -> nn.Module:
         """Build and train a predictor: normalised images -> task outputs."""
+
+    def uses(self, hub: Hub) -> list[str]:
+        """The sources whose backbones it builds (default: all of them)."""
+        return hub.names
+
+
+def applicable(method: Method, hub: Hub, task: Task) -> tuple[bool, str]:
+    """Whether `method` applies: where the task's head decodes a spatial map, every source it builds must give one
+    (a transformer's pooled features do not); then its own answer."""
+    pooled = [s.name for s in hub.sources if s.pooled and s.name in method.uses(hub)] if task.needs_map else []
+    if pooled:
+        return False, (f"a {task.kind} head decodes a spatial map; {', '.join(pooled)} give{'s' * (len(pooled) == 1)} "
+                       "a transformer's pooled features, none")
+    return method.applicable(hub, task)
 
 
 register = Method.register  # @register: a frozen dataclass, registered under its `name`

@@ -23,6 +23,9 @@ class Finetune(Method):
     def variants(cls, hub):
         return [{"model": name} for name in hub.names]
 
+    def uses(self, hub):
+        return [self.model]
+
     def applicable(self, hub, task):
         if self.model not in hub.names:
             return False, str(UnknownName(f"model of hub {hub.name!r}", self.model, hub.names))

@@ -13,6 +13,9 @@ class Scratch(Method):
     name = "scratch"
     description = "the hub architecture from random init, same protocol (no transfer)"
 
+    def uses(self, hub):
+        return hub.names[:1]
+
     def fit(self, ctx):
         model = task_model(ctx.hub.sources[0].backbone(pretrained=False), ctx.task)
         return ctx.train(model)

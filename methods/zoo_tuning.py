@@ -206,7 +206,9 @@ class ZooTuning(Method):
 
     `align`: '+'-separated module-name prefixes whose k>1 convolutions get channel alignment,
     'none', or 'auto' (default): the stem `conv1` and the last two `layerN` stages, which is the
-    paper's choice for ResNet-50 (`conv1+layer3+layer4`) and MiniResNet's `conv1+layer2+layer3`.
+    paper's choice for ResNet-50 (`conv1+layer3+layer4`) and MiniResNet's `conv1+layer2+layer3`; none
+    for an architecture without ResNet's stage names. A transformer's hub (pooled features, its
+    weights in linear layers) has nothing for it to aggregate: inapplicable.
     `formulation`: how per-sample kernels run, the same outputs either way (see `formulation`); the
     choice of each layer is in the record's diagnostics (`formulation`).
     """
@@ -224,6 +226,9 @@ class ZooTuning(Method):
     def applicable(self, hub, task):
         if not hub.homogeneous:
             return False, f"hub {hub.name!r} mixes architecture families; Zoo-Tuning needs one"
+        if hub.sources[0].pooled:
+            return False, (f"Zoo-Tuning aggregates convolution kernels; {hub.sources[0].family} is a transformer, "
+                           "its weights in linear layers")
         return True, ""
 
     def gate(self, name: str, conv: nn.Conv2d, sources: int) -> Gate:
@@ -255,9 +260,9 @@ class ZooTuning(Method):
     def align_prefixes(self, backbone: nn.Module) -> tuple[str, ...]:
         if self.align == "none":
             return ()
-        if self.align == "auto":
+        if self.align == "auto":  # a ResNet's names; another architecture has none of them, and no alignment
             stages = [n for n, _ in backbone.named_children() if re.fullmatch(r"layer\d+", n)]
-            return ("conv1", *sorted(stages, key=lambda n: int(n[5:]))[-2:])
+            return ("conv1", *sorted(stages, key=lambda n: int(n[5:]))[-2:]) if stages else ()
         return tuple(self.align.split("+"))
 
     def fit(self, ctx):

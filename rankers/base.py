@@ -7,6 +7,7 @@ fine-tune. Like a method, it is a frozen dataclass whose fields are its hyper-pa
 
 from __future__ import annotations
 
+import math
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -97,8 +98,9 @@ class Ranking:
         return sum(f["seconds"] for f in self.features.values())
 
     def top(self, k: int) -> list[str]:
-        """The `k` best-scored sources, best first (ties in hub order)."""
-        return sorted(self.scores, key=lambda s: -self.scores[s])[:k]
+        """The `k` best-scored sources, best first (ties in hub order; a score that is not a finite number ranks
+        none)."""
+        return sorted((s for s, v in self.scores.items() if math.isfinite(v)), key=lambda s: -self.scores[s])[:k]
 
 
 @preserved_rng()

@@ -48,11 +48,11 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     f = features.double()
     y = target_columns(targets)
     n, d = f.shape
-    u, s, vh = torch.linalg.svd(f, full_matrices=False)
-    keep = s > 1e-10 * s.max()  # the rank of f
-    u, s, vh = u[:, keep], s[keep, None], vh[keep]
+    u, singular, vh = torch.linalg.svd(f, full_matrices=False)
+    keep = singular > 1e-10 * singular.max()  # the rank of f
+    u, s, vh = u[:, keep], singular[keep, None], vh[keep]
     sigma = s**2  # [k, 1], the non-zero eigenvalues of f^T f
-    zeros = (d if exact else public_terms(f)) - len(sigma)  # zero eigenvalues whose log(alpha) enters log|A|
+    zeros = (d if exact else public_terms(f, singular)) - len(sigma)  # zero eigenvalues whose log(alpha) enters log|A|
     x = u.T @ y  # [k, C]
     x2 = x**2
     residual_outside = (y**2).sum(0) - x2.sum(0)  # |y|^2 outside the span of f
@@ -77,13 +77,17 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     return Evidence(sum(values) / len(values), torch.stack(ms), torch.tensor(alphas), torch.tensor(betas))
 
 
-def public_terms(f: torch.Tensor) -> int:
+def public_terms(f: torch.Tensor, s: torch.Tensor) -> int:
     """How many eigenvalues of f^T f the public code's log|A| sums over: min(N, D) where N <= D (its thin SVD
     of f); where N > D, those whose square root exceeds 1e-10, computed as it computes them (numpy's full SVD
-    of f^T f in float64), since which zero eigenvalues pass depends on that arithmetic."""
+    of f^T f in float64), since which zero eigenvalues pass depends on that arithmetic. That SVD is skipped
+    where f's singular values `s` (f's own SVD: accurate, its zero ones at ~1e-16 of the largest) are all
+    clearly non-zero, as the public code's come out too: it then keeps all D."""
     n, d = f.shape
     if n <= d:
         return n
+    if len(s) == d and s.min() > max(1e-6 * s.max(), 1e-9):
+        return d
     gram = (f.T @ f).numpy()
     return int((np.sqrt(np.linalg.svd(gram)[1]) > 1e-10).sum())
 

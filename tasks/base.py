@@ -153,9 +153,16 @@ class Task(ABC):
     higher_is_better: ClassVar[bool]
     protocol: ClassVar[Protocol]
     external_data: ClassVar[bool] = False  # read from the data directory (hubbench.io.data_dir), not made here
+    needs_map: ClassVar[bool] = False  # its head decodes the backbone's spatial map (pooled features are none)
 
     def __init__(self, protocol: Protocol | None = None):
         self.protocol = protocol or type(self).protocol
+
+    @classmethod
+    def review(cls, protocol: Protocol) -> list[str]:
+        """What a run says of the task's `protocol` before any cell (how it was chosen, what looks wrong); raises
+        ValueError, with the fix, for a protocol the task refuses."""
+        return []
 
     @abstractmethod
     def make_splits(self) -> dict[str, Split]:

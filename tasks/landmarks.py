@@ -124,6 +124,7 @@ class LandmarkTask(Task):
     kind = "landmarks"
     metric = "nme"
     higher_is_better = False
+    needs_map = True
     num_points: ClassVar[int]
     frame: ClassVar[int]  # side of the stored images, in pixels: the unit of the targets
     sigma: ClassVar[float]  # of the target Gaussians, in heatmap cells

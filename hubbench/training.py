@@ -147,11 +147,18 @@ def shape_stable(model: nn.Module):
 class Losses:
     """The training losses since they were last read, kept on the device: reading them is the loop's only
     wait for the device, so it happens at log points and checkpoints, not at every step. A non-finite
-    loss is an error when read, naming the iteration it occurred at."""
+    loss is an error when read, naming the step it occurred at (counted from 1, as the progress and the
+    curves count) and the step where the loss broke: a diverging loss grows for a few steps before it
+    overflows (0.99, 1 787, 5e8, 3e25, nan), and the first of the run of losses above `BROKE` times the
+    lowest before them is where the learning rate gave out."""
+
+    BROKE = 10.0
 
     def __init__(self, start: int):
         self.pending: list[torch.Tensor] = []
         self.next = start  # iteration of pending[0]
+        self.lowest = math.inf  # the lowest loss read so far
+        self.broke: tuple[int, float, float] | None = None  # (step, loss, lowest before) opening the run above
 
     def append(self, loss: torch.Tensor) -> None:
         self.pending.append(loss.detach())
@@ -161,9 +168,16 @@ class Losses:
         if not self.pending:
             return []
         values = torch.stack([v.double() for v in self.pending]).tolist()
-        for i, v in enumerate(values):
+        for step, v in enumerate(values, self.next + 1):
             if not math.isfinite(v):
-                raise FloatingPointError(f"training loss became {v} at iteration {self.next + i}")
+                raise FloatingPointError(f"training loss became {v} at step {step}" + (
+                    f"; it broke at step {self.broke[0]}, rising to {self.broke[1]:.3g} from a lowest of "
+                    f"{self.broke[2]:.3g}, and grew from there: lower the learning rate" if self.broke else ""))
+            if 0 < self.lowest < v / self.BROKE:
+                self.broke = self.broke or (step, v, self.lowest)
+            else:
+                self.broke = None
+            self.lowest = min(self.lowest, v)
         self.next += len(values)
         self.pending.clear()
         return values

@@ -216,6 +216,54 @@ sources = [{{ name = "r18", model = "torchvision:resnet18", weights = "DEFAULT" 
     assert not (root / "results").exists()
 
 
+def write_faces(root: Path, side: int, counts=(60, 20)) -> None:
+    """The mini suite's synthetic 12-point faces as files of `side` px, and a CSV of their points per split."""
+    from hubbench.synthetic import Canvas
+    from hubbench.tasks.faces import draw_face
+
+    rng = np.random.default_rng(side)
+    for split, n in zip(("train", "test"), counts, strict=True):
+        (root / "small" / split).mkdir(parents=True)
+        rows = []
+        for i in range(n):
+            canvas = Canvas(side, rng)
+            points = draw_face(canvas) - 0.5  # continuous pixels -> pixel indices
+            Image.fromarray(canvas.finish().transpose(1, 2, 0)).save(root / "small" / split / f"{i}.png")
+            rows.append(f"{split}/{i}.png," + ",".join(f"{v:.2f}" for v in points.ravel()))
+        (root / "small" / f"{split}.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_a_landmark_task_of_small_faces_trains_at_its_derived_protocol(fresh, monkeypatch, capsys):
+    """48-px images (faces of about 27 px): frame and image size 32 from the faces' crops, the papers' lr, 50 steps;
+    the fine-tune's loss falls and it ends with a finite NME (the issue's landmark cells diverged at a
+    classification suite's protocol)."""
+    root, p = fresh
+    write_faces(root, 48)
+    (root / "data.toml").write_text(f"""
+[task.{p}-small]
+kind = "landmarks"
+train = "small/train.csv"
+test = "small/test.csv"
+points = 12
+mirror = [[0, 3], [1, 2], [4, 5], [7, 8]]
+normaliser = [0, 3]
+[hub.{p}-r18]
+sources = [{{ name = "r18", model = "torchvision:resnet18", weights = "IMAGENET1K_V1" }}]
+""")
+    (root / "suite.toml").write_text(f'include = ["data.toml"]\nhubs = ["{p}-r18"]\ntasks = ["{p}-small"]\n'
+                                     'methods = ["finetune"]\n')
+    assert main(["run", "--suite", str(root / "suite.toml"), "--results", str(root / "results"), "--device", "cpu",
+                 "--random-weights"]) == 0
+    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
+    assert "protocol sized to its data (54 training faces, median crop side 27 px): image_size 32, batch 13, 50 " \
+           "iterations" in capsys.readouterr().err
+    r = records.read(next((root / "results").rglob("seed0.json")))
+    assert r.status == records.OK and np.isfinite(r.metric.value), r.reason
+    assert r.config.task["protocol"]["lr"] == 0.01 and r.config.task["protocol_sized_to"]["frame"] == 32
+    loss = [v for _, v in r.curves["train_loss"]]
+    assert loss[-1] < loss[0]
+
+
 def test_a_suite_unpickled_in_a_fresh_process_declares_its_hubs_and_tasks(fresh):
     """What a worker process or a cluster job gets: the pickled suite of its cells, and nothing registered."""
     root, p = fresh

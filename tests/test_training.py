@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,8 +76,18 @@ def test_each_epoch_is_a_permutation():
 
 
 def test_non_finite_loss_is_an_error():
-    with pytest.raises(FloatingPointError, match="iteration 0"):
+    with pytest.raises(FloatingPointError, match="training loss became nan at step 1$"):
         train(model(), lambda m, x, y: m(x).sum() * float("nan"), batch_at, SCHED, seed=1)
+
+
+def test_a_diverging_loss_names_the_step_it_broke_at():
+    """The landmark cells' case: 0.99, 0.8, then 1 787, 5e8, 3e25 and nan at step 6; a spike that comes back below
+    10x the lowest (step 3) is not the break."""
+    losses = iter([0.99, 0.8, 9.0, 0.7, 1787.0, 5e8, 3e25, float("nan")] + [1.0] * 4)
+    with pytest.raises(FloatingPointError, match=re.escape("training loss became nan at step 8; it broke at step 5, "
+                                                           "rising to 1.79e+03 from a lowest of 0.7, and grew from "
+                                                           "there: lower the learning rate")):
+        train(model(), lambda m, x, y: m(x).sum() * 0 + next(losses), batch_at, SCHED, seed=1)
 
 
 def test_a_checkpoint_that_does_not_load_restarts_its_stage(tmp_path, capsys):

@@ -99,6 +99,8 @@ def measured_tau(hub: str, boards: Path) -> dict[str, dict[str, Any]]:
 
     rows = []
     for suite in suite_folders(boards) if boards.is_dir() else []:
+        if not (boards / suite / hub).is_dir():
+            continue  # records are filed by hub: none of this one there
         found, rankings = load_records(boards / suite)
         found, rankings = [r for r in found if r.hub == hub], [r for r in rankings if r.hub == hub]
         if found and rankings:

@@ -122,6 +122,24 @@ class WeightedMean(nn.Module):
         return self.combine(outputs, weights)
 
 
+def routed_through(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`model` on the samples routed to it. In training, one sample whose maps shrink to 1 x 1 (a ResNet's last
+    stage at 32 px) leaves batch norm no statistic to take, and PyTorch refuses it: that sample is normalised by
+    the running statistics instead, as at test time (the only case that runs otherwise)."""
+    if not (model.training and len(x) == 1):
+        return model(x)
+    try:
+        return model(x)
+    except ValueError as e:
+        if "Expected more than 1 value per channel" not in str(e):
+            raise
+    model.eval()
+    try:
+        return model(x)
+    finally:
+        model.train()
+
+
 def route(active: torch.Tensor) -> dict[int, torch.Tensor]:
     """{model: indices of the samples routed to it} of a [B, m] activation mask, for the models that got any,
     with one read from the device (the sizes of the routed batches are data: the host must know them)."""
@@ -162,7 +180,7 @@ class HubPathway(nn.Module):
         model: every host read waits for all queued kernels, so per-model reads kept the GPU idle while
         each next model's kernels were launched."""
         gate = self.gate(x)
-        routed = {i: (idx, self.models[i](x[idx])) for i, idx in route(gate.active).items()}
+        routed = {i: (idx, routed_through(self.models[i], x[idx])) for i, idx in route(gate.active).items()}
         first = next(iter(routed.values()))[1]
         zeros = first.new_zeros((len(x), *first.shape[1:]))  # unrouted samples: their weight is zero
         outputs = [zeros.index_copy(0, *routed[i]) if i in routed else zeros for i in range(len(self.models))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubbench.benchmark.executors import ACTIVE, latest_jobs
+from hubbench.benchmark.jobs import ACTIVE, latest_jobs
 
 
 def cancel(folder: Path, cells: set[str] | None = None) -> list[str]:

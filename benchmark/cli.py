@@ -83,7 +83,7 @@ def load_suite(args) -> suites.Suite:
 
 def retrain_artifacts(cells) -> None:
     """Delete the cached artifacts the cells reuse (every version), so that they are trained again."""
-    from hubbench.context import clear_artifact
+    from hubbench.artifacts import clear_artifact
     from hubbench.hubs import get_hub
 
     done, files = set(), 0
@@ -149,7 +149,8 @@ def dry_run(args, cells, executor, redo, runtime) -> int:
 
 def cmd_run(args) -> int:
     from hubbench.benchmark import executors
-    from hubbench.benchmark.runner import StaleRecords, check_records, expand, run_cells
+    from hubbench.benchmark.cells import expand
+    from hubbench.benchmark.runner import StaleRecords, check_records, run_cells
     from hubbench.record import RecordError
 
     check_executor_options(args)
@@ -211,8 +212,8 @@ def finding_options(args) -> str:
 
 
 def cmd_status(args) -> int:
-    from hubbench.benchmark.executors import job_states, submitit_folder
-    from hubbench.benchmark.runner import expand
+    from hubbench.benchmark.cells import expand
+    from hubbench.benchmark.jobs import job_states, submitit_folder
     from hubbench.benchmark.status import STATES, listing, states, summary
 
     for state in args.state or []:
@@ -231,8 +232,8 @@ def cmd_status(args) -> int:
 
 def cmd_cancel(args) -> int:
     from hubbench.benchmark.cancel import cancel
-    from hubbench.benchmark.executors import submitit_folder
-    from hubbench.benchmark.runner import expand
+    from hubbench.benchmark.cells import expand
+    from hubbench.benchmark.jobs import submitit_folder
 
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
@@ -532,8 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--declare", action="append", default=[], metavar="FILE",
                       help="a TOML file of [hub.<name>] and [task.<name>] declarations (repeatable)")
     rank.add_argument("--ranker", action="append", help="only this ranker (repeatable; default: all)")
-    rank.add_argument("--tune", nargs="?", const="finetune", choices=["finetune", "b_tuning"],
-                      help="then train: fine-tune the pick (default) or run b_tuning, and report its test metric")
+    rank.add_argument("--tune", nargs="?", const="", metavar="METHOD",
+                      help="then train and report its test metric: fine-tune the pick (no METHOD), or METHOD: a "
+                           "single-source method (by its role) tunes the pick, any other runs as it is (b_tuning "
+                           "picks its sources itself)")
     rank.add_argument("--by", metavar="RANKER", help="whose pick --tune fine-tunes (default: the first that scored)")
     rank.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     rank.add_argument("--set", action="append", metavar="KEY=VALUE",

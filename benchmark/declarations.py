@@ -73,6 +73,8 @@ def declare_files(files: list[str]) -> dict[tuple[str, str], tuple[Any, Path]]:
 
 def declare(found: dict[tuple[str, str], tuple[Any, Path]]) -> None:
     """Register the declared hubs and tasks (checking each first, registering none if one is wrong)."""
+    if not found:
+        return
     from hubbench.hubs.base import HUBS, get_hub
     from hubbench.hubs.declared import parse_hub
     from hubbench.tasks.base import TASKS

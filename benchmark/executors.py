@@ -33,8 +33,10 @@ from submitit.core.utils import FailedJobError
 from submitit.helpers import DelayedSubmission
 
 from hubbench import record as records
+from hubbench.benchmark.cells import Cell, plugin_of
+from hubbench.benchmark.jobs import ACTIVE, QUEUED, job_ids, latest_jobs, starts, submitit_folder
 from hubbench.benchmark.plugins import load_plugins, pick_device
-from hubbench.benchmark.runner import Cell, Redo, plugin_of, run_cell
+from hubbench.benchmark.runner import Redo, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
@@ -208,12 +210,6 @@ class LocalPool(Executor):
 
 SBATCH = {"partition": "partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem",
           "time_min": "time", "max_parallel": "array_parallelism"}  # suite [slurm] key -> submitit's SLURM name
-JOB_CLASSES = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}
-
-
-def submitit_folder(results: Path, suite: str) -> Path:
-    """Where submitit keeps a suite's job scripts, pickles and logs, and `jobs.json`."""
-    return results / suite / ".submitit"
 
 
 def slurm_resources(suite: Suite, overrides: dict, threads: int, method: str | None = None) -> dict:
@@ -221,11 +217,6 @@ def slurm_resources(suite: Suite, overrides: dict, threads: int, method: str | N
     its [slurm.methods.<method>] table, then the command line's overrides (None: not given)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     return check_slurm({"time_min": 60, "cpus": threads, **suite.slurm, **suite.slurm_methods.get(method, {}), **given})
-
-
-ACTIVE = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED",
-          "PREEMPTED"}  # scheduler states of a job that has not ended (submitit's local cluster: RUNNING)
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING", "PREEMPTED"}
 
 
 class SubmissionError(ValueError):
@@ -459,41 +450,3 @@ def executor_for(kind: str, suite: Suite, results: Path, device: str, cells: lis
     return Submitit(submitit_folder(results, suite.name), f"hubbench-{suite.name}",
                     slurm_resources(suite, overrides, threads), plugins=plugins, method_resources=per_method,
                     cells_per_job=per_gpu, cancel=cancel)
-
-
-def starts(job) -> int:
-    """How many times a job has started: submitit logs "Starting with" (INFO, to stdout) at each start, and every
-    attempt of a requeued job appends to the same log."""
-    try:
-        return job.paths.stdout.read_text(errors="replace").count(" - Starting with ")
-    except OSError:  # not started yet
-        return 0
-
-
-def job_ids(folder: Path) -> dict[str, list[str]]:
-    """Every job id of each cell submitted from `folder`, oldest first (an older `jobs.json` held one)."""
-    path = folder / "jobs.json"
-    if not path.exists():
-        return {}
-    return {cell: [ids] if isinstance(ids, str) else list(ids) for cell, ids in read_json(path)["jobs"].items()}
-
-
-def latest_jobs(folder: Path, cluster: str | None = None) -> dict:
-    """Each cell's last job, as submitit's job object (its state is asked of the scheduler)."""
-    path = folder / "jobs.json"
-    if not path.exists() or (cluster is not None and read_json(path).get("cluster") != cluster):
-        return {}
-    job_class = JOB_CLASSES[read_json(path)["cluster"]]
-    return {cell: job_class(folder, ids[-1]) for cell, ids in job_ids(folder).items()}
-
-
-def job_states(folder: Path) -> dict[str, str]:
-    """'<job id> <state>' of each cell's last job submitted through submitit from `folder` (none if never),
-    with the number of its earlier jobs and of the job's starts (requeues) when there were more than one."""
-    ids = job_ids(folder)
-    states = {}
-    for cell, job in latest_jobs(folder).items():  # one sacct call for all
-        earlier, n = len(ids[cell]) - 1, starts(job)
-        notes = [f"{earlier} earlier jobs"] * (earlier > 0) + [f"{n} starts"] * (n > 1)
-        states[cell] = f"{job.job_id} {job.state}" + (f" ({', '.join(notes)})" if notes else "")
-    return states

@@ -2,12 +2,14 @@
 
 The rankings run as the ranking cells of a one-off suite named `rank` (hub, task, every chosen ranker, one
 seed), so they write the records a suite would (`<results>/rank/<hub>/<task>/rank/<ranker>/seed<N>.json`) and
-reuse the cached features and rankings of earlier runs. `--tune` then runs one method's cell of that suite:
-`finetune` of the pick (the top source of the `--by` ranker) or `b_tuning`, and reports its test metric.
+reuse the cached features and rankings of earlier runs. `--tune` then runs one method's cell of that suite: a
+single-source method (`finetune` by default) of the pick (the top source of the `--by` ranker), or another method
+as it is (`b_tuning`), and reports its test metric.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,11 +18,14 @@ from typing import Any
 import torch
 
 from hubbench import record as records
+from hubbench.benchmark.cells import Cell
 from hubbench.benchmark.declarations import declare_files
-from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.runner import run_cell
 from hubbench.benchmark.suites import Suite
 from hubbench.hubs.base import HUBS, get_hub
 from hubbench.methods.base import Method
+from hubbench.methods.finetune import Finetune
+from hubbench.params import Role
 from hubbench.rankers.base import RANKERS, Ranker
 from hubbench.tasks.base import TASKS
 
@@ -41,31 +46,40 @@ def suite_of(hub: str, task: str, rankers: Sequence[str], by: str | None, seed: 
                  declared=found).overridden(overrides)
 
 
-def tune_cell(suite: Suite, tune: str, by: str | None, rankings: dict[str, records.RankingRecord]) -> Cell:
-    """The cell of `--tune`: fine-tune the pick of the `by` ranker (default: the first that scored, LogME's when
-    it did), or B-Tuning (which picks and weighs its sources by LogME itself)."""
-    if tune == "b_tuning":
-        method = Method.of("b_tuning")
-    else:
+def tune_method(tune: str) -> Method:
+    """The method of `--tune` (a spec; empty: fine-tune), checked before anything runs: a single-source one (its
+    role) must name its source in a `model` parameter, which the pick fills."""
+    method = Method.of(tune) if tune else Finetune()
+    if method.role == Role.SINGLE_SOURCE and "model" not in method.params:
+        raise ValueError(f"--tune {tune}: a single-source method without a `model` parameter to tune the pick with")
+    return method
+
+
+def tune_cell(suite: Suite, method: Method, by: str | None, rankings: dict[str, records.RankingRecord]) -> Cell:
+    """The cell of `--tune`: a single-source method tuning the pick of the `by` ranker (default: the first that
+    scored, LogME's when it did), or another method as it is (B-Tuning picks and weighs its sources by LogME
+    itself)."""
+    if method.role == Role.SINGLE_SOURCE:
         by = by or next((name for name, r in rankings.items() if r.order), None)
         if by is None or not rankings[by].order:
             raise ValueError(f"--tune: {'ranker ' + by if by else 'no ranker'} picked no source to fine-tune")
-        method = Method.of(f"finetune[model={rankings[by].order[0]}]")
+        method = dataclasses.replace(method, model=rankings[by].order[0])
     return Cell(suite, suite.hubs[0], suite.tasks[0], method, suite.seeds[0])
 
 
 def run(hub: str, task: str, results: Path, device: torch.device, check: Callable[[list[Cell]], None], *,
         rankers: Sequence[str] = (), by: str | None = None, tune: str | None = None, seed: int = 0,
         overrides: dict[str, Any] | None = None, declare: Sequence[Path] = (), as_json: bool = False) -> int:
-    """Rank (and `tune`: 'finetune' or 'b_tuning'), after `check` has read the data and found the weights of the
-    cells; print the table (or, `as_json`, the summary)."""
+    """Rank (and `tune`: see `tune_method`; None: no tuning), after `check` has read the data and found the weights
+    of the cells; print the table (or, `as_json`, the summary)."""
     suite = suite_of(hub, task, rankers, by, seed, overrides or {}, declare)
+    method = None if tune is None else tune_method(tune)
     cells = [Cell(suite, hub, task, Ranker.of(spec), seed) for spec in suite.rankers]
     check(cells)
     rankings = {cell.plugin.name: run_cell(cell, results, device)[1] for cell in cells}
     tuned = None
-    if tune:
-        tuned = run_cell(tune_cell(suite, tune, by, rankings), results, device)[1]
+    if method is not None:
+        tuned = run_cell(tune_cell(suite, method, by, rankings), results, device)[1]
     result = summary(hub, task, rankings, tuned)
     print(json.dumps(result, indent=1) if as_json else table(get_hub(hub).names, result))
     return 0 if tuned is None or tuned.status == records.OK else 1

@@ -1,8 +1,7 @@
-"""Expand a suite into cells and run each into one record; the same cell function for every executor."""
+"""Run a suite's cells (`benchmark.cells`) each into one record; the same cell function for every executor."""
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import sys
 import time
@@ -19,134 +18,20 @@ from submitit.core.utils import UncompletedJobError
 from tqdm.auto import tqdm
 
 from hubbench import record as records
-from hubbench.benchmark.suites import Suite
+from hubbench.benchmark.cells import Cell
 from hubbench.context import Context
-from hubbench.discovery import code_of
 from hubbench.environment import environment
-from hubbench.hubs.base import HUBS, Hub, get_hub
+from hubbench.hubs.base import get_hub
 from hubbench.hubs.checkpoints import BadCheckpoint
 from hubbench.io import cache_dir
 from hubbench.locks import locked
 from hubbench.methods.base import Method
 from hubbench.progress import note
 from hubbench.rankers.base import Ranker, ranking
-from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed, seed_everything
-from hubbench.tasks.base import TASKS, Protocol, Task
+from hubbench.tasks.base import Task
 from hubbench.tasks.datasets import DatasetError
 from hubbench.training import Runtime
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A cell of a suite: a method's, or a ranking cell when `plugin` is a ranker (its `kind`)."""
-
-    suite: Suite
-    hub: str
-    task: str
-    plugin: Method | Ranker
-    seed: int
-
-    @property
-    def kind(self) -> Kind:
-        return next(kind for base, kind in KINDS.items() if isinstance(self.plugin, base))
-
-    @property
-    def ranking(self) -> bool:
-        return self.kind.record is records.RankingRecord
-
-    @property
-    def record_type(self) -> type[records.CellRecord]:
-        return self.kind.record
-
-    @property
-    def entry(self) -> str:
-        """The method's id, or the ranking's `rank:<ranker id>` (`records.CellRecord.entry`)."""
-        return self.record_type.entry(self.plugin.id)
-
-    @property
-    def id(self) -> str:
-        return records.cell_id(self.hub, self.task, self.entry, self.seed)
-
-    @property
-    def scope(self) -> str:
-        """Names the cell's checkpoints, random streams and lock."""
-        return f"{self.suite.name}/{self.id}"
-
-    def path(self, results: Path) -> Path:
-        return records.record_path(results, self.suite.name, self.hub, self.task, self.entry, self.seed)
-
-    @property
-    def protocol(self) -> Protocol:
-        """The task's protocol with the suite's overrides (known without the task's data)."""
-        return self.suite.protocol_for(self.task)
-
-    def make_task(self) -> Task:
-        return TASKS.get(self.task)(self.protocol)
-
-    @property
-    def code(self) -> dict[str, dict[str, str]]:
-        """Where the code of the cell's method (or ranker), hub and task comes from, where not hubbench itself."""
-        made_by = {"method": type(self.plugin), "hub": HUBS.get(self.hub), "task": TASKS.get(self.task)}
-        return {part: code for part, obj in made_by.items() if (code := code_of(obj))}
-
-    def config(self, hub: Hub, task: Task, runtime: Runtime) -> records.Config:
-        """What determined the cell beyond its identity, as its record states it (a ranking's, no runtime: it
-        trains nothing)."""
-        return records.Config(hub.describe(), task.config(), self.suite.protocol,
-                              None if self.ranking else dataclasses.asdict(runtime), self.code)
-
-    def change(self, record: records.CellRecord) -> str | None:
-        """What `record` was made under that differs from this cell now (None: nothing): the hub's
-        description (its version, its weights), the code of a plugin's method, hub or task (its file's
-        sha256, its package's version), the method's parameters (a changed default) and, for a method's
-        cell, the task's protocol (a ranking does not train). What a record does not state (an older
-        runner's) is no change."""
-        if record.config is None:
-            return None
-        then = {"hub": record.config.hub, "code": record.config.code, "params": record.plugin.params}
-        now = {"hub": get_hub(self.hub).describe(), "code": self.code, "params": self.plugin.params}
-        if not self.ranking and "protocol" in record.config.task:
-            then["protocol"], now["protocol"] = record.config.task["protocol"], dataclasses.asdict(self.protocol)
-        return records.first_change(then, now)
-
-
-def plugin_of(entry: str) -> Method | Ranker:
-    """The method or ranker that a cell's entry (`Cell.entry`) names."""
-    record_type, spec = records.entry_kind(entry)
-    return next(base for base, kind in KINDS.items() if kind.record is record_type).of(spec)
-
-
-def pick(kind: str, chosen: list | None, available: tuple) -> tuple:
-    """The subset of `available` named in `chosen` (all when None); unknown names are errors."""
-    for c in chosen or ():
-        if c not in available:
-            raise UnknownName(kind, str(c), [str(a) for a in available])
-    return tuple(a for a in available if not chosen or a in chosen)
-
-
-def expand(suite: Suite, hubs=None, tasks=None, methods=None, seeds=None) -> list[Cell]:
-    """The suite's cells, optionally restricted (a method or ranker by name, suite entry or id);
-    ordered hub, task, seed, then the suite's rankers and methods in its order, so the rankings
-    and artifacts a seed's methods share are made by the first that needs them."""
-    cells = []
-    for hub_name in pick("hub", hubs, suite.hubs):
-        hub = get_hub(hub_name)
-        variants: dict[str, tuple[Method | Ranker, set[str]]] = {}
-        for base, specs in ((Ranker, suite.rankers), (Method, suite.methods)):
-            for spec in specs:
-                cls, params = base.parse(spec)
-                for v in cls.variants(hub):
-                    p = cls(**{**v, **params})
-                    entry = KINDS[base].record.entry(p.id)
-                    variants.setdefault(entry, (p, {spec, cls.name, p.id, entry}))
-        names = tuple(dict.fromkeys(n for _, aliases in variants.values() for n in sorted(aliases)))
-        chosen = set(pick("method", methods, names))
-        selected = [m for m, aliases in variants.values() if aliases & chosen]
-        for task in pick("task", tasks, suite.tasks):
-            for seed in pick("seed", seeds, suite.seeds):
-                cells += [Cell(suite, hub_name, task, m, seed) for m in selected]
-    return cells
 
 
 def now() -> str:
@@ -238,7 +123,8 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
     leaves none and the checkpoints for a rerun) written to `path`, then the cell's checkpoints dropped."""
     torch.set_num_threads(threads)
     runtime.apply(device)
-    hub, task, kind = get_hub(cell.hub), cell.make_task(), cell.kind
+    hub, task = get_hub(cell.hub), cell.make_task()
+    kind = next(k for base, k in KINDS.items() if isinstance(cell.plugin, base))
     started, made_with = now(), environment(device)
     ok, reason = cell.plugin.applicable(hub, task)
     ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
@@ -253,9 +139,9 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
                 raise  # no record, the checkpoints kept for a rerun
             outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=9))  # this frame and 8 of the plugin's part
-    record = kind.record(cell.suite.name, cell.hub, cell.task, task.kind, records.PluginId.of(cell.plugin), cell.seed,
-                         **outcome, started=started, finished=now(), config=cell.config(hub, task, runtime),
-                         environment=made_with)
+    record = cell.record_type(cell.suite.name, cell.hub, cell.task, task.kind, records.PluginId.of(cell.plugin),
+                              cell.seed, **outcome, started=started, finished=now(),
+                              config=cell.config(hub, task, runtime), environment=made_with)
     records.write(path, record)
     ctx.clear_checkpoints()
     return record
@@ -305,17 +191,16 @@ def rank(cell: Cell, ctx: Context) -> dict:
 
 
 class Kind(NamedTuple):
-    """A kind of plugin: the records of its cells and its part of `execute`."""
+    """A kind of plugin's part of `execute` (the records of its cells: its `RECORD`)."""
 
-    record: type[records.CellRecord]
     run: Callable[[Cell, Context], dict]  # -> the fields of an outcome of the plugin's own
     known: Callable[[Task], dict] = lambda task: {}  # the record's fields known before the plugin runs
 
 
-# The one place where the benchmark tells methods and rankers apart.
+# Where running a cell tells methods and rankers apart.
 KINDS: dict[type, Kind] = {
-    Method: Kind(records.Record, fit, lambda task: {"metric": records.Metric(task.metric, task.higher_is_better)}),
-    Ranker: Kind(records.RankingRecord, rank)}
+    Method: Kind(fit, lambda task: {"metric": records.Metric(task.metric, task.higher_is_better)}),
+    Ranker: Kind(rank)}
 
 
 def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, **kw) -> Counter:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hubbench import record as records
-from hubbench.benchmark.executors import ACTIVE, QUEUED
-from hubbench.benchmark.runner import Cell
-from hubbench.context import checkpoint_stem
+from hubbench.artifacts import checkpoint_stem
+from hubbench.benchmark.cells import Cell
+from hubbench.benchmark.jobs import ACTIVE, QUEUED
 from hubbench.locks import is_locked
 
 STATES = ("done", "failed", "n/a", "stale", "queued", "running", "interrupted", "unreadable", "missing")

@@ -17,7 +17,7 @@ from hubbench.benchmark.declarations import read_toml
 from hubbench.registry import UnknownName, check_name
 
 if TYPE_CHECKING:
-    from hubbench.tasks.base import Protocol
+    from hubbench.protocol import Protocol
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,11 +100,10 @@ class Suite:
 
     @classmethod
     def from_dict(cls, name: str, data: dict, base: Path = Path(".")) -> Suite:
+        from hubbench.benchmark import catalogue
         from hubbench.benchmark.declarations import declare, gather
-        from hubbench.hubs.base import HUBS
         from hubbench.methods.base import parse_spec
         from hubbench.rankers.base import parse_spec as parse_ranker
-        from hubbench.tasks.base import TASKS
 
         unknown = set(data) - KEYS
         if unknown:
@@ -117,10 +116,9 @@ class Suite:
             if not value or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{key!r} must be a non-empty list of names")
             lists[key] = tuple(dict.fromkeys(value))
-        for hub in lists["hubs"]:
-            HUBS.get(hub)
-        for task in lists["tasks"]:
-            TASKS.get(task)
+        for kind in ("hubs", "tasks"):
+            for found in lists[kind]:
+                catalogue.known(kind, found)
         for spec in lists["methods"]:
             parse_spec(spec)
         rankers = data.get("rankers", [])
@@ -170,9 +168,9 @@ class Suite:
 
 def task_protocol(task: str, overrides: dict[str, Any]) -> Protocol:
     """The protocol of `task` under a suite's [protocol] `overrides` (known without the task's data)."""
-    from hubbench.tasks.base import TASKS
+    from hubbench.benchmark import catalogue
 
-    return TASKS.get(task).protocol.replace(**overrides)
+    return catalogue.protocol(task).replace(**overrides)
 
 
 def check_protocol(tasks: tuple[str, ...], protocol: dict[str, Any]) -> dict[str, Any]:

@@ -1,83 +1,27 @@
 """What a method's `fit` is given and builds on: the context (hub, task, the shared training loop, the
-artifacts cache), the task model (a backbone and a task head) and the fine-tuned source artifact."""
+artifacts cache), the task model (a backbone and a task head, `hubbench.models`) and the fine-tuned source
+artifact (`hubbench.artifacts`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from hubbench.artifacts import FinetunedSource, artifact_stem, checkpoint_stem
 from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import build_once
-from hubbench.registry import check_name
 from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
 from hubbench.tasks.base import Task
 from hubbench.training import Checkpoint, Runtime, batch_indices, predict, train
 
-
-class TaskModel(nn.Module):
-    """A backbone followed by a task head: the model every fine-tuning method trains."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, x):
-        return self.head(self.backbone(x))
-
-
-def task_model(backbone: nn.Module, task: Task) -> TaskModel:
-    return TaskModel(backbone, task.head(backbone.out_channels))
-
-
-@dataclass(frozen=True)
-class FinetunedSource:
-    """Source `source` fine-tuned on the task with the task's protocol: the artifact that
-    Fine-tune, Ensemble-I and every "+Finetuned" method share, trained once per seed."""
-
-    source: str
-
-    @property
-    def id(self) -> str:
-        return f"finetuned-{check_name('source', self.source)}"
-
-    def build(self, ctx: Context, pretrained: bool) -> TaskModel:
-        return task_model(ctx.hub.source(self.source).backbone(pretrained), ctx.task)
-
-    def train(self, ctx: Context, model: TaskModel) -> None:
-        ctx.train(model)
-
-
 Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 StageHook = Callable[["Context", nn.Module, Loss, "list | None", str], None]  # (ctx, model, loss, params, key)
-
-
-def checkpoint_stem(scope: str, seed: int, protocol) -> str:
-    """The stage checkpoints of a scope (a cell or an artifact) are `checkpoints/<stem>-<stage key>.ckpt`;
-    a changed protocol starts afresh."""
-    return digest([scope, seed, dataclasses.asdict(protocol)])
-
-
-def artifact_stem(cache: Path, hub: str, task: str, artifact: FinetunedSource, seed: int) -> Path:
-    """Every cached version of an artifact (one per key) is `<stem>-<key>.pt`, its metadata `<stem>-<key>.json`."""
-    return cache / "artifacts" / hub / task / f"{artifact.id}-seed{seed}"
-
-
-def clear_artifact(cache: Path, hub: str, task: str, artifact: FinetunedSource, seed: int) -> int:
-    """Delete every cached version of an artifact, metadata first (what marks one complete); returns how
-    many files went. The next cell that needs it trains it again."""
-    stem = artifact_stem(cache, hub, task, artifact, seed)
-    files = [p for suffix in (".json", ".pt") for p in sorted(stem.parent.glob(f"{stem.name}-*{suffix}"))
-             if "-" not in p.stem.removeprefix(f"{stem.name}-")]  # a key, not another source's name
-    for path in files:
-        path.unlink(missing_ok=True)
-    return len(files)
 
 
 class Context:

@@ -8,17 +8,29 @@ import dataclasses
 import re
 import typing
 from abc import ABC
+from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hubbench.record import CellRecord
 from hubbench.registry import Registry
 
 if TYPE_CHECKING:
-    from hubbench.context import FinetunedSource
+    from hubbench.artifacts import FinetunedSource
     from hubbench.hubs.base import Hub
     from hubbench.tasks.base import Task
 
 SPEC_RE = re.compile(r"^([a-z0-9][a-z0-9_.-]*)(?:\[(.*)\])?$")
 VALUE_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+class Role(str, Enum):
+    """What a method is to the tables, figures and comparisons of the leaderboard, which tell methods apart by
+    it (each record states its method's): a method declares one (`Method.role`), a plugin any."""
+
+    SINGLE_SOURCE = "single-source"  # fine-tunes one hub model, named by its `model` parameter: the baselines
+    FROM_SCRATCH = "from-scratch"  # transfers nothing: the floor
+    HUB = "hub"  # transfers from the hub: what the benchmark compares
+    OTHER = "other"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +41,8 @@ class Plugin(ABC):
     name: ClassVar[str]
     description: ClassVar[str]  # one line
     REGISTRY: ClassVar[Registry]
+    RECORD: ClassVar[type[CellRecord]]  # what the cells of this kind of plugin write
+    role: ClassVar[Role | None] = None  # a method's (a ranker has none)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -59,6 +73,11 @@ class Plugin(ABC):
     def register(cls, plugin: type) -> type:
         """The class decorator of this kind's plugins: it makes `plugin` a frozen dataclass (its fields are its
         hyper-parameters) and registers it under its `name`."""
+        if plugin.role is not None:
+            if plugin.role not in tuple(Role):
+                raise ValueError(f"{cls.REGISTRY.kind} {plugin.name!r}: unknown role {plugin.role!r} "
+                                 f"(choose from: {', '.join(r.value for r in Role)})")
+            plugin.role = Role(plugin.role)  # declared by its value ("single-source") too
         return cls.REGISTRY.register(plugin.name)(dataclasses.dataclass(frozen=True)(plugin))
 
     @classmethod

@@ -14,6 +14,7 @@ by a newer hubbench) raises `RecordError` naming it, so that no command mistakes
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from collections.abc import Callable, Iterator
@@ -42,11 +43,14 @@ class PluginId:
     id: str  # name[k=v,...] with the parameters that differ from their defaults
     name: str
     params: dict[str, Any] = field(default_factory=dict)  # every hyper-parameter
+    # a method's role (`hubbench.params.Role`); None for a ranker, and in records made before roles (the
+    # leaderboard then takes the role the method of that name declares)
+    role: str | None = None
 
     @classmethod
     def of(cls, plugin: Any) -> PluginId:
         """The identity of a method or ranker (`hubbench.params.Plugin`)."""
-        return cls(plugin.id, plugin.name, plugin.params)
+        return cls(plugin.id, plugin.name, plugin.params, plugin.role and plugin.role.value)
 
 
 @dataclass(frozen=True)
@@ -410,6 +414,11 @@ METRIC_PREFIXES = ("val_", "test_")
 HP_PREFIX = "hp_"
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # once per class: reading a suite's records took most of its time
+
+
 def _keys(cls: type) -> dict[str, str]:
     """A dataclass's fields by their keys in its JSON object: their names, but a cell record's `plugin`'s (`PLUGIN`)."""
     plugin = cls.PLUGIN if issubclass(cls, CellRecord) else "plugin"
@@ -423,7 +432,7 @@ def _parse(cls: type, data: Any, where: str) -> Any:
     known = _keys(cls)
     if unknown := sorted(data.keys() - known.keys()):
         raise RecordError(f"unknown field(s) {', '.join(unknown)} in {where}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     values = {}
     for key, value in data.items():
         name = known[key]

@@ -34,15 +34,17 @@ from pathlib import Path
 import torch
 
 from hubbench import record as records
-from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.cells import Cell
+from hubbench.benchmark.runner import run_cell
 from hubbench.benchmark.suites import Suite
-from hubbench.context import Context, task_model
+from hubbench.context import Context
 from hubbench.features import source_features
 from hubbench.hubs.base import HUBS, Hub, get_hub
 from hubbench.hubs.mini import Pretraining, mini_hub
 from hubbench.hubs.mini_hetero import mini_hetero_hub
 from hubbench.io import cache_dir
 from hubbench.methods.base import METHODS, Method
+from hubbench.models import task_model
 from hubbench.params import Plugin
 from hubbench.rankers.base import RANKERS, NotScored, Ranker, Score
 from hubbench.tasks.base import TASKS, Task, register

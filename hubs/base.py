@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
-
-import torch
-from torch import nn
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any
 
 from hubbench.registry import Registry, UnknownName
 
-HUBS: Registry[Callable[[], Hub]] = Registry("hub")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# A hub's modules build architectures (torch); `Hub` and `Source` here are its declaration, made without them.
+HUBS: Registry[Callable[[], Hub]] = Registry("hub", package="hubbench.hubs")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Hub:
 
     def build(self) -> None:
         """Materialise every source's weights (pre-training or downloading them if needed)."""
+        from tqdm.auto import tqdm
+
         for s in tqdm(self.sources, desc=f"hub {self.name}", unit="model", disable=None):
             s.weights()
 

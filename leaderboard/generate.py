@@ -78,7 +78,7 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     (`install`), so that records that cannot be rendered leave the previous output as it was."""
     # the renderers import pandas, matplotlib and scipy: here, so that `hubbench --help` does not wait for them
     from hubbench.leaderboard import frame, ranking
-    from hubbench.leaderboard.board import boards, comparisons
+    from hubbench.leaderboard.board import boards, comparisons, method_roles
     from hubbench.leaderboard.document import Figure
     from hubbench.leaderboard.html import page as html_page
     from hubbench.leaderboard.markdown import markdown
@@ -93,7 +93,7 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     files = {f"figures/{b.name}": b.png for b in blocks if isinstance(b, Figure)}
     files |= {"results.csv": frame.csv_bytes(table), "results.parquet": frame.parquet_bytes(table),
               "curves.parquet": frame.parquet_bytes(curves),
-              "comparisons.csv": frame.csv_bytes(comparisons(boards(table)))}
+              "comparisons.csv": frame.csv_bytes(comparisons(boards(table, method_roles(records))))}
     if not scores.empty:
         files["rankings.csv"] = frame.csv_bytes(scores)
     files |= {"README.md": markdown(blocks).encode(),

@@ -13,6 +13,7 @@ from scipy.stats import kendalltau
 from hubbench.leaderboard import convergence
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
+from hubbench.params import Role
 
 DIR = Path(__file__).with_name("reported")
 
@@ -105,7 +106,7 @@ def versus_papers(board: Board, curves: pd.DataFrame) -> list[Block]:
     source, rs = max(by_source(rows).items(), key=lambda item: len(item[1]))
     paper = pd.Series({ours(r["method"]): float(r["value"]) for r in reversed(rs)})  # a name's first row wins
     mine = board.avg[paper.index]
-    singles = [m for m in paper.index if board.method_name(m) == "finetune"]
+    singles = [m for m in paper.index if board.role(m) == Role.SINGLE_SOURCE]
     hub_methods = [m for m in paper.index if m not in singles]
     if len(paper) < 3 or not singles or not hub_methods:
         return []

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from hubbench.rankers.base import Ranker, Score, register
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class Evidence:
 
 def target_columns(targets: torch.Tensor) -> torch.Tensor:
     """[N, C] float64 columns: one-vs-rest 0/1 per class (class indices [N]), else the regression targets."""
+    import torch
+
     if targets.dim() == 1:
         return torch.nn.functional.one_hot(targets.long(), int(targets.max()) + 1).double()
     return targets.double()
@@ -42,6 +46,8 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     keeps the zero ones: they come out near 1e-7). `exact` keeps all D (the true evidence of the model):
     where N < D it adds -(D - N) log(alpha) / 2N, which differs between sources and can change the ranking.
     """
+    import torch
+
     f = features.double()
     y = target_columns(targets)
     n, d = f.shape

@@ -10,9 +10,10 @@ from conftest import write_suite
 from submitit.core.utils import UncompletedJobError
 
 from hubbench import record as records
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.executors import CellJob, SubmissionError, Submitit, submitit_folder
-from hubbench.benchmark.runner import Redo, expand, run_cell
+from hubbench.benchmark.runner import Redo, run_cell
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 from hubbench.context import Context

@@ -16,13 +16,14 @@ import pytest
 from conftest import PLUGIN, ROOT, hubbench, write_suite
 
 from hubbench import record as records
+from hubbench.artifacts import checkpoint_stem
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.executors import Submitit, pending, slurm_resources, submitit_folder
 from hubbench.benchmark.plugins import load_plugins
-from hubbench.benchmark.runner import Redo, StaleRecords, check_records, expand, run_cells
+from hubbench.benchmark.runner import Redo, StaleRecords, check_records, run_cells
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
-from hubbench.context import checkpoint_stem
 from hubbench.io import read_json, write_json
 from hubbench.locks import locked
 

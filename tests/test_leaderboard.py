@@ -10,11 +10,12 @@ import pytest
 from matplotlib.text import Text
 from PIL import Image
 
-from hubbench.figures import Panel, canvas, label
+from hubbench.figures import Panel, canvas, label, styles
 from hubbench.leaderboard import reported
-from hubbench.leaderboard.board import paired
+from hubbench.leaderboard.board import method_roles, paired
 from hubbench.leaderboard.figures import annotate_apart, marker_extent, overlaps, pareto
-from hubbench.leaderboard.generate import generate, main
+from hubbench.leaderboard.generate import generate, load_records, main
+from hubbench.params import Role
 
 
 def record(task, method, seed, value, *, status="ok", higher=True, metric="top1", reason=None, hub="h", kind="k"):
@@ -201,6 +202,24 @@ def test_paired_table_against_best_single_finetune(tmp_path):
     assert table["z"] == ["**+2.00 [+1.75, +2.25] (n=3)**"]
     assert "`z` is consistently better than the best single fine-tune on a." in readme
     assert "`m` is consistently" not in readme and "Consistently worse: `w` (a); `finetune[model=y]` (a)." in readme
+
+
+def test_roles_not_names_make_the_single_fine_tunes(tmp_path):
+    """A plugin method whose records state the single-source role (its code not loaded here) is a single fine-tune:
+    the baseline the others are paired with, drawn in the fine-tunes' look. Records made before roles keep the role
+    their method declares (`finetune`), and a method unknown here without one is a hub method."""
+    lpft = [record("a", "lpft[model=y]", s, v) for s, v in enumerate([20, 21])]
+    for r in lpft:
+        r["method"]["role"] = "single-source"
+    write(tmp_path / "r", [*lpft, *(record("a", "finetune[model=x]", s, v) for s, v in enumerate([11, 12])),
+                           *(record("a", "m", s, v) for s, v in enumerate([15, 16]))])
+    readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
+    assert "Best single fine-tune: a `lpft[model=y]`." in readme and rows(readme, "### Paired")["lpft[model=y]"] == [
+        "baseline"]
+    roles = method_roles(load_records(tmp_path / "r" / "s")[0])
+    assert roles == {"lpft[model=y]": Role.SINGLE_SOURCE, "finetune[model=x]": Role.SINGLE_SOURCE, "m": Role.HUB}
+    looks = styles(roles)
+    assert looks["lpft[model=y]"]["linestyle"] == looks["finetune[model=x]"]["linestyle"] != looks["m"]["linestyle"]
 
 
 def test_protocol_differing_between_tasks_is_stated_per_task(tmp_path):

@@ -9,8 +9,9 @@ from conftest import hubbench
 from PIL import Image
 from test_datasets import cifar, jpegs, text
 
+from hubbench.benchmark.cells import Cell
 from hubbench.benchmark.cli import main
-from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.runner import run_cell
 from hubbench.benchmark.suites import Suite
 from hubbench.images import to_input
 from hubbench.methods import METHODS

@@ -9,8 +9,8 @@ from conftest import hubbench, write_suite
 from helpers import make_task
 
 from hubbench import record as records
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.executors import CellJob
-from hubbench.benchmark.runner import expand
 from hubbench.benchmark.suites import Suite
 from hubbench.io import cache_dir
 from hubbench.rankers import RANKERS, ranking

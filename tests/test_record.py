@@ -10,8 +10,8 @@ from conftest import PLUGIN, ROOT, write_suite
 from test_leaderboard import full, record, write
 
 from hubbench import record as records
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.cli import main
-from hubbench.benchmark.runner import expand
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 from hubbench.leaderboard import frame

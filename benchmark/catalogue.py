@@ -75,24 +75,35 @@ def copied(kind: str, name: str, key: str) -> Any:
 def hub(name: str) -> Hub:
     """Hub `name` as expanding and checking cells see it: copied from the file (see the module), its sources'
     models, weights and check those of the registry's hub, made when first wanted; else the registry's."""
-    if (sources := copied("hubs", name, "sources")) is None:
+    if copied("hubs", name, "sources") is None:
         return get_hub(name)
+    return copied_hub(name)
+
+
+@cache
+def copied_hub(name: str) -> Hub:
+    entry = listed()["hubs"][name]
 
     def made(source: str, part: str):
         return getattr(get_hub(name).source(source), part)()
 
-    return Hub(name, listed()["hubs"][name]["description"],
-               tuple(Source(s["name"], s["family"], s["description"], partial(made, s["name"], "arch"),
-                            partial(made, s["name"], "weights"),
-                            partial(made, s["name"], "classifier") if s["classifier"] else None) for s in sources),
-               copied("hubs", name, "config"), check=lambda: get_hub(name).check())
+    sources = tuple(Source(s["name"], s["family"], s["description"], partial(made, s["name"], "arch"),
+                           partial(made, s["name"], "weights"),
+                           partial(made, s["name"], "classifier") if s["classifier"] else None)
+                    for s in entry["sources"])
+    return Hub(name, entry["description"], sources, entry["config"], check=lambda: get_hub(name).check())
 
 
 def protocol(task: str) -> Protocol:
     """Task `task`'s own protocol: copied from the file (see the module), else the registry's task's."""
-    if (fields := copied("tasks", task, "protocol")) is not None:
-        return Protocol(**fields)
+    if copied("tasks", task, "protocol") is not None:
+        return copied_protocol(task)
     return registry("tasks").get(task).protocol
+
+
+@cache
+def copied_protocol(task: str) -> Protocol:
+    return Protocol(**listed()["tasks"][task]["protocol"])
 
 
 def registry(kind: str) -> Registry:

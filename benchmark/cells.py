@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from hubbench import record as records
 from hubbench.benchmark import catalogue
 from hubbench.benchmark.suites import Suite
-from hubbench.discovery import code_of
+from hubbench.discovery import code_of, identity
 from hubbench.methods.base import Method
 from hubbench.rankers.base import Ranker
 from hubbench.registry import UnknownName
@@ -85,13 +85,15 @@ class Cell:
     def change(self, record: records.CellRecord) -> str | None:
         """What `record` was made under that differs from this cell now (None: nothing): the hub's
         description (its version, its weights), the code of a plugin's method, hub or task (its file's
-        sha256, its package's version), the method's parameters (a changed default) and, for a method's
-        cell, the task's protocol (a ranking does not train). What a record does not state (an older
-        runner's) is no change."""
+        sha256, wherever it was loaded from; its package's version), the method's parameters (a changed
+        default) and, for a method's cell, the task's protocol (a ranking does not train). What a record
+        does not state (an older runner's) is no change."""
         if record.config is None:
             return None
-        then = {"hub": record.config.hub, "code": record.config.code, "params": record.plugin.params}
-        now = {"hub": catalogue.hub(self.hub).describe(), "code": self.code, "params": self.plugin.params}
+        then = {"hub": record.config.hub, "code": {part: identity(code) for part, code in record.config.code.items()},
+                "params": record.plugin.params}
+        now = {"hub": catalogue.hub(self.hub).describe(), "code": {part: identity(code) for part, code in
+                                                                    self.code.items()}, "params": self.plugin.params}
         if not self.ranking and "protocol" in record.config.task:
             then["protocol"], now["protocol"] = record.config.task["protocol"], dataclasses.asdict(self.protocol)
         return records.first_change(then, now)

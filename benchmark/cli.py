@@ -11,6 +11,7 @@ import argparse
 import os
 import shlex
 import sys
+import uuid
 from pathlib import Path
 
 import hubbench
@@ -81,20 +82,6 @@ def load_suite(args) -> suites.Suite:
     return suites.Suite.load(args.suite).overridden(suites.parse_overrides(args.set))
 
 
-def retrain_artifacts(cells) -> None:
-    """Delete the cached artifacts the cells reuse (every version), so that they are trained again."""
-    from hubbench.artifacts import clear_artifact
-    from hubbench.hubs import get_hub
-
-    done, files = set(), 0
-    for cell in cells:
-        for artifact in cell.plugin.needs(get_hub(cell.hub), cell.make_task()):
-            if (key := (cell.hub, cell.task, artifact, cell.seed)) not in done:
-                done.add(key)
-                files += clear_artifact(cache_dir(), *key)
-    print(f"--retrain-artifacts: {len(done)} artifacts to retrain ({files} cached files deleted)")
-
-
 def runtime_options(args):
     from hubbench.training import Runtime
 
@@ -103,10 +90,12 @@ def runtime_options(args):
 
 
 def redo_options(args):
-    """Which cells with a record a run redoes (--retrain-artifacts makes every selected cell's record stale)."""
+    """Which cells with a record a run redoes (--retrain-artifacts makes every selected cell's record stale, and
+    names the run whose cells train their artifacts again)."""
     from hubbench.benchmark.runner import Redo
 
-    return Redo(all=args.force or args.retrain_artifacts, failed=args.retry_failed, stale=args.rerun_stale)
+    return Redo(all=args.force or args.retrain_artifacts, failed=args.retry_failed, stale=args.rerun_stale,
+                artifacts=uuid.uuid4().hex if args.retrain_artifacts else "")
 
 
 def check_executor_options(args) -> None:
@@ -188,8 +177,6 @@ def cmd_run(args) -> int:
         executor.check(executors.pending(cells, args.results, redo))  # the scheduler's refusal, before any job
     if args.dry_run:
         return dry_run(args, cells, executor, redo, runtime)
-    if args.retrain_artifacts:
-        retrain_artifacts(cells)
     counts = run_cells(cells, args.results, device, executor=executor, redo=redo, threads=args.threads,
                        runtime=runtime)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
@@ -419,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "weights of the hub, or another protocol for the task (a run refuses to start "
                           "while such records are kept; `hubbench status` marks them 'stale')")
     run.add_argument("--retrain-artifacts", action="store_true",
-                     help="delete the cached fine-tuned sources the selected cells reuse, then redo the cells "
-                          "(implies --force): they train those artifacts again")
+                     help="redo the selected cells (implies --force), each training again the cached fine-tuned "
+                          "sources it reuses, where no cell of this run has yet; those no cell uses stay cached")
     run.add_argument("--threads", type=int, default=1,
                      help="CPU threads per cell (default 1: results depend on it, so it is pinned and recorded)")
     run.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",

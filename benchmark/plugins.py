@@ -29,8 +29,9 @@ def load_plugin(path: str) -> None:
     spec = importlib.util.spec_from_file_location(f"hubbench_plugin_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    # the code as it runs: a changed file makes the records of what it registers stale
-    PROVENANCE[spec.name] = {"plugin": path, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+    # the code as it runs, by its content (a changed file makes the records of what it registers stale) and, for
+    # the reader, its file as every process that loads it finds it (workers may start elsewhere)
+    PROVENANCE[spec.name] = {"plugin": str(file.resolve()), "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
     try:
         spec.loader.exec_module(module)
     except Exception as e:

@@ -59,11 +59,13 @@ def failed_on_input(record: records.CellRecord) -> bool:
 class Redo:
     """Which cells that have a record run again: every one (`--force`), the failed ones
     (`--retry-failed`), the stale ones (`--rerun-stale`: made under another hub or protocol); and always
-    those that failed on a bad input file."""
+    those that failed on a bad input file. With `artifacts` (a token naming the run: `--retrain-artifacts`),
+    the cells train again each cached artifact they use that no cell of the run has trained yet."""
 
     all: bool = False
     failed: bool = False
     stale: bool = False
+    artifacts: str = ""
 
     def __call__(self, cell: Cell, record: records.CellRecord | None) -> bool:
         """Whether `cell`, whose record is `record` (None: it has none), runs."""
@@ -111,23 +113,26 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
         note(f"start {cell.id}")
-        record = execute(cell, path, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device))
+        record = execute(cell, path, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device),
+                         redo.artifacts)
         note(f"end {cell.id}: {record.status}")
     return record.status, record
 
 
-def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int,
-            runtime: Runtime) -> records.CellRecord:
+def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: int, runtime: Runtime,
+            retrain: str = "") -> records.CellRecord:
     """The one path of every cell, a method's or a ranking: whether its plugin applies, the plugin's part
     (`Kind.run`), the record (a failure of the plugin's is a 'failed' one; one outside it, `not_the_methods`,
-    leaves none and the checkpoints for a rerun) written to `path`, then the cell's checkpoints dropped."""
+    leaves none and the checkpoints for a rerun) written to `path`, then the cell's checkpoints dropped.
+    `retrain`: the run that trains the artifacts again (`Redo.artifacts`)."""
     torch.set_num_threads(threads)
     runtime.apply(device)
     hub, task = get_hub(cell.hub), cell.make_task()
     kind = next(k for base, k in KINDS.items() if isinstance(cell.plugin, base))
     started, made_with = now(), environment(device)
     ok, reason = cell.plugin.applicable(hub, task)
-    ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime)
+    ctx = Context(hub, task, cell.seed, scope=cell.scope, cache=cache, device=device, runtime=runtime,
+                  retrain=retrain)
     outcome = kind.known(task)
     if not ok:
         outcome.update(status=records.INAPPLICABLE, reason=reason)

@@ -1,6 +1,6 @@
 """What cells share and resume through the cache, named without torch (`hubbench status` and the methods'
-declarations use these names): the fine-tuned source artifact, and the stems of the cached artifacts and of
-the stage checkpoints."""
+declarations use these names): what a method may reuse (`Method.needs`: the fine-tuned source artifact, a
+ranking of the hub's sources) and the stems of the cached artifacts and of the stage checkpoints."""
 
 from __future__ import annotations
 
@@ -37,6 +37,19 @@ class FinetunedSource:
         ctx.train(model)
 
 
+@dataclass(frozen=True)
+class HubRanking:
+    """The ranking of the hub's sources for the task by ranker `ranker` (its id): made once from the sources'
+    cached features, by the ranking cells or the first method that reads it (`hubbench.rankers.ranking`), which
+    counts its cost in the cell's with `ctx.use(HubRanking(...).id, ...)`."""
+
+    ranker: str
+
+    @property
+    def id(self) -> str:
+        return f"ranking-{self.ranker}"
+
+
 def checkpoint_stem(scope: str, seed: int, protocol) -> str:
     """The stage checkpoints of a scope (a cell or an artifact) are `checkpoints/<stem>-<stage key>.ckpt`;
     a changed protocol starts afresh."""
@@ -46,14 +59,3 @@ def checkpoint_stem(scope: str, seed: int, protocol) -> str:
 def artifact_stem(cache: Path, hub: str, task: str, artifact: FinetunedSource, seed: int) -> Path:
     """Every cached version of an artifact (one per key) is `<stem>-<key>.pt`, its metadata `<stem>-<key>.json`."""
     return cache / "artifacts" / hub / task / f"{artifact.id}-seed{seed}"
-
-
-def clear_artifact(cache: Path, hub: str, task: str, artifact: FinetunedSource, seed: int) -> int:
-    """Delete every cached version of an artifact, metadata first (what marks one complete); returns how
-    many files went. The next cell that needs it trains it again."""
-    stem = artifact_stem(cache, hub, task, artifact, seed)
-    files = [p for suffix in (".json", ".pt") for p in sorted(stem.parent.glob(f"{stem.name}-*{suffix}"))
-             if "-" not in p.stem.removeprefix(f"{stem.name}-")]  # a key, not another source's name
-    for path in files:
-        path.unlink(missing_ok=True)
-    return len(files)

@@ -15,7 +15,7 @@ from torch import nn
 from hubbench.artifacts import FinetunedSource, artifact_stem, checkpoint_stem
 from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
-from hubbench.locks import build_once
+from hubbench.locks import build_once, locked
 from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
 from hubbench.tasks.base import Task
 from hubbench.training import Checkpoint, Runtime, batch_indices, predict, train
@@ -32,9 +32,11 @@ class Context:
     """
 
     def __init__(self, hub: Hub, task: Task, seed: int, *, scope: str, cache: Path,
-                 device: torch.device, runtime: Runtime = Runtime(), on_stage: StageHook | None = None):
+                 device: torch.device, runtime: Runtime = Runtime(), on_stage: StageHook | None = None,
+                 retrain: str = ""):
         self.hub, self.task, self.seed, self.scope = hub, task, seed, scope
         self.cache, self.device, self.runtime = cache, device, runtime
+        self.retrain = retrain  # a run that trains again the cached artifacts none of its cells has (its token)
         self.on_stage = on_stage  # told of every training stage once trained (the cost estimator times them)
         self.curves: dict[str, list[list[float]]] = {}
         self.diagnostics: dict = {}
@@ -127,6 +129,8 @@ class Context:
     def _artifact(self, artifact: FinetunedSource) -> nn.Module:
         path = self.artifact_path(artifact)
         meta_path = path.with_suffix(".json")
+        if self.retrain:
+            self._outdate(path, meta_path)
         trained = build_once((path, meta_path), lambda: self._train_artifact(artifact, path, meta_path))
         if trained is not None:
             return trained
@@ -135,15 +139,30 @@ class Context:
         self.used[artifact.id] = read_json(meta_path)
         return self.runtime.model(model, self.device).eval()
 
+    def _outdate(self, path: Path, meta_path: Path) -> None:
+        """Delete the cached artifact unless a cell of this context's retraining run trained it (under its lock, as
+        `build_once`: a cell of the run may be training it now, and one that waited finds it trained)."""
+        def ours() -> bool:
+            return not meta_path.exists() or read_json(meta_path).get("retrain") == self.retrain
+
+        if not ours():
+            with locked(str(path)):
+                if not ours():
+                    meta_path.unlink()  # first: what marks it complete
+                    path.unlink(missing_ok=True)
+
     def _train_artifact(self, artifact: FinetunedSource, path: Path, meta_path: Path) -> nn.Module:
         """Train `artifact` (resumably) and cache it: weights first, then the metadata that marks it complete."""
         sub = Context(self.hub, self.task, self.seed, scope=f"{self.hub.name}/{self.task.name}/{artifact.id}",
-                      cache=self.cache, device=self.device, runtime=self.runtime, on_stage=self.on_stage)
+                      cache=self.cache, device=self.device, runtime=self.runtime, on_stage=self.on_stage,
+                      retrain=self.retrain)
         seed_everything(derive_seed(self.seed, sub.scope, "init"))
         model = artifact.build(sub, pretrained=True)
         artifact.train(sub, model)
         meta = {"id": artifact.id, "key": self.artifact_key(artifact), "train_s": sub.train_seconds,
                 "curves": sub.curves, "val": sub.evaluate(model, "val")}
+        if self.retrain:
+            meta["retrain"] = self.retrain  # made by this retraining run (`_outdate`)
         save_torch(path, model.state_dict())
         write_json(meta_path, meta)
         sub.clear_checkpoints()

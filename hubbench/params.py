@@ -15,7 +15,7 @@ from hubbench.record import CellRecord
 from hubbench.registry import Registry
 
 if TYPE_CHECKING:
-    from hubbench.artifacts import FinetunedSource
+    from hubbench.artifacts import FinetunedSource, HubRanking
     from hubbench.hubs.base import Hub
     from hubbench.tasks.base import Task
 
@@ -59,9 +59,11 @@ class Plugin(ABC):
         """Whether it is defined for this hub and task, and why not."""
         return True, ""
 
-    def needs(self, hub: Hub, task: Task) -> list[FinetunedSource]:
-        """Artifacts it reuses (trained once per hub, task, protocol and seed); a ranker reads only the
-        pre-trained sources' cached features."""
+    def needs(self, hub: Hub, task: Task) -> list[FinetunedSource | HubRanking]:
+        """What its `fit` may reuse from the cache (`hubbench.artifacts`: fine-tuned sources, trained once per hub,
+        task, protocol and seed; rankings of the hub's sources): every one it may read, a superset where it
+        chooses as it runs (the sources a ranking picks: all of them). A ranker reads only the pre-trained
+        sources' cached features."""
         return []
 
     @classmethod

@@ -80,6 +80,8 @@ class Protocol:
 
     def replace(self, **overrides: Any) -> Protocol:
         """A copy with `overrides` applied; unknown fields, wrong types and values out of range are errors."""
+        if not overrides:
+            return self
         names = [f.name for f in dataclasses.fields(self)]
         for key in overrides:
             if key not in names:

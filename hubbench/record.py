@@ -50,7 +50,7 @@ class PluginId:
     @classmethod
     def of(cls, plugin: Any) -> PluginId:
         """The identity of a method or ranker (`hubbench.params.Plugin`)."""
-        return cls(plugin.id, plugin.name, plugin.params, plugin.role and plugin.role.value)
+        return cls(plugin.id, plugin.name, plugin.params, getattr(plugin.role, "value", plugin.role))
 
 
 @dataclass(frozen=True)
@@ -414,32 +414,40 @@ METRIC_PREFIXES = ("val_", "test_")
 HP_PREFIX = "hp_"
 
 
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)  # once per class: reading a suite's records took most of its time
-
-
 def _keys(cls: type) -> dict[str, str]:
     """A dataclass's fields by their keys in its JSON object: their names, but a cell record's `plugin`'s (`PLUGIN`)."""
     plugin = cls.PLUGIN if issubclass(cls, CellRecord) else "plugin"
     return {plugin if f.name == "plugin" else f.name: f.name for f in dataclasses.fields(cls)}
 
 
+@functools.cache
+def _fields(cls: type) -> dict[str, tuple[str, type | None, bool]]:
+    """Per key of `cls`'s JSON object: its field, the dataclass its value holds if any, and whether a list of them;
+    worked out once per class (reading a suite's records took most of `hubbench status`'s time)."""
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for key, name in _keys(cls).items():
+        hint = hints[name]
+        if typing.get_origin(hint) is list and dataclasses.is_dataclass(item := typing.get_args(hint)[0]):
+            fields[key] = (name, item, True)
+        else:
+            fields[key] = (name, next((t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t)),
+                                      None), False)
+    return fields
+
+
 def _parse(cls: type, data: Any, where: str) -> Any:
     """A `cls` (dataclass) from its JSON object: nested dataclasses built likewise, unknown keys refused."""
     if not isinstance(data, dict):
         raise RecordError(f"{where} is not an object")
-    known = _keys(cls)
+    known = _fields(cls)
     if unknown := sorted(data.keys() - known.keys()):
         raise RecordError(f"unknown field(s) {', '.join(unknown)} in {where}")
-    hints = _hints(cls)
     values = {}
     for key, value in data.items():
-        name = known[key]
-        hint = hints[name]
-        inner = next((t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t)), None)
-        if typing.get_origin(hint) is list and dataclasses.is_dataclass(item := typing.get_args(hint)[0]):
-            value = [_parse(item, v, f"{where}.{name}[{i}]") for i, v in enumerate(value or [])]
+        name, inner, many = known[key]
+        if many:
+            value = [_parse(inner, v, f"{where}.{name}[{i}]") for i, v in enumerate(value or [])]
         elif inner is not None and value is not None:
             value = _parse(inner, value, f"{where}.{name}")
         values[name] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hubbench.artifacts import HubRanking
 from hubbench.methods.base import Method, register
 from hubbench.rankers.logme import LogME
 from hubbench.registry import UnknownName
@@ -56,6 +57,9 @@ class BTuning(Method):
             return False, "self_teacher=False needs a source other than the tuned model"
         return True, ""
 
+    def needs(self, hub, task):
+        return [HubRanking(LogME().id)]
+
     def fit(self, ctx):
         from hubbench.models import task_model
 
@@ -73,7 +77,7 @@ class BTuning(Method):
         from hubbench.rankers.base import ranking
 
         ranked = ranking(LogME(), ctx.hub, ctx.task, cache=ctx.cache, device=ctx.device)
-        ctx.use(f"ranking-{ranked.ranker}", ranked.key, ranked.features_s + ranked.score_s)
+        ctx.use(HubRanking(ranked.ranker).id, ranked.key, ranked.features_s + ranked.score_s)
         target = self.model or ranked.top(1)[0]
         order = ranked.top(len(ranked.scores))
         teachers = [s for s in order if self.self_teacher or s != target][: self.teachers]

@@ -62,7 +62,8 @@ def from_scratch(hub: Hub, workers: int, plugins: Sequence[str], ship: bool = Fa
             files[source.pretrained.shipped_name(part)] = trained
     if ship:
         shipped.ship(files, hub.config["version"])
-        lines.append(f"shipped {len(files)} files as {shipped.FOLDER}/ (listed in {shipped.MANIFEST})")
+        lines.append(f"shipped {len(files)} files as {shipped.FOLDER}/ (listed in {shipped.MANIFEST}); copy the "
+                     "hubs' new config to the catalogue: python -m hubbench.benchmark.catalogue")
     return lines
 
 

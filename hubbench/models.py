@@ -23,6 +23,7 @@ class TaskModel(nn.Module):
 
 
 def task_model(backbone: nn.Module, task: Task) -> TaskModel:
+    """`backbone` with a new head of `task` (`Task.head`), fitted to the backbone's `out_channels`."""
     return TaskModel(backbone, task.head(backbone.out_channels))
 
 

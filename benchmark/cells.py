@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Cell:
-    """A cell of a suite: a method's, or a ranking cell when `plugin` is a ranker (its `kind`)."""
+    """A cell of a suite: a method's, or a ranking cell when `plugin` is a ranker (`record_type`: what it writes)."""
 
     suite: Suite
     hub: str

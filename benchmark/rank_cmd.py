@@ -19,6 +19,7 @@ from hubbench import record as records
 from hubbench.benchmark.declarations import declare_files
 from hubbench.benchmark.runner import Cell, run_cell
 from hubbench.benchmark.suites import Suite
+from hubbench.errors import InputError
 from hubbench.hubs.base import HUBS, get_hub
 from hubbench.methods.base import Method
 from hubbench.rankers.base import RANKERS, Ranker
@@ -36,7 +37,7 @@ def suite_of(hub: str, task: str, rankers: Sequence[str], by: str | None, seed: 
     for spec in rankers:
         Ranker.parse(spec)
     if by is not None and by not in rankers:
-        raise ValueError(f"--by {by}: not one of the rankers run ({', '.join(rankers)})")
+        raise InputError(f"--by {by}: not one of the rankers run ({', '.join(rankers)})")
     return Suite("rank", f"hubbench rank --hub {hub} --task {task}", (hub,), (task,), (), (seed,), rankers=rankers,
                  declared=found).overridden(overrides)
 
@@ -49,7 +50,7 @@ def tune_cell(suite: Suite, tune: str, by: str | None, rankings: dict[str, recor
     else:
         by = by or next((name for name, r in rankings.items() if r.order), None)
         if by is None or not rankings[by].order:
-            raise ValueError(f"--tune: {'ranker ' + by if by else 'no ranker'} picked no source to fine-tune")
+            raise InputError(f"--tune: {'ranker ' + by if by else 'no ranker'} picked no source to fine-tune")
         method = Method.of(f"finetune[model={rankings[by].order[0]}]")
     return Cell(suite, suite.hubs[0], suite.tasks[0], method, suite.seeds[0])
 

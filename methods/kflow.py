@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from hubbench.context import TaskModel, task_model
+from hubbench.errors import InputError
 from hubbench.methods._features import Frozen, resize_to
 from hubbench.methods.base import Method, register
 
@@ -146,7 +147,7 @@ class KFlow(Method):
 
     def __post_init__(self):
         if not 0 < self.student_weight < 1 or self.stages < 1:
-            raise ValueError(f"kflow needs 0 < student_weight < 1 and stages >= 1, got {self.student_weight}, "
+            raise InputError(f"kflow needs 0 < student_weight < 1 and stages >= 1, got {self.student_weight}, "
                              f"{self.stages}")
 
     def applicable(self, hub, task):

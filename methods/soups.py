@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from hubbench.errors import InputError
 from hubbench.methods._features import finetuned_models, finetuned_needs
 from hubbench.methods.base import Method, register
 from hubbench.seeding import derive_seed, generator
@@ -48,7 +49,7 @@ class Soup(Method):
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
-            raise ValueError(f"unknown soup recipe {self.recipe!r} (choose from: {', '.join(RECIPES)})")
+            raise InputError(f"unknown soup recipe {self.recipe!r} (choose from: {', '.join(RECIPES)})")
 
     @classmethod
     def variants(cls, hub):

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hubbench.context import TaskModel, task_model
+from hubbench.errors import InputError
 from hubbench.figures import Figure, Panel, canvas, label
 from hubbench.methods.base import Method, register
 
@@ -218,7 +219,7 @@ class ZooTuning(Method):
 
     def __post_init__(self):
         if self.formulation not in FORMULATIONS:
-            raise ValueError(f"unknown zoo_tuning formulation {self.formulation!r} (choose from: "
+            raise InputError(f"unknown zoo_tuning formulation {self.formulation!r} (choose from: "
                              f"{', '.join(FORMULATIONS)})")
 
     def applicable(self, hub, task):

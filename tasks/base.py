@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hubbench.errors import InputError
 from hubbench.images import to_input
 from hubbench.record import Examples
 from hubbench.registry import Registry
@@ -64,9 +65,9 @@ class Protocol:
             object.__setattr__(self, f.name, value)  # ints given for floats, lists for tuples
             ok, must = LIMITS.get(f.name, (None, ""))
             if ok is not None and not ok(value):
-                raise ValueError(f"protocol field {f.name!r} must be {must}, got {value!r}")
+                raise InputError(f"protocol field {f.name!r} must be {must}, got {value!r}")
         if 0 < self.resize < self.image_size:
-            raise ValueError(f"protocol field 'resize' must be 0 or at least image_size ({self.image_size}), "
+            raise InputError(f"protocol field 'resize' must be 0 or at least image_size ({self.image_size}), "
                              f"got {self.resize}")
 
     def schedule(self, iterations: int | None = None) -> Schedule:
@@ -87,7 +88,7 @@ class Protocol:
         names = [f.name for f in dataclasses.fields(self)]
         for key in overrides:
             if key not in names:
-                raise ValueError(f"unknown protocol field {key!r} (choose from: {', '.join(names)})")
+                raise InputError(f"unknown protocol field {key!r} (choose from: {', '.join(names)})")
         return dataclasses.replace(self, **overrides)
 
 
@@ -120,11 +121,11 @@ def _typed(name: str, value: Any, kind: Any) -> Any:
     if typing.get_origin(kind) is tuple:
         if isinstance(value, (list, tuple)) and all(type(v) in (int, float) for v in value):
             return tuple(float(v) for v in value)
-        raise ValueError(f"protocol field {name!r} expects a list of numbers, got {value!r}")
+        raise InputError(f"protocol field {name!r} expects a list of numbers, got {value!r}")
     if kind is float and type(value) is int:
         return float(value)
     if type(value) is not kind:
-        raise ValueError(f"protocol field {name!r} expects {kind.__name__}, got {value!r}")
+        raise InputError(f"protocol field {name!r} expects {kind.__name__}, got {value!r}")
     return value
 
 
@@ -209,7 +210,7 @@ class Task(ABC):
             empty = [name for name in ("train", "val", "test") if len(splits[name]) == 0]
             if empty:
                 sizes = ", ".join(f"{name} {len(split)}" for name, split in splits.items())
-                raise ValueError(f"task {self.name!r}: empty split ({', '.join(empty)}): {sizes} images; "
+                raise InputError(f"task {self.name!r}: empty split ({', '.join(empty)}): {sizes} images; "
                                  "every method needs train, val and test")
             _SPLITS[cls] = splits
         return _SPLITS[cls]

@@ -1,0 +1,75 @@
+"""Bad input is `hubbench.errors.InputError`, and only that is one line and exit code 2: any other exception,
+a ValueError of a method included, keeps its traceback (in the cell's record, or out of the command)."""
+
+import json
+
+import pytest
+from conftest import PLUGIN, write_suite
+
+from hubbench.benchmark.cli import main
+from hubbench.benchmark.plugins import load_plugins
+from hubbench.errors import InputError
+from hubbench.leaderboard import generate
+
+BUGGY_PLUGIN = '''
+from hubbench.methods import Method, register
+
+@register
+class Buggy(Method):
+    name = "buggy"
+    description = "a method with a bug that raises ValueError"
+
+    def fit(self, ctx):
+        raise ValueError("a bug in fit")
+'''
+
+
+@pytest.fixture(scope="module")
+def buggy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plugin") / "buggy_plugin.py"
+    path.write_text(BUGGY_PLUGIN)
+    plugins = [str(PLUGIN), str(path)]
+    load_plugins(plugins)  # once for the module (main loads it too: the registry is the process's)
+    return [f"--plugin={p}" for p in plugins]
+
+
+def test_a_value_error_inside_fit_is_a_failed_record_with_its_traceback(buggy, tmp_path, capsys):
+    suite = write_suite(tmp_path, methods=("buggy",))
+    args = [*buggy, "run", "--suite", str(suite), "--results", str(tmp_path / "results")]
+    assert main(args) == 1
+    record = json.loads((tmp_path / "results/tiny/tiny/digits/buggy/seed0.json").read_text())
+    assert record["status"] == "failed" and record["reason"] == "ValueError: a bug in fit"
+    assert 'raise ValueError("a bug in fit")' in record["traceback"]
+    assert "1 failed" in capsys.readouterr().out
+    assert main(args) == 1 and "1 skipped" in capsys.readouterr().out  # not a bad input file: no rerun by itself
+
+
+def test_a_value_error_of_a_command_keeps_its_traceback(buggy, tmp_path, capsys):
+    """`hubbench profile` runs the method's `fit` itself: its ValueError leaves the command (a traceback, exit
+    code 1), not one line of bad input."""
+    args = [*buggy, "profile", "--hub", "tiny", "--task", "digits", "--method", "buggy", "--device", "cpu",
+            "--out", str(tmp_path / "p.json")]
+    with pytest.raises(ValueError, match="a bug in fit") as raised:
+        main(args)
+    assert not isinstance(raised.value, InputError) and "error:" not in capsys.readouterr().err
+
+
+def test_the_leaderboard_reports_only_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
+    assert generate.run(["nope"], tmp_path, tmp_path / "lb") == 2
+    err = capsys.readouterr().err
+    assert err == f"hubbench leaderboard: error: no records for suite 'nope' under {tmp_path / 'nope'}\n"
+
+    def bug(*args):
+        raise ValueError("a bug in the leaderboard")
+
+    monkeypatch.setattr(generate, "generate", bug)
+    with pytest.raises(ValueError, match="a bug in the leaderboard"):
+        generate.run(["nope"], tmp_path, tmp_path / "lb")
+
+
+def test_a_bad_progress_interval_is_one_line_before_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HUBBENCH_PROGRESS_S", "soon")
+    assert main(["run", "--suite", "smoke", "--results", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err == "hubbench: error: $HUBBENCH_PROGRESS_S must be a number of seconds (0 or " \
+                                      "more), got 'soon'\n"
+    assert not (tmp_path / "results").exists()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,7 +38,6 @@ from hubbench.settings import current, using
 from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from hubbench.training import Runtime
 
-log = logging.getLogger(__name__)
 ONE_STEP = {"iterations": 1, "batch_size": 2, "eval_every": 0, "test_views": 1}  # 2: BatchNorm trains on no fewer
 STAND_IN_IMAGES = {"resize": 0, "random_resized_crop": False}  # stand-in images come at the input size
 
@@ -61,6 +59,7 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     out = out or Path("results", "profile", hub.name, task.name, method.id.replace("[", "@").replace("]", "")
                            + ".json")
     start = time.perf_counter()
+    print(f"loading the weights of hub {hub.name} ...", flush=True)
     hub = loaded(hub)
     data = "stand-in" if stand_in else "task"
     print(f"building {method.id} on {hub.name}/{task.name}: one training step on {data} data, {device} ...",
@@ -112,7 +111,6 @@ def first_variant(spec: str, hub: Hub) -> Method:
 
 def loaded(hub: Hub) -> Hub:
     """`hub` with every source's weights already in memory, so that building from it reads no cache."""
-    log.info(f"loading the weights of hub {hub.name} ...")
     return dataclasses.replace(hub, sources=tuple(dataclasses.replace(s, weights=partial(dict, s.weights()))
                                                   for s in hub.sources))
 

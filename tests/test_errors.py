@@ -1,14 +1,14 @@
 """Bad input is `hubbench.errors.InputError`, and only that is one line and exit code 2: any other exception,
-a ValueError of a method included, keeps its traceback (in the cell's record, or out of the command)."""
+a ValueError of a method included, keeps its traceback (in the cell's record, or out of the command). The buggy
+method runs in subprocesses, as a user's plugin: registered here, it would join the tests that run every method."""
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import PLUGIN, write_suite
+from conftest import hubbench, write_suite
 
 from hubbench.benchmark.cli import main
-from hubbench.benchmark.plugins import load_plugins
-from hubbench.errors import InputError
 from hubbench.leaderboard import generate
 
 BUGGY_PLUGIN = '''
@@ -25,32 +25,30 @@ class Buggy(Method):
 
 
 @pytest.fixture(scope="module")
-def buggy(tmp_path_factory):
+def buggy(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("plugin") / "buggy_plugin.py"
     path.write_text(BUGGY_PLUGIN)
-    load_plugins([str(PLUGIN), str(path)])  # once: the registry is the process's, where the cells run (inline)
-    return ["--plugin", str(PLUGIN)]  # (the tiny hubs' plugin registers nothing twice)
+    return path
 
 
-def test_a_value_error_inside_fit_is_a_failed_record_with_its_traceback(buggy, tmp_path, capsys):
+def test_a_value_error_inside_fit_is_a_failed_record_with_its_traceback(buggy, tmp_path):
     suite = write_suite(tmp_path, methods=("buggy",))
-    args = [*buggy, "run", "--suite", str(suite), "--results", str(tmp_path / "results")]
-    assert main(args) == 1
+    args = ["--plugin", str(buggy), "run", "--suite", str(suite), "--results", str(tmp_path / "results")]
+    run = hubbench(*args, check=False)
+    assert run.returncode == 1 and "1 failed" in run.stdout, run.stderr
     record = json.loads((tmp_path / "results/tiny/tiny/digits/buggy/seed0.json").read_text())
     assert record["status"] == "failed" and record["reason"] == "ValueError: a bug in fit"
     assert 'raise ValueError("a bug in fit")' in record["traceback"]
-    assert "1 failed" in capsys.readouterr().out
-    assert main(args) == 0 and "1 skipped" in capsys.readouterr().out  # not a bad input file: no rerun by itself
+    assert "1 skipped" in hubbench(*args).stdout  # not a bad input file: a plain rerun keeps the record
 
 
-def test_a_value_error_of_a_command_keeps_its_traceback(buggy, tmp_path, capsys):
-    """`hubbench profile` runs the method's `fit` itself: its ValueError leaves the command (a traceback, exit
-    code 1), not one line of bad input."""
-    args = [*buggy, "profile", "--hub", "tiny", "--task", "digits", "--method", "buggy", "--device", "cpu",
-            "--out", str(tmp_path / "p.json")]
-    with pytest.raises(ValueError, match="a bug in fit") as raised:
-        main(args)
-    assert not isinstance(raised.value, InputError) and "error:" not in capsys.readouterr().err
+def test_a_value_error_of_a_command_keeps_its_traceback(buggy, tmp_path):
+    """`hubbench profile` runs the method's `fit` itself: its ValueError leaves the command with its traceback
+    (exit code 1), not as one line of bad input (exit code 2)."""
+    run = hubbench("--plugin", str(buggy), "profile", "--hub", "tiny", "--task", "digits", "--method", "buggy",
+                   "--device", "cpu", "--out", str(tmp_path / "p.json"), check=False)
+    assert run.returncode == 1 and "error:" not in run.stderr
+    assert "Traceback (most recent call last)" in run.stderr and run.stderr.endswith("ValueError: a bug in fit\n")
 
 
 def test_the_leaderboard_reports_only_bad_input_in_one_line(tmp_path, monkeypatch, capsys):

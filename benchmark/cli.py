@@ -15,18 +15,20 @@ import uuid
 from pathlib import Path
 
 import hubbench
+from hubbench import logs
 from hubbench.benchmark import suites
 from hubbench.benchmark.plugins import load_plugin, pick_device
-from hubbench.io import DATA_DIR_ENV, cache_dir, check_output_dir
-from hubbench.progress import interval
+from hubbench.errors import InputError
+from hubbench.io import cache_dir, check_output_dir
 from hubbench.registry import UnknownName
+from hubbench.settings import VARIABLES, Settings, using
 
 RESULTS = Path("results")
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
-          "$HUBBENCH_CACHE or ~/.cache/hubbench.")
+          f"${VARIABLES['cache']} or ~/.cache/hubbench.")
 
 
-class UsageError(Exception):
+class UsageError(InputError):
     """Bad input: reported as one line, exit code 2, nothing written."""
 
 
@@ -35,46 +37,18 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def apply_weights_options(args) -> None:
-    """Where real hubs find their checkpoint files, or whether they use random weights; read by
-    hubs.zoo through the environment so that worker processes inherit them."""
-    if getattr(args, "weights_dir", None):
-        if not args.weights_dir.is_dir():
-            raise UsageError(f"--weights-dir {args.weights_dir} is not a directory")
-        os.environ["HUBBENCH_WEIGHTS_DIR"] = str(args.weights_dir.resolve())
+def settings_of(args) -> Settings:
+    """The settings of the command (`hubbench.settings`): the environment's, under the options given for where
+    real hubs find their checkpoint files (or whether they get random weights) and tasks their datasets."""
+    options = {}
+    for option, setting in (("weights_dir", "weights"), ("data_dir", "data")):
+        if (folder := getattr(args, option, None)) is not None:
+            if not folder.is_dir():
+                raise UsageError(f"--{option.replace('_', '-')} {folder} is not a directory")
+            options[setting] = folder.resolve()
     if getattr(args, "random_weights", False):
-        from hubbench.hubs import get_hub
-
-        os.environ["HUBBENCH_RANDOM_WEIGHTS"] = "1"
-        get_hub.cache_clear()
-
-
-def apply_data_dir(args) -> None:
-    """Where tasks read real datasets; set in the environment, so that worker processes and jobs inherit it."""
-    if args.data_dir:
-        if not args.data_dir.is_dir():
-            raise UsageError(f"--data-dir {args.data_dir} is not a directory")
-        os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
-
-
-def check_data(cells) -> None:
-    """Read every selected real dataset now: a missing or malformed one, or one with an empty split, is then
-    one error before any cell runs or any hub weights load, not a failed cell per method and seed. (The
-    in-memory tasks' data are fixed by their code, not by the user: they are made when a cell needs them.)"""
-    from hubbench.tasks import TASKS
-
-    for name in dict.fromkeys(cell.task for cell in cells):
-        task = TASKS.get(name)
-        if task.external_data:
-            task().splits  # noqa: B018 (reading is the check; the splits stay cached for this process)
-
-
-def check_weights(cells) -> None:
-    """One error naming every missing checkpoint file of the hubs the cells use (not a failed record per cell)."""
-    from hubbench.hubs import get_hub
-
-    for name in dict.fromkeys(cell.hub for cell in cells):
-        get_hub(name).check()
+        options["random_weights"] = True
+    return Settings.from_environment().replace(**options)
 
 
 def load_suite(args) -> suites.Suite:
@@ -139,34 +113,23 @@ def dry_run(args, cells, executor, redo, runtime) -> int:
 def cmd_run(args) -> int:
     from hubbench.benchmark import executors
     from hubbench.benchmark.cells import expand
-    from hubbench.benchmark.runner import StaleRecords, check_records, run_cells
+    from hubbench.benchmark.runner import StaleRecords, check_run, run_cells
     from hubbench.record import RecordError
 
     check_executor_options(args)
-    interval()  # of the progress lines: a bad $HUBBENCH_PROGRESS_S is refused here, not in every cell
     check_output_dir(args.results, "--results")
-    check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
     if args.estimate and not args.dry_run:
         raise UsageError("--estimate goes with --dry-run")
-    apply_weights_options(args)
-    apply_data_dir(args)
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
     runtime, redo = runtime_options(args), redo_options(args)
-    try:
-        check_records(cells, args.results, redo)
+    try:  # a dry run estimates from the tasks' declared sizes: the data need not be there yet
+        check_run(cells, args.results, redo, data=not args.dry_run)
     except RecordError as e:
         raise UsageError(f"{e}; move it away to run its cell again") from None
     except StaleRecords as e:
         raise UsageError(f"{e}: --rerun-stale redoes such records, or run into another --results") from None
-    if not args.dry_run:  # a dry run estimates from the tasks' declared sizes: the data need not be there yet
-        check_data(cells)
-    check_weights(cells)  # before the images are decoded: a missing or bad weights file is found in seconds
-    if not args.dry_run:
-        from hubbench.benchmark.preflight import check_images
-
-        check_images(cells)
     device = executors.cells_device(args.executor, args.device)
     executor = executors.executor_for(
         args.executor, suite, args.results, args.device, cells, redo=redo, runtime=runtime, threads=args.threads,
@@ -177,8 +140,8 @@ def cmd_run(args) -> int:
         executor.check(executors.pending(cells, args.results, redo))  # the scheduler's refusal, before any job
     if args.dry_run:
         return dry_run(args, cells, executor, redo, runtime)
-    counts = run_cells(cells, args.results, device, executor=executor, redo=redo, threads=args.threads,
-                       runtime=runtime)
+    counts = run_cells(cells, args.results, device, executor=executor, checked=True, redo=redo,
+                       threads=args.threads, runtime=runtime)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
@@ -252,7 +215,6 @@ def cmd_hub_build(args) -> int:
         raise UsageError("--ship goes with --from-scratch")
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    apply_weights_options(args)
     print("\n".join(build(args.name, args.from_scratch, args.workers, args.plugins + args.plugin, args.ship)))
     return 0
 
@@ -299,7 +261,6 @@ def cmd_profile(args) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
-    apply_weights_options(args)
     declare_files(args.declare)
     device = pick_device(args.device)
     return run(args.hub, args.task, args.method, device, runtime_options(args).resolve(device), batch=args.batch,
@@ -307,12 +268,11 @@ def cmd_profile(args) -> int:
 
 
 def cmd_rank(args) -> int:
+    from hubbench.benchmark.preflight import check_data, check_weights
     from hubbench.benchmark.rank_cmd import run
 
     check_output_dir(args.results, "--results")
-    check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
-    apply_weights_options(args)
-    apply_data_dir(args)
+    check_output_dir(cache_dir(), f"the cache directory (${VARIABLES['cache']})")
     return run(args.hub, args.task, args.results, pick_device(args.device),
                lambda cells: (check_data(cells), check_weights(cells)), rankers=args.ranker or (), by=args.by,
                tune=args.tune, seed=args.seed, overrides=suites.parse_overrides(args.set), declare=args.declare,
@@ -323,7 +283,6 @@ def cmd_data_prepare(args) -> int:
     """Decode (or crop) every image of the suite's real datasets into the cache now, not in the first cell."""
     from hubbench.tasks.base import TASKS
 
-    apply_data_dir(args)
     suite = suites.Suite.load(args.suite)
     for name in suite.tasks:
         cls = TASKS.get(name)
@@ -337,16 +296,13 @@ def cmd_data_prepare(args) -> int:
 
 
 def cmd_data_synth(args) -> int:
-    from hubbench.tasks.synth_data import NotSynthetic, synthesise
+    from hubbench.tasks.synth_data import synthesise
 
     if args.dir.exists() and not args.dir.is_dir():
         raise UsageError(f"{args.dir} is not a directory")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
-    try:
-        folders = synthesise(args.dir, args.seed, *([args.datasets] if args.datasets else []))
-    except NotSynthetic as e:
-        raise UsageError(str(e)) from None
+    folders = synthesise(args.dir, args.seed, *([args.datasets] if args.datasets else []))
     print(f"wrote {len(folders)} synthetic datasets (seed {args.seed}) under {args.dir}: "
           f"{', '.join(f.name for f in folders)}; for rehearsals only: "
           f"hubbench run --suite paper-rehearsal --random-weights --data-dir {args.dir}")
@@ -395,9 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common, grid, weights, runtime], help="run a suite's cells into records",
                          description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped. "
                                      "Progress goes to stderr: bars in a terminal, else a line per cell start and "
-                                     "end and a progress line every $HUBBENCH_PROGRESS_S seconds (default 30).")
+                                     f"end and a progress line every ${VARIABLES['progress_s']} seconds (default 30).")
     run.add_argument("--data-dir", type=Path, metavar="DIR",
-                     help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+                     help=f"real datasets, one folder per task (default: ${VARIABLES['data']} or ~/data)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     run.add_argument("--force", action="store_true", help="redo cells that already have a record")
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
@@ -530,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override a protocol field of the task (repeatable), as `hubbench run --set`")
     rank.add_argument("--seed", type=int, default=0, help="seed of the ranking and tuning cells (default 0)")
     rank.add_argument("--data-dir", type=Path, metavar="DIR",
-                      help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+                      help=f"real datasets, one folder per task (default: ${VARIABLES['data']} or ~/data)")
     rank.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     rank.set_defaults(func=cmd_rank)
 
@@ -539,10 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = data_sub.add_parser("prepare", parents=[common], help="decode a suite's datasets into the cache",
                                   description="Decode and squash every image of the suite's real datasets (crop the "
                                               "faces of landmark datasets) into memory-mapped files under "
-                                              "$HUBBENCH_CACHE/, which runs then read instead of the image files.")
+                                              f"${VARIABLES['cache']}/, which runs then read instead of the image "
+                                              "files.")
     prepare.add_argument("--suite", required=True, help="suite name or path to a .toml file")
     prepare.add_argument("--data-dir", type=Path, metavar="DIR",
-                         help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+                         help=f"real datasets, one folder per task (default: ${VARIABLES['data']} or ~/data)")
     prepare.set_defaults(func=cmd_data_prepare)
 
     hub = sub.add_parser("hub", parents=[common], help="hub operations")
@@ -590,21 +547,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def input_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that mean bad input (exit code 2); imported only once one is raised."""
-    from hubbench.hubs.checkpoints import DownloadFailed, MissingWeights
-    from hubbench.record import RecordError
-
-    return UsageError, UnknownName, ValueError, MissingWeights, DownloadFailed, RecordError
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run a command under its settings (`hubbench.settings`), its log shown on stderr (`hubbench.logs`). Bad input
+    (`hubbench.errors.InputError`) is one line and exit code 2; any other exception keeps its traceback."""
     args = None
     try:
         args = build_parser().parse_args(argv)
-        for plugin in args.plugins + args.plugin:
-            load_plugin(plugin)
-        code = args.func(args)
+        with using(settings_of(args)), logs.to_stderr():
+            for plugin in args.plugins + args.plugin:
+                load_plugin(plugin)
+            code = args.func(args)
         sys.stdout.flush()  # a reader that left shows here, not as an ignored exception at exit
         return code
     except BrokenPipeError:  # the reader left (`hubbench status | head`): not an error of ours
@@ -613,16 +565,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hubbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except Exception as e:
-        if isinstance(e, input_errors()):
-            print(f"hubbench: error: {e}", file=sys.stderr)
-            return 2
-        if isinstance(e, OSError):  # the environment failed a running command: a full disk, a vanished file
-            running = getattr(args, "command", "") == "run"
-            resume = "; the records written before it are intact, rerun to resume" if running else ""
-            print(f"hubbench: error: {e}{resume}", file=sys.stderr)
-            return 1
-        raise
+    except InputError as e:
+        print(f"hubbench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the environment failed a running command: a full disk, a vanished file
+        running = getattr(args, "command", "") == "run"
+        resume = "; the records written before it are intact, rerun to resume" if running else ""
+        print(f"hubbench: error: {e}{resume}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

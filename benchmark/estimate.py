@@ -7,7 +7,7 @@ predictions. Step and inference times are measured as `hubbench profile` builds 
 one training step per stage): after each stage, a few more steps of that stage's own model, loss and
 parameters at the protocol's batch (lr 0, so nothing moves), timed as the profiler times (warm-up,
 synchronised median), with the device alone (`hubbench.exclusive`). Measurements are cached per device,
-hub, task, method, protocol shape, runtime and torch version under `$HUBBENCH_CACHE/estimates/`:
+hub, task, method, protocol shape, runtime and torch version under the cache's `estimates/`:
 `hubbench run --dry-run` reads them and `--estimate` measures the missing ones.
 
 What the model leaves out: data loading (prefetched, so hidden when the step is the bottleneck),

@@ -13,17 +13,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,18 @@ from submitit.helpers import DelayedSubmission
 from hubbench import record as records
 from hubbench.benchmark.cells import Cell, plugin_of
 from hubbench.benchmark.jobs import ACTIVE, QUEUED, job_ids, latest_jobs, starts, submitit_folder
-from hubbench.benchmark.plugins import load_plugins, pick_device
+from hubbench.benchmark.plugins import load_plugins, pick_device, started_as
 from hubbench.benchmark.runner import Redo, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
+from hubbench.errors import InputError
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
 from hubbench.progress import interval
+from hubbench.settings import Settings, current
 from hubbench.stopping import deferred
 from hubbench.training import Runtime
 
+log = logging.getLogger(__name__)
 Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary or why it ended), seconds
 
 
@@ -51,7 +54,8 @@ Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary o
 class CellJob:
     """One cell as a picklable callable, for a worker process or a cluster job. It names its method or ranker
     by the cell's entry rather than holding it, so a fresh process re-creates the cell after loading the plugin
-    files that may define its hub, task or method."""
+    files that may define its hub, task or method; it carries the settings of the process that made it, under
+    which it runs wherever it runs (not the environment there)."""
 
     suite: Suite
     hub: str
@@ -64,6 +68,7 @@ class CellJob:
     redo: Redo = Redo()
     threads: int = 1
     runtime: Runtime = Runtime()  # its device-dependent defaults are decided where the job runs
+    settings: Settings = field(default_factory=current)
 
     @classmethod
     def of(cls, cell: Cell, results: Path, device, plugins: Sequence[str] = (), **options) -> CellJob:
@@ -75,11 +80,12 @@ class CellJob:
         return Cell(self.suite, self.hub, self.task, plugin_of(self.entry), self.seed)
 
     def __call__(self) -> tuple[str, str, float]:
-        """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
+        """Run the cell under its settings, its log on stderr: (status, detail, seconds), as `runner.run_cell`
+        (status 'skipped' included)."""
         start = time.perf_counter()
-        with deferred(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"]):  # requeue after a checkpoint
+        with started_as(self.settings), deferred(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"]):
             status, record = run_cell(self.cell(), self.results, pick_device(self.device), redo=self.redo,
-                                      threads=self.threads, runtime=self.runtime)
+                                      threads=self.threads, runtime=self.runtime)  # requeued after a checkpoint
         return status, record.summary(), time.perf_counter() - start
 
     def checkpoint(self) -> DelayedSubmission:
@@ -219,7 +225,7 @@ def slurm_resources(suite: Suite, overrides: dict, threads: int, method: str | N
     return check_slurm({"time_min": 60, "cpus": threads, **suite.slurm, **suite.slurm_methods.get(method, {}), **given})
 
 
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """The scheduler refused the jobs (unknown partition, too many resources, controller down): one line."""
 
 
@@ -257,7 +263,7 @@ class Submitit(Executor):
         self.folder, self.name, self.resources, self.cluster = Path(folder), name, resources, cluster
         self.cells_per_job, self.cancel = cells_per_job, cancel
         self.method_resources = method_resources or {}
-        # the client looks at its SLURM jobs at each progress interval ($HUBBENCH_PROGRESS_S, default 30 s)
+        # the client looks at its SLURM jobs at each progress interval (`hubbench.settings`, default 30 s)
         self.poll_s = poll_s if poll_s is not None else (1.0 if cluster == "local" else max(1.0, interval()))
 
     def arrays(self, cells: list[Cell]) -> list[tuple[dict, list[list[int]]]]:
@@ -328,8 +334,7 @@ class Submitit(Executor):
             return
         submitted = self.submit_arrays([cells[i] for i in todo], [jobs[i] for i in todo])
         index = {job.job_id: [todo[i] for i in group] for job, group in submitted}
-        print(f"submitted {len(submitted)} jobs ({', '.join(index)}); their logs are in {self.folder}",
-              file=sys.stderr, flush=True)
+        log.info(f"submitted {len(submitted)} jobs ({', '.join(index)}); their logs are in {self.folder}")
         waiting = [job for job, _ in submitted]
         try:
             for job in self.wait(waiting):
@@ -353,8 +358,7 @@ class Submitit(Executor):
                     yield job
                 elif (n := starts(job)) > seen.get(job.job_id, 1):
                     seen[job.job_id] = n
-                    print(f"requeued: job {job.job_id} started again (attempt {n}); it resumes from its checkpoints",
-                          file=sys.stderr, flush=True)
+                    log.info(f"requeued: job {job.job_id} started again (attempt {n}); it resumes from its checkpoints")
             if waiting:
                 time.sleep(self.poll_s)
 
@@ -392,8 +396,8 @@ class Submitit(Executor):
             return
         ids = " ".join(job.job_id for job in jobs)
         scancel = f", or: scancel {ids}" if self.cluster == "slurm" else ""
-        print(f"hubbench: {len(jobs)} jobs go on without this client ({ids}); a rerun does not submit them "
-              f"again; stop them with: {self.cancel}{scancel}", file=sys.stderr, flush=True)
+        log.warning(f"hubbench: {len(jobs)} jobs go on without this client ({ids}); a rerun does not submit them "
+                    f"again; stop them with: {self.cancel}{scancel}")
 
     def save_job_ids(self, ids: dict[str, str]) -> None:
         """Append each cell's new job to its list in `jobs.json` (the last is its current one)."""
@@ -418,14 +422,14 @@ def cells_device(kind: str, device: str) -> torch.device | str:
 
 def cells_per_gpu(device: str, given: int | None, cells: list[Cell], results: Path, redo: Redo, runtime: Runtime,
                   measure: bool) -> int:
-    """`given`, else on a GPU the default of `benchmark.packing` for the cells that would run (said on stdout)."""
+    """`given`, else on a GPU the default of `benchmark.packing` for the cells that would run (logged)."""
     picked = pick_device(device)
     if given is not None or picked.type != "cuda":
         return given or 1
     from hubbench.benchmark.packing import default_cells_per_gpu
 
     n, why = default_cells_per_gpu(pending(cells, results, redo), picked, runtime, measure)
-    print(f"cells per GPU: {n} ({why})")
+    log.info(f"cells per GPU: {n} ({why})")
     return n
 
 

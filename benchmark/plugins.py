@@ -1,15 +1,20 @@
-"""Plugin files and devices, as every process that runs cells (the CLI, workers, cluster jobs) loads them."""
+"""Plugin files, devices, settings and logs, as every process that runs cells (the CLI, workers, cluster jobs) has
+them."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hubbench import logs
 from hubbench.discovery import PROVENANCE
+from hubbench.errors import InputError
+from hubbench.settings import Settings, using
 
 if TYPE_CHECKING:
     import torch
@@ -17,7 +22,7 @@ if TYPE_CHECKING:
 _LOADED: set[str] = set()  # plugin files this process has loaded
 
 
-class PluginError(ValueError):
+class PluginError(InputError):
     """A plugin file that is missing or fails to import: bad input, reported in one line."""
 
 
@@ -54,5 +59,13 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise InputError("--device cuda: no CUDA device is available")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def started_as(settings: Settings) -> Iterator[None]:
+    """The block of a worker process (or a cluster job) as it would run in the command that started it: under that
+    command's `settings`, which come with the work, pickled (not through the environment), the log on stderr."""
+    with using(settings), logs.to_stderr():
+        yield

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,13 +30,14 @@ from hubbench import record
 from hubbench.benchmark.profiling import Settings, profile
 from hubbench.context import Context
 from hubbench.environment import environment
+from hubbench.errors import InputError
 from hubbench.hubs.base import Hub, get_hub
 from hubbench.methods.base import Method, parse_spec
 from hubbench.seeding import derive_seed, generator, seed_everything
+from hubbench.settings import current, using
 from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from hubbench.training import Runtime
 
-CACHE_ENV = "HUBBENCH_CACHE"
 ONE_STEP = {"iterations": 1, "batch_size": 2, "eval_every": 0, "test_views": 1}  # 2: BatchNorm trains on no fewer
 STAND_IN_IMAGES = {"resize": 0, "random_resized_crop": False}  # stand-in images come at the input size
 
@@ -48,17 +48,18 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     CUDA, 2 on the CPU), built with `seed`; print the figures and write them to `out` (default: under
     results/profile/)."""
     if batch is not None and batch < 1:
-        raise ValueError(f"--batch must be at least 1, got {batch}")
+        raise InputError(f"--batch must be at least 1, got {batch}")
     batch = batch or (TASKS.get(task_name).protocol.batch_size if device.type == "cuda" else 2)
     hub = get_hub(hub_name)
     task, stand_in = profile_task(task_name, batch)
     method = first_variant(spec, hub)
     ok, reason = method.applicable(hub, task)
     if not ok:
-        raise ValueError(f"{method.id} does not apply to hub {hub.name!r} and task {task.name!r}: {reason}")
+        raise InputError(f"{method.id} does not apply to hub {hub.name!r} and task {task.name!r}: {reason}")
     out = out or Path("results", "profile", hub.name, task.name, method.id.replace("[", "@").replace("]", "")
                            + ".json")
     start = time.perf_counter()
+    print(f"loading the weights of hub {hub.name} ...", flush=True)
     hub = loaded(hub)
     data = "stand-in" if stand_in else "task"
     print(f"building {method.id} on {hub.name}/{task.name}: one training step on {data} data, {device} ...",
@@ -110,24 +111,16 @@ def first_variant(spec: str, hub: Hub) -> Method:
 
 def loaded(hub: Hub) -> Hub:
     """`hub` with every source's weights already in memory, so that building from it reads no cache."""
-    print(f"loading the weights of hub {hub.name} ...", flush=True)
     return dataclasses.replace(hub, sources=tuple(dataclasses.replace(s, weights=partial(dict, s.weights()))
                                                   for s in hub.sources))
 
 
 @contextlib.contextmanager
 def temporary_cache() -> Iterator[Path]:
-    """A throw-away $HUBBENCH_CACHE for the block (the locks of `hubbench.locks` are kept there too)."""
-    old = os.environ.get(CACHE_ENV)
-    with tempfile.TemporaryDirectory(prefix="hubbench-profile-") as tmp:
-        os.environ[CACHE_ENV] = tmp
-        try:
-            yield Path(tmp)
-        finally:
-            if old is None:
-                del os.environ[CACHE_ENV]
-            else:
-                os.environ[CACHE_ENV] = old
+    """A throw-away cache for the block, the settings' `cache` in it (the locks of `hubbench.locks` are kept there
+    too)."""
+    with tempfile.TemporaryDirectory(prefix="hubbench-profile-") as tmp, using(current().replace(cache=Path(tmp))):
+        yield Path(tmp)
 
 
 def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device, runtime: Runtime,

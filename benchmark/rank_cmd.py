@@ -22,6 +22,7 @@ from hubbench.benchmark.cells import Cell
 from hubbench.benchmark.declarations import declare_files
 from hubbench.benchmark.runner import run_cell
 from hubbench.benchmark.suites import Suite
+from hubbench.errors import InputError
 from hubbench.hubs.base import HUBS, get_hub
 from hubbench.methods.base import Method
 from hubbench.methods.finetune import Finetune
@@ -41,7 +42,7 @@ def suite_of(hub: str, task: str, rankers: Sequence[str], by: str | None, seed: 
     for spec in rankers:
         Ranker.parse(spec)
     if by is not None and by not in rankers:
-        raise ValueError(f"--by {by}: not one of the rankers run ({', '.join(rankers)})")
+        raise InputError(f"--by {by}: not one of the rankers run ({', '.join(rankers)})")
     return Suite("rank", f"hubbench rank --hub {hub} --task {task}", (hub,), (task,), (), (seed,), rankers=rankers,
                  declared=found).overridden(overrides)
 
@@ -51,7 +52,7 @@ def tune_method(tune: str) -> Method:
     role) must name its source in a `model` parameter, which the pick fills."""
     method = Method.of(tune) if tune else Finetune()
     if method.role == Role.SINGLE_SOURCE and "model" not in method.params:
-        raise ValueError(f"--tune {tune}: a single-source method without a `model` parameter to tune the pick with")
+        raise InputError(f"--tune {tune}: a single-source method without a `model` parameter to tune the pick with")
     return method
 
 
@@ -62,7 +63,7 @@ def tune_cell(suite: Suite, method: Method, by: str | None, rankings: dict[str, 
     if method.role == Role.SINGLE_SOURCE:
         by = by or next((name for name, r in rankings.items() if r.order), None)
         if by is None or not rankings[by].order:
-            raise ValueError(f"--tune: {'ranker ' + by if by else 'no ranker'} picked no source to fine-tune")
+            raise InputError(f"--tune: {'ranker ' + by if by else 'no ranker'} picked no source to fine-tune")
         method = dataclasses.replace(method, model=rankings[by].order[0])
     return Cell(suite, suite.hubs[0], suite.tasks[0], method, suite.seeds[0])
 

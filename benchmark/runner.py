@@ -18,17 +18,20 @@ from submitit.core.utils import UncompletedJobError
 from tqdm.auto import tqdm
 
 from hubbench import record as records
+from hubbench.benchmark import preflight
 from hubbench.benchmark.cells import Cell
 from hubbench.context import Context
 from hubbench.environment import environment
+from hubbench.errors import InputError
 from hubbench.hubs.base import get_hub
 from hubbench.hubs.checkpoints import BadCheckpoint
-from hubbench.io import cache_dir
+from hubbench.io import cache_dir, check_output_dir
 from hubbench.locks import locked
 from hubbench.methods.base import Method
 from hubbench.progress import note
 from hubbench.rankers.base import Ranker, ranking
 from hubbench.seeding import derive_seed, seed_everything
+from hubbench.settings import VARIABLES
 from hubbench.tasks.base import Task
 from hubbench.tasks.datasets import DatasetError
 from hubbench.training import Runtime
@@ -73,7 +76,7 @@ class Redo:
                 or failed_on_input(record) or (self.stale and cell.change(record) is not None))
 
 
-class StaleRecords(Exception):
+class StaleRecords(InputError):
     """Records made under another hub or protocol than their cells' now, which a run would not redo."""
 
 
@@ -89,6 +92,21 @@ def check_records(cells: list[Cell], results: Path, redo: Redo = Redo()) -> None
     if stale:
         (cell, change), more = stale[0], f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
         raise StaleRecords(f"the record of {cell.id}{more} was made under another configuration ({change})")
+
+
+def check_run(cells: list[Cell], results: Path, redo: Redo = Redo(), *, data: bool = True) -> None:
+    """The checks before any of `cells` runs, each raising an `InputError`: the results and cache directories
+    can be written, the record files are readable and none is stale (`check_records`), and (`data`: not for a
+    dry run, which reads no dataset) the datasets read, the hubs' checkpoint files are there and fit, the images
+    decode (`benchmark.preflight`)."""
+    check_output_dir(results, "the results directory")
+    check_output_dir(cache_dir(), f"the cache directory (${VARIABLES['cache']})")
+    check_records(cells, results, redo)
+    if data:
+        preflight.check_data(cells)
+    preflight.check_weights(cells)  # before the images are decoded: a missing or bad weights file is found in seconds
+    if data:
+        preflight.check_images(cells)
 
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
@@ -208,9 +226,13 @@ KINDS: dict[type, Kind] = {
     Ranker: Kind(rank)}
 
 
-def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, **kw) -> Counter:
+def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, checked: bool = False,
+              **kw) -> Counter:
     """Run cells with a progress bar and one line per finished cell: in this process and in order,
-    or through a parallel `executor` (see benchmark.executors). Returns the count of each outcome."""
+    or through a parallel `executor` (see benchmark.executors), after `check_run` (unless the caller has
+    `checked`) and under the settings in use (`hubbench.settings`). Returns the count of each outcome."""
+    if not checked:
+        check_run(cells, results, kw.get("redo", Redo()))
     counts: Counter = Counter()
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None, dynamic_ncols=True)
     outcomes = executor.run(cells, results, device, **kw) if executor else inline(cells, results, device, bar, **kw)

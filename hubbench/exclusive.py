@@ -34,7 +34,7 @@ def device_key(device: torch.device) -> str:
 
 
 def lock_dir() -> Path:
-    """Where device locks live: on the host, since a device is (not under $HUBBENCH_CACHE, which may be shared
+    """Where device locks live: on the host, since a device is (not under the cache directory, which may be shared
     by several hosts and which `hubbench profile` swaps for a temporary one)."""
     return Path(tempfile.gettempdir()) / f"hubbench-devices-{getpass.getuser()}"
 

@@ -11,6 +11,7 @@ from abc import ABC
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hubbench.errors import InputError
 from hubbench.record import CellRecord
 from hubbench.registry import Registry
 
@@ -88,7 +89,7 @@ class Plugin(ABC):
         kind = cls.REGISTRY.kind
         m = SPEC_RE.match(spec.strip())
         if not m:
-            raise ValueError(f"malformed {kind} spec {spec!r} (expected name or name[key=value,...])")
+            raise InputError(f"malformed {kind} spec {spec!r} (expected name or name[key=value,...])")
         found = cls.REGISTRY.get(m.group(1))
         hints = typing.get_type_hints(found)
         fields = {f.name for f in dataclasses.fields(found)}
@@ -97,7 +98,7 @@ class Plugin(ABC):
             key, sep, raw = item.partition("=")
             key, raw = key.strip(), raw.strip()
             if not sep or key not in fields:
-                raise ValueError(f"{kind} {found.name!r} has no parameter {key!r} "
+                raise InputError(f"{kind} {found.name!r} has no parameter {key!r} "
                                  f"(choose from: {', '.join(sorted(fields)) or 'none'})")
             params[key] = convert(raw, hints[key], f"{found.name}.{key}")
         return found, params
@@ -111,7 +112,7 @@ class Plugin(ABC):
 
 def convert(raw: str, kind: Any, what: str) -> Any:
     if not VALUE_RE.match(raw):
-        raise ValueError(f"invalid value {raw!r} for {what}: use letters, digits, '_', '.', '+', '-'")
+        raise InputError(f"invalid value {raw!r} for {what}: use letters, digits, '_', '.', '+', '-'")
     try:
         if kind is bool:
             if raw.lower() not in ("true", "false", "1", "0"):
@@ -119,4 +120,4 @@ def convert(raw: str, kind: Any, what: str) -> Any:
             return raw.lower() in ("true", "1")
         return kind(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"invalid value {raw!r} for {what} (expected {getattr(kind, '__name__', kind)})") from None
+        raise InputError(f"invalid value {raw!r} for {what} (expected {getattr(kind, '__name__', kind)})") from None

@@ -1,6 +1,6 @@
 """Progress of long loops wherever the output goes: a tqdm bar in a terminal; elsewhere (nohup, SLURM
-logs, CI) a plain line every `HUBBENCH_PROGRESS_S` seconds (default 30), so a log shows where a run is
-without filling up with bar redraws.
+logs, CI) a plain line every `progress_s` seconds (`hubbench.settings`, default 30), logged (`hubbench.logs`), so
+a log shows where a run is without filling up with bar redraws.
 
 A line costs one clock read per step and nothing else: its loss is the last one the loop logged
 (`set_postfix`), never one read from the device for the line.
@@ -8,25 +8,20 @@ A line costs one clock read per step and nothing else: its loss is the last one 
 
 from __future__ import annotations
 
-import os
+import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-INTERVAL_ENV = "HUBBENCH_PROGRESS_S"
+from hubbench.settings import current
+
+log = logging.getLogger(__name__)
 
 
 def interval() -> float:
-    """Seconds between two progress lines: $HUBBENCH_PROGRESS_S, default 30 (0: a line per iteration)."""
-    text = os.environ.get(INTERVAL_ENV) or "30"
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:
-        raise ValueError(f"${INTERVAL_ENV} must be a number of seconds (0 or more), got {text!r}")
-    return seconds
+    """Seconds between two progress lines: the settings' `progress_s`, default 30 (0: a line per iteration)."""
+    return current().progress_s
 
 
 def to_terminal() -> bool:
@@ -37,7 +32,7 @@ def to_terminal() -> bool:
 def note(message: str) -> None:
     """A timestamped line in a log (not in a terminal, where the bars show it)."""
     if not to_terminal():
-        print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+        log.info(f"[{datetime.now():%H:%M:%S}] {message}")
 
 
 def clock(seconds: float) -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from hubbench.errors import InputError
+
 if TYPE_CHECKING:
     from hubbench.training import Schedule
 
@@ -58,9 +60,9 @@ class Protocol:
             object.__setattr__(self, f.name, value)  # ints given for floats, lists for tuples
             ok, must = LIMITS.get(f.name, (None, ""))
             if ok is not None and not ok(value):
-                raise ValueError(f"protocol field {f.name!r} must be {must}, got {value!r}")
+                raise InputError(f"protocol field {f.name!r} must be {must}, got {value!r}")
         if 0 < self.resize < self.image_size:
-            raise ValueError(f"protocol field 'resize' must be 0 or at least image_size ({self.image_size}), "
+            raise InputError(f"protocol field 'resize' must be 0 or at least image_size ({self.image_size}), "
                              f"got {self.resize}")
 
     def schedule(self, iterations: int | None = None) -> Schedule:
@@ -85,7 +87,7 @@ class Protocol:
         names = [f.name for f in dataclasses.fields(self)]
         for key in overrides:
             if key not in names:
-                raise ValueError(f"unknown protocol field {key!r} (choose from: {', '.join(names)})")
+                raise InputError(f"unknown protocol field {key!r} (choose from: {', '.join(names)})")
         return dataclasses.replace(self, **overrides)
 
 
@@ -118,9 +120,9 @@ def _typed(name: str, value: Any, kind: Any) -> Any:
     if typing.get_origin(kind) is tuple:
         if isinstance(value, (list, tuple)) and all(type(v) in (int, float) for v in value):
             return tuple(float(v) for v in value)
-        raise ValueError(f"protocol field {name!r} expects a list of numbers, got {value!r}")
+        raise InputError(f"protocol field {name!r} expects a list of numbers, got {value!r}")
     if kind is float and type(value) is int:
         return float(value)
     if type(value) is not kind:
-        raise ValueError(f"protocol field {name!r} expects {kind.__name__}, got {value!r}")
+        raise InputError(f"protocol field {name!r} expects {kind.__name__}, got {value!r}")
     return value

@@ -22,13 +22,14 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+from hubbench.errors import InputError
 from hubbench.io import write_json
 
 OK, FAILED, INAPPLICABLE = "ok", "failed", "inapplicable"
 STATUSES = (OK, FAILED, INAPPLICABLE)
 
 
-class RecordError(Exception):
+class RecordError(InputError):
     """A file that is not a record this hubbench can read; the message names it and says why."""
 
 
@@ -496,10 +497,10 @@ def read(path: Path, cls: type = Record) -> Any:
         raise RecordError(f"{path}: unreadable ({e.strerror or e})") from None
     try:
         return from_json(json.loads(text), cls)
-    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
-        raise RecordError(f"{path}: not valid JSON ({e})") from None
     except RecordError as e:
         raise type(e)(f"{path}: {e}") from None
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        raise RecordError(f"{path}: not valid JSON ({e})") from None
 
 
 def write(path: Path, record: Any) -> Path:

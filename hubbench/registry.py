@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from hubbench.discovery import import_submodules
+from hubbench.errors import InputError
 
 T = TypeVar("T")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
-class UnknownName(LookupError):
+class UnknownName(InputError, LookupError):
     """A name that is not registered; the message lists the valid choices."""
 
     def __init__(self, kind: str, name: str, choices: list[str]):
@@ -28,7 +29,7 @@ class UnknownName(LookupError):
 def check_name(kind: str, name: str) -> str:
     """Names become file and directory names, so only a safe alphabet is allowed."""
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ValueError(f"invalid {kind} name {name!r}: use lower-case letters, digits, '_', '.', '-'")
+        raise InputError(f"invalid {kind} name {name!r}: use lower-case letters, digits, '_', '.', '-'")
     return name
 
 
@@ -55,7 +56,7 @@ class Registry(Generic[T]):
 
         def decorate(obj: T) -> T:
             if name in self._registered and self._registered[name] is not obj:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+                raise InputError(f"{self.kind} {name!r} is already registered")
             self._registered[name] = obj
             return obj
 

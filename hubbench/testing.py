@@ -12,7 +12,7 @@ known to fail. In a plugin's test file:
         check(method)
 
 The checks run on the `tiny` hub (the mini hub's five MiniResNets after seconds of pre-training,
-cached under $HUBBENCH_CACHE like every hub) and, per task kind, a tiny task (`CHECK_TASKS`: an
+cached in the cache directory like every hub) and, per task kind, a tiny task (`CHECK_TASKS`: an
 embedded task with a few dozen images per split), trained for a few iterations (`PROTOCOL`). Each
 method goes through the runner and the profiler as a benchmark cell does, under each setting of
 `RUNTIMES` (on the CPU, where every runtime option acts, so that the GPU's code paths are checked

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 import math
 import os
 import pickle
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from hubbench.seeding import derive_seed
 from hubbench.staging import prefetching
 from hubbench.stopping import requested, stop, training_loop
 
+log = logging.getLogger(__name__)
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 Curves = dict[str, list[list[float]]]
 
@@ -200,8 +201,8 @@ class Checkpoint:
             try:
                 state = load_torch(self.path)
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-                print(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
-                      "starts afresh", file=sys.stderr)
+                log.warning(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
+                            "starts afresh")
         self.carried_s = max(float(state.get("seconds", 0.0)) if state else 0.0, self.counted_before())
         return state
 

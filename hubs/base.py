@@ -12,6 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from hubbench.registry import Registry, UnknownName
+from hubbench.settings import current
 
 if TYPE_CHECKING:
     import torch
@@ -84,6 +85,12 @@ class Hub:
                 "sources": [{"name": s.name, "family": s.family} for s in self.sources]}
 
 
-@cache
 def get_hub(name: str) -> Hub:
+    """The hub registered as `name`, made once per process and weights mode (the setting `random_weights`, which a
+    real hub reads when it is made)."""
+    return made_hub(name, current().random_weights)
+
+
+@cache
+def made_hub(name: str, random_weights: bool) -> Hub:  # the mode is a key of the cache: the hub reads it itself
     return HUBS.get(name)()

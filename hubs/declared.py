@@ -23,10 +23,10 @@ to the logits), when its weights hold one: torchvision's and timm's published we
 taken to hold only a backbone unless the source says `classifier = true` (its head's keys are then required).
 
 Weights are never downloaded here: torchvision's files are looked for where `hubs.checkpoints` looks
-($HUBBENCH_WEIGHTS_DIR, then $TORCH_HOME/hub/checkpoints), timm's in the Hugging Face cache, checkpoint files
-at their path (relative to the declaring file), all loaded with `weights_only=True` after the hash check.
-`Hub.check` names every missing file, one line per source, before a run starts, and loads each local
-checkpoint to check that its keys fit the architecture. HUBBENCH_RANDOM_WEIGHTS=1 (`--random-weights`) gives
+(the weights directory of the settings, then $TORCH_HOME/hub/checkpoints), timm's in the Hugging Face cache,
+checkpoint files at their path (relative to the declaring file), all loaded with `weights_only=True` after the
+hash check. `Hub.check` names every missing file, one line per source, before a run starts, and loads each local
+checkpoint to check that its keys fit the architecture. The setting `random_weights` (`--random-weights`) gives
 every source seeded random weights instead.
 """
 
@@ -44,6 +44,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from hubbench.errors import InputError
 from hubbench.hubs import checkpoints
 from hubbench.hubs.base import Hub, Source
 from hubbench.hubs.checkpoints import BadCheckpoint, MissingWeights, check_match
@@ -56,7 +57,7 @@ SOURCE_KEYS = {"name", "model", "weights", "checkpoint", "prefix", "key", "sha25
 PROBE = 64  # px: the feature map of a stride-32 net is still 2 x 2
 
 
-class DeclarationError(ValueError):
+class DeclarationError(InputError):
     """A declaration that cannot be used; the message names the source and what is valid."""
 
 
@@ -259,7 +260,7 @@ def file_state(source: Declared, full: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def loaded(source: Declared, random: bool) -> nn.Module:
-    """The whole model with seeded random weights (HUBBENCH_RANDOM_WEIGHTS when the hub was made) or the file's."""
+    """The whole model with seeded random weights (`random_weights` set when the hub was made) or the file's."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed("random-weights", source.model, source.name))
         full = full_model(source.model)

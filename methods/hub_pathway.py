@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hubbench.errors import InputError
 from hubbench.figures import GREY, Figure, Panel, canvas
 from hubbench.methods.base import Method, register
 
@@ -83,9 +84,9 @@ class HubPathwayMethod(Method):
         for field, value, choices in (("aggregator", self.aggregator, AGGREGATORS),
                                       ("generator", self.generator, GENERATORS)):
             if value not in choices:
-                raise ValueError(f"unknown hub_pathway {field} {value!r} (choose from: {', '.join(choices)})")
+                raise InputError(f"unknown hub_pathway {field} {value!r} (choose from: {', '.join(choices)})")
         if not 0 < self.gate_scale <= 1:
-            raise ValueError(f"hub_pathway needs 0 < gate_scale <= 1, got {self.gate_scale}")
+            raise InputError(f"hub_pathway needs 0 < gate_scale <= 1, got {self.gate_scale}")
 
     def applicable(self, hub, task):
         if not 1 <= self.k <= len(hub.sources):

@@ -3,6 +3,7 @@ intermediate features while training and is weaned off them, so that it finally 
 
 from __future__ import annotations
 
+from hubbench.errors import InputError
 from hubbench.methods.base import Method, register
 
 
@@ -38,7 +39,7 @@ class KFlow(Method):
 
     def __post_init__(self):
         if not 0 < self.student_weight < 1 or self.stages < 1:
-            raise ValueError(f"kflow needs 0 < student_weight < 1 and stages >= 1, got {self.student_weight}, "
+            raise InputError(f"kflow needs 0 < student_weight < 1 and stages >= 1, got {self.student_weight}, "
                              f"{self.stages}")
 
     def applicable(self, hub, task):

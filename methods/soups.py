@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
+from hubbench.errors import InputError
 from hubbench.methods.base import Method, finetuned_needs, register
 from hubbench.seeding import derive_seed, generator
 
@@ -49,7 +50,7 @@ class Soup(Method):
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
-            raise ValueError(f"unknown soup recipe {self.recipe!r} (choose from: {', '.join(RECIPES)})")
+            raise InputError(f"unknown soup recipe {self.recipe!r} (choose from: {', '.join(RECIPES)})")
 
     @classmethod
     def variants(cls, hub):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from hubbench.errors import InputError
 from hubbench.figures import Figure, Panel, canvas, label
 from hubbench.methods.base import Method, register
 
@@ -43,7 +44,7 @@ class ZooTuning(Method):
 
     def __post_init__(self):
         if self.formulation not in FORMULATIONS:
-            raise ValueError(f"unknown zoo_tuning formulation {self.formulation!r} (choose from: "
+            raise InputError(f"unknown zoo_tuning formulation {self.formulation!r} (choose from: "
                              f"{', '.join(FORMULATIONS)})")
 
     def applicable(self, hub, task):

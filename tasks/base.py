@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hubbench.errors import InputError
 from hubbench.images import to_input
 from hubbench.protocol import Protocol
 from hubbench.record import Examples
@@ -103,7 +104,7 @@ class Task(ABC):
             empty = [name for name in ("train", "val", "test") if len(splits[name]) == 0]
             if empty:
                 sizes = ", ".join(f"{name} {len(split)}" for name, split in splits.items())
-                raise ValueError(f"task {self.name!r}: empty split ({', '.join(empty)}): {sizes} images; "
+                raise InputError(f"task {self.name!r}: empty split ({', '.join(empty)}): {sizes} images; "
                                  "every method needs train, val and test")
             _SPLITS[cls] = splits
         return _SPLITS[cls]

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hubbench.errors import InputError
 from hubbench.seeding import derive_seed
 
 Item = tuple[Path | np.ndarray, int]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset file is missing or malformed; the message is one line with the path and the layout expected."""
 
     def __init__(self, path: Path, problem: str, layout: str):

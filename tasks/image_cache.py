@@ -3,7 +3,7 @@
 Decoding JPEGs is what starved the GPU (about 1 000 images/s on 16 cores against 2 000 a ResNet-50
 trains on), and a run decodes every image of its training split hundreds of times. So each image is
 decoded and squashed to `side` x `side` once, by PIL exactly as the per-batch decoder did, into a
-uint8 [N, side, side, 3] array under `$HUBBENCH_CACHE/images/`; batches then index that array, which
+uint8 [N, side, side, 3] array under the cache's `images/`; batches then index that array, which
 the kernel pages in and keeps (memory-mapped: a cache larger than memory still works). The file is keyed
 by what determines it: every image's path, size and modification time (or, for images held as arrays,
 their bytes) and the squash size; a changed image makes a new key, so a stale cache is never read.

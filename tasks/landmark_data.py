@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from hubbench.errors import InputError
 from hubbench.tasks.base import Split
 from hubbench.tasks.landmarks import pack
 
@@ -38,7 +39,7 @@ HRNET_LAYOUT = "an HRNet-style CSV with a header row (image_name, scale, ...) an
 NORMALISING_POINTS = {"300w": (36, 45), "wflw": (60, 72), "cofw": (8, 9)}  # 0-based; AFLW-19 uses box_size
 
 
-class LandmarkDataError(ValueError):
+class LandmarkDataError(InputError):
     """A dataset file or folder is missing or malformed; the message names it and the layout expected."""
 
 

@@ -1,7 +1,7 @@
 """The papers' seven classification targets, read in their distributed layouts under the data directory.
 
-Task `<name>` reads `<data dir>/<name>/` (`hubbench.io.data_dir`: $HUBBENCH_DATA_DIR, default
-~/data) with its reader from `tasks.datasets`, whose docstring gives the layout. Importing this
+Task `<name>` reads `<data dir>/<name>/` (`hubbench.io.data_dir`: `--data-dir`, see `hubbench.settings`;
+default ~/data) with its reader from `tasks.datasets`, whose docstring gives the layout. Importing this
 module reads nothing: the listing is made (and checked) on the first use of `splits`.
 
 Splits: 'train' is the split the papers train on (the reader's `train_split`: 'trainval' for

@@ -1,9 +1,9 @@
 """The papers' facial-landmark targets on the real benchmarks: 300W, WFLW, COFW and AFLW-19.
 
-Each task reads `<data dir>/<folder>/` (`hubbench.io.data_dir()`: `--data-dir`, `$HUBBENCH_DATA_DIR`)
+Each task reads `<data dir>/<folder>/` (`hubbench.io.data_dir()`: `--data-dir`, see `hubbench.settings`)
 in the layout its reader in `tasks.landmark_data` documents. Importing this module reads nothing;
 the data are read when `splits` is first used, and a missing file is then one `LandmarkDataError`
-line (a ValueError, like `tasks.datasets.DatasetError`) naming the path and the layout expected.
+line (an `InputError`, like `tasks.datasets.DatasetError`) naming the path and the layout expected.
 
 Protocol. Data as HRNet's facial-landmark code: 256 x 256 face crops (the box widened by 1.25),
 64 x 64 heatmaps (the head's three stride-2 deconvolutions turn a ResNet's /32 map into /4),
@@ -45,6 +45,7 @@ import torch
 from hubbench.io import cache_dir, data_dir, load_torch, save_torch
 from hubbench.locks import build_once
 from hubbench.seeding import derive_seed, digest
+from hubbench.settings import VARIABLES
 from hubbench.tasks.base import Protocol, Split, register
 from hubbench.tasks.landmark_data import (
     COFW_FILES,
@@ -65,7 +66,7 @@ from hubbench.tasks.landmark_data import (
 from hubbench.tasks.landmarks import LandmarkTask, decode, normalised_errors, summarise, unpack
 
 CACHE_VERSION = 1  # bump when the cropping or the cached format changes
-DATA_HINT = "(the data dir is --data-dir or $HUBBENCH_DATA_DIR)"
+DATA_HINT = f"(the data dir is --data-dir or ${VARIABLES['data']})"
 AFLW_CSV = "face_landmarks_aflw_{split}.csv"
 AFLW_LAYOUT = (f"<root>/{AFLW_CSV.format(split='{train,test}')} (HRNet's AFLW-19 CSVs) and the images they name "
                "under <root>/images/")

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from hubbench.errors import InputError
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed
 from hubbench.tasks.landmark_data import COFW_FILES, W300_PARTS, WFLW_LIST
@@ -320,7 +321,7 @@ DATASETS: dict[str, Callable[[Plan], None]] = {
 }  # the task names, which are the folders they read under the data dir
 
 
-class NotSynthetic(ValueError):
+class NotSynthetic(InputError):
     """A folder that synth would write holds files it did not write."""
 
 

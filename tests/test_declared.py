@@ -17,7 +17,7 @@ from hubbench import record as records
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.declarations import declare, gather, read
 from hubbench.benchmark.suites import Suite
-from hubbench.hubs.base import get_hub
+from hubbench.hubs.base import get_hub, made_hub
 from hubbench.methods import METHODS
 from hubbench.rankers import RANKERS
 from hubbench.tasks import TASKS
@@ -91,7 +91,7 @@ def fresh(tmp_path, monkeypatch):
     """A folder of data and a unique name prefix (registries are per process); real weights unless a test
     sets HUBBENCH_RANDOM_WEIGHTS."""
     monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS", raising=False)
-    get_hub.cache_clear()
+    made_hub.cache_clear()
     write_data(tmp_path)
     return tmp_path, "t" + uuid.uuid4().hex[:8]
 
@@ -197,7 +197,6 @@ sources = [
     found = run_suite(root, suite_toml(f"{p}-tv", [f"{p}-csv"], ["finetune", "ensemble_i", "zoo_tuning", "soup",
                                                                  "hub_pathway"], ["logme", "leep"]),
                       "--random-weights")
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")  # set by the command, for worker processes
     assert_ok_or_inapplicable(found)
     status = {r.method.name if isinstance(r, records.Record) else r.ranker.name: r.status for r in found}
     assert status["zoo_tuning"] == status["soup"] == records.INAPPLICABLE
@@ -217,7 +216,6 @@ sources = [
 """)
     found = run_suite(root, suite_toml(f"{p}-timm", [f"{p}-pets", f"{p}-faces"], ["finetune", "zoo_tuning"],
                                        ["logme", "leep"]), "--random-weights")
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
     assert_ok_or_inapplicable(found)
     status = {(r.task, r.method.id if isinstance(r, records.Record) else r.ranker.name): r.status for r in found}
     assert status[f"{p}-pets", "leep"] == status[f"{p}-pets", "zoo_tuning"] == records.OK
@@ -258,7 +256,6 @@ sources = [
     args = ["rank", "--declare", str(root / "data.toml"), "--hub", f"{p}-tv", "--task", f"{p}-pets", "--results",
             str(root / "results"), "--device", "cpu", "--random-weights", *overrides]
     assert main(args) == 0
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
     out = capsys.readouterr().out.splitlines()
     assert out[1].split() == ["source", *sorted(RANKERS.names(), key=lambda n: n != "logme")]
     assert out[3].split()[0] == "r18" and out[4].split()[0] == "mnv3" and out[5].split()[0] == "pick"
@@ -278,7 +275,6 @@ sources = [{{ name = "mnv3", model = "torchvision:mobilenet_v3_small", weights =
 """)
     assert main(["profile", "--declare", str(root / "data.toml"), "--hub", f"{p}-tv", "--task", f"{p}-pets",
                  "--method", "finetune", "--random-weights", "--device", "cpu", "--out", str(root / "p.json")]) == 0
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
     assert json.loads((root / "p.json").read_text())["complexity"]["params"]["total"] > 0
 
 

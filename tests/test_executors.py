@@ -74,7 +74,7 @@ def run_submitit_local(plugin: Path, suite_path: Path, root: Path, cells=None, c
     executor = Submitit(submitit_folder(results, suite.name), "test", slurm_resources(suite, {}, 1),
                         cluster="local", plugins=plugins, cells_per_job=cells_per_job)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HUBBENCH_CACHE", str(root / "cache"))  # the jobs inherit it
+        mp.setenv("HUBBENCH_CACHE", str(root / "cache"))  # the jobs get it with their settings
         return run_cells(cells or expand(suite), results, "cpu", executor=executor)
 
 

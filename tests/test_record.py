@@ -16,6 +16,7 @@ from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 from hubbench.leaderboard import frame
 from hubbench.leaderboard.generate import generate
+from hubbench.logs import to_stderr
 
 # the oldest shape: the runner's own parameter count at top level, no complexity, "n/a" for inapplicable
 OLDEST = {**record("a", "finetune[model=x]", 0, 40.0), "params": {"total": 2_000_000, "trainable": 1_000_000},
@@ -117,7 +118,8 @@ def test_leaderboard_skips_unreadable_records_with_a_warning(tmp_path, capsys):
     (tmp_path / "r/s/.submitit").mkdir()
     (tmp_path / "r/s/.submitit/jobs.json").write_text('{"jobs": {}}')  # an executor's file: not a record
     (tmp_path / "r/s/h/a/y/seed1.json").write_text('{"schema": "hubbench.profile/1"}')  # another kind: ignored
-    readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
+    with to_stderr():  # as the command line shows the log
+        readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
     warnings = capsys.readouterr().err.splitlines()
     assert warnings == [f"hubbench leaderboard: warning: skipping {newer}: written by a newer hubbench (schema "
                         "hubbench.record/4; this one reads up to hubbench.record/3)",
@@ -151,7 +153,8 @@ def test_run_refuses_before_any_cell_and_leaves_the_file(unreadable, capsys, tin
 
 def test_status_warns_and_tells_unreadable(unreadable, capsys, tmp_path, tiny_hub):
     _, results, cells, _ = unreadable
-    counts, lines = report(cells, results, tmp_path / "cache", {})
+    with to_stderr():  # as the command line shows the log
+        counts, lines = report(cells, results, tmp_path / "cache", {})
     assert counts == {"unreadable": 2} and all("unreadable" in line for line in lines[1:])
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"hubbench status: warning: {cells[0].path(results)}: written by a newer hubbench "

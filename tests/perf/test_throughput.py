@@ -170,10 +170,9 @@ def test_cells_per_device(benchmark, cells):
     from hubbench.benchmark.packing import throughput
     from hubbench.benchmark.plugins import load_plugins
     from hubbench.benchmark.suites import Suite
-    from hubbench.hubs.zoo import RANDOM_WEIGHTS_ENV
     from hubbench.methods import METHODS
 
-    hub = "resnet50-zoo" if CUDA else "tiny"  # random weights on CUDA (RANDOM_WEIGHTS_ENV), seconds to build here
+    hub = "resnet50-zoo" if CUDA else "tiny"  # random weights on CUDA, seconds to build here
     task = "cifar100" if CUDA else "digits"
     plugins = () if CUDA else (str(TINY_PLUGIN),)
     load_plugins(plugins)
@@ -182,7 +181,7 @@ def test_cells_per_device(benchmark, cells):
     runtime = Runtime()
     rates = {}
     with pytest.MonkeyPatch.context() as env:
-        env.setenv(RANDOM_WEIGHTS_ENV, "1")  # the copies inherit it
+        env.setenv("HUBBENCH_RANDOM_WEIGHTS", "1")  # the copies get it with the settings
         benchmark.pedantic(
             lambda: rates.update({cells: throughput(cell, DEVICE, runtime, cells, seconds=5, plugins=plugins)}),
             setup=lambda: rates.update({1: throughput(cell, DEVICE, runtime, 1, seconds=5, plugins=plugins)}),

@@ -17,7 +17,6 @@ from helpers import make_task
 from hubbench.benchmark.profiling import count_params, sgd_step, train_batch
 from hubbench.context import Context
 from hubbench.hubs import HUBS
-from hubbench.hubs.zoo import RANDOM_WEIGHTS_ENV
 from hubbench.methods import METHODS
 from hubbench.seeding import derive_seed, seed_everything
 from hubbench.tasks import TASKS
@@ -36,7 +35,7 @@ NO_CUDA = pytest.mark.skip(reason="resnet50-zoo is benchmarked on CUDA only, and
 def make_hub(name: str):
     """A hub whose published checkpoints (if any) are replaced by seeded random weights."""
     with pytest.MonkeyPatch.context() as env:
-        env.setenv(RANDOM_WEIGHTS_ENV, "1")
+        env.setenv("HUBBENCH_RANDOM_WEIGHTS", "1")
         return HUBS.get(name)()
 
 

@@ -191,16 +191,6 @@ def read_hrnet_csv(csv_path: str | Path, numbers: int) -> list[tuple[str, np.nda
     return out
 
 
-def load_300w_csv(csv_path: str | Path, image_root: str | Path) -> list[Face]:
-    """300W from HRNet's CSV: image_name, scale, center_w, center_h, 68 x (x, y) (0-based)."""
-    faces = []
-    for name, v in read_hrnet_csv(csv_path, 3 + 136):
-        points = v[3:].reshape(68, 2) + ZERO_BASED
-        faces.append(Face(Path(image_root) / name, points, Crop.from_hrnet(v[1], v[2], v[0]),
-                          distance(points, NORMALISING_POINTS["300w"])))
-    return faces
-
-
 def load_aflw_csv(csv_path: str | Path, image_root: str | Path) -> list[Face]:
     """AFLW-19 from HRNet's CSV: image_name, scale, box_size, center_w, center_h, 19 x (x, y);
     the normaliser is the face's box_size."""

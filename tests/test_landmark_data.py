@@ -15,7 +15,6 @@ from hubbench.tasks.landmark_data import (
     LandmarkDataError,
     crop_split,
     load_300w,
-    load_300w_csv,
     load_aflw_csv,
     load_cofw,
     load_wflw,
@@ -93,18 +92,6 @@ def test_300w_pts_with_another_point_count_is_refused_naming_the_file(tmp_path):
         load_300w(tmp_path, "train")
 
 
-def test_300w_hrnet_csv(tmp_path):
-    idx = indices(68, 7)
-    header = ["image_name", "scale", "center_w", "center_h"] + [f"original_{i}_{a}" for i in range(68) for a in "xy"]
-    row = ["ibug/image_001.png", "0.12", "30", "25", *map(str, idx.ravel())]
-    (tmp_path / "face_landmarks_300w_valid.csv").write_text(",".join(header) + "\n" + ",".join(row) + "\n")
-    write_image(tmp_path / "images" / "ibug" / "image_001.png")
-    (face,) = load_300w_csv(tmp_path / "face_landmarks_300w_valid.csv", tmp_path / "images")
-    assert np.allclose(face.points, idx + 0.5) and face.crop == Crop((30.5, 25.5), 200 * 0.12 * 1.25)
-    assert face.normaliser == pytest.approx(np.linalg.norm(idx[36] - idx[45]))
-    check_crop_to_the_pixel(face)
-
-
 def test_wflw_list_files_subsets_crop_and_normaliser(tmp_path):
     listing = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
     listing.mkdir(parents=True)
@@ -175,7 +162,6 @@ def face_at(tmp_path, n, crop):
     (lambda root: load_300w(root, "train"), "afw"),
     (lambda root: load_wflw(root, "test"), "list_98pt_rect_attr_test.txt"),
     (lambda root: load_cofw(root, "train"), "COFW_train_color.mat"),
-    (lambda root: load_300w_csv(root / "face_landmarks_300w_train.csv", root), "face_landmarks_300w_train.csv"),
     (lambda root: load_aflw_csv(root / "face_landmarks_aflw_test.csv", root), "face_landmarks_aflw_test.csv"),
 ])
 def test_an_empty_folder_names_the_missing_path_and_the_layout(tmp_path, load, missing):

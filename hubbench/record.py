@@ -89,6 +89,7 @@ class Memory:
 class Speed:
     infer_samples_s: float | None = None
     train_samples_s: float | None = None
+    train_step: str | None = None  # what the training speed (and memory) timed
     batch: int | None = None
     precision: str | None = None
     memory_format: str | None = None
@@ -220,6 +221,19 @@ def _provenance_added(data: dict) -> dict:
     return data
 
 
+EARLY_TRAIN_STEP = ("an SGD step of the deployed model on the task loss, whatever the method's own training "
+                    "(profiled before hubbench timed each method's own step)")
+
+
+def _train_step_stated(data: dict) -> dict:
+    """The next version says what its training speed timed (`Speed.train_step`): a method's own training step, where
+    it has one. Earlier profilers timed an SGD step of the deployed model on the task loss, so say so."""
+    speed = (data.get("complexity") or {}).get("speed")
+    if speed:
+        data = {**data, "complexity": {**data["complexity"], "speed": {**speed, "train_step": EARLY_TRAIN_STEP}}}
+    return data
+
+
 def cell_id(hub: str, task: str, entry: str, seed: int) -> str:
     return f"{hub}/{task}/{entry}/seed{seed}"
 
@@ -293,8 +307,9 @@ class Record(CellRecord):
     """A method's cell's record: the primary metric always (its value where ok); measurements only where ok."""
 
     SCHEMA: ClassVar[str] = "hubbench.record"
-    VERSION: ClassVar[int] = 3
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added}
+    VERSION: ClassVar[int] = 4
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added,
+                                                             3: _train_step_stated}
     PLUGIN: ClassVar[str] = "method"
 
     metric: Metric
@@ -447,6 +462,7 @@ MEASURE_COLUMNS = {
     "infer_samples_s": Column("float64", "complexity.speed.infer_samples_s", label="Speed infer / train",
                               unit="samples/s", fmt=pair("infer_samples_s", "train_samples_s"), shown=True),
     "train_samples_s": Column("float64", "complexity.speed.train_samples_s"),
+    "train_step": Column("str", "complexity.speed.train_step"),
     "speed_batch": Column("Int64", "complexity.speed.batch"),
     "precision": Column("str", "complexity.speed.precision"),
     "memory_format": Column("str", "complexity.speed.memory_format"),
@@ -624,8 +640,8 @@ class Profile:
     """What `hubbench profile` writes: the complexity of one method built with a single training step."""
 
     SCHEMA: ClassVar[str] = "hubbench.profile"
-    VERSION: ClassVar[int] = 2
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added}
+    VERSION: ClassVar[int] = 3
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added, 2: _train_step_stated}
 
     hub: str
     task: str

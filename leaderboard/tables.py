@@ -134,7 +134,8 @@ def complexity(board: Board) -> list[Block]:
         f"Each row: mean over the {len(board.tasks)} task(s) of this table of the mean over seeds (ok records). "
         "GFLOPs per sample at inference, fvcore's convention (one multiply-add = one flop); "
         "cost: training seconds, the record's own + those of the artifacts it reuses (fine-tuned sources).",
-        settings(board.ok, "Memory", memory_setting), settings(board.ok, "Speed", speed_setting)]
+        settings(board.ok, "Memory", memory_setting), settings(board.ok, "Speed", speed_setting),
+        settings(board.ok, "Training memory and speed", lambda r: r.train_step if known(r.train_step) else None)]
     return [Table(header(board, columns), summary(board, columns)), *map(Text, notes)]
 
 

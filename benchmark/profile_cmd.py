@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from hubbench import record
-from hubbench.benchmark.profiling import Settings, Stages, profile
+from hubbench.benchmark.profiling import Settings, StageTimer, profile
 from hubbench.context import Context
 from hubbench.environment import environment
 from hubbench.hubs.base import Hub, get_hub
@@ -64,12 +64,12 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     print(f"building {method.id} on {hub.name}/{task.name}: one training step on {data} data, {device} ...",
           flush=True)
     runtime.apply(device)
-    stages = Stages(profile_scope(hub, task, method))
+    settings = Settings(runtime, batch=batch)
+    stages = StageTimer(profile_scope(hub, task, method), settings)
     model = build(method, hub, task, seed, device, runtime, on_stage=stages)
     build_s = time.perf_counter() - start
     print(f"built in {build_s:.0f} s; profiling at batch {batch} ...", flush=True)
     start = time.perf_counter()
-    settings = Settings(runtime, batch=batch)
     complexity = profile(model, task, device, settings, stages.last)
     result = record.Profile(hub.name, task.name, task.kind, record.PluginId.of(method),
                             seed, stand_in, dataclasses.asdict(task.protocol), hub.describe(), complexity,

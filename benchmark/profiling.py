@@ -19,12 +19,13 @@ Conventions:
   Memory and speed are measured with the device to this process alone (`hubbench.exclusive`): cells
   packed onto the same GPU pause at their next step until the measurement ends.
   Training memory and speed are those of the method's own training step: what `Context.train` was given for
-  the last stage trained in the cell's own scope (`Stages`), its loss (teachers' forwards, a distillation's
-  terms, a K-Flow's mixed stages) and its parameters, stepped as the training loop steps them. A method that
-  trains nothing in its cell (a fine-tune, whose source is a shared artifact, an ensemble or a soup of
-  fine-tunes) is timed by an SGD step of its deployed model on the task loss, which for a fine-tune is its
-  training step. The record says which (`Speed.train_step`). The learning rate is 0 and the buffers
-  (BatchNorm's statistics) are put back, so the measured model is left as it was.
+  the last stage trained in the cell's own scope, its loss (teachers' forwards, a distillation's terms, K-Flow's
+  mixed stages) and its parameters, stepped as the training loop steps them, right after that stage trained
+  (`StageTimer`, an `on_stage` hook), while all of it is as trained (K-Flow folds its mixed stages away once
+  trained). A method that trains nothing in its cell (a fine-tune, whose source is a shared artifact; an
+  ensemble or a soup of fine-tunes) is timed by an SGD step of its deployed model on the task loss, which for a
+  fine-tune is its training step. The record says which (`Speed.train_step`). The learning rate is 0 and the
+  buffers (BatchNorm's statistics) are put back, so the measured model is left as it was.
 """
 
 from __future__ import annotations
@@ -87,32 +88,6 @@ OWN_STEP = "the method's own training step (its last stage's loss and parameters
 DEPLOYED_STEP = "an SGD step of the deployed model on the task loss (no training stage of the method's own)"
 
 
-@dataclass(frozen=True)
-class Stage:
-    """What `Context.train` was given for one training stage: the model, the loss and the parameters it optimised."""
-
-    model: nn.Module
-    loss: Loss
-    params: list | None
-    key: str = "model"
-
-
-class Stages:
-    """An `on_stage` hook (`hubbench.context.Context`) keeping the stages trained in one scope: a cell's own, not those
-    of the fine-tuned sources it trains on its way (artifacts, which later cells reuse instead)."""
-
-    def __init__(self, scope: str):
-        self.scope, self.trained = scope, []
-
-    def __call__(self, ctx, model: nn.Module, loss: Loss, params: list | None, key: str) -> None:
-        if ctx.scope == self.scope:
-            self.trained.append(Stage(model, loss, params, key))
-
-    @property
-    def last(self) -> Stage | None:
-        return self.trained[-1] if self.trained else None
-
-
 def task_loss(task: Task) -> Loss:
     return lambda model, x, y: task.loss(model(x), y)
 
@@ -161,6 +136,47 @@ def stepped(model: nn.Module):
         model.train(mode)
         for p in model.parameters():
             p.grad = None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One training step measured: its peak memory (MB), samples/s, whether the device was this process's alone
+    (`hubbench.exclusive`), and what was stepped (`OWN_STEP` or `DEPLOYED_STEP`)."""
+
+    train_mb: float
+    samples_s: float
+    alone: bool
+    step: str
+
+
+def time_training(model: nn.Module, loss: Loss, params: list | None, task: Task, device: torch.device,
+                  settings: Settings, step: str) -> Trained:
+    """Memory and speed of a training step of `loss(model, x, y)` over `params` on a real training batch, `model`
+    left as it was (`stepped`)."""
+    s, rt = settings, settings.runtime.resolve(device)
+    batch = s.batch or task.protocol.batch_size
+    x, y = rt.batch(train_batch(task, batch), device)
+    memory: dict = {}
+    with exclusive(device) as alone, shape_stable(model), stepped(model):  # cells sharing the device pause meanwhile
+        train_step = training_step(model, loss, params, x, y, rt)
+        with peak_memory(device, memory, "train_mb"):
+            train_step()
+        rate = median_rate(train_step, batch, device, s)
+    return Trained(memory["train_mb"], rate, alone, step)
+
+
+class StageTimer:
+    """An `on_stage` hook (`hubbench.context.Context`) timing the training step of each stage trained in one scope,
+    a cell's own (not those of the fine-tuned sources it trains on its way: artifacts, which later cells reuse
+    instead), as soon as the stage is trained, with `settings`; `last` is the last stage's, which `profile`
+    records."""
+
+    def __init__(self, scope: str, settings: Settings = Settings()):
+        self.scope, self.settings, self.last = scope, settings, None
+
+    def __call__(self, ctx, model: nn.Module, loss: Loss, params: list | None, key: str) -> None:
+        if ctx.scope == self.scope:
+            self.last = time_training(model, loss, params, ctx.task, ctx.device, self.settings, OWN_STEP)
 
 
 @torch.no_grad()
@@ -293,10 +309,10 @@ def median_rate(step, batch: int, device: torch.device, s: Settings) -> float:
 
 
 def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings(),
-            stage: Stage | None = None) -> Complexity:
+            trained: Trained | None = None) -> Complexity:
     """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged); training memory and
-    speed are those of `stage`, the method's own last training stage (`Stages.last`), else of the deployed model
-    fine-tuned on the task loss."""
+    speed are `trained`, the method's own training step (`StageTimer.last`), else an SGD step of `model` on the
+    task loss."""
     s, rt = settings, settings.runtime.resolve(device)
     batch = s.batch or task.protocol.batch_size
     model = rt.model(model, device).eval()
@@ -310,22 +326,16 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
         with torch.no_grad(), rt.autocast(device):
             infer_model(x)
 
-    tx, ty = rt.batch(train_batch(task, batch), device)
-    trained, what = (stage, OWN_STEP) if stage else (Stage(model, task_loss(task), None), DEPLOYED_STEP)
     memory = {"device": device.type, "measure": MEMORY_MEASURE[device.type]}
     with exclusive(device) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
         with peak_memory(device, memory, "infer_mb"):
             infer()
         infer_rate = median_rate(infer, batch, device, s)
-        with stepped(trained.model):  # last: the stage's model is often the deployed one
-            train_step = training_step(trained.model, trained.loss, trained.params, tx, ty, rt)
-            with peak_memory(device, memory, "train_mb"):
-                train_step()
-            train_rate = median_rate(train_step, batch, device, s)
-    speed = Speed(infer_samples_s=infer_rate, train_samples_s=train_rate, train_step=what, exclusive=alone,
-                  batch=batch, precision="bf16" if rt.bf16 else "fp32",
+    trained = trained or time_training(model, task_loss(task), None, task, device, s, DEPLOYED_STEP)
+    speed = Speed(infer_samples_s=infer_rate, train_samples_s=trained.samples_s, train_step=trained.step,
+                  exclusive=alone and trained.alone, batch=batch, precision="bf16" if rt.bf16 else "fp32",
                   memory_format="channels_last" if rt.channels_last else "contiguous",
                   compile=rt.compile, warmup=s.warmup, repeats=s.repeats,
                   device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
                   torch=torch.__version__, cuda=torch.version.cuda)
-    return Complexity(params, flop_counts, Memory(**memory), speed)
+    return Complexity(params, flop_counts, Memory(**memory, train_mb=trained.train_mb), speed)

@@ -263,10 +263,11 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
 
 def fit(cell: Cell, ctx: Context) -> dict:
     """A method's part of its cell: train, evaluate on val and test, profile the deployed model."""
-    from hubbench.benchmark.profiling import Settings, Stages, profile  # here: `status` needs cells, not fvcore
+    from hubbench.benchmark.profiling import Settings, StageTimer, profile  # here: `status` needs cells, not fvcore
 
     task = ctx.task
-    stages = ctx.on_stage = Stages(ctx.scope)  # what the method trains, whose step the profiler times
+    settings = Settings(ctx.runtime)
+    stages = ctx.on_stage = StageTimer(ctx.scope, settings)  # times the method's own training step, as trained
     start = time.perf_counter()
     seed_everything(derive_seed(cell.seed, cell.id, "init"))
     model = cell.plugin.fit(ctx)
@@ -276,7 +277,7 @@ def fit(cell: Cell, ctx: Context) -> dict:
     metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
     eval_s = time.perf_counter() - start
     start = time.perf_counter()
-    complexity = profile(model, task, ctx.device, Settings(ctx.runtime), stages.last)
+    complexity = profile(model, task, ctx.device, settings, stages.last)
     artifacts_s = sum(a["train_s"] for a in ctx.used.values())
     return dict(
         status=records.OK,

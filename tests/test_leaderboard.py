@@ -359,8 +359,13 @@ def test_the_comparison_with_the_papers_flags_methods_still_rising_at_the_end(tm
 
 
 def test_every_reported_name_maps_to_ours():
+    """A reported row names its task as our task, one of the paper datasets (their classes hold everything of a
+    dataset but its reported rows, which the leaderboard reads without importing the tasks)."""
+    from hubbench.tasks import TASKS
+
+    paper = {name for name in TASKS.names() if getattr(TASKS.get(name), "synthesise", None)}
     for row in reported.read("reported_accuracy.csv"):
-        assert row["method"] in reported.METHODS and row["task"] in reported.TASKS
+        assert row["method"] in reported.METHODS and row["task"] in {*paper, reported.AVG}
         assert row["metric"] in reported.METRICS and row["source"]
     for row in reported.read("reported_complexity.csv"):
         assert row["method"] in reported.METHODS and row["source"]

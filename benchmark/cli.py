@@ -531,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = data_sub.add_parser(
         "synth", parents=[common], help="write synthetic stand-ins of the paper datasets (rehearsals only)",
-        description="Write every paper dataset (the seven classification sets, 300W, WFLW, COFW, AFLW-19) under "
+        description="Write every paper dataset (each paper task's synthetic stand-in) under "
                     "DIR/<task>/ in its exact distributed layout, with the real class counts and image sizes, a few "
                     "images per class, deterministic for the seed. A rehearsal tool: the files look real to the "
                     "loaders and their content means nothing (random pixels, labels and landmarks), so that a paper "

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from hubbench import record
-from hubbench.benchmark.profiling import Settings, profile
+from hubbench.benchmark.profiling import Settings, StageTimer, profile
 from hubbench.context import Context
 from hubbench.environment import environment
 from hubbench.errors import InputError
@@ -65,12 +65,13 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     print(f"building {method.id} on {hub.name}/{task.name}: one training step on {data} data, {device} ...",
           flush=True)
     runtime.apply(device)
-    model = build(method, hub, task, seed, device, runtime)
+    settings = Settings(runtime, batch=batch)
+    stages = StageTimer(profile_scope(hub, task, method), settings)
+    model = build(method, hub, task, seed, device, runtime, on_stage=stages)
     build_s = time.perf_counter() - start
     print(f"built in {build_s:.0f} s; profiling at batch {batch} ...", flush=True)
     start = time.perf_counter()
-    settings = Settings(runtime, batch=batch)
-    complexity = profile(model, task, device, settings)
+    complexity = profile(model, task, device, settings, stages.last)
     result = record.Profile(hub.name, task.name, task.kind, record.PluginId.of(method),
                             seed, stand_in, dataclasses.asdict(task.protocol), hub.describe(), complexity,
                             environment(device),
@@ -159,6 +160,7 @@ def table(result: record.Profile) -> str:
         ("Speed (samples/s)", f"inference {s.infer_samples_s:.1f}, training {s.train_samples_s:.1f} at batch "
                               f"{s.batch}, {s.precision}, {s.memory_format}{compiled}, {m.device} "
                               f"({s.device_name})"),
+        ("Training step", f"{s.train_step} (its memory and speed above)"),
     ]
     weights = ", random weights" if result.hub_config["config"].get("weights") == "random" else ""
     header = (f"{result.hub} / {result.task} / {result.method.id} "

@@ -172,9 +172,11 @@ def execute(cell: Cell, path: Path, device: torch.device, cache: Path, threads: 
 
 def fit(cell: Cell, ctx: Context) -> dict:
     """A method's part of its cell: train, evaluate on val and test, profile the deployed model."""
-    from hubbench.benchmark.profiling import Settings, profile  # here: `hubbench status` needs cells, not fvcore
+    from hubbench.benchmark.profiling import Settings, StageTimer, profile  # here: `status` needs cells, not fvcore
 
     task = ctx.task
+    settings = Settings(ctx.runtime)
+    stages = ctx.on_stage = StageTimer(ctx.scope, settings)  # times the method's own training step, as trained
     start = time.perf_counter()
     seed_everything(derive_seed(cell.seed, cell.id, "init"))
     model = cell.plugin.fit(ctx)
@@ -184,7 +186,7 @@ def fit(cell: Cell, ctx: Context) -> dict:
     metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
     eval_s = time.perf_counter() - start
     start = time.perf_counter()
-    complexity = profile(model, task, ctx.device, Settings(ctx.runtime))
+    complexity = profile(model, task, ctx.device, settings, stages.last)
     artifacts_s = sum(a["train_s"] for a in ctx.used.values())
     return dict(
         status=records.OK,

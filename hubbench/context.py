@@ -46,7 +46,7 @@ class Context:
 
     # -- training -----------------------------------------------------------------------------
     def train(self, model: nn.Module, loss: Loss | None = None, params: Iterable | None = None,
-              key: str = "model", iterations: int | None = None) -> nn.Module:
+              key: str = "model") -> nn.Module:
         """Train `model` with the task's protocol (default loss: the task loss of `model(x)`).
 
         `params` restricts what is optimised: parameters, or param groups as `torch.optim` takes them, where a
@@ -77,7 +77,7 @@ class Context:
             model,
             loss,
             batch_at,
-            proto.schedule(iterations),
+            proto.schedule(),
             seed=seed,
             params=params,
             device=self.device,

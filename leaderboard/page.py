@@ -19,7 +19,8 @@ def section(board: Board, notes: list[str], records: dict[str, Record], curves: 
     blocks: list[Block] = [
         Heading(2, f"Hub `{board.hub}`: {board.kind}, {board.metric} ({arrow})"),
         *provenance.protocol(board, records), *provenance.code(board),
-        Heading(3, f"Test {board.metric}"), tables.accuracy(board, notes), *reported.accuracy(board),
+        Heading(3, f"Test {board.metric}"), tables.accuracy(board, notes), *tables.metrics(board),
+        *reported.accuracy(board),
         *reported.versus_papers(board, curves),
         Heading(3, "Complexity and cost"), *tables.complexity(board), *reported.complexity(board),
         Heading(3, "Paired comparison with the best single fine-tune"), *tables.comparison(board),

@@ -153,11 +153,6 @@ class Task(ABC):
             x = torch.where(params["flip"].view(-1, 1, 1, 1), x.flip(-1), x)
         return x
 
-    def augment(self, x: torch.Tensor, y: Any, g: torch.Generator) -> tuple[torch.Tensor, Any]:
-        """The whole training augmentation of a batch at once, parameters drawn from `g`."""
-        params = self.augmentation(len(x), g)
-        return self.augment_images(x, params), self.augment_targets(y, params)
-
     def stage_train(self, idx: torch.Tensor, g: torch.Generator) -> Staged:
         """Training batch `idx` with augmentation drawn from `g`, staged (see `finish_train`)."""
         params = self.augmentation(len(idx), g)

@@ -42,7 +42,7 @@ from PIL import Image
 
 from hubbench.errors import InputError
 from hubbench.seeding import derive_seed
-from hubbench.tasks.datasets import IMAGE_SUFFIXES, DatasetError, Item, _listing
+from hubbench.tasks.datasets import IMAGE_SUFFIXES, DatasetError, Item, checked
 from hubbench.tasks.files import FileTask, split_of
 from hubbench.tasks.landmark_data import Crop, Face, LandmarkDataError, distance
 from hubbench.tasks.paper_cls import PAPER_PROTOCOL
@@ -135,7 +135,7 @@ class DeclaredClassification(FileTask):
                                            CSV_LAYOUT)
                 splits[split] = [(path, index[label]) for path, label, _ in lines]
             layout = CSV_LAYOUT
-        listing = _listing(list(classes), splits, layout)
+        listing = checked(list(classes), splits, layout)
         for items in listing.splits.values():
             for path, _ in items:
                 check_image(path, layout)

@@ -10,6 +10,7 @@ import pytest
 from matplotlib.text import Text
 from PIL import Image
 
+from hubbench import record as records
 from hubbench.figures import Panel, canvas, label, styles
 from hubbench.leaderboard import reported
 from hubbench.leaderboard.board import method_roles, paired
@@ -164,6 +165,37 @@ def test_partial_complexity_renders_dashes(tmp_path):
     readme = render(tmp_path, [partial])
     assert rows(readme, "### Complexity")["m"] == ["10.00", "3.00", "—", "—", "—", "15.00 (10.00 + —)"]
     assert "Memory: not measured" in readme and "Speed: not measured" in readme
+
+
+def test_a_measured_column_declared_once_is_in_results_csv_and_on_the_page(tmp_path, monkeypatch):
+    """One `Column` in `MEASURE_COLUMNS` is the whole change: its value in results.csv, its header and text in the
+    complexity table (a column not shown stays out of the page)."""
+    monkeypatch.setitem(records.MEASURE_COLUMNS, "flop_ratio", records.Column(
+        "float64", "complexity.flops.flop_counter_gflops", label="FlopCounter GFLOPs", unit="per sample",
+        fmt=lambda row: f"{row['flop_ratio'] / row['gflops_fvcore']:.0f}x fvcore", shown=True))
+    monkeypatch.setitem(records.MEASURE_COLUMNS, "hidden", records.Column("float64", "cost.train_s", label="Hidden"))
+    readme = render(tmp_path, [full("a", "m", 0, 10, gflops=1.5)])
+    assert "| FlopCounter GFLOPs (per sample) |" in readme and "Hidden" not in readme
+    assert rows(readme, "### Complexity")["m"][-1] == "2x fvcore"
+    frame = pd.read_csv(tmp_path / "lb/s/results.csv")
+    assert frame.flop_ratio.tolist() == [3.0] and frame.hidden.tolist() == [10.0]
+    assert list(frame.columns[-2:]) == ["flop_ratio", "hidden"]  # after the columns declared before them
+
+
+def test_landmark_tables_show_failure_rates_and_auc_beside_the_nme(tmp_path):
+    """Every metric a landmark record holds and `METRIC_COLUMNS` declares is on the page, averaged as the NME is;
+    a classification board, whose records hold none of them, gets no such table."""
+    made = [full("a", "m", seed, 10.0 + seed, kind="landmarks") for seed in (0, 1)] + [
+        full("b", "m", 0, 14.0, kind="landmarks"), full("c", "m", 0, 70.0)]
+    for r, fr10 in zip(made, (40.0, 60.0, 20.0, None), strict=True):
+        r["metrics"] = {"test": {r["metric"]["name"]: r["metric"]["value"], "loss": 1.0}}
+        if fr10 is not None:
+            r["metrics"]["test"] |= {"fr8": fr10 + 10, "fr10": fr10, "auc10": 100 - fr10}
+    readme = render(tmp_path, made)
+    assert readme.count("The other test metrics") == 1
+    assert "| Rank | Method | nme Avg | FR@8 (%) | FR@10 (%) | AUC@10 (%) |" in readme
+    # over tasks of the means over seeds: nme (10.5 + 14) / 2, FR@8 (60 + 30) / 2, ...
+    assert rows(readme.split("The other test metrics")[1], "")["m"] == ["12.25", "45.00", "35.00", "65.00"]
 
 
 def test_names_no_method():
@@ -346,8 +378,13 @@ def test_the_comparison_with_the_papers_flags_methods_still_rising_at_the_end(tm
 
 
 def test_every_reported_name_maps_to_ours():
+    """A reported row names its task as our task, one of the paper datasets (their classes hold everything of a
+    dataset but its reported rows, which the leaderboard reads without importing the tasks)."""
+    from hubbench.tasks import TASKS
+
+    paper = {name for name in TASKS.names() if getattr(TASKS.get(name), "synthesise", None)}
     for row in reported.read("reported_accuracy.csv"):
-        assert row["method"] in reported.METHODS and row["task"] in reported.TASKS
+        assert row["method"] in reported.METHODS and row["task"] in {*paper, reported.AVG}
         assert row["metric"] in reported.METRICS and row["source"]
     for row in reported.read("reported_complexity.csv"):
         assert row["method"] in reported.METHODS and row["source"]

@@ -2,7 +2,8 @@
 
 The model is what the method's `fit` returns after a two-iteration protocol, i.e. the model its records profile,
 with routing and folded kernels as deployed; the step is `benchmark.profiling.sgd_step` (the records'
-`train_samples_s`) on the task's fixed profiling batch, so a slowdown here is one the leaderboard would show.
+`train_samples_s` of a method that trains nothing in its cell; the others' time their own loss) on the task's fixed
+profiling batch, so a slowdown here is one the leaderboard would show.
 The mini hubs run on the CPU, single-threaded as cells are; `resnet50-zoo` runs on CUDA (bf16 autocast, as
 runs there do) with seeded random weights, since its speed does not depend on them.
 """

@@ -17,7 +17,7 @@ import hubbench
 from hubbench.benchmark import suites
 from hubbench.benchmark.plugins import load_plugin, pick_device
 from hubbench.io import DATA_DIR_ENV, cache_dir, check_output_dir
-from hubbench.progress import interval
+from hubbench.progress import interval, working
 from hubbench.registry import UnknownName
 
 RESULTS = Path("results")
@@ -129,7 +129,6 @@ def cancel_command(args) -> str:
 
 
 def dry_run(args, cells, executor, redo, runtime) -> int:
-    from hubbench.benchmark import estimate
     from hubbench.benchmark.executors import Submitit, pending
 
     todo = pending(cells, args.results, redo)
@@ -142,9 +141,16 @@ def dry_run(args, cells, executor, redo, runtime) -> int:
         print(f"the jobs: {executor.check(todo, reachable_only=True)}")
     if todo:
         print("(a dry run reads no dataset: the estimate comes from the tasks' declared sizes and shapes)")
-        found = estimate.grid(todo, pick_device(args.device), runtime, measure_missing=args.estimate)
-        print("\n".join(estimate.report(found)))
+        print_estimate(args, todo, runtime)
     return 0
+
+
+def print_estimate(args, cells, runtime) -> None:
+    """The estimated device-hours of `cells`, measuring the missing step times first with --estimate."""
+    from hubbench.benchmark import estimate
+
+    found = estimate.grid(cells, pick_device(args.device), runtime, measure=args.estimate, threads=args.threads)
+    print("\n".join(estimate.report(found)), flush=True)
 
 
 def cmd_run(args) -> int:
@@ -156,8 +162,6 @@ def cmd_run(args) -> int:
     interval()  # of the progress lines: a bad $HUBBENCH_PROGRESS_S is refused here, not in every cell
     check_output_dir(args.results, "--results")
     check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
-    if args.estimate and not args.dry_run:
-        raise UsageError("--estimate goes with --dry-run")
     apply_weights_options(args)
     apply_data_dir(args)
     suite = load_suite(args)
@@ -189,6 +193,8 @@ def cmd_run(args) -> int:
         return dry_run(args, cells, executor, redo, runtime)
     if args.retrain_artifacts:
         retrain_artifacts(cells)
+    if args.estimate:
+        print_estimate(args, executors.pending(cells, args.results, redo), runtime)
     counts = run_cells(cells, args.results, device, executor=executor, redo=redo, threads=args.threads,
                        runtime=runtime)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
@@ -436,8 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="list the cells that would run (and, for slurm, the sbatch parameters) and their estimated "
                           "device-hours per method, from the step times cached by --estimate; run nothing")
     run.add_argument("--estimate", action="store_true",
-                     help="with --dry-run: measure the step times missing from the cache on this machine's device "
-                          "(a one-step build of each method, as hubbench profile does) and cache them")
+                     help="measure the step times missing from the cache on this machine's device and --threads (a "
+                          "one-step build of each method, then a few seconds of each of its training stages; it says "
+                          "first how long), cache them and print the estimated device-hours; then run the cells, or "
+                          "with --dry-run nothing")
     for key, (kind, text) in suites.SLURM.items():
         run.add_argument(f"--slurm-{key.replace('_', '-')}", type=kind, metavar=kind.__name__.upper(),
                          help=f"--executor slurm: {text}; overrides the suite's [slurm] {key}")
@@ -614,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         for plugin in args.plugins + args.plugin:
             load_plugin(plugin)
-        code = args.func(args)
+        with working(f"hubbench {args.command}"):  # says so when a stretch is silent for a progress interval
+            code = args.func(args)
         sys.stdout.flush()  # a reader that left shows here, not as an ignored exception at exit
         return code
     except BrokenPipeError:  # the reader left (`hubbench status | head`): not an error of ours

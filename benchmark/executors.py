@@ -15,6 +15,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ import submitit
 import torch
 from submitit.core.utils import FailedJobError
 from submitit.helpers import DelayedSubmission
+from submitit.slurm.slurm import read_job_id
 
 from hubbench import record as records
 from hubbench.benchmark.plugins import load_plugins, pick_device
@@ -38,7 +40,7 @@ from hubbench.benchmark.runner import Cell, Redo, plugin_of, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
-from hubbench.progress import interval
+from hubbench.progress import interval, relay
 from hubbench.stopping import deferred
 from hubbench.training import Runtime
 
@@ -240,16 +242,43 @@ def signal_delay_s(time_min: int) -> int:
 
 
 def scheduler_error(stderr: str) -> str:
-    """The informative line of sbatch's complaint (its last 'error:' line names the cause)."""
-    lines = [line.split("error:", 1)[1].strip() for line in stderr.splitlines() if "error:" in line]
+    """The informative lines of sbatch's complaint (its 'error:' and 'fatal:' lines name the cause), as one."""
+    lines = [re.split(r"(?:error|fatal):", line, maxsplit=1)[1].strip() for line in stderr.splitlines()
+             if re.search(r"(?:error|fatal):", line)]
     return "; ".join(dict.fromkeys(lines)) or stderr.strip() or "no reason given"
+
+
+def cause(stderr: str) -> str:
+    """Why sbatch failed, from its complaint: 'unreachable' (no controller answers), 'unconfigured' (no SLURM
+    configuration here), 'refused' (the scheduler answered no: partition, resources, limits) or 'failed'."""
+    text = stderr.lower()
+    if "contact slurm controller" in text:
+        return "unreachable"
+    if "submission failed" in text or "allocation failure" in text:  # sbatch, sbatch --test-only
+        return "refused"
+    if "configuration" in text or "slurm.conf" in text:  # no SLURM_CONF, /etc/slurm/slurm.conf or DNS SRV record
+        return "unconfigured"
+    return "failed"
+
+
+FAILURES = {  # what each cause means, and what to do
+    "refused": "SLURM refuses the jobs of {methods}",
+    "unreachable": "the SLURM controller does not answer (is slurmctld running? `scontrol ping` asks it)",
+    "unconfigured": "SLURM has no configuration on this machine (set SLURM_CONF to the cluster's slurm.conf, or "
+                    "submit from a login node)",
+    "failed": "sbatch failed",
+}
+
+
+def failure(stderr: str, methods: Sequence[str]) -> str:
+    """One line: what sbatch's failure means (by its `cause`), and its own words."""
+    return f"{FAILURES[cause(stderr)].format(methods=', '.join(methods))}: {scheduler_error(stderr)}"
 
 
 def refused(stderr: str) -> bool:
     """Whether sbatch's complaint is the scheduler refusing the jobs (unknown partition, resources it lacks), not
     its absence (no configuration, a controller that does not answer)."""
-    answered = "submission failed" in stderr or "allocation failure" in stderr  # sbatch, sbatch --test-only
-    return answered and "contact slurm controller" not in stderr
+    return cause(stderr) == "refused"
 
 
 class Submitit(Executor):
@@ -307,31 +336,40 @@ class Submitit(Executor):
 
     def check(self, cells: list[Cell], *, reachable_only: bool = False) -> str:
         """Ask SLURM whether it would take each job array (`sbatch --test-only`: partition, resources, limits),
-        submitting nothing; raise `SubmissionError` if not. With `reachable_only`, a scheduler that is absent or
-        does not answer is not an error: the answer says it was not asked."""
+        submitting nothing; raise `SubmissionError` if not, naming the cause (`complaints`). With
+        `reachable_only`, a scheduler that is absent or does not answer is not an error: the answer says it was
+        not asked."""
         if self.cluster != "slurm":
             return "not checked (no scheduler)"
-        if shutil.which("sbatch") is None:
-            if reachable_only:
-                return "not checked with the scheduler: sbatch is not on this machine's PATH"
-            raise SubmissionError("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a "
-                                  "login node, or run here with --executor local)")
-        for methods, text in self.scripts(cells):
-            done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
-            if done.returncode:
-                why = scheduler_error(done.stderr)
-                if reachable_only and not refused(done.stderr):
-                    return f"not checked with the scheduler: {why}"
-                raise SubmissionError(f"SLURM refuses the jobs of {', '.join(methods)}: {why}")
+        for why, refusal in self.complaints(cells):
+            if reachable_only and not refusal:
+                return f"not checked with the scheduler: {why}"
+            raise SubmissionError(why)
         return "accepted by the scheduler (sbatch --test-only)"
 
+    def complaints(self, cells: list[Cell]) -> Iterator[tuple[str, bool]]:
+        """What keeps SLURM from taking the jobs of `cells`, each (one line, whether it is the scheduler's refusal):
+        no sbatch here, no configuration (a `SLURM_CONF` that is no file: sbatch would retry reading it for a
+        minute), then sbatch's own complaint, by its `cause`."""
+        conf = os.environ.get("SLURM_CONF")
+        if shutil.which("sbatch") is None:
+            yield ("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a login node, or run "
+                   "here with --executor local)"), False
+        elif conf and not Path(conf).is_file():
+            yield f"{FAILURES['unconfigured']}: SLURM_CONF={conf} is not a file", False
+        else:
+            for methods, text in self.scripts(cells):
+                done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
+                if done.returncode:
+                    yield failure(done.stderr, methods), refused(done.stderr)
+
     def submit(self, cells, jobs):
-        known = self.latest_jobs()
-        active = {i: job for i, cell in enumerate(cells)
-                  if (job := known.get(cell.id)) is not None and job.state.split()[0] in ACTIVE}
-        for i, job in active.items():  # its job will write the record: another would only wait on its lock
-            state = "queued" if job.state.split()[0] in QUEUED else "running"
-            yield i, (state, f"job {job.job_id} is {job.state.lower()}: not submitted again", 0.0)
+        known = last_jobs(self.folder, self.cluster)
+        active = {i: known[cell.id] for i, cell in enumerate(cells)
+                  if cell.id in known and known[cell.id][1].split()[0] in ACTIVE}
+        for i, (job, state) in active.items():  # its job will write the record: another would only wait on its lock
+            kind = "queued" if state.split()[0] in QUEUED else "running"
+            yield i, (kind, f"job {job.job_id} is {state.lower()}: not submitted again", 0.0)
         todo = [i for i in range(len(cells)) if i not in active]
         if not todo:
             return
@@ -352,12 +390,17 @@ class Submitit(Executor):
             raise
 
     def wait(self, waiting: list) -> Iterator:
-        """Yield each job of `waiting` as it ends (and drop it from the list); say on stderr when one has started
-        again: requeued (pre-empted, at its time limit, `scontrol requeue`), it resumes from its checkpoints."""
+        """Yield each job of `waiting` as it ends (and drop it from the list). Meanwhile relay the progress lines of
+        its cells from its log, with its id, at each look (every progress interval on SLURM, as a local run says
+        them), and say when it has started again: requeued (pre-empted, at its time limit, `scontrol requeue`),
+        it resumes from its checkpoints."""
         seen: dict[str, int] = {}
+        logs = {job.job_id: JobLog(job) for job in waiting}
         while waiting:
             for job in list(waiting):
-                if job.done():
+                done = job.done()
+                logs[job.job_id].relay()  # after `done`: an ended job's last lines too
+                if done:
                     waiting.remove(job)
                     yield job
                 elif (n := starts(job)) > seen.get(job.job_id, 1):
@@ -390,7 +433,8 @@ class Submitit(Executor):
                 if folder.exists() and not any(folder.iterdir()):
                     folder.rmdir()
             going = f" (jobs {', '.join(j.job_id for j, _ in submitted)} were submitted before it)" if submitted else ""
-            raise SubmissionError(f"SLURM refused the jobs: {scheduler_error(str(e))}{going}") from None
+            methods = sorted({cell.plugin.name for cell in cells})
+            raise SubmissionError(failure(str(e), methods) + going) from None
         finally:
             self.save_job_ids({cells[i].id: job.job_id for job, group in submitted for i in group})
         return submitted
@@ -413,10 +457,6 @@ class Submitit(Executor):
         for cell, job in ids.items():
             kept[cell] = [*kept.get(cell, []), job]
         write_json(path, {"cluster": self.cluster, "jobs": kept})
-
-    def latest_jobs(self) -> dict:
-        """Each cell's last submitit job of this cluster (none if never submitted)."""
-        return latest_jobs(self.folder, self.cluster)
 
 
 def cells_device(kind: str, device: str) -> torch.device | str:
@@ -461,13 +501,77 @@ def executor_for(kind: str, suite: Suite, results: Path, device: str, cells: lis
                     cells_per_job=per_gpu, cancel=cancel)
 
 
+NOTE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] (.*)$")  # a line of `hubbench.progress`, as a job's log has it
+
+
+class JobLog:
+    """The progress lines a job's log (its stderr) gained since the last look; every attempt of a requeued job
+    appends to the same log."""
+
+    def __init__(self, job):
+        self.job, self.offset = job, 0
+
+    def relay(self) -> None:
+        """Say its new progress lines in this process, each with its own time and the job's id."""
+        try:
+            with open(self.job.paths.stderr, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:  # not started yet
+            return
+        whole = data[: data.rfind(b"\n") + 1]  # a line being written is relayed at the next look
+        self.offset += len(whole)
+        for line in whole.decode(errors="replace").splitlines():
+            if m := NOTE.match(line):
+                relay(f"[{m[1]}] job {self.job.job_id}: {m[2]}")
+
+
+def log_of(job) -> str:
+    """The job's stdout log, where submitit says each start and the end of a job that completed."""
+    try:
+        return job.paths.stdout.read_text(errors="replace")
+    except OSError:  # not started yet
+        return ""
+
+
 def starts(job) -> int:
     """How many times a job has started: submitit logs "Starting with" (INFO, to stdout) at each start, and every
     attempt of a requeued job appends to the same log."""
-    try:
-        return job.paths.stdout.read_text(errors="replace").count(" - Starting with ")
-    except OSError:  # not started yet
-        return 0
+    return log_of(job).count(" - Starting with ")
+
+
+def completed(job) -> bool:
+    """Whether the job's last attempt returned its result (submitit's "Job completed successfully"), whatever state
+    the scheduler gives it (a warning signal that came while it exited makes it FAILED)."""
+    log = log_of(job)
+    return log.rfind("Job completed successfully") > log.rfind(" - Starting with ")
+
+
+def scheduler_states(ids: Sequence[str]) -> dict[str, str]:
+    """SLURM's state of each job of `ids`, an array task's its own (not its array's, nor a sibling's): from sacct,
+    else from squeue for a job that accounting does not list yet; none for a job neither knows."""
+    states: dict[str, str] = {}
+    for command in (["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j"], ["squeue", "-h", "-o", "%i|%T", "-j"]):
+        missing = [i for i in ids if i not in states]
+        if missing and shutil.which(command[0]):
+            done = subprocess.run([*command, ",".join(missing)], capture_output=True, text=True)
+            states.update({i: s for i, s in listed_states(done.stdout).items() if i in missing})
+    return states
+
+
+def listed_states(text: str) -> dict[str, str]:
+    """'<job id>|<state>' lines as {job id: state}: a pending range of array tasks ('41_[2-4%1]') stands for each
+    of its tasks, unless a line of the task itself says otherwise."""
+    exact, ranged = {}, {}
+    for line in text.splitlines():
+        job, _, state = line.strip().partition("|")
+        if "[" not in job:
+            exact[job] = state
+            continue
+        for main, *bounds in read_job_id(job):
+            first, last = (int(bounds[0]), int(bounds[-1])) if bounds else (0, -1)
+            ranged.update({f"{main}_{i}": state for i in range(first, last + 1)})
+    return {**ranged, **exact}
 
 
 def job_ids(folder: Path) -> dict[str, list[str]]:
@@ -487,13 +591,29 @@ def latest_jobs(folder: Path, cluster: str | None = None) -> dict:
     return {cell: job_class(folder, ids[-1]) for cell, ids in job_ids(folder).items()}
 
 
+def last_jobs(folder: Path, cluster: str | None = None) -> dict[str, tuple[Any, str]]:
+    """Each cell's last job and its state (`latest_jobs`): a SLURM job's from the scheduler (`scheduler_states`, one
+    call for all; UNKNOWN if it does not know it), a local one's from submitit; a job whose last attempt
+    completed is COMPLETED, whatever signal came while it exited."""
+    jobs = latest_jobs(folder, cluster)
+    slurm = [job.job_id for job in jobs.values() if isinstance(job, submitit.SlurmJob)]
+    known = scheduler_states(slurm) if slurm else {}
+    out = {}
+    for cell, job in jobs.items():
+        state = known.get(job.job_id, "UNKNOWN") if job.job_id in slurm else job.state
+        if state.split()[0] not in ACTIVE | {"COMPLETED", "FINISHED"} and completed(job):
+            state = "COMPLETED"
+        out[cell] = (job, state)
+    return out
+
+
 def job_states(folder: Path) -> dict[str, str]:
     """'<job id> <state>' of each cell's last job submitted through submitit from `folder` (none if never),
     with the number of its earlier jobs and of the job's starts (requeues) when there were more than one."""
     ids = job_ids(folder)
     states = {}
-    for cell, job in latest_jobs(folder).items():  # one sacct call for all
+    for cell, (job, state) in last_jobs(folder).items():
         earlier, n = len(ids[cell]) - 1, starts(job)
         notes = [f"{earlier} earlier jobs"] * (earlier > 0) + [f"{n} starts"] * (n > 1)
-        states[cell] = f"{job.job_id} {job.state}" + (f" ({', '.join(notes)})" if notes else "")
+        states[cell] = f"{job.job_id} {state}" + (f" ({', '.join(notes)})" if notes else "")
     return states

@@ -34,6 +34,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -225,8 +226,10 @@ def median_rate(step, batch: int, device: torch.device, s: Settings) -> float:
     return batch / statistics.median(times)
 
 
-def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings()) -> Complexity:
-    """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged)."""
+def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings(), *,
+            cache: Path | None = None, what: str = "profiling a model") -> Complexity:
+    """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged), measured with the
+    device to itself among the processes of `cache` (`hubbench.exclusive`), `what` it does said to them."""
     s, rt = settings, settings.runtime.resolve(device)
     batch = s.batch or task.protocol.batch_size
     model = rt.model(model, device).eval()
@@ -244,7 +247,7 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
     train_step = sgd_step(rt.compiled(copy.deepcopy(model).train()), task, tx, ty, rt)
 
     memory = {"device": device.type, "measure": MEMORY_MEASURE[device.type]}
-    with exclusive(device) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
+    with exclusive(device, cache, what) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
         with peak_memory(device, memory, "train_mb"):
             train_step()
         with peak_memory(device, memory, "infer_mb"):

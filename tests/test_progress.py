@@ -56,28 +56,29 @@ def gated(tmp_path_factory) -> Path:
     return path
 
 
-def said_while_stalled(command: list[str], gate: Path, env: dict, activity: str) -> list[str]:
-    """Run `command` (stderr read line by line) until it stalls at `gate`; open the gate once it has said twice
-    what it is doing (`activity`, a pattern), every progress interval (1 s). Returns the lines said meanwhile; the
-    command must then succeed."""
-    env = {**os.environ, **env, "HUBBENCH_PROGRESS_S": "1", "HUBBENCH_TEST_GATE": str(gate)}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+def said_while_stalled(command: list[str], gate: Path, activity: str) -> tuple[str, str]:
+    """Run `command` (its stderr read line by line) until it stalls at `gate`; open the gate once it has said twice
+    what it is doing (`activity`, a pattern), as it says every progress interval (1 s). The command must then
+    succeed; returns its stdout and stderr."""
+    env = {**os.environ, "HUBBENCH_PROGRESS_S": "1", "HUBBENCH_TEST_GATE": str(gate)}
+    out = gate.with_suffix(".out")
+    with open(out, "w") as stdout:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(LIMIT_S, proc.kill)
     watchdog.start()
-    lines, stalled = [], []
+    lines, said = [], 0
     try:
         for line in proc.stderr:
             lines.append(line)
             if gate.with_suffix(".reached").exists() and not gate.exists():
-                stalled.append(line)
-                if len([line for line in stalled if re.search(activity, line)]) == 2:
+                said += bool(re.search(activity, line))
+                if said == 2:
                     gate.touch()
         assert proc.wait() == 0, "".join(lines[-30:])
     finally:
         watchdog.cancel()
     assert gate.exists(), "".join(lines[-30:])  # what it said while stalled opened it
-    return stalled
+    return out.read_text(), "".join(lines)
 
 
 def hubbench_command(gated: Path, *args: str) -> list[str]:
@@ -87,33 +88,23 @@ def hubbench_command(gated: Path, *args: str) -> list[str]:
 @pytest.mark.parametrize("command, activity", [
     (["rank", "--hub", "tiny", "--task", "stalled-digits", "--ranker", "logme"],
      r"computing the features of tiny/\w+ on stalled-digits: 0:\d\d:\d\d elapsed$"),
-    (["run", "--suite", "{suite}", "--dry-run", "--estimate", "--device", "cpu"],
+    (["run", "--suite", "{suite}", "--estimate", "--device", "cpu"],
      r"measuring the step times of tiny/stalled-digits/scratch/seed0: 0:\d\d:\d\d elapsed$"),
     (["run", "--suite", "{suite}", "--executor", "local", "--workers", "1", "--device", "cpu"],
      r"running tiny/stalled-digits/scratch/seed0: 0:\d\d:\d\d elapsed$"),
-], ids=["rank", "estimate", "local-run"])
+], ids=["rank", "run-estimate", "local-run"])
 def test_a_stalled_step_is_no_silent_stretch(command, activity, gated, tmp_path):
     """The step makes no progress for as long as the test waits: the command says what it is doing, and for how
-    long, every progress interval (here 1 s) until then."""
+    long, every progress interval (here 1 s) until then. `--estimate` beside `run` says first how long measuring
+    takes, then measures, prints the estimate and runs the cells."""
     suite = write_suite(tmp_path, tasks=("stalled-digits",), methods=("scratch",))
     args = [a.replace("{suite}", str(suite)) for a in command] + ["--results", str(tmp_path / "results")]
-    said_while_stalled(hubbench_command(gated, *args), tmp_path / "gate", {"HUBBENCH_CACHE": str(tmp_path / "cache")},
-                       activity)
-
-
-def test_run_estimate_says_how_long_measuring_takes_before_it_starts_then_runs(gated, tmp_path):
-    suite = write_suite(tmp_path, tasks=("stalled-digits",), methods=("scratch",))
-    (tmp_path / "gate").touch()  # nothing stalls
-    done = subprocess.run(hubbench_command(gated, "run", "--suite", str(suite), "--estimate", "--device", "cpu",
-                                           "--results", str(tmp_path / "results")), cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "HUBBENCH_CACHE": str(tmp_path / "cache"),
-                                          "HUBBENCH_TEST_GATE": str(tmp_path / "gate")})
-    assert done.returncode == 0, done.stderr[-3000:]
-    err = done.stderr
-    forecast = re.search(r"\] measuring the step times of 1 methods on .+ \(1 threads\): about 0:\d\d:\d\d \(", err)
-    measured = re.search(r"\] measured 1 of 1: tiny/stalled-digits/scratch, 1 training stages in \d+ s\n", err)
-    assert forecast and measured and forecast.start() < measured.start(), done.stderr[-3000:]
-    assert done.stdout.index("estimated device-hours") < done.stdout.index("ok      tiny/stalled-digits/scratch/seed0")
+    out, err = said_while_stalled(hubbench_command(gated, *args), tmp_path / "gate", activity)
+    if "--estimate" in command:
+        forecast = re.search(r"\] measuring the step times of 1 methods on .+ \(1 threads\): about \d:\d\d:\d\d", err)
+        measured = re.search(r"\] measured 1 of 1: tiny/stalled-digits/scratch, 1 training stages in \d+ s\n", err)
+        assert forecast and measured and forecast.start() < measured.start(), err[-3000:]
+        assert out.index("estimated device-hours") < out.index("ok      tiny/stalled-digits/scratch/seed0")
 
 
 class Clock:
@@ -161,5 +152,5 @@ executor = Submitit(submitit_folder(results, suite.name), "t", slurm_resources(s
                     plugins=plugins)
 sys.exit(0 if run_cells(expand(suite), results, "cpu", executor=executor) == {{"ok": 1}} else 1)
 """
-    said_while_stalled([sys.executable, "-c", client], tmp_path / "gate", {"HUBBENCH_CACHE": str(tmp_path / "cache")},
+    said_while_stalled([sys.executable, "-c", client], tmp_path / "gate",
                        r"^\[\d\d:\d\d:\d\d\] job \d+: running tiny/stalled-digits/scratch/seed0: 0:\d\d:\d\d elapsed$")

@@ -193,8 +193,8 @@ def cmd_run(args) -> int:
         return dry_run(args, cells, executor, redo, runtime)
     if args.retrain_artifacts:
         retrain_artifacts(cells)
-    if args.estimate:
-        print_estimate(args, executors.pending(cells, args.results, redo), runtime)
+    if args.estimate and (todo := executors.pending(cells, args.results, redo)):
+        print_estimate(args, todo, runtime)
     counts = run_cells(cells, args.results, device, executor=executor, redo=redo, threads=args.threads,
                        runtime=runtime)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))

@@ -101,10 +101,9 @@ def _watch() -> None:
     while True:
         quiet = max(1.0, interval())
         time.sleep(min(1.0, quiet / 4))
-        doing = _doing[-1:]  # a copy: the block may end meanwhile
-        if doing and time.monotonic() - _Said.at >= quiet:
-            activity = doing[0]
-            say(f"{activity.what}: {clock(time.monotonic() - activity.since)} elapsed")
+        doing = list(_doing)  # a copy: a block may end meanwhile
+        if doing and time.monotonic() - max(_Said.at, doing[0].since) >= quiet:  # silent since the work began
+            say(f"{doing[-1].what}: {clock(time.monotonic() - doing[-1].since)} elapsed")
 
 
 @contextlib.contextmanager

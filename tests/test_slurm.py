@@ -23,6 +23,7 @@ import submitit
 from conftest import PLUGIN, ROOT, hubbench, write_suite
 from test_executors import comparable
 
+from hubbench.benchmark.executors import signal_delay_s
 from hubbench.io import read_json
 
 CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
@@ -56,6 +57,24 @@ class Host:
     def iterations(self, seconds: float) -> int:
         """The iterations that train for about `seconds`."""
         return max(100, round(seconds / self.step_s))
+
+    def minutes(self) -> int:
+        """The least SLURM time limit (minutes) under which each attempt of a job trains 15 s at the least: its
+        window is at least 60 m less the warning's lead (a tenth, `signal_delay_s`) less 30 s (SLURM looks at time
+        limits every 30 s), its start may take half again the start measured. Under 10 minutes, every warning
+        counts as a time-out for submitit, as the time-limit tests need."""
+        m = 1
+        while 60 * m - signal_delay_s(m) - 30 - 1.5 * self.start_s < 15:
+            m += 1
+        assert m < 10, f"this host starts a cell in {self.start_s:.0f} s: too slow for the time-limit tests"
+        return m
+
+    def timed_s(self) -> float:
+        """The training time of the time-limit test's cell: about two attempts' worth (the first is whatever is
+        left before SLURM's next look; the test starts each later one 8 s after its requeue), so that it needs
+        two attempts at the least and four (submitit's three requeues of a time-out) at the most."""
+        window = 60 * self.minutes() - signal_delay_s(self.minutes())
+        return 2 * (window - self.start_s) - 10
 
     def limit(self, iterations: int = 0, starts: int = 1) -> float:
         """Seconds to allow for `starts` starts of a job and `iterations` steps: `SLACK` times that, plus SLURM's
@@ -257,12 +276,13 @@ def test_a_controller_that_is_down_is_one_line_before_anything_runs(quick, tmp_p
 
 @pytest.fixture(scope="module")
 def timed(tmp_path_factory, host):
-    """A one-cell suite of about a minute and a half of training on this host (checkpointed at its end only, or
-    where it is stopped) under a one-minute limit, SLURM's least; its inline records and iterations."""
+    """A one-cell suite of about two attempts' training on this host (`Host.timed_s`: 90 s where a cell starts in
+    5 s, under a one-minute limit, SLURM's least), checkpointed at its end only, or where it is stopped, under the
+    host's time limit (`Host.minutes`); its inline records and iterations."""
     root = tmp_path_factory.mktemp("timed")
-    n = host.iterations(90)
+    n = host.iterations(host.timed_s())
     suite = write_suite(root, "timed", methods=("scratch",), iterations=n, checkpoint_every=n, eval_every=n // 3)
-    suite.write_text(suite.read_text() + "[slurm]\ntime_min = 1\n")
+    suite.write_text(suite.read_text() + f"[slurm]\ntime_min = {host.minutes()}\n")
     assert run(suite, root / "inline").returncode == 0
     return root, suite, comparable(root / "inline" / "results"), n
 
@@ -321,15 +341,17 @@ def trained_s(tried: list[list[tuple[int, int]]]) -> int:
 
 
 def test_a_time_limit_shorter_than_the_cell_requeues_it_until_it_is_done(timed, tmp_path, host):
-    """time_min = 1 for a cell of about 90 s of training: each attempt gets SLURM's warning signal (asked for 6 s,
-    a tenth of the limit, before it), saves a checkpoint where it is, and submitit requeues the job; the next
-    attempt resumes there. The cell ends within submitit's three requeues of a time-out, equal to inline, its cost
-    every attempt's training. SLURM looks at time limits every 30 s and signals at the last look before the warning
-    is due: a job started just after a look gets about 25 s, one started 10 s after it about 50, so the test starts
-    each requeued job 8 s after it shows as requeued (SLURM would hold it two minutes)."""
+    """A time limit shorter than the cell (one minute, SLURM's least, for a cell of about 90 s of training where a
+    cell starts in 5 s): each attempt gets SLURM's warning signal (asked for a tenth of the limit before it),
+    saves a checkpoint where it is, and submitit requeues the job; the next attempt resumes there. The cell ends
+    within submitit's three requeues of a time-out, equal to inline, its cost every attempt's training. SLURM looks
+    at time limits every 30 s and signals at the last look before the warning is due: under one minute, a job
+    started just after a look gets about 25 s, one started 10 s after it about 50, so the test starts each requeued
+    job 8 s after it shows as requeued (SLURM would hold it two minutes)."""
     _, suite, reference, n = timed
     running = submitting(suite, tmp_path)
-    out, err, job = steer(running, tmp_path, "timed", restart_after=8, limit=host.limit(n, starts=4))
+    limit = host.limit(n, starts=4) + 4 * 60 * host.minutes()
+    out, err, job = steer(running, tmp_path, "timed", restart_after=8, limit=limit)
     assert running.returncode == 0, err[-2000:]
     tried = attempts(tmp_path, "timed", job)
     assert 2 <= len(tried) <= 4 and all(tried), tried
@@ -345,11 +367,12 @@ def test_a_time_limit_shorter_than_the_cell_requeues_it_until_it_is_done(timed, 
 
 
 def test_a_cell_timed_out_more_often_than_requeued_leaves_its_checkpoints_and_a_rerun_resumes(long, tmp_path, host):
-    """Under a one-minute limit each warning signal counts as a time-out, and submitit requeues a job three times:
-    at the fourth it ends the job (`UncompletedJobError` inside the cell). The cell then has no record, not a
-    failed one, keeps its checkpoints, shows as interrupted, and a plain rerun resumes it to inline's record."""
+    """Under a limit of less than 10 minutes each warning signal counts as a time-out for submitit, which requeues
+    a job three times: at the fourth it ends the job (`UncompletedJobError` inside the cell). The cell then has no
+    record, not a failed one, keeps its checkpoints, shows as interrupted, and a plain rerun resumes it to inline's
+    record."""
     _, suite, reference, n = long
-    running = submitting(suite, tmp_path, "--slurm-time-min", "1")
+    running = submitting(suite, tmp_path, "--slurm-time-min", str(host.minutes()))  # long enough to start in
     out, err, job = steer(running, tmp_path, "long", restart_after=5, signal_each=True, limit=host.limit(n, starts=4))
     assert running.returncode == 1, err[-2000:]
     tried = attempts(tmp_path, "long", job)

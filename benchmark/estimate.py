@@ -43,8 +43,8 @@ from hubbench.training import Runtime, train
 
 SCHEMA = "hubbench.estimate/2"  # 2: the stage's own loop timed, on the cells' threads
 WARMUP = 3  # untimed steps of each stage before its timed ones
-TIMED_STEPS, TIMED_S = 5, 3.0  # each stage is timed over at least this many steps and seconds
-FORECAST_S = {"build": 5.0, "stage": 8.0}  # what measuring takes on a fast step: a build, and a stage of it
+TIMED_STEPS, TIMED_S = 10, 5.0  # each stage is timed over at least this many steps and seconds
+FORECAST_S = {"build": 5.0, "stage": 10.0}  # what measuring takes on a fast step: a build, and a stage of it
 
 
 def device_name(device: torch.device) -> str:

@@ -99,7 +99,10 @@ def _watch() -> None:
     """Say the innermost activity whenever nothing was said for an interval (at least a second, so that an
     interval of 0, a line per iteration, does not mean a line all the time)."""
     while True:
-        quiet = max(1.0, interval())
+        try:
+            quiet = max(1.0, interval())
+        except ValueError:  # refused by the command, which reads it too
+            quiet = 30.0
         time.sleep(min(1.0, quiet / 4))
         doing = list(_doing)  # a copy: a block may end meanwhile
         if doing and time.monotonic() - max(_Said.at, doing[0].since) >= quiet:  # silent since the work began

@@ -84,17 +84,17 @@ class Host:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory) -> Host:
-    """Measured on the spot: a 300-step cell run inline, its wall time and its record's times (the start is what
+    """Measured on the spot: a 150-step cell run inline, its wall time and its record's times (the start is what
     came before the training: the process, its imports, the cell's setup; not its evaluation nor its profiling)."""
     root = tmp_path_factory.mktemp("host")
-    suite = write_suite(root, "probe", methods=("scratch",), iterations=300, checkpoint_every=300, eval_every=0)
+    suite = write_suite(root, "probe", methods=("scratch",), iterations=150, checkpoint_every=150, eval_every=0)
     start = time.perf_counter()
     assert run(suite, root).returncode == 0
     wall = time.perf_counter() - start
     (record,) = (root / "results").rglob("seed0.json")
     record = read_json(record)
     train_s, after_s = record["cost"]["train_s"], record["timings"]["eval_s"] + record["timings"]["profile_s"]
-    return Host(start_s=wall - train_s - after_s, step_s=train_s / 300)
+    return Host(start_s=wall - train_s - after_s, step_s=train_s / 150)
 
 
 @pytest.fixture(autouse=True)

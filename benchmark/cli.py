@@ -20,6 +20,7 @@ from hubbench.benchmark import suites
 from hubbench.benchmark.plugins import load_plugin, pick_device
 from hubbench.errors import InputError
 from hubbench.io import cache_dir, check_output_dir
+from hubbench.progress import working
 from hubbench.registry import UnknownName
 from hubbench.settings import VARIABLES, Settings, using
 
@@ -92,7 +93,6 @@ def cancel_command(args) -> str:
 
 
 def dry_run(args, cells, executor, redo, runtime) -> int:
-    from hubbench.benchmark import estimate
     from hubbench.benchmark.executors import Submitit, pending
 
     todo = pending(cells, args.results, redo)
@@ -105,9 +105,16 @@ def dry_run(args, cells, executor, redo, runtime) -> int:
         print(f"the jobs: {executor.check(todo, reachable_only=True)}")
     if todo:
         print("(a dry run reads no dataset: the estimate comes from the tasks' declared sizes and shapes)")
-        found = estimate.grid(todo, pick_device(args.device), runtime, measure_missing=args.estimate)
-        print("\n".join(estimate.report(found)))
+        print_estimate(args, todo, runtime)
     return 0
+
+
+def print_estimate(args, cells, runtime) -> None:
+    """The estimated device-hours of `cells`, measuring the missing step times first with --estimate."""
+    from hubbench.benchmark import estimate
+
+    found = estimate.grid(cells, pick_device(args.device), runtime, measure=args.estimate, threads=args.threads)
+    print("\n".join(estimate.report(found)), flush=True)
 
 
 def cmd_run(args) -> int:
@@ -118,8 +125,6 @@ def cmd_run(args) -> int:
 
     check_executor_options(args)
     check_output_dir(args.results, "--results")
-    if args.estimate and not args.dry_run:
-        raise UsageError("--estimate goes with --dry-run")
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
@@ -140,6 +145,8 @@ def cmd_run(args) -> int:
         executor.check(executors.pending(cells, args.results, redo))  # the scheduler's refusal, before any job
     if args.dry_run:
         return dry_run(args, cells, executor, redo, runtime)
+    if args.estimate and (todo := executors.pending(cells, args.results, redo)):
+        print_estimate(args, todo, runtime)
     counts = run_cells(cells, args.results, device, executor=executor, checked=True, redo=redo,
                        threads=args.threads, runtime=runtime)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
@@ -380,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="list the cells that would run (and, for slurm, the sbatch parameters) and their estimated "
                           "device-hours per method, from the step times cached by --estimate; run nothing")
     run.add_argument("--estimate", action="store_true",
-                     help="with --dry-run: measure the step times missing from the cache on this machine's device "
-                          "(a one-step build of each method, as hubbench profile does) and cache them")
+                     help="measure the step times missing from the cache on this machine's device and --threads (a "
+                          "one-step build of each method, then a few seconds of each of its training stages; it says "
+                          "first how long), cache them and print the estimated device-hours; then run the cells, or "
+                          "with --dry-run nothing")
     for key, (kind, text) in suites.SLURM.items():
         run.add_argument(f"--slurm-{key.replace('_', '-')}", type=kind, metavar=kind.__name__.upper(),
                          help=f"--executor slurm: {text}; overrides the suite's [slurm] {key}")
@@ -556,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         with using(settings_of(args)), logs.to_stderr():
             for plugin in args.plugins + args.plugin:
                 load_plugin(plugin)
-            code = args.func(args)
+            with working(f"hubbench {args.command}"):  # says so when a stretch is silent for a progress interval
+                code = args.func(args)
         sys.stdout.flush()  # a reader that left shows here, not as an ignored exception at exit
         return code
     except BrokenPipeError:  # the reader left (`hubbench status | head`): not an error of ours

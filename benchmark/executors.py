@@ -16,6 +16,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,14 +35,14 @@ from submitit.helpers import DelayedSubmission
 
 from hubbench import record as records
 from hubbench.benchmark.cells import Cell, plugin_of
-from hubbench.benchmark.jobs import ACTIVE, QUEUED, job_ids, latest_jobs, starts, submitit_folder
+from hubbench.benchmark.jobs import ACTIVE, QUEUED, job_ids, last_jobs, starts, submitit_folder
 from hubbench.benchmark.plugins import load_plugins, pick_device, started_as
 from hubbench.benchmark.runner import Redo, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
 from hubbench.errors import InputError
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
-from hubbench.progress import interval
+from hubbench.progress import interval, relay
 from hubbench.settings import Settings, current
 from hubbench.stopping import deferred
 from hubbench.training import Runtime
@@ -237,16 +238,43 @@ def signal_delay_s(time_min: int) -> int:
 
 
 def scheduler_error(stderr: str) -> str:
-    """The informative line of sbatch's complaint (its last 'error:' line names the cause)."""
-    lines = [line.split("error:", 1)[1].strip() for line in stderr.splitlines() if "error:" in line]
+    """The informative lines of sbatch's complaint (its 'error:' and 'fatal:' lines name the cause), as one."""
+    lines = [re.split(r"(?:error|fatal):", line, maxsplit=1)[1].strip() for line in stderr.splitlines()
+             if re.search(r"(?:error|fatal):", line)]
     return "; ".join(dict.fromkeys(lines)) or stderr.strip() or "no reason given"
+
+
+def cause(stderr: str) -> str:
+    """Why sbatch failed, from its complaint: 'unreachable' (no controller answers), 'unconfigured' (no SLURM
+    configuration here), 'refused' (the scheduler answered no: partition, resources, limits) or 'failed'."""
+    text = stderr.lower()
+    if "contact slurm controller" in text:
+        return "unreachable"
+    if "submission failed" in text or "allocation failure" in text:  # sbatch, sbatch --test-only
+        return "refused"
+    if "configuration" in text or "slurm.conf" in text:  # no SLURM_CONF, /etc/slurm/slurm.conf or DNS SRV record
+        return "unconfigured"
+    return "failed"
+
+
+FAILURES = {  # what each cause means, and what to do
+    "refused": "SLURM refuses the jobs of {methods}",
+    "unreachable": "the SLURM controller does not answer (is slurmctld running? `scontrol ping` asks it)",
+    "unconfigured": "SLURM has no configuration on this machine (set SLURM_CONF to the cluster's slurm.conf, or "
+                    "submit from a login node)",
+    "failed": "sbatch failed",
+}
+
+
+def failure(stderr: str, methods: Sequence[str]) -> str:
+    """One line: what sbatch's failure means (by its `cause`), and its own words."""
+    return f"{FAILURES[cause(stderr)].format(methods=', '.join(methods))}: {scheduler_error(stderr)}"
 
 
 def refused(stderr: str) -> bool:
     """Whether sbatch's complaint is the scheduler refusing the jobs (unknown partition, resources it lacks), not
     its absence (no configuration, a controller that does not answer)."""
-    answered = "submission failed" in stderr or "allocation failure" in stderr  # sbatch, sbatch --test-only
-    return answered and "contact slurm controller" not in stderr
+    return cause(stderr) == "refused"
 
 
 class Submitit(Executor):
@@ -304,31 +332,40 @@ class Submitit(Executor):
 
     def check(self, cells: list[Cell], *, reachable_only: bool = False) -> str:
         """Ask SLURM whether it would take each job array (`sbatch --test-only`: partition, resources, limits),
-        submitting nothing; raise `SubmissionError` if not. With `reachable_only`, a scheduler that is absent or
-        does not answer is not an error: the answer says it was not asked."""
+        submitting nothing; raise `SubmissionError` if not, naming the cause (`complaints`). With
+        `reachable_only`, a scheduler that is absent or does not answer is not an error: the answer says it was
+        not asked."""
         if self.cluster != "slurm":
             return "not checked (no scheduler)"
-        if shutil.which("sbatch") is None:
-            if reachable_only:
-                return "not checked with the scheduler: sbatch is not on this machine's PATH"
-            raise SubmissionError("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a "
-                                  "login node, or run here with --executor local)")
-        for methods, text in self.scripts(cells):
-            done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
-            if done.returncode:
-                why = scheduler_error(done.stderr)
-                if reachable_only and not refused(done.stderr):
-                    return f"not checked with the scheduler: {why}"
-                raise SubmissionError(f"SLURM refuses the jobs of {', '.join(methods)}: {why}")
+        for why, refusal in self.complaints(cells):
+            if reachable_only and not refusal:
+                return f"not checked with the scheduler: {why}"
+            raise SubmissionError(why)
         return "accepted by the scheduler (sbatch --test-only)"
 
+    def complaints(self, cells: list[Cell]) -> Iterator[tuple[str, bool]]:
+        """What keeps SLURM from taking the jobs of `cells`, each (one line, whether it is the scheduler's refusal):
+        no sbatch here, no configuration (a `SLURM_CONF` that is no file: sbatch would retry reading it for a
+        minute), then sbatch's own complaint, by its `cause`."""
+        conf = os.environ.get("SLURM_CONF")
+        if shutil.which("sbatch") is None:
+            yield ("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a login node, or run "
+                   "here with --executor local)"), False
+        elif conf and not Path(conf).is_file():
+            yield f"{FAILURES['unconfigured']}: SLURM_CONF={conf} is not a file", False
+        else:
+            for methods, text in self.scripts(cells):
+                done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
+                if done.returncode:
+                    yield failure(done.stderr, methods), refused(done.stderr)
+
     def submit(self, cells, jobs):
-        known = self.latest_jobs()
-        active = {i: job for i, cell in enumerate(cells)
-                  if (job := known.get(cell.id)) is not None and job.state.split()[0] in ACTIVE}
-        for i, job in active.items():  # its job will write the record: another would only wait on its lock
-            state = "queued" if job.state.split()[0] in QUEUED else "running"
-            yield i, (state, f"job {job.job_id} is {job.state.lower()}: not submitted again", 0.0)
+        known = last_jobs(self.folder, self.cluster)
+        active = {i: known[cell.id] for i, cell in enumerate(cells)
+                  if cell.id in known and known[cell.id][1].split()[0] in ACTIVE}
+        for i, (job, state) in active.items():  # its job will write the record: another would only wait on its lock
+            kind = "queued" if state.split()[0] in QUEUED else "running"
+            yield i, (kind, f"job {job.job_id} is {state.lower()}: not submitted again", 0.0)
         todo = [i for i in range(len(cells)) if i not in active]
         if not todo:
             return
@@ -348,12 +385,17 @@ class Submitit(Executor):
             raise
 
     def wait(self, waiting: list) -> Iterator:
-        """Yield each job of `waiting` as it ends (and drop it from the list); say on stderr when one has started
-        again: requeued (pre-empted, at its time limit, `scontrol requeue`), it resumes from its checkpoints."""
+        """Yield each job of `waiting` as it ends (and drop it from the list). Meanwhile relay the progress lines of
+        its cells from its log, with its id, at each look (every progress interval on SLURM, as a local run says
+        them), and say when it has started again: requeued (pre-empted, at its time limit, `scontrol requeue`),
+        it resumes from its checkpoints."""
         seen: dict[str, int] = {}
+        logs = {job.job_id: JobLog(job) for job in waiting}
         while waiting:
             for job in list(waiting):
-                if job.done():
+                done = job.done()
+                logs[job.job_id].relay()  # after `done`: an ended job's last lines too
+                if done:
                     waiting.remove(job)
                     yield job
                 elif (n := starts(job)) > seen.get(job.job_id, 1):
@@ -385,7 +427,8 @@ class Submitit(Executor):
                 if folder.exists() and not any(folder.iterdir()):
                     folder.rmdir()
             going = f" (jobs {', '.join(j.job_id for j, _ in submitted)} were submitted before it)" if submitted else ""
-            raise SubmissionError(f"SLURM refused the jobs: {scheduler_error(str(e))}{going}") from None
+            methods = sorted({cell.plugin.name for cell in cells})
+            raise SubmissionError(failure(str(e), methods) + going) from None
         finally:
             self.save_job_ids({cells[i].id: job.job_id for job, group in submitted for i in group})
         return submitted
@@ -408,10 +451,6 @@ class Submitit(Executor):
         for cell, job in ids.items():
             kept[cell] = [*kept.get(cell, []), job]
         write_json(path, {"cluster": self.cluster, "jobs": kept})
-
-    def latest_jobs(self) -> dict:
-        """Each cell's last submitit job of this cluster (none if never submitted)."""
-        return latest_jobs(self.folder, self.cluster)
 
 
 def cells_device(kind: str, device: str) -> torch.device | str:
@@ -454,3 +493,29 @@ def executor_for(kind: str, suite: Suite, results: Path, device: str, cells: lis
     return Submitit(submitit_folder(results, suite.name), f"hubbench-{suite.name}",
                     slurm_resources(suite, overrides, threads), plugins=plugins, method_resources=per_method,
                     cells_per_job=per_gpu, cancel=cancel)
+
+
+NOTE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] (.*)$")  # a line of `hubbench.progress`, as a job's log has it
+
+
+class JobLog:
+    """The progress lines a job's log (its stderr) gained since the last look; every attempt of a requeued job
+    appends to the same log."""
+
+    def __init__(self, job):
+        self.job, self.offset = job, 0
+
+    def relay(self) -> None:
+        """Say its new progress lines in this process, each with its own time and the job's id."""
+        try:
+            with open(self.job.paths.stderr, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:  # not started yet
+            return
+        whole = data[: data.rfind(b"\n") + 1]  # a line being written is relayed at the next look
+        self.offset += len(whole)
+        for line in whole.decode(errors="replace").splitlines():
+            if m := NOTE.match(line):
+                relay(f"[{m[1]}] job {self.job.job_id}: {m[2]}")
+

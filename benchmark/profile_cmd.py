@@ -82,11 +82,12 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     return 0
 
 
-def profile_task(name: str, batch: int, protocol: Protocol | None = None) -> tuple[Task, bool]:
+def profile_task(name: str, batch: int, protocol: Protocol | None = None,
+                 train_batch: int = ONE_STEP["batch_size"]) -> tuple[Task, bool]:
     """Task `name` under the one-step version of `protocol` (default: the task's own; a cell's, `Cell.protocol`),
-    and whether its data are stand-ins (enough for `batch`)."""
+    training at `train_batch`, and whether its data are stand-ins (enough for `batch`)."""
     cls = TASKS.get(name)
-    protocol = (protocol or cls.protocol).replace(**ONE_STEP)
+    protocol = (protocol or cls.protocol).replace(**{**ONE_STEP, "batch_size": train_batch})
     if not cls.external_data:
         return cls(protocol), False
     return stand_in(cls, protocol.replace(**STAND_IN_IMAGES), max(batch, protocol.batch_size)), True

@@ -38,6 +38,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -309,10 +310,12 @@ def median_rate(step, batch: int, device: torch.device, s: Settings) -> float:
 
 
 def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings(),
-            trained: Trained | None = None) -> Complexity:
-    """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged); training memory and
-    speed are `trained`, the method's own training step (`StageTimer.last`), else an SGD step of `model` on the
-    task loss."""
+            trained: Trained | None = None, *, cache: Path | None = None,
+            what: str = "profiling a model") -> Complexity:
+    """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged), measured with the
+    device to itself among the processes of `cache` (`hubbench.exclusive`), `what` it does said to them; training
+    memory and speed are `trained`, the method's own training step (`StageTimer.last`), else an SGD step of `model`
+    on the task loss."""
     s, rt = settings, settings.runtime.resolve(device)
     batch = s.batch or task.protocol.batch_size
     model = rt.model(model, device).eval()
@@ -327,7 +330,7 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
             infer_model(x)
 
     memory = {"device": device.type, "measure": MEMORY_MEASURE[device.type]}
-    with exclusive(device) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
+    with exclusive(device, cache, what) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
         with peak_memory(device, memory, "infer_mb"):
             infer()
         infer_rate = median_rate(infer, batch, device, s)

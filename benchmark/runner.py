@@ -28,7 +28,7 @@ from hubbench.hubs.checkpoints import BadCheckpoint
 from hubbench.io import cache_dir, check_output_dir
 from hubbench.locks import locked
 from hubbench.methods.base import Method
-from hubbench.progress import note
+from hubbench.progress import note, working
 from hubbench.rankers.base import Ranker, ranking
 from hubbench.seeding import derive_seed, seed_everything
 from hubbench.settings import VARIABLES
@@ -126,7 +126,7 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
     old = records.read(path, cell.record_type)
     if not redo(cell, old):
         return "skipped", old
-    with locked(cell.scope):
+    with locked(cell.scope, f"running {cell.id}"), working(f"running {cell.id}"):
         new = records.read(path, cell.record_type)
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
@@ -186,7 +186,7 @@ def fit(cell: Cell, ctx: Context) -> dict:
     metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
     eval_s = time.perf_counter() - start
     start = time.perf_counter()
-    complexity = profile(model, task, ctx.device, settings, stages.last)
+    complexity = profile(model, task, ctx.device, settings, stages.last, cache=ctx.cache, what=f"profiling {cell.id}")
     artifacts_s = sum(a["train_s"] for a in ctx.used.values())
     return dict(
         status=records.OK,
@@ -238,12 +238,14 @@ def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, e
     counts: Counter = Counter()
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None, dynamic_ncols=True)
     outcomes = executor.run(cells, results, device, **kw) if executor else inline(cells, results, device, bar, **kw)
-    for cell, status, detail, seconds in outcomes:
-        counts[status] += 1
-        bar.update()
-        if status != "skipped":
-            tqdm.write(f"{status:7} {cell.id}  {detail}  ({seconds:.1f}s)")
-            sys.stdout.flush()  # a log file gets each line as its cell ends
+    with working(f"0 of {len(cells)} cells ended") as activity:
+        for cell, status, detail, seconds in outcomes:
+            counts[status] += 1
+            activity.what = f"{counts.total()} of {len(cells)} cells ended"
+            bar.update()
+            if status != "skipped":
+                tqdm.write(f"{status:7} {cell.id}  {detail}  ({seconds:.1f}s)")
+                sys.stdout.flush()  # a log file gets each line as its cell ends
     bar.close()
     return counts
 

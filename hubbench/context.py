@@ -8,6 +8,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,11 +59,6 @@ class Context:
         task, proto = self.task, self.task.protocol
         params = None if params is None else list(params)  # iterated once by the optimiser, again by `on_stage`
         loss = loss or (lambda m, x, y: task.loss(m(x), y))
-        seed = derive_seed(self.seed, self.scope, key)
-        n = len(task.splits["train"])
-
-        def batch_at(it: int):
-            return task.stage_train(batch_indices(n, proto.batch_size, it, seed), generator(seed, "aug", it))
 
         def evaluate(m: nn.Module) -> dict[str, float]:
             """The curves of the primary metric; test too, for the papers' test-metric-over-training figures
@@ -76,9 +72,9 @@ class Context:
         curves = train(
             model,
             loss,
-            batch_at,
+            self.batches(key),
             proto.schedule(),
-            seed=seed,
+            seed=derive_seed(self.seed, self.scope, key),
             params=params,
             device=self.device,
             runtime=self.runtime,
@@ -86,6 +82,7 @@ class Context:
             evaluate=evaluate if proto.eval_every else None,
             eval_every=proto.eval_every,
             desc=f"{self.scope} {key}",
+            cache=self.cache,
         )
         self.train_seconds += checkpoint.carried_s + time.perf_counter() - start  # + seconds before a restart
         prefix = "" if key == "model" else f"{key}/"
@@ -94,9 +91,15 @@ class Context:
             self.on_stage(self, model, loss, params, key)
         return model
 
+    def batches(self, key: str) -> Callable[[int], Any]:
+        """Batch i of stage `key`'s training (its own permutations and augmentations), staged for the loop."""
+        task, seed = self.task, derive_seed(self.seed, self.scope, key)
+        n, size = len(task.splits["train"]), task.protocol.batch_size
+        return lambda it: task.stage_train(batch_indices(n, size, it, seed), generator(seed, "aug", it))
+
     def predict(self, model: nn.Module, split: str) -> torch.Tensor:
         self.runtime.model(model, self.device)
-        return predict(model, self.task.stage_eval(split), self.device, self.runtime)
+        return predict(model, self.task.stage_eval(split), self.device, self.runtime, self.cache)
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         return self.task.evaluate(self.predict(model, split), self.task.splits[split].targets)

@@ -7,9 +7,9 @@ its task name, which names its folder under the data dir and its rows of the pap
 
 Task `<name>` reads `<data dir>/<name>/` (`hubbench.io.data_dir`: `--data-dir`, see `hubbench.settings`;
 default ~/data). Importing this module reads nothing: the listing is made (and checked) on the first use of
-`splits`. A reader is pure parsing (`tasks.datasets`): a `Listing` of image paths (or, for CIFAR, arrays) and 0-based labels per
-official split, no image decoded, a missing or malformed file a one-line `DatasetError` naming the path and
-the layout.
+`splits`. A reader is pure parsing (`tasks.datasets`): a `Listing` of image paths (or, for CIFAR, arrays) and
+0-based labels per official split, no image decoded, a missing or malformed file a one-line `DatasetError` naming
+the path and the layout.
 
 Splits: 'train' is the split the papers train on (the reader's `train_split`: 'trainval' for
 Aircraft and DMLab, else 'train') and 'test' the official test split. 'val' is the dataset's own

@@ -341,7 +341,6 @@ def test_per_method_slurm_resources_make_one_array_each(tmp_path, capsys, monkey
     (["--workers", "2"], "", "--workers takes a positive number, with --executor local"),
     (["--cells-per-gpu", "2"], "", "--cells-per-gpu takes a positive number, with --executor local or slurm on"),
     (["--executor", "local", "--cells-per-gpu", "0"], "", "--cells-per-gpu takes a positive number"),
-    (["--estimate"], "", "--estimate goes with --dry-run"),
 ])
 def test_bad_executor_options_are_usage_errors(args, table, message, tmp_path, capsys):
     suite = tmp_path / "s.toml"

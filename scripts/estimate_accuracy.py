@@ -24,14 +24,14 @@ from hubbench.benchmark import estimate
 from hubbench.benchmark.cells import expand
 from hubbench.benchmark.runner import Redo, run_cell
 from hubbench.benchmark.suites import Suite
-from hubbench.settings import Settings, using
+from hubbench.settings import current, using
 from hubbench.training import Runtime
 
 
 def one_round(cells: list, iterations: int) -> dict[str, tuple[float, float]]:
     """{method: (estimated, real seconds per step)} in a fresh cache and results folder."""
     out = {}
-    with tempfile.TemporaryDirectory(prefix="hubbench-estimate-") as tmp, using(Settings(cache=Path(tmp))):
+    with tempfile.TemporaryDirectory(prefix="hubbench-estimate-") as tmp, using(current().replace(cache=Path(tmp))):
         for cell in cells:
             found = estimate.measure(cell, torch.device("cpu"), Runtime(), threads=1)
             _, record = run_cell(cell, Path(tmp, "results"), torch.device("cpu"), redo=Redo(all=True))

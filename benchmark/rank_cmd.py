@@ -7,12 +7,14 @@ runs: the answer says which records it reused (a stale one, made under another p
 table gives each source's scores, each ranker's pick (ties as ties: no pick where every source ties or no
 score is a number), the seconds each ranker's scoring took beside the features' once, and, where suites under
 `--boards` hold this hub's fine-tunes and rankings, how well each ranker's scores matched the fine-tunes there
-(its mean weighted Kendall τ over their tasks). `--tune` then runs one method's cell of that suite: `finetune`
-of the pick (of the `--by` ranker) or `b_tuning`, and reports its test metric.
+(its mean weighted Kendall τ over their tasks). `--tune` then runs one method's cell of that suite: a
+single-source method (`finetune` by default) of the pick (the top source of the `--by` ranker), or another method
+as it is (`b_tuning`), and reports its test metric.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -23,11 +25,15 @@ from typing import Any
 import torch
 
 from hubbench import record as records
+from hubbench.benchmark.cells import Cell
 from hubbench.benchmark.declarations import declare_files
-from hubbench.benchmark.runner import Cell, Redo, run_cell
+from hubbench.benchmark.runner import Redo, run_cell
 from hubbench.benchmark.suites import Suite
+from hubbench.errors import InputError
 from hubbench.hubs.base import HUBS, get_hub
 from hubbench.methods.base import Method
+from hubbench.methods.finetune import Finetune
+from hubbench.params import Role
 from hubbench.rankers.base import RANKERS, Ranker
 from hubbench.tasks.base import TASKS
 
@@ -43,24 +49,32 @@ def suite_of(hub: str, task: str, rankers: Sequence[str], by: str | None, seed: 
     for spec in rankers:
         Ranker.parse(spec)
     if by is not None and by not in rankers:
-        raise ValueError(f"--by {by}: not one of the rankers run ({', '.join(rankers)})")
+        raise InputError(f"--by {by}: not one of the rankers run ({', '.join(rankers)})")
     return Suite("rank", f"hubbench rank --hub {hub} --task {task}", (hub,), (task,), (), (seed,), rankers=rankers,
                  declared=found).overridden(overrides)
 
 
-def tune_cell(suite: Suite, tune: str, by: str | None, rankings: dict[str, records.RankingRecord]) -> Cell:
-    """The cell of `--tune`: fine-tune the pick of the `by` ranker (default: the first with one pick, LogME's when
-    it has one), or B-Tuning (which picks and weighs its sources by LogME itself)."""
-    if tune == "b_tuning":
-        method = Method.of("b_tuning")
-    else:
+def tune_method(tune: str) -> Method:
+    """The method of `--tune` (a spec; empty: fine-tune), checked before anything runs: a single-source one (its
+    role) must name its source in a `model` parameter, which the pick fills."""
+    method = Method.of(tune) if tune else Finetune()
+    if method.role == Role.SINGLE_SOURCE and "model" not in method.params:
+        raise InputError(f"--tune {tune}: a single-source method without a `model` parameter to tune the pick with")
+    return method
+
+
+def tune_cell(suite: Suite, method: Method, by: str | None, rankings: dict[str, records.RankingRecord]) -> Cell:
+    """The cell of `--tune`: a single-source method tuning the pick of the `by` ranker (default: the first with one
+    pick, LogME's when it has one), or another method as it is (B-Tuning picks and weighs its sources by LogME
+    itself)."""
+    if method.role == Role.SINGLE_SOURCE:
         by = by or next((name for name, r in rankings.items() if len(r.picks) == 1), None)
         picks = rankings[by].picks if by else []
         if len(picks) != 1:
             why = f"ranker {by} ties {' and '.join(picks)}" if picks else \
                 f"{'ranker ' + by if by else 'no ranker'} picked no source"
-            raise ValueError(f"--tune: {why}: --by another ranker, or --tune b_tuning")
-        method = Method.of(f"finetune[model={picks[0]}]")
+            raise InputError(f"--tune: {why}: --by another ranker, or --tune b_tuning")
+        method = dataclasses.replace(method, model=picks[0])
     return Cell(suite, suite.hubs[0], suite.tasks[0], method, suite.seeds[0])
 
 
@@ -68,11 +82,12 @@ def run(hub: str, task: str, results: Path, device: torch.device, check: Callabl
         rankers: Sequence[str] = (), by: str | None = None, tune: str | None = None, seed: int = 0,
         overrides: dict[str, Any] | None = None, declare: Sequence[Path] = (), as_json: bool = False,
         boards: Path | None = None, force: bool = False) -> int:
-    """Rank (and `tune`: 'finetune' or 'b_tuning'), after the task has reviewed its protocol and `check` has read
-    the data and found the weights of the cells; print the table (or, `as_json`, the summary). `force` ranks
-    again where records exist."""
+    """Rank (and `tune`: see `tune_method`; None: no tuning), after the task has reviewed its protocol and `check`
+    has read the data and found the weights of the cells; print the table (or, `as_json`, the summary). `force`
+    ranks again where records exist."""
     start = time.perf_counter()
     suite = suite_of(hub, task, rankers, by, seed, overrides or {}, declare)
+    method = None if tune is None else tune_method(tune)
     cells = [Cell(suite, hub, task, Ranker.of(spec), seed) for spec in suite.rankers]
     notes = [f"{task}: {line}" for line in TASKS.get(task).review(cells[0].protocol)]  # a refusal raises here
     check(cells)
@@ -81,8 +96,8 @@ def run(hub: str, task: str, results: Path, device: torch.device, check: Callabl
     rankings = {name: record for name, (_, record) in ran.items()}
     reused = [name for name, (status, _) in ran.items() if status == "skipped"]
     tuned = None
-    if tune:
-        tuned = run_cell(tune_cell(suite, tune, by, rankings), results, device, redo=redo)[1]
+    if method is not None:
+        tuned = run_cell(tune_cell(suite, method, by, rankings), results, device, redo=redo)[1]
     measured = measured_tau(hub, boards) if boards else {}
     result = summary(hub, task, rankings, tuned, notes=notes, reused=reused, measured=measured, results=results,
                      seconds=time.perf_counter() - start)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubbench.benchmark.declarations import read_toml
+from hubbench.errors import InputError
 from hubbench.registry import UnknownName, check_name
 
 if TYPE_CHECKING:
-    from hubbench.tasks.base import Protocol
+    from hubbench.protocol import Protocol
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,7 +38,7 @@ SLURM = {  # the optional [slurm] table: key -> (type, help); `hubbench run --sl
 }
 
 
-class SuiteError(ValueError):
+class SuiteError(InputError):
     """A suite that cannot be run; the message says what is wrong and what is valid."""
 
 
@@ -91,60 +92,58 @@ class Suite:
                 raise SuiteError(str(UnknownName("suite", name_or_path, suite_names())))
         try:
             data = read_toml(path, "suite file")
-        except ValueError as e:
+        except InputError as e:
             raise SuiteError(str(e)) from None
         try:
             return cls.from_dict(check_name("suite", path.stem), data, path.parent)
-        except (ValueError, LookupError) as e:
+        except InputError as e:
             raise SuiteError(f"invalid suite file {path}: {e}") from None
 
     @classmethod
     def from_dict(cls, name: str, data: dict, base: Path = Path(".")) -> Suite:
+        from hubbench.benchmark import catalogue
         from hubbench.benchmark.declarations import declare, gather
-        from hubbench.hubs.base import HUBS
         from hubbench.methods.base import parse_spec
         from hubbench.rankers.base import parse_spec as parse_ranker
-        from hubbench.tasks.base import TASKS
 
         unknown = set(data) - KEYS
         if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(sorted(KEYS))})")
+            raise InputError(f"unknown key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(sorted(KEYS))})")
         declared = gather(data, base)
         declare(declared)
         lists = {}
         for key in ("hubs", "tasks", "methods"):
             value = data.get(key)
             if not value or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{key!r} must be a non-empty list of names")
+                raise InputError(f"{key!r} must be a non-empty list of names")
             lists[key] = tuple(dict.fromkeys(value))
-        for hub in lists["hubs"]:
-            HUBS.get(hub)
-        for task in lists["tasks"]:
-            TASKS.get(task)
+        for kind in ("hubs", "tasks"):
+            for found in lists[kind]:
+                catalogue.known(kind, found)
         for spec in lists["methods"]:
             parse_spec(spec)
         rankers = data.get("rankers", [])
         if not isinstance(rankers, list) or not all(isinstance(v, str) for v in rankers):
-            raise ValueError("'rankers' must be a list of names")
+            raise InputError("'rankers' must be a list of names")
         rankers = tuple(dict.fromkeys(rankers))
         method_names = {parse_spec(spec)[0].name for spec in lists["methods"]}
         clash = {parse_ranker(spec)[0].name for spec in rankers} & method_names
         if clash:
-            raise ValueError(f"{', '.join(sorted(clash))}: both a method and a ranker of this suite")
+            raise InputError(f"{', '.join(sorted(clash))}: both a method and a ranker of this suite")
         seeds = parse_seeds(data.get("seeds", [0]))
         protocol = data.get("protocol", {})
         if not isinstance(protocol, dict):
-            raise ValueError("'protocol' must be a table of overrides")
+            raise InputError("'protocol' must be a table of overrides")
         check_protocol(lists["tasks"], protocol)
         slurm = data.get("slurm", {})
         per_method = slurm.get("methods", {}) if isinstance(slurm, dict) else {}
         if not isinstance(per_method, dict) or not all(isinstance(t, dict) for t in per_method.values()):
-            raise ValueError("'slurm.methods' must hold one table of job resources per method name")
+            raise InputError("'slurm.methods' must hold one table of job resources per method name")
         names = sorted({parse_spec(spec)[0].name for spec in lists["methods"]})
         for method in per_method:
             if method not in names:
                 choices = ", ".join(names)
-                raise ValueError(f"slurm.methods.{method}: not a method of this suite (choose from: {choices})")
+                raise InputError(f"slurm.methods.{method}: not a method of this suite (choose from: {choices})")
         slurm_base = {k: v for k, v in slurm.items() if k != "methods"} if isinstance(slurm, dict) else slurm
         return cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"], lists["methods"], seeds,
                    protocol, check_slurm(slurm_base), {m: check_slurm(t) for m, t in per_method.items()}, rankers,
@@ -161,7 +160,7 @@ class Suite:
             return self
         try:
             typed = check_protocol(self.tasks, {**self.protocol, **overrides})
-        except ValueError as e:
+        except InputError as e:
             raise SuiteError(f"--set: {e}") from None
         overrides = {k: typed[k] for k in overrides}  # as the protocol holds them: lr=1 and lr=1.0 are one variant
         return dataclasses.replace(self, name=variant_name(self.name, overrides), protocol={**self.protocol,
@@ -170,14 +169,14 @@ class Suite:
 
 def task_protocol(task: str, overrides: dict[str, Any]) -> Protocol:
     """The protocol of `task` under a suite's [protocol] `overrides` (known without the task's data)."""
-    from hubbench.tasks.base import TASKS
+    from hubbench.benchmark import catalogue
 
-    return TASKS.get(task).protocol.replace(**overrides)
+    return catalogue.protocol(task).replace(**overrides)
 
 
 def check_protocol(tasks: tuple[str, ...], protocol: dict[str, Any]) -> dict[str, Any]:
     """`protocol` overrides as a task's protocol holds them, if they make a valid protocol of every task
-    (`tasks.Protocol` checks each field's type and range); ValueError otherwise."""
+    (`tasks.Protocol` checks each field's type and range); `InputError` otherwise."""
     protocols = [task_protocol(task, protocol) for task in tasks]
     return {k: getattr(protocols[0], k) for k in protocol}
 
@@ -216,16 +215,16 @@ def check_slurm(table: Any) -> dict[str, Any]:
     """A valid [slurm] table (also of the merged command-line overrides): known keys, a partition
     name, whole numbers (at least 1, or 0 for gpus)."""
     if not isinstance(table, dict):
-        raise ValueError("'slurm' must be a table of job resources")
+        raise InputError("'slurm' must be a table of job resources")
     unknown = set(table) - set(SLURM)
     if unknown:
-        raise ValueError(f"unknown slurm key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(SLURM)})")
+        raise InputError(f"unknown slurm key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(SLURM)})")
     for key, value in table.items():
         if SLURM[key][0] is str:
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"slurm.{key} must be a name, got {value!r}")
+                raise InputError(f"slurm.{key} must be a name, got {value!r}")
         elif type(value) is not int or value < (0 if key == "gpus" else 1):
-            raise ValueError(f"slurm.{key} must be an integer of at least {0 if key == 'gpus' else 1}, got {value!r}")
+            raise InputError(f"slurm.{key} must be an integer of at least {0 if key == 'gpus' else 1}, got {value!r}")
     return dict(table)
 
 
@@ -235,8 +234,8 @@ def parse_seeds(seeds: Any) -> tuple[int, ...]:
         try:
             seeds = [int(s) for s in seeds.split(",")]
         except ValueError:
-            raise ValueError(f"bad seed list {seeds!r}: expected integers like 0,1,2") from None
+            raise InputError(f"bad seed list {seeds!r}: expected integers like 0,1,2") from None
     if (not isinstance(seeds, list) or not seeds
             or not all(type(s) is int and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds)):
-        raise ValueError(f"bad seed list {seeds!r}: expected distinct non-negative integers")
+        raise InputError(f"bad seed list {seeds!r}: expected distinct non-negative integers")
     return tuple(seeds)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 import math
 import os
 import pickle
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,13 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from hubbench.exclusive import pause_point, sharing
+from hubbench.exclusive import sharing
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.progress import progress
 from hubbench.seeding import derive_seed
 from hubbench.staging import prefetching
 from hubbench.stopping import requested, stop, training_loop
 
+log = logging.getLogger(__name__)
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 Curves = dict[str, list[list[float]]]
 
@@ -214,8 +215,8 @@ class Checkpoint:
             try:
                 state = load_torch(self.path)
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-                print(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
-                      "starts afresh", file=sys.stderr)
+                log.warning(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
+                            "starts afresh")
         self.carried_s = max(float(state.get("seconds", 0.0)) if state else 0.0, self.counted_before())
         return state
 
@@ -276,6 +277,7 @@ def train(
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     eval_every: int = 0,
     desc: str = "train",
+    cache: Path | None = None,
 ) -> Curves:
     """Train `model` in place for `schedule.iterations` steps; return the logged curves.
 
@@ -285,6 +287,8 @@ def train(
     loss and every metric `evaluate` returns, logged each `eval_every` iterations and at the end.
     `batch_at(i)` may return a `hubbench.staging.Staged` batch: batch i+1 is read and moved while
     step i runs (`prefetched`), and the loop waits for the device only at log points and checkpoints.
+    Between steps it pauses while another process of `cache` (default: the settings' cache) measures on the device
+    (`hubbench.exclusive`); a stop requested meanwhile ends the pause, and the loop saves and stops.
     """
     state = checkpoint.load() if checkpoint else None  # this attempt's clock starts
     device = torch.device(device)
@@ -303,9 +307,9 @@ def train(
     model.train()
     losses = Losses(start)
     stages = (batch_at(it) for it in range(start, schedule.iterations))
-    with attempt(checkpoint), sharing(device), shape_stable(model), prefetching(stages, device, runtime) as batches:
+    with (attempt(checkpoint), sharing(device, cache) as share, shape_stable(model),
+          prefetching(stages, device, runtime) as batches):
         for it, (x, y) in zip(bar, batches, strict=True):
-            pause_point(device)  # a neighbour's measurement has the device to itself
             torch.manual_seed(derive_seed(seed, "step", it))
             for group in opt.param_groups:
                 group["lr"] = schedule.lr_at(it) * group.get("lr_mult", 1.0)
@@ -326,6 +330,7 @@ def train(
                     for name, value in evaluate(model).items():
                         curves.setdefault(name, []).append([done, float(value)])
                     model.train()
+            share.pause_point()  # a neighbour's measurement has the device to itself
             if checkpoint:
                 stopping = requested()
                 if done % checkpoint.every == 0 or done == schedule.iterations or stopping:
@@ -346,19 +351,21 @@ def predict(
     batches: Iterable[torch.Tensor],
     device: torch.device | str = "cpu",
     runtime: Runtime = Runtime(),
+    cache: Path | None = None,
 ) -> torch.Tensor:
     """Concatenated eval-mode outputs of `model` over `batches` (outputs returned as float32 on CPU).
 
     A batch of several test views per image, [B, V, C, H, W], runs as one batch of B * V images
-    and each image's output is the sum over its views (the papers' ten-crop test).
+    and each image's output is the sum over its views (the papers' ten-crop test). Between batches it pauses
+    for the measurements of `cache`'s processes, as `train`.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     outs = []
-    with sharing(device), shape_stable(model), prefetching(batches, device, runtime) as ready:
+    with sharing(device, cache) as share, shape_stable(model), prefetching(batches, device, runtime) as ready:
         for x in ready:
-            pause_point(device)
+            share.pause_point()
             shape, views = x.shape[:2], x.dim() == 5
             x = runtime.batch(x.flatten(0, 1) if views else x, device)
             with runtime.autocast(device):

@@ -27,10 +27,10 @@ to the logits), when its weights hold one: torchvision's and timm's published we
 taken to hold only a backbone unless the source says `classifier = true` (its head's keys are then required).
 
 Weights are never downloaded here: torchvision's files are looked for where `hubs.checkpoints` looks
-($HUBBENCH_WEIGHTS_DIR, then $TORCH_HOME/hub/checkpoints), timm's in the Hugging Face cache, checkpoint files
-at their path (relative to the declaring file), all loaded with `weights_only=True` after the hash check.
-`Hub.check` names every missing file, one line per source, before a run starts, and loads each local
-checkpoint to check that its keys fit the architecture. HUBBENCH_RANDOM_WEIGHTS=1 (`--random-weights`) gives
+(the weights directory of the settings, then $TORCH_HOME/hub/checkpoints), timm's in the Hugging Face cache,
+checkpoint files at their path (relative to the declaring file), all loaded with `weights_only=True` after the
+hash check. `Hub.check` names every missing file, one line per source, before a run starts, and loads each local
+checkpoint to check that its keys fit the architecture. The setting `random_weights` (`--random-weights`) gives
 seeded random weights to the sources whose weights are not on this machine (`declared_hub`), and only to them.
 """
 
@@ -48,6 +48,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from hubbench.errors import InputError
 from hubbench.hubs import checkpoints
 from hubbench.hubs.base import Hub, Source
 from hubbench.hubs.checkpoints import BadCheckpoint, MissingWeights, check_match
@@ -60,7 +61,7 @@ SOURCE_KEYS = {"name", "model", "weights", "checkpoint", "prefix", "key", "sha25
 PROBE = 64  # px: the feature map of a stride-32 net is still 2 x 2
 
 
-class DeclarationError(ValueError):
+class DeclarationError(InputError):
     """A declaration that cannot be used; the message names the source and what is valid."""
 
 
@@ -448,8 +449,8 @@ def versions(sources: tuple[Declared, ...]) -> dict[str, str]:
 
 
 def declared_hub(name: str, description: str, sources: tuple[Declared, ...]) -> Hub:
-    """The hub of `sources`; under HUBBENCH_RANDOM_WEIGHTS (`--random-weights`) a source whose weights are not on
-    this machine gets seeded random ones, and one whose weights are keeps them: placeholders mix with real
+    """The hub of `sources`; under the setting `random_weights` (`--random-weights`) a source whose weights are not
+    on this machine gets seeded random ones, and one whose weights are keeps them: placeholders mix with real
     checkpoints, and the record's `weights` says which each source had."""
     placeholder = {s.name for s in sources if random_mode() and missing(s)}
     built = tuple(Source(s.name, s.model, s.description or s.model, partial(trunk, s.model),

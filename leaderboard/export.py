@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from hubbench import record
+from hubbench.errors import InputError
 from hubbench.io import check_output_dir
 from hubbench.leaderboard.generate import LeaderboardError, load_records, selected_suites
 from hubbench.progress import progress
@@ -86,7 +87,7 @@ def run(suites: list[str] | None, results: Path, tensorboard: Path) -> int:
     try:
         check_output_dir(tensorboard, "--tensorboard")
         n = export(selected_suites(suites, results), results, tensorboard)
-    except (LeaderboardError, ValueError) as e:
+    except InputError as e:
         print(f"hubbench export: error: {e}", file=sys.stderr)
         return 2
     print(f"{n} runs written to {tensorboard}; view them with: tensorboard --logdir {tensorboard}")

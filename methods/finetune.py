@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from hubbench.context import FinetunedSource
+from hubbench.artifacts import FinetunedSource
 from hubbench.methods.base import Method, register
+from hubbench.params import Role
 from hubbench.registry import UnknownName
 
 
@@ -17,6 +18,7 @@ class Finetune(Method):
 
     name = "finetune"
     description = "fine-tune one hub model with a new head (one record per hub model)"
+    role = Role.SINGLE_SOURCE
     model: str = ""
 
     @classmethod

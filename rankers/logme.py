@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from hubbench.rankers.base import Ranker, Score, register
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Evidence:
 
 def target_columns(targets: torch.Tensor) -> torch.Tensor:
     """[N, C] float64 columns: one-vs-rest 0/1 per class (class indices [N]), else the regression targets."""
+    import torch
+
     if targets.dim() == 1:
         return torch.nn.functional.one_hot(targets.long(), int(targets.max()) + 1).double()
     return targets.double()
@@ -45,6 +48,8 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     the LAPACK build. `exact` keeps all D (the true evidence of the model): where terms are dropped it adds
     their -log(alpha) / 2N each, which differs between sources and can change the ranking.
     """
+    import torch
+
     f = features.double()
     y = target_columns(targets)
     n, d = f.shape
@@ -88,6 +93,8 @@ def public_terms(f: torch.Tensor, s: torch.Tensor) -> int:
         return n
     if len(s) == d and s.min() > max(1e-6 * s.max(), 1e-9):
         return d
+    import numpy as np
+
     gram = (f.T @ f).numpy()
     return int((np.sqrt(np.linalg.svd(gram)[1]) > 1e-10).sum())
 

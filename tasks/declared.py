@@ -50,9 +50,10 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
+from hubbench.errors import InputError
 from hubbench.seeding import derive_seed
 from hubbench.tasks.base import Protocol
-from hubbench.tasks.datasets import IMAGE_SUFFIXES, DatasetError, Item, _listing
+from hubbench.tasks.datasets import IMAGE_SUFFIXES, DatasetError, Item, checked
 from hubbench.tasks.files import FileTask, split_of
 from hubbench.tasks.landmark_data import Crop, Face, LandmarkDataError, distance
 from hubbench.tasks.paper_cls import PAPER_PROTOCOL
@@ -233,7 +234,7 @@ class DeclaredClassification(SizedToData, FileTask):
             if twice := duplicate((path, where) for lines in rows.values() for path, _, where in lines):
                 raise DatasetError(*twice, CSV_LAYOUT)
             layout = CSV_LAYOUT
-        listing = _listing(list(classes), splits, layout)
+        listing = checked(list(classes), splits, layout)
         return listing.classes, listing.splits, layout
 
     @classmethod
@@ -426,41 +427,41 @@ class DeclaredLandmarks(SizedToData, PaperLandmarkTask):
 def parse_task(name: str, spec: Any, base: Path) -> type:
     """The task class a `[task.<name>]` table declares (paths relative to `base`), its keys checked."""
     if not isinstance(spec, dict):
-        raise ValueError(f"task {name!r}: a table of keys")
+        raise InputError(f"task {name!r}: a table of keys")
     kind = spec.get("kind", "classification")
     keys = {"classification": CLS_KEYS, "landmarks": LMK_KEYS}.get(kind)
     if keys is None:
-        raise ValueError(f"task {name!r}: kind must be 'classification' or 'landmarks', got {kind!r}")
+        raise InputError(f"task {name!r}: kind must be 'classification' or 'landmarks', got {kind!r}")
     unknown = set(spec) - keys
     if unknown:
-        raise ValueError(f"task {name!r}: unknown key(s) {', '.join(sorted(unknown))} (choose from: "
+        raise InputError(f"task {name!r}: unknown key(s) {', '.join(sorted(unknown))} (choose from: "
                          f"{', '.join(sorted(keys))})")
     attrs = {"name": name, "description": spec.get("description", f"declared {kind} task"), "spec": spec,
              "base": base, "__module__": __name__}
     if kind == "classification":
         if ("folder" in spec) == ("train" in spec):
-            raise ValueError(f"task {name!r}: give either folder = ... or train = ... (CSV files)")
+            raise InputError(f"task {name!r}: give either folder = ... or train = ... (CSV files)")
         split = spec.get("split", [0.7, 0.15, 0.15])
         if not (isinstance(split, list) and len(split) == 3 and all(type(f) in (int, float) and f > 0 for f in split)
                 and abs(sum(split) - 1) < 1e-6):
-            raise ValueError(f"task {name!r}: split must be three positive fractions summing to 1, got {split!r}")
+            raise InputError(f"task {name!r}: split must be three positive fractions summing to 1, got {split!r}")
         return type(f"Declared[{name}]", (DeclaredClassification,), {**attrs, "protocol": FromData()})
     points = spec.get("points")
     if type(points) is not int or points < 1 or "train" not in spec or "test" not in spec:
-        raise ValueError(f"task {name!r}: landmarks need points = K (K >= 1) and train, test CSV files")
+        raise InputError(f"task {name!r}: landmarks need points = K (K >= 1) and train, test CSV files")
     pairs, norm = spec.get("mirror"), spec.get("normaliser")
     valid = range(points)
     if pairs is not None and not (isinstance(pairs, list) and all(
             isinstance(p, list) and len(p) == 2 and all(i in valid for i in p) for p in pairs)):
-        raise ValueError(f"task {name!r}: mirror must be a list of [left, right] point indices in 0..{points - 1}")
+        raise InputError(f"task {name!r}: mirror must be a list of [left, right] point indices in 0..{points - 1}")
     if not (norm == "box" or isinstance(norm, list) and len(norm) == 2 and all(i in valid for i in norm)):
-        raise ValueError(f"task {name!r}: normaliser must be two point indices in 0..{points - 1}, or \"box\"")
+        raise InputError(f"task {name!r}: normaliser must be two point indices in 0..{points - 1}, or \"box\"")
     val_fraction = spec.get("val_fraction", 0.1)
     if type(val_fraction) is not float or not 0 < val_fraction < 1:
-        raise ValueError(f"task {name!r}: val_fraction must be a number in (0, 1), got {val_fraction!r}")
+        raise InputError(f"task {name!r}: val_fraction must be a number in (0, 1), got {val_fraction!r}")
     frame = spec.get("frame", 16)
     if type(frame) is not int or frame < 16:
-        raise ValueError(f"task {name!r}: frame must be an integer of at least 16 px, got {frame!r}")
+        raise InputError(f"task {name!r}: frame must be an integer of at least 16 px, got {frame!r}")
     attrs.update(num_points=points, flip_permutation=mirror(points, pairs) if pairs else None,
                  val_fraction=val_fraction, protocol=FromData())
     return type(f"Declared[{name}]", (DeclaredLandmarks,), attrs)

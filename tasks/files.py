@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hubbench.errors import InputError
 from hubbench.images import to_input
 from hubbench.tasks.base import ClassificationTask
 from hubbench.tasks.crops import centre_box, crop_taps, random_boxes, resample, views
@@ -70,7 +71,7 @@ class FileTask(ClassificationTask):
         under the papers' 256-px squash would train and test on its centre 1.6 %."""
         kept = (protocol.image_size / protocol.resize) ** 2 if protocol.resize else 1.0
         if kept < MIN_CROP:
-            raise ValueError(f"task {cls.name!r}: image_size {protocol.image_size} keeps {kept:.1%} of the images, "
+            raise InputError(f"task {cls.name!r}: image_size {protocol.image_size} keeps {kept:.1%} of the images, "
                              f"a centre crop of their {protocol.resize}-px squash: set resize with it, e.g. --set "
                              f"resize={round(protocol.image_size * 256 / 224)} (the papers' ratio) or 0 (no squash)")
         return super().review(protocol)

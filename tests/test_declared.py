@@ -18,7 +18,7 @@ from hubbench import record as records
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.declarations import declare, gather, read
 from hubbench.benchmark.suites import Suite
-from hubbench.hubs.base import get_hub
+from hubbench.hubs.base import get_hub, made_hub
 from hubbench.hubs.checkpoints import BadCheckpoint
 from hubbench.methods import METHODS
 from hubbench.rankers import RANKERS
@@ -101,7 +101,7 @@ def fresh(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))
     monkeypatch.setenv("HUBBENCH_WEIGHTS_DIR", str(tmp_path / "no-weights"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "no-hf-cache"))
-    get_hub.cache_clear()
+    made_hub.cache_clear()
     write_data(tmp_path)
     return tmp_path, "t" + uuid.uuid4().hex[:8]
 
@@ -295,7 +295,6 @@ sources = [
     found = run_suite(root, suite_toml(f"{p}-tv", [f"{p}-csv"], ["finetune", "ensemble_i", "zoo_tuning", "soup",
                                                                  "hub_pathway"], ["logme", "leep"]),
                       "--random-weights")
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")  # set by the command, for worker processes
     assert_ok_or_inapplicable(found)
     status = {r.method.name if isinstance(r, records.Record) else r.ranker.name: r.status for r in found}
     assert status["zoo_tuning"] == status["soup"] == records.INAPPLICABLE
@@ -342,7 +341,6 @@ sources = [
 """)
     found = run_suite(root, suite_toml(f"{p}-timm", [f"{p}-pets", f"{p}-faces"], ["finetune", "zoo_tuning"],
                                        ["logme", "leep"]), "--random-weights")
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
     assert_ok_or_inapplicable(found)
     status = {(r.task, r.method.id if isinstance(r, records.Record) else r.ranker.name): r.status for r in found}
     assert status[f"{p}-pets", "leep"] == status[f"{p}-pets", "zoo_tuning"] == records.OK
@@ -424,7 +422,6 @@ sources = [
             "cpu", "--random-weights", "--boards", str(root / "boards"), *overrides]
     monkeypatch.chdir(root)
     assert main(args) == 0
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{p}-pets: protocol sized to its data (15 training images, median side 40 px): "
                              "image_size 40, resize 46, batch 8, 50 iterations (26.7 epochs), evaluated every 10, 1 "
@@ -472,7 +469,6 @@ sources = [{{ name = "mnv3", model = "torchvision:mobilenet_v3_small", weights =
 """)
     assert main(["profile", "--declare", str(root / "data.toml"), "--hub", f"{p}-tv", "--task", f"{p}-pets",
                  "--method", "finetune", "--random-weights", "--device", "cpu", "--out", str(root / "p.json")]) == 0
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
     assert json.loads((root / "p.json").read_text())["complexity"]["params"]["total"] > 0
 
 

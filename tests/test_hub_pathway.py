@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hubbench.hubs import get_hub
 from hubbench.methods import METHODS
-from hubbench.methods.hub_pathway import LinearAggregator, WeightedMean, negative_entropy, pathway_losses
+from hubbench.methods._hub_pathway import LinearAggregator, WeightedMean, negative_entropy, pathway_losses
 from hubbench.tasks import TASKS
 
 HubPathway = METHODS.get("hub_pathway")
@@ -241,7 +241,7 @@ def test_routing_is_read_from_the_device_once_for_all_models():
     """A per-model `nonzero` waits for the device once per model; the routes are read in one go."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from hubbench.methods.hub_pathway import route
+    from hubbench.methods._hub_pathway import route
 
     class Count(TorchDispatchMode):
         def __init__(self):
@@ -292,7 +292,7 @@ def test_a_lone_sample_at_a_one_by_one_map_is_normalised_by_the_running_statisti
     import torch
     from torch import nn
 
-    from hubbench.methods.hub_pathway import routed_through
+    from hubbench.methods._hub_pathway import routed_through
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.BatchNorm2d(4)).train()
     lone = torch.randn(1, 3, 4, 4)

@@ -1,6 +1,7 @@
 """Ranking cells: the public common checks (hubbench.testing) every registered ranker passes, the shared caches,
 and selection through the runner, the executors' jobs and the CLI."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,12 @@ from conftest import PLUGIN, hubbench, write_suite
 from helpers import make_task
 
 from hubbench import record as records
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.executors import CellJob
-from hubbench.benchmark.runner import expand
+from hubbench.benchmark.rank_cmd import tune_cell, tune_method
 from hubbench.benchmark.suites import Suite
 from hubbench.io import cache_dir
+from hubbench.methods.finetune import Finetune
 from hubbench.rankers import RANKERS, ranking
 from hubbench.testing import parametrize_with_ranker_checks, registered_rankers
 
@@ -154,3 +157,19 @@ def test_an_external_ranker_is_listed_and_runs(how, tmp_path):
     out = hubbench(*args, "run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--method", "feature_norm",
                    env=env).stdout
     assert "1 ok" in out and "rank:feature_norm[power=1.0]" in out
+
+
+@dataclass(frozen=True)
+class Lpft(Finetune):  # not registered: a plugin's single-source method (a role and a `model`), as rank sees it
+    name = "lpft"
+
+
+def test_rank_tunes_the_pick_with_a_single_source_method_and_runs_another_as_it_is():
+    """`hubbench rank --tune [METHOD]`: by role, not by name."""
+    suite = Suite("rank", "", ("tiny",), ("digits",), (), (0,))
+    picked = {"logme": records.RankingRecord("rank", "tiny", "digits", "classification",
+                                             records.PluginId("logme", "logme"), 0, records.OK, order=["b", "a"],
+                                             scores={"b": 2.0, "a": 1.0})}
+    assert tune_cell(suite, tune_method(""), None, picked).plugin.id == "finetune[model=b]"
+    assert tune_cell(suite, Lpft(), None, picked).plugin.id == "lpft[model=b]"
+    assert tune_cell(suite, tune_method("b_tuning"), None, picked).plugin.id == "b_tuning"

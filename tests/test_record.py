@@ -10,12 +10,13 @@ from conftest import PLUGIN, ROOT, write_suite
 from test_leaderboard import full, record, write
 
 from hubbench import record as records
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.cli import main
-from hubbench.benchmark.runner import expand
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 from hubbench.leaderboard import frame
 from hubbench.leaderboard.generate import generate
+from hubbench.logs import to_stderr
 
 # the oldest shape: the runner's own parameter count at top level, no complexity, "n/a" for inapplicable
 OLDEST = {**record("a", "finetune[model=x]", 0, 40.0), "params": {"total": 2_000_000, "trainable": 1_000_000},
@@ -58,18 +59,27 @@ def test_previous_shape_is_upgraded(tmp_path):
     assert records.read(tmp_path / "none.json") is None
 
 
+def test_a_record_made_before_training_steps_were_timed_as_trained_says_what_its_speed_timed(tmp_path):
+    """Version 3 and earlier timed an SGD step of the deployed model whatever the method; the upgrade says so (and
+    a record without a speed gains none)."""
+    old = {**full("a", "distill", 0, 40.0), "schema": "hubbench.record/3"}
+    assert records.from_json(old).complexity.speed.train_step == records.EARLY_TRAIN_STEP
+    assert "deployed model" in records.EARLY_TRAIN_STEP
+    assert records.from_json(OLDEST).complexity.speed is None
+
+
 def test_round_trip_and_current_version(tmp_path):
     current = records.from_json(full("faces", "zoo_tuning", 1, 7.5, kind="landmarks"))
     path = records.write(tmp_path / "r.json", current)
-    assert json.loads(path.read_text())["schema"] == "hubbench.record/3" and records.read(path) == current
+    assert json.loads(path.read_text())["schema"] == "hubbench.record/4" and records.read(path) == current
 
 
 @pytest.mark.parametrize("content, message", [
     ({"schema": "hubbench.record/99", "suite": "s"}, "written by a newer hubbench (schema hubbench.record/99; "
-                                                     "this one reads up to hubbench.record/3)"),
-    ('{"schema": "hubbench.record/3", "hub": ', "not valid JSON"),
+                                                     "this one reads up to hubbench.record/4)"),
+    ('{"schema": "hubbench.record/4", "hub": ', "not valid JSON"),
     ({**OLDEST, "surprise": 1}, "unknown field(s) surprise in record"),
-    ({"schema": "hubbench.record/3", "suite": "s"}, "missing"),
+    ({"schema": "hubbench.record/4", "suite": "s"}, "missing"),
     ({**OLDEST, "status": "done"}, "record status 'done' is not one of ok, failed, inapplicable"),
     ([1, 2], "not a record (no schema)"),
 ])
@@ -111,16 +121,17 @@ def test_results_csv_reads_back_typed_without_options(tmp_path):
 def test_leaderboard_skips_unreadable_records_with_a_warning(tmp_path, capsys):
     write(tmp_path / "r", [record("a", "m", 0, 1.0), record("a", "n", 0, 2.0)])
     newer, corrupt = tmp_path / "r/s/h/a/x/seed0.json", tmp_path / "r/s/h/a/y/seed0.json"
-    for path, text in ((newer, '{"schema": "hubbench.record/4"}'), (corrupt, "{")):
+    for path, text in ((newer, '{"schema": "hubbench.record/5"}'), (corrupt, "{")):
         path.parent.mkdir(parents=True)
         path.write_text(text)
     (tmp_path / "r/s/.submitit").mkdir()
     (tmp_path / "r/s/.submitit/jobs.json").write_text('{"jobs": {}}')  # an executor's file: not a record
     (tmp_path / "r/s/h/a/y/seed1.json").write_text('{"schema": "hubbench.profile/1"}')  # another kind: ignored
-    readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
+    with to_stderr():  # as the command line shows the log
+        readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
     warnings = capsys.readouterr().err.splitlines()
     assert warnings == [f"hubbench leaderboard: warning: skipping {newer}: written by a newer hubbench (schema "
-                        "hubbench.record/4; this one reads up to hubbench.record/3)",
+                        "hubbench.record/5; this one reads up to hubbench.record/4)",
                         f"hubbench leaderboard: warning: skipping {corrupt}: not valid JSON (Expecting property name "
                         "enclosed in double quotes: line 1 column 2 (char 1))"]
     assert "from 2 records" in readme and "| m |" in readme and "| n |" in readme
@@ -132,7 +143,7 @@ def unreadable(tmp_path):
     suite = write_suite(tmp_path, methods=("scratch", "finetune[model=supervised]"))
     results = tmp_path / "results"
     cells = expand(Suite.load(str(suite)))
-    contents = ['{"schema": "hubbench.record/4", "novel": true}\n', '{"schema": "hubbench.rec']
+    contents = ['{"schema": "hubbench.record/5", "novel": true}\n', '{"schema": "hubbench.rec']
     for cell, text in zip(cells, contents, strict=True):
         cell.path(results).parent.mkdir(parents=True)
         cell.path(results).write_text(text)
@@ -144,16 +155,17 @@ def test_run_refuses_before_any_cell_and_leaves_the_file(unreadable, capsys, tin
     assert main(["--plugin", str(PLUGIN), "run", "--suite", str(suite), "--results", str(results), "--force"]) == 2
     err = capsys.readouterr().err
     assert err == (f"hubbench: error: {cells[0].path(results)}: written by a newer hubbench (schema "
-                   "hubbench.record/4; this one reads up to hubbench.record/3); move it away to run its cell again\n")
+                   "hubbench.record/5; this one reads up to hubbench.record/4); move it away to run its cell again\n")
     assert [c.path(results).read_text() for c in cells] == contents
     assert sorted(p.name for p in results.rglob("*") if p.is_file()) == ["seed0.json", "seed0.json"]
 
 
 def test_status_warns_and_tells_unreadable(unreadable, capsys, tmp_path, tiny_hub):
     _, results, cells, _ = unreadable
-    counts, lines = report(cells, results, tmp_path / "cache", {})
+    with to_stderr():  # as the command line shows the log
+        counts, lines = report(cells, results, tmp_path / "cache", {})
     assert counts == {"unreadable": 2} and all("unreadable" in line for line in lines[1:])
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"hubbench status: warning: {cells[0].path(results)}: written by a newer hubbench "
-                      "(schema hubbench.record/4; this one reads up to hubbench.record/3)")
+                      "(schema hubbench.record/5; this one reads up to hubbench.record/4)")
     assert err[1].startswith(f"hubbench status: warning: {cells[1].path(results)}: not valid JSON")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from hubbench.logs import to_stderr
 from hubbench.stopping import deferred
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
 
@@ -96,7 +97,8 @@ def test_a_checkpoint_that_does_not_load_restarts_its_stage(tmp_path, capsys):
     ckpt = Checkpoint(tmp_path / "c.ckpt", every=3)
     ckpt.path.write_bytes(b"PK\x03\x04 not a checkpoint")
     restarted = model()
-    train(restarted, loss, batch_at, SCHED, seed=1, checkpoint=ckpt)
+    with to_stderr():  # as the command line shows the log
+        train(restarted, loss, batch_at, SCHED, seed=1, checkpoint=ckpt)
     assert all(torch.equal(v, state(restarted)[k]) for k, v in state(ref).items())
     assert f"hubbench: warning: checkpoint {ckpt.path} does not load (RuntimeError); its stage starts afresh\n" in (
         capsys.readouterr().err)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubbench.benchmark.executors import ACTIVE, latest_jobs
+from hubbench.benchmark.jobs import ACTIVE, last_jobs
 
 
 def cancel(folder: Path, cells: set[str] | None = None) -> list[str]:
     """Cancel the last job of each cell (of `cells`, or every cell) submitted from `folder` that has not ended;
     returns their ids. A job holding several cells is cancelled once."""
-    jobs = {job.job_id: job for cell, job in latest_jobs(folder).items() if cells is None or cell in cells}
-    active = [job for job in jobs.values() if job.state.split()[0] in ACTIVE]
+    jobs = {job.job_id: (job, state) for cell, (job, state) in last_jobs(folder).items()
+            if cells is None or cell in cells}
+    active = [job for job, state in jobs.values() if state.split()[0] in ACTIVE]
     for job in active:
         job.cancel(check=False)
     return [job.job_id for job in active]

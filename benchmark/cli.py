@@ -11,21 +11,25 @@ import argparse
 import os
 import shlex
 import sys
+import uuid
 from pathlib import Path
 
 import hubbench
+from hubbench import logs
 from hubbench.benchmark import suites
 from hubbench.benchmark.plugins import load_plugin, pick_device
-from hubbench.io import DATA_DIR_ENV, cache_dir, check_output_dir
-from hubbench.progress import interval
+from hubbench.errors import InputError
+from hubbench.io import cache_dir, check_output_dir
+from hubbench.progress import working
 from hubbench.registry import UnknownName
+from hubbench.settings import VARIABLES, Settings, using
 
 RESULTS = Path("results")
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
-          "$HUBBENCH_CACHE or ~/.cache/hubbench.")
+          f"${VARIABLES['cache']} or ~/.cache/hubbench.")
 
 
-class UsageError(Exception):
+class UsageError(InputError):
     """Bad input: reported as one line, exit code 2, nothing written."""
 
 
@@ -34,46 +38,18 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def apply_weights_options(args) -> None:
-    """Where real hubs find their checkpoint files, or whether they use random weights; read by
-    hubs.zoo through the environment so that worker processes inherit them."""
-    if getattr(args, "weights_dir", None):
-        if not args.weights_dir.is_dir():
-            raise UsageError(f"--weights-dir {args.weights_dir} is not a directory")
-        os.environ["HUBBENCH_WEIGHTS_DIR"] = str(args.weights_dir.resolve())
+def settings_of(args) -> Settings:
+    """The settings of the command (`hubbench.settings`): the environment's, under the options given for where
+    real hubs find their checkpoint files (or whether they get random weights) and tasks their datasets."""
+    options = {}
+    for option, setting in (("weights_dir", "weights"), ("data_dir", "data")):
+        if (folder := getattr(args, option, None)) is not None:
+            if not folder.is_dir():
+                raise UsageError(f"--{option.replace('_', '-')} {folder} is not a directory")
+            options[setting] = folder.resolve()
     if getattr(args, "random_weights", False):
-        from hubbench.hubs import get_hub
-
-        os.environ["HUBBENCH_RANDOM_WEIGHTS"] = "1"
-        get_hub.cache_clear()
-
-
-def apply_data_dir(args) -> None:
-    """Where tasks read real datasets; set in the environment, so that worker processes and jobs inherit it."""
-    if args.data_dir:
-        if not args.data_dir.is_dir():
-            raise UsageError(f"--data-dir {args.data_dir} is not a directory")
-        os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
-
-
-def check_data(cells) -> None:
-    """Read every selected real dataset now: a missing or malformed one, or one with an empty split, is then
-    one error before any cell runs or any hub weights load, not a failed cell per method and seed. (The
-    in-memory tasks' data are fixed by their code, not by the user: they are made when a cell needs them.)"""
-    from hubbench.tasks import TASKS
-
-    for name in dict.fromkeys(cell.task for cell in cells):
-        task = TASKS.get(name)
-        if task.external_data:
-            task().splits  # noqa: B018 (reading is the check; the splits stay cached for this process)
-
-
-def check_weights(cells) -> None:
-    """One error naming every missing checkpoint file of the hubs the cells use (not a failed record per cell)."""
-    from hubbench.hubs import get_hub
-
-    for name in dict.fromkeys(cell.hub for cell in cells):
-        get_hub(name).check()
+        options["random_weights"] = True
+    return Settings.from_environment().replace(**options)
 
 
 def load_suite(args) -> suites.Suite:
@@ -91,20 +67,6 @@ def with_trials(suite: suites.Suite, cells: list, known_in: Path | None = None) 
     return (tuning.known_trials(cells, known_in) if known_in else tuning.first_trials(cells)) + cells
 
 
-def retrain_artifacts(cells) -> None:
-    """Delete the cached artifacts the cells reuse (every version), so that they are trained again."""
-    from hubbench.context import clear_artifact
-    from hubbench.hubs import get_hub
-
-    done, files = set(), 0
-    for cell in cells:
-        for artifact in cell.plugin.needs(get_hub(cell.hub), cell.make_task()):
-            if (key := (cell.hub, cell.task, artifact, cell.seed)) not in done:
-                done.add(key)
-                files += clear_artifact(cache_dir(), *key)
-    print(f"--retrain-artifacts: {len(done)} artifacts to retrain ({files} cached files deleted)")
-
-
 def runtime_options(args):
     from hubbench.training import Runtime
 
@@ -113,10 +75,12 @@ def runtime_options(args):
 
 
 def redo_options(args):
-    """Which cells with a record a run redoes (--retrain-artifacts makes every selected cell's record stale)."""
+    """Which cells with a record a run redoes (--retrain-artifacts makes every selected cell's record stale, and
+    names the run whose cells train their artifacts again)."""
     from hubbench.benchmark.runner import Redo
 
-    return Redo(all=args.force or args.retrain_artifacts, failed=args.retry_failed, stale=args.rerun_stale)
+    return Redo(all=args.force or args.retrain_artifacts, failed=args.retry_failed, stale=args.rerun_stale,
+                artifacts=uuid.uuid4().hex if args.retrain_artifacts else "")
 
 
 def check_executor_options(args) -> None:
@@ -139,7 +103,6 @@ def cancel_command(args) -> str:
 
 
 def dry_run(args, cells, executor, redo, runtime) -> int:
-    from hubbench.benchmark import estimate
     from hubbench.benchmark.executors import Submitit, pending
 
     todo = pending(cells, args.results, redo)
@@ -156,43 +119,39 @@ def dry_run(args, cells, executor, redo, runtime) -> int:
         if trials:
             print(f"(the estimate leaves out the {trials} search trials of the first rung, and the later rungs the "
                   "searches decide: see docs/suites.md for what a search costs)")
-        found = estimate.grid([c for c in todo if not c.trial], pick_device(args.device), runtime,
-                              measure_missing=args.estimate)
-        print("\n".join(estimate.report(found)))
+        print_estimate(args, [c for c in todo if not c.trial], runtime)
     return 0
+
+
+def print_estimate(args, cells, runtime) -> None:
+    """The estimated device-hours of `cells`, measuring the missing step times first with --estimate."""
+    from hubbench.benchmark import estimate
+
+    found = estimate.grid(cells, pick_device(args.device), runtime, measure=args.estimate, threads=args.threads)
+    print("\n".join(estimate.report(found)), flush=True)
 
 
 def cmd_run(args) -> int:
     from hubbench.benchmark import executors
-    from hubbench.benchmark.runner import StaleRecords, check_records, expand, run_cells
+    from hubbench.benchmark.cells import expand
+    from hubbench.benchmark.preflight import review_protocols
+    from hubbench.benchmark.runner import StaleRecords, check_run, run_cells
     from hubbench.record import RecordError
 
     check_executor_options(args)
-    interval()  # of the progress lines: a bad $HUBBENCH_PROGRESS_S is refused here, not in every cell
     check_output_dir(args.results, "--results")
-    check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
-    if args.estimate and not args.dry_run:
-        raise UsageError("--estimate goes with --dry-run")
-    apply_weights_options(args)
-    apply_data_dir(args)
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
     cells = expand(suite, hubs=args.hub, tasks=args.task, methods=args.method, seeds=seeds)
     cells = with_trials(suite, cells)  # the searches' first trials run as cells do, before the cells they tune
+    reviewed = review_protocols(cells)
     runtime, redo = runtime_options(args), redo_options(args)
-    try:
-        check_records(cells, args.results, redo)
+    try:  # a dry run estimates from the tasks' declared sizes: the data need not be there yet
+        check_run(cells, args.results, redo, data=not args.dry_run)
     except RecordError as e:
         raise UsageError(f"{e}; move it away to run its cell again") from None
     except StaleRecords as e:
         raise UsageError(f"{e}: --rerun-stale redoes such records, or run into another --results") from None
-    if not args.dry_run:  # a dry run estimates from the tasks' declared sizes: the data need not be there yet
-        check_data(cells)
-    check_weights(cells)  # before the images are decoded: a missing or bad weights file is found in seconds
-    if not args.dry_run:
-        from hubbench.benchmark.preflight import check_images
-
-        check_images(cells)
     device = executors.cells_device(args.executor, args.device)
     executor = executors.executor_for(
         args.executor, suite, args.results, args.device, cells, redo=redo, runtime=runtime, threads=args.threads,
@@ -201,12 +160,14 @@ def cmd_run(args) -> int:
         measure=args.estimate, cancel=cancel_command(args))
     if args.executor == "slurm" and not args.dry_run:
         executor.check(executors.pending(cells, args.results, redo))  # the scheduler's refusal, before any job
+    for line in reviewed:  # after every check: bad input stays one line
+        print(line, file=sys.stderr)
     if args.dry_run:
         return dry_run(args, cells, executor, redo, runtime)
-    if args.retrain_artifacts:
-        retrain_artifacts(cells)
-    counts = run_cells(cells, args.results, device, executor=executor, redo=redo, threads=args.threads,
-                       runtime=runtime)
+    if args.estimate and (todo := executors.pending(cells, args.results, redo)):
+        print_estimate(args, todo, runtime)
+    counts = run_cells(cells, args.results, device, executor=executor, checked=True, redo=redo,
+                       threads=args.threads, runtime=runtime)
     print(f"{suite.name}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts["incomplete"]:
         print(f"{counts['incomplete']} cells ended without a record (a process or job died); rerun to resume them")
@@ -227,8 +188,8 @@ def finding_options(args) -> str:
 
 
 def cmd_status(args) -> int:
-    from hubbench.benchmark.executors import job_states, submitit_folder
-    from hubbench.benchmark.runner import expand
+    from hubbench.benchmark.cells import expand
+    from hubbench.benchmark.jobs import job_states, submitit_folder
     from hubbench.benchmark.status import STATES, listing, states, summary
 
     for state in args.state or []:
@@ -248,8 +209,8 @@ def cmd_status(args) -> int:
 
 def cmd_cancel(args) -> int:
     from hubbench.benchmark.cancel import cancel
-    from hubbench.benchmark.executors import submitit_folder
-    from hubbench.benchmark.runner import expand
+    from hubbench.benchmark.cells import expand
+    from hubbench.benchmark.jobs import submitit_folder
 
     suite = load_suite(args)
     seeds = suites.parse_seeds(",".join(args.seed)) if args.seed else None
@@ -282,7 +243,8 @@ def cmd_hub_build(args) -> int:
         raise UsageError("--ship goes with --from-scratch")
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    apply_weights_options(args)
+    if args.from_scratch:
+        check_output_dir(cache_dir(), f"the cache directory (${VARIABLES['cache']})")
     print("\n".join(build(args.name, args.from_scratch, args.workers, args.plugins + args.plugin, args.ship)))
     return 0
 
@@ -309,9 +271,11 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """A suite file stands for its records' folder under RESULTS, as in `run` and `leaderboard`."""
     from hubbench.leaderboard.compare import run
 
-    return run(args.a, args.b, args.results, args.html, args.force)
+    a, b = (suites.Suite.load(s).name if s.endswith(".toml") else s for s in (args.a, args.b))
+    return run(a, b, args.results, args.html, args.force)
 
 
 def cmd_export(args) -> int:
@@ -329,7 +293,6 @@ def cmd_profile(args) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
-    apply_weights_options(args)
     declare_files(args.declare)
     device = pick_device(args.device)
     return run(args.hub, args.task, args.method, device, runtime_options(args).resolve(device), batch=args.batch,
@@ -337,23 +300,22 @@ def cmd_profile(args) -> int:
 
 
 def cmd_rank(args) -> int:
+    from hubbench.benchmark.preflight import check_data, check_weights
     from hubbench.benchmark.rank_cmd import run
 
-    check_output_dir(args.results, "--results")
-    check_output_dir(cache_dir(), "the cache directory ($HUBBENCH_CACHE)")
-    apply_weights_options(args)
-    apply_data_dir(args)
-    return run(args.hub, args.task, args.results, pick_device(args.device),
+    results = args.results or cache_dir() / "records"  # not the working directory: a checkout's results/ is a suite's
+    check_output_dir(results, "--results")
+    check_output_dir(cache_dir(), f"the cache directory (${VARIABLES['cache']})")
+    return run(args.hub, args.task, results, pick_device(args.device),
                lambda cells: (check_data(cells), check_weights(cells)), rankers=args.ranker or (), by=args.by,
                tune=args.tune, seed=args.seed, overrides=suites.parse_overrides(args.set), declare=args.declare,
-               as_json=args.json)
+               as_json=args.json, boards=args.boards, force=args.force)
 
 
 def cmd_data_prepare(args) -> int:
     """Decode (or crop) every image of the suite's real datasets into the cache now, not in the first cell."""
     from hubbench.tasks.base import TASKS
 
-    apply_data_dir(args)
     suite = suites.Suite.load(args.suite)
     for name in suite.tasks:
         cls = TASKS.get(name)
@@ -367,16 +329,13 @@ def cmd_data_prepare(args) -> int:
 
 
 def cmd_data_synth(args) -> int:
-    from hubbench.tasks.synth_data import NotSynthetic, synthesise
+    from hubbench.tasks.synth_data import synthesise
 
     if args.dir.exists() and not args.dir.is_dir():
         raise UsageError(f"{args.dir} is not a directory")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
-    try:
-        folders = synthesise(args.dir, args.seed, *([args.datasets] if args.datasets else []))
-    except NotSynthetic as e:
-        raise UsageError(str(e)) from None
+    folders = synthesise(args.dir, args.seed, *([args.datasets] if args.datasets else []))
     print(f"wrote {len(folders)} synthetic datasets (seed {args.seed}) under {args.dir}: "
           f"{', '.join(f.name for f in folders)}; for rehearsals only: "
           f"hubbench run --suite paper-rehearsal --random-weights --data-dir {args.dir}")
@@ -406,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--weights-dir", type=Path, metavar="DIR",
                          help="checkpoint files of real hubs (default: $TORCH_HOME/hub/checkpoints)")
     weights.add_argument("--random-weights", action="store_true",
-                         help="real hubs' architectures with seeded random weights (profiling, tests)")
+                         help="real hubs' architectures with seeded random weights (profiling, tests); in a declared "
+                              "hub, only the sources whose weights are not on this machine (the records say which)")
 
     records = Parser(add_help=False)  # where records are read and written
     records.add_argument("--results", type=Path, default=RESULTS, help="records directory (default: results)")
@@ -425,19 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common, grid, weights, runtime], help="run a suite's cells into records",
                          description="Run every (hub, task, method, seed) cell of a suite; complete cells are skipped. "
                                      "Progress goes to stderr: bars in a terminal, else a line per cell start and "
-                                     "end and a progress line every $HUBBENCH_PROGRESS_S seconds (default 30).")
+                                     f"end and a progress line every ${VARIABLES['progress_s']} seconds (default 30).")
     run.add_argument("--data-dir", type=Path, metavar="DIR",
-                     help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+                     help=f"real datasets, one folder per task (default: ${VARIABLES['data']} or ~/data)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     run.add_argument("--force", action="store_true", help="redo cells that already have a record")
     run.add_argument("--retry-failed", action="store_true", help="redo cells whose record is 'failed'")
     run.add_argument("--rerun-stale", action="store_true",
                      help="redo cells whose record was made under another configuration: another version or "
-                          "weights of the hub, or another protocol for the task (a run refuses to start "
-                          "while such records are kept; `hubbench status` marks them 'stale')")
+                          "weights of the hub, or another protocol for the task (for a ranking, what its features "
+                          "see of it: image_size, resize) (a run refuses to start while such "
+                          "records are kept; `hubbench status` marks them 'stale')")
     run.add_argument("--retrain-artifacts", action="store_true",
-                     help="delete the cached fine-tuned sources the selected cells reuse, then redo the cells "
-                          "(implies --force): they train those artifacts again")
+                     help="redo the selected cells (implies --force), each training again the cached fine-tuned "
+                          "sources it reuses, where no cell of this run has yet; those no cell uses stay cached")
     run.add_argument("--threads", type=int, default=1,
                      help="CPU threads per cell (default 1: results depend on it, so it is pinned and recorded)")
     run.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
@@ -454,8 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="list the cells that would run (and, for slurm, the sbatch parameters) and their estimated "
                           "device-hours per method, from the step times cached by --estimate; run nothing")
     run.add_argument("--estimate", action="store_true",
-                     help="with --dry-run: measure the step times missing from the cache on this machine's device "
-                          "(a one-step build of each method, as hubbench profile does) and cache them")
+                     help="measure the step times missing from the cache on this machine's device and --threads (a "
+                          "one-step build of each method, then a few seconds of each of its training stages; it says "
+                          "first how long), cache them and print the estimated device-hours; then run the cells, or "
+                          "with --dry-run nothing")
     for key, (kind, text) in suites.SLURM.items():
         run.add_argument(f"--slurm-{key.replace('_', '-')}", type=kind, metavar=kind.__name__.upper(),
                          help=f"--executor slurm: {text}; overrides the suite's [slurm] {key}")
@@ -498,8 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "records for: the mean test metric in each, B - A, and B - A paired over the "
                                      "seeds both have with its 95% interval; then the hub, protocol and runtime "
                                      "settings and the commits in which the two runs differ.")
-    cmp.add_argument("a", metavar="A", help="a suite or variant under RESULTS (e.g. mini, mini@iterations=20), or "
-                                            "a folder of a suite's records (e.g. ../main/results/mini)")
+    cmp.add_argument("a", metavar="A", help="a suite or variant under RESULTS (e.g. mini, mini@iterations=20), a "
+                                            "suite file (my-suite.toml), or a folder of a suite's records (e.g. "
+                                            "../main/results/mini)")
     cmp.add_argument("b", metavar="B", help="the other, as A")
     cmp.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison as a page")
     cmp.add_argument("--force", action="store_true", help="replace an existing --html file")
@@ -538,27 +502,39 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the JSON written (default: results/profile/<hub>/<task>/<method id>.json)")
     prof.set_defaults(func=cmd_profile)
 
-    rank = sub.add_parser("rank", parents=[common, weights, records],
+    rank = sub.add_parser("rank", parents=[common, weights],
                           help="which hub model for a task: every ranker's scores",
                           description="Score every source of a hub for a task with every applicable ranker (LogME, "
-                                      "LEEP, NCE, H-score) and print a table of scores, each ranker's pick and the "
-                                      "seconds it took; the ranking records go where a suite's would "
-                                      "(RESULTS/rank/<hub>/<task>/rank/...). Hubs and tasks are built-in or declared "
-                                      "in TOML files given with --declare (see docs/own-data.md).")
+                                      "LEEP, NCE, H-score) and print a table of scores, each ranker's pick (ties "
+                                      "as ties), the seconds its scoring took (the features' are said once) and, "
+                                      "where suites under --boards hold this hub's fine-tunes and rankings, how well "
+                                      "each ranker matched them there (weighted Kendall τ); the ranking records go "
+                                      "under the cache, or --results, as a suite's would "
+                                      "(RESULTS/rank/<hub>/<task>/rank/...), and are reused by the next run. Hubs and "
+                                      "tasks are built-in or declared in TOML files given with --declare (see "
+                                      "docs/own-data.md); a declared task's protocol is sized to its data.")
+    rank.add_argument("--results", type=Path,
+                      help="records directory (default: records/ under the cache, not the working directory)")
+    rank.add_argument("--boards", type=Path, default=RESULTS, metavar="RESULTS",
+                      help="suites' records to measure each ranker on this hub by (default: results, where `hubbench "
+                           "run` writes)")
+    rank.add_argument("--force", action="store_true", help="rank again where records of an earlier run exist")
     rank.add_argument("--hub", required=True, help="hub name (built-in, or declared in a --declare file)")
     rank.add_argument("--task", required=True, help="task name (built-in, or declared in a --declare file)")
     rank.add_argument("--declare", action="append", default=[], metavar="FILE",
                       help="a TOML file of [hub.<name>] and [task.<name>] declarations (repeatable)")
     rank.add_argument("--ranker", action="append", help="only this ranker (repeatable; default: all)")
-    rank.add_argument("--tune", nargs="?", const="finetune", choices=["finetune", "b_tuning"],
-                      help="then train: fine-tune the pick (default) or run b_tuning, and report its test metric")
+    rank.add_argument("--tune", nargs="?", const="", metavar="METHOD",
+                      help="then train and report its test metric: fine-tune the pick (no METHOD), or METHOD: a "
+                           "single-source method (by its role) tunes the pick, any other runs as it is (b_tuning "
+                           "picks its sources itself)")
     rank.add_argument("--by", metavar="RANKER", help="whose pick --tune fine-tunes (default: the first that scored)")
     rank.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     rank.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="override a protocol field of the task (repeatable), as `hubbench run --set`")
     rank.add_argument("--seed", type=int, default=0, help="seed of the ranking and tuning cells (default 0)")
     rank.add_argument("--data-dir", type=Path, metavar="DIR",
-                      help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+                      help=f"real datasets, one folder per task (default: ${VARIABLES['data']} or ~/data)")
     rank.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda if available")
     rank.set_defaults(func=cmd_rank)
 
@@ -567,10 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = data_sub.add_parser("prepare", parents=[common], help="decode a suite's datasets into the cache",
                                   description="Decode and squash every image of the suite's real datasets (crop the "
                                               "faces of landmark datasets) into memory-mapped files under "
-                                              "$HUBBENCH_CACHE/, which runs then read instead of the image files.")
+                                              f"${VARIABLES['cache']}/, which runs then read instead of the image "
+                                              "files.")
     prepare.add_argument("--suite", required=True, help="suite name or path to a .toml file")
     prepare.add_argument("--data-dir", type=Path, metavar="DIR",
-                         help=f"real datasets, one folder per task (default: ${DATA_DIR_ENV} or ~/data)")
+                         help=f"real datasets, one folder per task (default: ${VARIABLES['data']} or ~/data)")
     prepare.set_defaults(func=cmd_data_prepare)
 
     hub = sub.add_parser("hub", parents=[common], help="hub operations")
@@ -602,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = data_sub.add_parser(
         "synth", parents=[common], help="write synthetic stand-ins of the paper datasets (rehearsals only)",
-        description="Write every paper dataset (the seven classification sets, 300W, WFLW, COFW, AFLW-19) under "
+        description="Write every paper dataset (each paper task's synthetic stand-in) under "
                     "DIR/<task>/ in its exact distributed layout, with the real class counts and image sizes, a few "
                     "images per class, deterministic for the seed. A rehearsal tool: the files look real to the "
                     "loaders and their content means nothing (random pixels, labels and landmarks), so that a paper "
@@ -618,21 +595,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def input_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that mean bad input (exit code 2); imported only once one is raised."""
-    from hubbench.hubs.checkpoints import DownloadFailed, MissingWeights
-    from hubbench.record import RecordError
-
-    return UsageError, UnknownName, ValueError, MissingWeights, DownloadFailed, RecordError
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run a command under its settings (`hubbench.settings`), its log shown on stderr (`hubbench.logs`). Bad input
+    (`hubbench.errors.InputError`) is one line and exit code 2; any other exception keeps its traceback."""
     args = None
     try:
         args = build_parser().parse_args(argv)
-        for plugin in args.plugins + args.plugin:
-            load_plugin(plugin)
-        code = args.func(args)
+        with using(settings_of(args)), logs.to_stderr():
+            for plugin in args.plugins + args.plugin:
+                load_plugin(plugin)
+            with working(f"hubbench {args.command}"):  # says so when a stretch is silent for a progress interval
+                code = args.func(args)
         sys.stdout.flush()  # a reader that left shows here, not as an ignored exception at exit
         return code
     except BrokenPipeError:  # the reader left (`hubbench status | head`): not an error of ours
@@ -641,16 +614,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hubbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except Exception as e:
-        if isinstance(e, input_errors()):
-            print(f"hubbench: error: {e}", file=sys.stderr)
-            return 2
-        if isinstance(e, OSError):  # the environment failed a running command: a full disk, a vanished file
-            running = getattr(args, "command", "") == "run"
-            resume = "; the records written before it are intact, rerun to resume" if running else ""
-            print(f"hubbench: error: {e}{resume}", file=sys.stderr)
-            return 1
-        raise
+    except InputError as e:
+        print(f"hubbench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the environment failed a running command: a full disk, a vanished file
+        running = getattr(args, "command", "") == "run"
+        resume = "; the records written before it are intact, rerun to resume" if running else ""
+        print(f"hubbench: error: {e}{resume}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

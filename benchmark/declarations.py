@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hubbench.errors import InputError
 from hubbench.registry import check_name
 
 if sys.version_info >= (3, 11):
@@ -23,13 +24,13 @@ _DECLARED: dict[tuple[str, str], Any] = {}  # (kind, name) -> (table, base direc
 
 
 def read_toml(path: Path, what: str) -> dict:
-    """A TOML file's contents; unreadable or malformed, a ValueError naming `what` and the path."""
+    """A TOML file's contents; unreadable or malformed, an `InputError` naming `what` and the path."""
     try:
         return tomllib.loads(path.read_text())
     except OSError as e:
-        raise ValueError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise InputError(f"cannot read {what} {path}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"malformed {what} {path}: {e}") from None
+        raise InputError(f"malformed {what} {path}: {e}") from None
 
 
 def read(path: Path) -> dict:
@@ -37,7 +38,7 @@ def read(path: Path) -> dict:
     data = read_toml(path, "declaration file")
     unknown = set(data) - {"hub", "task"}
     if unknown:
-        raise ValueError(f"declaration file {path}: unknown key(s) {', '.join(sorted(unknown))} "
+        raise InputError(f"declaration file {path}: unknown key(s) {', '.join(sorted(unknown))} "
                          "(choose from: hub, task)")
     return data
 
@@ -47,17 +48,17 @@ def gather(data: dict, base: Path) -> dict[tuple[str, str], tuple[Any, Path]]:
     found: dict[tuple[str, str], tuple[Any, Path]] = {}
     includes = data.get("include", [])
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise ValueError("'include' must be a list of declaration files")
+        raise InputError("'include' must be a list of declaration files")
     base = base.resolve()  # a worker or cluster job may start elsewhere
     for source, folder in [(data, base), *((read(base / i), (base / i).parent) for i in includes)]:
         for kind in ("hub", "task"):
             tables = source.get(kind, {})
             if not isinstance(tables, dict):
-                raise ValueError(f"'{kind}' must hold one table per declared {kind} ([{kind}.<name>])")
+                raise InputError(f"'{kind}' must hold one table per declared {kind} ([{kind}.<name>])")
             for name, table in tables.items():
                 check_name(kind, name)
                 if (kind, name) in found and found[kind, name] != (table, folder):
-                    raise ValueError(f"{kind} {name!r} is declared twice, differently")
+                    raise InputError(f"{kind} {name!r} is declared twice, differently")
                 found[kind, name] = (table, folder)
     return found
 
@@ -73,7 +74,9 @@ def declare_files(files: list[str]) -> dict[tuple[str, str], tuple[Any, Path]]:
 
 def declare(found: dict[tuple[str, str], tuple[Any, Path]]) -> None:
     """Register the declared hubs and tasks (checking each first, registering none if one is wrong)."""
-    from hubbench.hubs.base import HUBS, get_hub
+    if not found:
+        return
+    from hubbench.hubs.base import HUBS, made_hub
     from hubbench.hubs.declared import parse_hub
     from hubbench.tasks.base import TASKS
     from hubbench.tasks.declared import parse_task
@@ -83,7 +86,7 @@ def declare(found: dict[tuple[str, str], tuple[Any, Path]]) -> None:
         if _DECLARED.get((kind, name)) == (table, base):
             continue
         if name in (HUBS if kind == "hub" else TASKS):
-            raise ValueError(f"{kind} {name!r} is already defined: give the declared {kind} another name")
+            raise InputError(f"{kind} {name!r} is already defined: give the declared {kind} another name")
         if kind == "hub":
             parse_hub(name, table, base)  # checked now; made again when used, under the weights mode of then
             new[kind, name] = lambda name=name, table=table, base=base: parse_hub(name, table, base)
@@ -92,4 +95,4 @@ def declare(found: dict[tuple[str, str], tuple[Any, Path]]) -> None:
     for (kind, name), obj in new.items():
         (HUBS if kind == "hub" else TASKS).register(name)(obj)
         _DECLARED[kind, name] = found[kind, name]
-    get_hub.cache_clear()
+    made_hub.cache_clear()

@@ -13,17 +13,18 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,20 @@ from submitit.core.utils import FailedJobError
 from submitit.helpers import DelayedSubmission
 
 from hubbench import record as records
-from hubbench.benchmark.plugins import load_plugins, pick_device
-from hubbench.benchmark.runner import Cell, Redo, plugin_of, run_cell
+from hubbench.benchmark.cells import Cell, plugin_of
+from hubbench.benchmark.jobs import ACTIVE, QUEUED, job_ids, last_jobs, starts, submitit_folder
+from hubbench.benchmark.plugins import load_plugins, pick_device, started_as
+from hubbench.benchmark.runner import Redo, run_cell
 from hubbench.benchmark.suites import Suite, check_slurm
+from hubbench.errors import InputError
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
-from hubbench.progress import interval
+from hubbench.progress import interval, relay
+from hubbench.settings import Settings, current
 from hubbench.stopping import deferred
 from hubbench.training import Runtime
 
+log = logging.getLogger(__name__)
 Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary or why it ended), seconds
 
 
@@ -49,7 +55,8 @@ Outcome = tuple[Cell, str, str, float]  # cell, status, detail (Record.summary o
 class CellJob:
     """One cell as a picklable callable, for a worker process or a cluster job. It names its method or ranker
     by the cell's entry rather than holding it, so a fresh process re-creates the cell after loading the plugin
-    files that may define its hub, task or method."""
+    files that may define its hub, task or method; it carries the settings of the process that made it, under
+    which it runs wherever it runs (not the environment there)."""
 
     suite: Suite
     hub: str
@@ -63,6 +70,7 @@ class CellJob:
     threads: int = 1
     runtime: Runtime = Runtime()  # its device-dependent defaults are decided where the job runs
     trial: tuple = ()  # a search trial's (subject id, setting, rung); `entry` is then the method that needs it
+    settings: Settings = field(default_factory=current)
 
     @classmethod
     def of(cls, cell: Cell, results: Path, device, plugins: Sequence[str] = (), **options) -> CellJob:
@@ -83,11 +91,12 @@ class CellJob:
         return cell
 
     def __call__(self) -> tuple[str, str, float]:
-        """Run the cell: (status, detail, seconds), as `runner.run_cell` (status 'skipped' included)."""
+        """Run the cell under its settings, its log on stderr: (status, detail, seconds), as `runner.run_cell`
+        (status 'skipped' included)."""
         start = time.perf_counter()
-        with deferred(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"]):  # requeue after a checkpoint
+        with started_as(self.settings), deferred(signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"]):
             status, record = run_cell(self.cell(), self.results, pick_device(self.device), redo=self.redo,
-                                      threads=self.threads, runtime=self.runtime)
+                                      threads=self.threads, runtime=self.runtime)  # requeued after a checkpoint
         return status, record.summary(), time.perf_counter() - start
 
     def checkpoint(self) -> DelayedSubmission:
@@ -218,12 +227,6 @@ class LocalPool(Executor):
 
 SBATCH = {"partition": "partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem",
           "time_min": "time", "max_parallel": "array_parallelism"}  # suite [slurm] key -> submitit's SLURM name
-JOB_CLASSES = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}
-
-
-def submitit_folder(results: Path, suite: str) -> Path:
-    """Where submitit keeps a suite's job scripts, pickles and logs, and `jobs.json`."""
-    return results / suite / ".submitit"
 
 
 def slurm_resources(suite: Suite, overrides: dict, threads: int, method: str | None = None) -> dict:
@@ -233,12 +236,7 @@ def slurm_resources(suite: Suite, overrides: dict, threads: int, method: str | N
     return check_slurm({"time_min": 60, "cpus": threads, **suite.slurm, **suite.slurm_methods.get(method, {}), **given})
 
 
-ACTIVE = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED",
-          "PREEMPTED"}  # scheduler states of a job that has not ended (submitit's local cluster: RUNNING)
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING", "PREEMPTED"}
-
-
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """The scheduler refused the jobs (unknown partition, too many resources, controller down): one line."""
 
 
@@ -250,16 +248,43 @@ def signal_delay_s(time_min: int) -> int:
 
 
 def scheduler_error(stderr: str) -> str:
-    """The informative line of sbatch's complaint (its last 'error:' line names the cause)."""
-    lines = [line.split("error:", 1)[1].strip() for line in stderr.splitlines() if "error:" in line]
+    """The informative lines of sbatch's complaint (its 'error:' and 'fatal:' lines name the cause), as one."""
+    lines = [re.split(r"(?:error|fatal):", line, maxsplit=1)[1].strip() for line in stderr.splitlines()
+             if re.search(r"(?:error|fatal):", line)]
     return "; ".join(dict.fromkeys(lines)) or stderr.strip() or "no reason given"
+
+
+def cause(stderr: str) -> str:
+    """Why sbatch failed, from its complaint: 'unreachable' (no controller answers), 'unconfigured' (no SLURM
+    configuration here), 'refused' (the scheduler answered no: partition, resources, limits) or 'failed'."""
+    text = stderr.lower()
+    if "contact slurm controller" in text:
+        return "unreachable"
+    if "submission failed" in text or "allocation failure" in text:  # sbatch, sbatch --test-only
+        return "refused"
+    if "configuration" in text or "slurm.conf" in text:  # no SLURM_CONF, /etc/slurm/slurm.conf or DNS SRV record
+        return "unconfigured"
+    return "failed"
+
+
+FAILURES = {  # what each cause means, and what to do
+    "refused": "SLURM refuses the jobs of {methods}",
+    "unreachable": "the SLURM controller does not answer (is slurmctld running? `scontrol ping` asks it)",
+    "unconfigured": "SLURM has no configuration on this machine (set SLURM_CONF to the cluster's slurm.conf, or "
+                    "submit from a login node)",
+    "failed": "sbatch failed",
+}
+
+
+def failure(stderr: str, methods: Sequence[str]) -> str:
+    """One line: what sbatch's failure means (by its `cause`), and its own words."""
+    return f"{FAILURES[cause(stderr)].format(methods=', '.join(methods))}: {scheduler_error(stderr)}"
 
 
 def refused(stderr: str) -> bool:
     """Whether sbatch's complaint is the scheduler refusing the jobs (unknown partition, resources it lacks), not
     its absence (no configuration, a controller that does not answer)."""
-    answered = "submission failed" in stderr or "allocation failure" in stderr  # sbatch, sbatch --test-only
-    return answered and "contact slurm controller" not in stderr
+    return cause(stderr) == "refused"
 
 
 class Submitit(Executor):
@@ -276,7 +301,7 @@ class Submitit(Executor):
         self.folder, self.name, self.resources, self.cluster = Path(folder), name, resources, cluster
         self.cells_per_job, self.cancel = cells_per_job, cancel
         self.method_resources = method_resources or {}
-        # the client looks at its SLURM jobs at each progress interval ($HUBBENCH_PROGRESS_S, default 30 s)
+        # the client looks at its SLURM jobs at each progress interval (`hubbench.settings`, default 30 s)
         self.poll_s = poll_s if poll_s is not None else (1.0 if cluster == "local" else max(1.0, interval()))
 
     def arrays(self, cells: list[Cell]) -> list[tuple[dict, list[list[int]]]]:
@@ -317,38 +342,46 @@ class Submitit(Executor):
 
     def check(self, cells: list[Cell], *, reachable_only: bool = False) -> str:
         """Ask SLURM whether it would take each job array (`sbatch --test-only`: partition, resources, limits),
-        submitting nothing; raise `SubmissionError` if not. With `reachable_only`, a scheduler that is absent or
-        does not answer is not an error: the answer says it was not asked."""
+        submitting nothing; raise `SubmissionError` if not, naming the cause (`complaints`). With
+        `reachable_only`, a scheduler that is absent or does not answer is not an error: the answer says it was
+        not asked."""
         if self.cluster != "slurm":
             return "not checked (no scheduler)"
-        if shutil.which("sbatch") is None:
-            if reachable_only:
-                return "not checked with the scheduler: sbatch is not on this machine's PATH"
-            raise SubmissionError("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a "
-                                  "login node, or run here with --executor local)")
-        for methods, text in self.scripts(cells):
-            done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
-            if done.returncode:
-                why = scheduler_error(done.stderr)
-                if reachable_only and not refused(done.stderr):
-                    return f"not checked with the scheduler: {why}"
-                raise SubmissionError(f"SLURM refuses the jobs of {', '.join(methods)}: {why}")
+        for why, refusal in self.complaints(cells):
+            if reachable_only and not refusal:
+                return f"not checked with the scheduler: {why}"
+            raise SubmissionError(why)
         return "accepted by the scheduler (sbatch --test-only)"
 
+    def complaints(self, cells: list[Cell]) -> Iterator[tuple[str, bool]]:
+        """What keeps SLURM from taking the jobs of `cells`, each (one line, whether it is the scheduler's refusal):
+        no sbatch here, no configuration (a `SLURM_CONF` that is no file: sbatch would retry reading it for a
+        minute), then sbatch's own complaint, by its `cause`."""
+        conf = os.environ.get("SLURM_CONF")
+        if shutil.which("sbatch") is None:
+            yield ("--executor slurm: SLURM's sbatch is not on this machine's PATH (submit from a login node, or run "
+                   "here with --executor local)"), False
+        elif conf and not Path(conf).is_file():
+            yield f"{FAILURES['unconfigured']}: SLURM_CONF={conf} is not a file", False
+        else:
+            for methods, text in self.scripts(cells):
+                done = subprocess.run(["sbatch", "--test-only"], input=text, capture_output=True, text=True)
+                if done.returncode:
+                    yield failure(done.stderr, methods), refused(done.stderr)
+
     def submit(self, cells, jobs):
-        known = self.latest_jobs()
-        active = {i: job for i, cell in enumerate(cells)
-                  if (job := known.get(cell.id)) is not None and job.state.split()[0] in ACTIVE}
-        for i, job in active.items():  # its job will write the record: another would only wait on its lock
-            state = "queued" if job.state.split()[0] in QUEUED else "running"
-            yield i, (state, f"job {job.job_id} is {job.state.lower()}: not submitted again", 0.0)
+        known = last_jobs(self.folder, self.cluster)
+        active = {i: known[cell.id] for i, cell in enumerate(cells)
+                  if cell.id in known and known[cell.id][1].split()[0] in ACTIVE}
+        for i, (job, state) in active.items():  # its job will write the record: another would only wait on its lock
+            kind = "queued" if state.split()[0] in QUEUED else "running"
+            yield i, (kind, f"job {job.job_id} is {state.lower()}: not submitted again", 0.0)
         todo = [i for i in range(len(cells)) if i not in active]
         if not todo:
             return
         submitted = self.submit_arrays([cells[i] for i in todo], [jobs[i] for i in todo])
         index = {job.job_id: [todo[i] for i in group] for job, group in submitted}
-        print(f"submitted {len(submitted)} jobs ({', '.join(index)}); their logs are in {self.folder}",
-              file=sys.stderr, flush=True)
+        log.info(f"submitted {len(submitted)} jobs ({', '.join(index)}); their logs are in {self.folder}")
         waiting = [job for job, _ in submitted]
         try:
             for job in self.wait(waiting):
@@ -362,18 +395,22 @@ class Submitit(Executor):
             raise
 
     def wait(self, waiting: list) -> Iterator:
-        """Yield each job of `waiting` as it ends (and drop it from the list); say on stderr when one has started
-        again: requeued (pre-empted, at its time limit, `scontrol requeue`), it resumes from its checkpoints."""
+        """Yield each job of `waiting` as it ends (and drop it from the list). Meanwhile relay the progress lines of
+        its cells from its log, with its id, at each look (every progress interval on SLURM, as a local run says
+        them), and say when it has started again: requeued (pre-empted, at its time limit, `scontrol requeue`),
+        it resumes from its checkpoints."""
         seen: dict[str, int] = {}
+        logs = {job.job_id: JobLog(job) for job in waiting}
         while waiting:
             for job in list(waiting):
-                if job.done():
+                done = job.done()
+                logs[job.job_id].relay()  # after `done`: an ended job's last lines too
+                if done:
                     waiting.remove(job)
                     yield job
                 elif (n := starts(job)) > seen.get(job.job_id, 1):
                     seen[job.job_id] = n
-                    print(f"requeued: job {job.job_id} started again (attempt {n}); it resumes from its checkpoints",
-                          file=sys.stderr, flush=True)
+                    log.info(f"requeued: job {job.job_id} started again (attempt {n}); it resumes from its checkpoints")
             if waiting:
                 time.sleep(self.poll_s)
 
@@ -400,7 +437,8 @@ class Submitit(Executor):
                 if folder.exists() and not any(folder.iterdir()):
                     folder.rmdir()
             going = f" (jobs {', '.join(j.job_id for j, _ in submitted)} were submitted before it)" if submitted else ""
-            raise SubmissionError(f"SLURM refused the jobs: {scheduler_error(str(e))}{going}") from None
+            methods = sorted({cell.plugin.name for cell in cells})
+            raise SubmissionError(failure(str(e), methods) + going) from None
         finally:
             self.save_job_ids({cells[i].id: job.job_id for job, group in submitted for i in group})
         return submitted
@@ -411,8 +449,8 @@ class Submitit(Executor):
             return
         ids = " ".join(job.job_id for job in jobs)
         scancel = f", or: scancel {ids}" if self.cluster == "slurm" else ""
-        print(f"hubbench: {len(jobs)} jobs go on without this client ({ids}); a rerun does not submit them "
-              f"again; stop them with: {self.cancel}{scancel}", file=sys.stderr, flush=True)
+        log.warning(f"hubbench: {len(jobs)} jobs go on without this client ({ids}); a rerun does not submit them "
+                    f"again; stop them with: {self.cancel}{scancel}")
 
     def save_job_ids(self, ids: dict[str, str]) -> None:
         """Append each cell's new job to its list in `jobs.json` (the last is its current one)."""
@@ -424,10 +462,6 @@ class Submitit(Executor):
             kept[cell] = [*kept.get(cell, []), job]
         write_json(path, {"cluster": self.cluster, "jobs": kept})
 
-    def latest_jobs(self) -> dict:
-        """Each cell's last submitit job of this cluster (none if never submitted)."""
-        return latest_jobs(self.folder, self.cluster)
-
 
 def cells_device(kind: str, device: str) -> torch.device | str:
     """The device (auto, cpu or cuda) the cells of executor `kind` run on: picked here, but by each job where it
@@ -437,14 +471,14 @@ def cells_device(kind: str, device: str) -> torch.device | str:
 
 def cells_per_gpu(device: str, given: int | None, cells: list[Cell], results: Path, redo: Redo, runtime: Runtime,
                   measure: bool) -> int:
-    """`given`, else on a GPU the default of `benchmark.packing` for the cells that would run (said on stdout)."""
+    """`given`, else on a GPU the default of `benchmark.packing` for the cells that would run (logged)."""
     picked = pick_device(device)
     if given is not None or picked.type != "cuda":
         return given or 1
     from hubbench.benchmark.packing import default_cells_per_gpu
 
     n, why = default_cells_per_gpu(pending(cells, results, redo), picked, runtime, measure)
-    print(f"cells per GPU: {n} ({why})")
+    log.info(f"cells per GPU: {n} ({why})")
     return n
 
 
@@ -471,39 +505,27 @@ def executor_for(kind: str, suite: Suite, results: Path, device: str, cells: lis
                     cells_per_job=per_gpu, cancel=cancel)
 
 
-def starts(job) -> int:
-    """How many times a job has started: submitit logs "Starting with" (INFO, to stdout) at each start, and every
-    attempt of a requeued job appends to the same log."""
-    try:
-        return job.paths.stdout.read_text(errors="replace").count(" - Starting with ")
-    except OSError:  # not started yet
-        return 0
+NOTE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] (.*)$")  # a line of `hubbench.progress`, as a job's log has it
 
 
-def job_ids(folder: Path) -> dict[str, list[str]]:
-    """Every job id of each cell submitted from `folder`, oldest first (an older `jobs.json` held one)."""
-    path = folder / "jobs.json"
-    if not path.exists():
-        return {}
-    return {cell: [ids] if isinstance(ids, str) else list(ids) for cell, ids in read_json(path)["jobs"].items()}
+class JobLog:
+    """The progress lines a job's log (its stderr) gained since the last look; every attempt of a requeued job
+    appends to the same log."""
 
+    def __init__(self, job):
+        self.job, self.offset = job, 0
 
-def latest_jobs(folder: Path, cluster: str | None = None) -> dict:
-    """Each cell's last job, as submitit's job object (its state is asked of the scheduler)."""
-    path = folder / "jobs.json"
-    if not path.exists() or (cluster is not None and read_json(path).get("cluster") != cluster):
-        return {}
-    job_class = JOB_CLASSES[read_json(path)["cluster"]]
-    return {cell: job_class(folder, ids[-1]) for cell, ids in job_ids(folder).items()}
+    def relay(self) -> None:
+        """Say its new progress lines in this process, each with its own time and the job's id."""
+        try:
+            with open(self.job.paths.stderr, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:  # not started yet
+            return
+        whole = data[: data.rfind(b"\n") + 1]  # a line being written is relayed at the next look
+        self.offset += len(whole)
+        for line in whole.decode(errors="replace").splitlines():
+            if m := NOTE.match(line):
+                relay(f"[{m[1]}] job {self.job.job_id}: {m[2]}")
 
-
-def job_states(folder: Path) -> dict[str, str]:
-    """'<job id> <state>' of each cell's last job submitted through submitit from `folder` (none if never),
-    with the number of its earlier jobs and of the job's starts (requeues) when there were more than one."""
-    ids = job_ids(folder)
-    states = {}
-    for cell, job in latest_jobs(folder).items():  # one sacct call for all
-        earlier, n = len(ids[cell]) - 1, starts(job)
-        notes = [f"{earlier} earlier jobs"] * (earlier > 0) + [f"{n} starts"] * (n > 1)
-        states[cell] = f"{job.job_id} {job.state}" + (f" ({', '.join(notes)})" if notes else "")
-    return states

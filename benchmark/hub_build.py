@@ -14,19 +14,22 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from hubbench.benchmark.plugins import load_plugins
+from hubbench.benchmark.plugins import load_plugins, started_as
+from hubbench.errors import InputError
 from hubbench.hubs import Hub, get_hub, shipped
+from hubbench.settings import Settings, current
 
 
-class NotSelfBuilt(ValueError):
+class NotSelfBuilt(InputError):
     """--from-scratch asked of a hub whose weights come from checkpoint files."""
 
 
-def _pretrain(hub: str, source: str, plugins: Sequence[str]) -> None:
-    load_plugins(plugins)
-    pretrained = get_hub(hub).source(source).pretrained
-    for part in pretrained.parts:
-        pretrained.weights(part, from_scratch=True)
+def _pretrain(hub: str, source: str, plugins: Sequence[str], settings: Settings) -> None:
+    with started_as(settings):
+        load_plugins(plugins)
+        pretrained = get_hub(hub).source(source).pretrained
+        for part in pretrained.parts:
+            pretrained.weights(part, from_scratch=True)
 
 
 def compare(trained: dict[str, torch.Tensor], shipped_file) -> str:
@@ -52,7 +55,7 @@ def from_scratch(hub: Hub, workers: int, plugins: Sequence[str], ship: bool = Fa
     roots_first = sorted(hub.sources, key=lambda s: s.pretrained.task.starts_from is not None)
     context = multiprocessing.get_context("spawn")  # a fork of a process that imported torch is unsafe
     with ProcessPoolExecutor(min(workers, len(roots_first)), mp_context=context) as pool:
-        for future in [pool.submit(_pretrain, hub.name, s.name, tuple(plugins)) for s in roots_first]:
+        for future in [pool.submit(_pretrain, hub.name, s.name, tuple(plugins), current()) for s in roots_first]:
             future.result()
     lines, files = [], {}
     for source in hub.sources:
@@ -62,7 +65,8 @@ def from_scratch(hub: Hub, workers: int, plugins: Sequence[str], ship: bool = Fa
             files[source.pretrained.shipped_name(part)] = trained
     if ship:
         shipped.ship(files, hub.config["version"])
-        lines.append(f"shipped {len(files)} files as {shipped.FOLDER}/ (listed in {shipped.MANIFEST})")
+        lines.append(f"shipped {len(files)} files as {shipped.FOLDER}/ (listed in {shipped.MANIFEST}); copy the "
+                     "hubs' new config to the catalogue: python -m hubbench.benchmark.catalogue")
     return lines
 
 

@@ -18,26 +18,29 @@ import time
 import torch
 
 from hubbench.benchmark.estimate import entry, entry_path
-from hubbench.benchmark.plugins import load_plugins
+from hubbench.benchmark.plugins import load_plugins, started_as
 from hubbench.benchmark.profile_cmd import build, loaded, profile_task
 from hubbench.benchmark.profiling import sgd_step, train_batch
 from hubbench.hubs.base import get_hub
 from hubbench.io import read_json, write_json
+from hubbench.settings import Settings, current
 from hubbench.training import Runtime
 
 GAIN = 0.10  # a k that adds less than this share of throughput over k/2 is not worth its memory
 HEADROOM = 0.9  # of the free memory, what cells may use
 
 
-def _copy(cell, device: str, runtime: Runtime, seconds: float, plugins, start, out) -> None:
-    """One packed copy: build the cell's deployed model, wait for the others, step for `seconds`."""
+def _copy(cell, device: str, runtime: Runtime, seconds: float, plugins, settings: Settings, start, out) -> None:
+    """One packed copy: build the cell's deployed model (under the `settings` of the command), wait for the
+    others, step for `seconds`."""
     load_plugins(plugins)
     device = torch.device(device)
     runtime = runtime.resolve(device)
     batch = cell.protocol.batch_size
     task, _ = profile_task(cell.task, batch, cell.protocol)
     runtime.apply(device)
-    model = build(cell.plugin, loaded(get_hub(cell.hub)), task, 0, device, runtime).train()
+    with started_as(settings):
+        model = build(cell.plugin, loaded(get_hub(cell.hub)), task, 0, device, runtime).train()
     x, y = runtime.batch(train_batch(task, batch), device)
     step = sgd_step(model, task, x, y, runtime)
     step()
@@ -57,7 +60,7 @@ def throughput(cell, device: torch.device, runtime: Runtime, copies: int, second
     process loads the `plugins` files first, which may define the cell's hub, task or method)."""
     context = multiprocessing.get_context("spawn")
     start, out = context.Barrier(copies), context.Queue()
-    procs = [context.Process(target=_copy, args=(cell, str(device), runtime, seconds, plugins, start, out))
+    procs = [context.Process(target=_copy, args=(cell, str(device), runtime, seconds, plugins, current(), start, out))
              for _ in range(copies)]
     for p in procs:
         p.start()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,16 +27,17 @@ import torch
 from torch import nn
 
 from hubbench import record
-from hubbench.benchmark.profiling import Settings, profile
+from hubbench.benchmark.profiling import Settings, StageTimer, profile
 from hubbench.context import Context
 from hubbench.environment import environment
+from hubbench.errors import InputError
 from hubbench.hubs.base import Hub, get_hub
-from hubbench.methods.base import Method, parse_spec
+from hubbench.methods.base import Method, applicable, parse_spec
 from hubbench.seeding import generator
+from hubbench.settings import current, using
 from hubbench.tasks.base import TASKS, Protocol, Split, Task
 from hubbench.training import Runtime
 
-CACHE_ENV = "HUBBENCH_CACHE"
 ONE_STEP = {"iterations": 1, "batch_size": 2, "eval_every": 0, "test_views": 1}  # 2: BatchNorm trains on no fewer
 STAND_IN_IMAGES = {"resize": 0, "random_resized_crop": False}  # stand-in images come at the input size
 
@@ -48,28 +48,30 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     CUDA, 2 on the CPU), built with `seed`; print the figures and write them to `out` (default: under
     results/profile/)."""
     if batch is not None and batch < 1:
-        raise ValueError(f"--batch must be at least 1, got {batch}")
+        raise InputError(f"--batch must be at least 1, got {batch}")
     batch = batch or (TASKS.get(task_name).protocol.batch_size if device.type == "cuda" else 2)
     hub = get_hub(hub_name)
     task, stand_in = profile_task(task_name, batch)
     method = first_variant(spec, hub)
-    ok, reason = method.applicable(hub, task)
+    ok, reason = applicable(method, hub, task)
     if not ok:
-        raise ValueError(f"{method.id} does not apply to hub {hub.name!r} and task {task.name!r}: {reason}")
+        raise InputError(f"{method.id} does not apply to hub {hub.name!r} and task {task.name!r}: {reason}")
     out = out or Path("results", "profile", hub.name, task.name, method.id.replace("[", "@").replace("]", "")
                            + ".json")
     start = time.perf_counter()
+    print(f"loading the weights of hub {hub.name} ...", flush=True)
     hub = loaded(hub)
     data = "stand-in" if stand_in else "task"
     print(f"building {method.id} on {hub.name}/{task.name}: one training step on {data} data, {device} ...",
           flush=True)
     runtime.apply(device)
-    model = build(method, hub, task, seed, device, runtime)
+    settings = Settings(runtime, batch=batch)
+    stages = StageTimer(profile_scope(hub, task, method), settings)
+    model = build(method, hub, task, seed, device, runtime, on_stage=stages)
     build_s = time.perf_counter() - start
     print(f"built in {build_s:.0f} s; profiling at batch {batch} ...", flush=True)
     start = time.perf_counter()
-    settings = Settings(runtime, batch=batch)
-    complexity = profile(model, task, device, settings)
+    complexity = profile(model, task, device, settings, stages.last)
     result = record.Profile(hub.name, task.name, task.kind, record.PluginId.of(method),
                             seed, stand_in, dataclasses.asdict(task.protocol), hub.describe(), complexity,
                             environment(device),
@@ -80,11 +82,12 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     return 0
 
 
-def profile_task(name: str, batch: int, protocol: Protocol | None = None) -> tuple[Task, bool]:
+def profile_task(name: str, batch: int, protocol: Protocol | None = None,
+                 train_batch: int = ONE_STEP["batch_size"]) -> tuple[Task, bool]:
     """Task `name` under the one-step version of `protocol` (default: the task's own; a cell's, `Cell.protocol`),
-    and whether its data are stand-ins (enough for `batch`)."""
+    training at `train_batch`, and whether its data are stand-ins (enough for `batch`)."""
     cls = TASKS.get(name)
-    protocol = (protocol or cls.protocol).replace(**ONE_STEP)
+    protocol = (protocol or cls.protocol).replace(**{**ONE_STEP, "batch_size": train_batch})
     if not cls.external_data:
         return cls(protocol), False
     return stand_in(cls, protocol.replace(**STAND_IN_IMAGES), max(batch, protocol.batch_size)), True
@@ -110,24 +113,16 @@ def first_variant(spec: str, hub: Hub) -> Method:
 
 def loaded(hub: Hub) -> Hub:
     """`hub` with every source's weights already in memory, so that building from it reads no cache."""
-    print(f"loading the weights of hub {hub.name} ...", flush=True)
     return dataclasses.replace(hub, sources=tuple(dataclasses.replace(s, weights=partial(dict, s.weights()))
                                                   for s in hub.sources))
 
 
 @contextlib.contextmanager
 def temporary_cache() -> Iterator[Path]:
-    """A throw-away $HUBBENCH_CACHE for the block (the locks of `hubbench.locks` are kept there too)."""
-    old = os.environ.get(CACHE_ENV)
-    with tempfile.TemporaryDirectory(prefix="hubbench-profile-") as tmp:
-        os.environ[CACHE_ENV] = tmp
-        try:
-            yield Path(tmp)
-        finally:
-            if old is None:
-                del os.environ[CACHE_ENV]
-            else:
-                os.environ[CACHE_ENV] = old
+    """A throw-away cache for the block, the settings' `cache` in it (the locks of `hubbench.locks` are kept there
+    too)."""
+    with tempfile.TemporaryDirectory(prefix="hubbench-profile-") as tmp, using(current().replace(cache=Path(tmp))):
+        yield Path(tmp)
 
 
 def build(method: Method, hub: Hub, task: Task, seed: int, device: torch.device, runtime: Runtime,
@@ -164,6 +159,7 @@ def table(result: record.Profile) -> str:
         ("Speed (samples/s)", f"inference {s.infer_samples_s:.1f}, training {s.train_samples_s:.1f} at batch "
                               f"{s.batch}, {s.precision}, {s.memory_format}{compiled}, {m.device} "
                               f"({s.device_name})"),
+        ("Training step", f"{s.train_step} (its memory and speed above)"),
     ]
     weights = ", random weights" if result.hub_config["config"].get("weights") == "random" else ""
     header = (f"{result.hub} / {result.task} / {result.method.id} "

@@ -18,15 +18,19 @@ Conventions:
   synchronised around every timed step, the median of the repeats (the timm benchmark's method).
   Memory and speed are measured with the device to this process alone (`hubbench.exclusive`): cells
   packed onto the same GPU pause at their next step until the measurement ends.
-  Training speed is one SGD step of the deployed model on the task loss (a copy: the measured model
-  is left as it was), which for methods whose own training adds losses or teachers is a lower bound
-  of their cost per step; their `cost` in the record is the real training time.
+  Training memory and speed are those of the method's own training step: what `Context.train` was given for
+  the last stage trained in the cell's own scope, its loss (teachers' forwards, a distillation's terms, K-Flow's
+  mixed stages) and its parameters, stepped as the training loop steps them, right after that stage trained
+  (`StageTimer`, an `on_stage` hook), while all of it is as trained (K-Flow folds its mixed stages away once
+  trained). A method that trains nothing in its cell (a fine-tune, whose source is a shared artifact; an
+  ensemble or a soup of fine-tunes) is timed by an SGD step of its deployed model on the task loss, which for a
+  fine-tune is its training step. The record says which (`Speed.train_step`). The learning rate is 0 and the
+  buffers (BatchNorm's statistics) are put back, so the measured model is left as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import statistics
 import time
@@ -34,6 +38,8 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -78,22 +84,100 @@ def train_batch(task: Task, size: int):
     return task.train_batch(batch_indices(len(task.splits["train"]), size, 0, 0), generator(0, "profile"))
 
 
-def sgd_step(model: nn.Module, task: Task, x: torch.Tensor, y, runtime: Runtime = Runtime()) -> Callable[[], None]:
-    """One SGD step of `model` on the task loss of the batch (x, y): the unit of training speed and memory,
-    here and in tests/perf. The optimiser is made once, so repeated calls time the step alone; a model
-    without trainable parameters steps through its forward and loss only."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9) if params else None
+Loss = Callable[[nn.Module, torch.Tensor, Any], torch.Tensor]
+OWN_STEP = "the method's own training step (its last stage's loss and parameters, teachers included)"
+DEPLOYED_STEP = "an SGD step of the deployed model on the task loss (no training stage of the method's own)"
+
+
+def task_loss(task: Task) -> Loss:
+    return lambda model, x, y: task.loss(model(x), y)
+
+
+def training_step(model: nn.Module, loss: Loss, params: list | None, x: torch.Tensor, y,
+                  runtime: Runtime = Runtime(), lr: float = 0.0) -> Callable[[], None]:
+    """One SGD step of `loss(model, x, y)` over `params` (parameters or param groups; default: every parameter of
+    `model` that requires grad), as the training loop takes it: the unit of training speed and memory, here and in
+    tests/perf. The optimiser is made once, so repeated calls time the step alone; at learning rate 0 (every
+    group's) no parameter moves, though buffers do (see `stepped`); a model without trainable parameters steps
+    through its forward and loss only."""
+    groups = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9) if groups else None
+    for group in optimizer.param_groups if optimizer else ():
+        group["lr"] = lr  # a group's own learning rate too
+    step_model = runtime.compiled(model)  # as `hubbench.training.train` calls the loss
 
     def step():
         with runtime.autocast(x.device):
-            loss = task.loss(model(x), y)
+            value = loss(step_model, x, y)
         if optimizer:
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             optimizer.step()
 
     return step
+
+
+def sgd_step(model: nn.Module, task: Task, x: torch.Tensor, y, runtime: Runtime = Runtime()) -> Callable[[], None]:
+    """One SGD step of `model` (which it trains) on the task loss of the batch (x, y) (`training_step`)."""
+    return training_step(model, task_loss(task), None, x, y, runtime, lr=1e-4)
+
+
+@contextlib.contextmanager
+def stepped(model: nn.Module):
+    """`model` in training mode for the block, then its buffers (BatchNorm's running statistics) and its mode as they
+    were before, and no gradients: steps at learning rate 0 leave it as it came."""
+    buffers, mode = [(b, b.clone()) for b in model.buffers()], model.training
+    model.train()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        model.train(mode)
+        for p in model.parameters():
+            p.grad = None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One training step measured: its peak memory (MB), samples/s, whether the device was this process's alone
+    (`hubbench.exclusive`), and what was stepped (`OWN_STEP` or `DEPLOYED_STEP`)."""
+
+    train_mb: float
+    samples_s: float
+    alone: bool
+    step: str
+
+
+def time_training(model: nn.Module, loss: Loss, params: list | None, task: Task, device: torch.device,
+                  settings: Settings, step: str) -> Trained:
+    """Memory and speed of a training step of `loss(model, x, y)` over `params` on a real training batch, `model`
+    left as it was (`stepped`)."""
+    s, rt = settings, settings.runtime.resolve(device)
+    batch = s.batch or task.protocol.batch_size
+    x, y = rt.batch(train_batch(task, batch), device)
+    memory: dict = {}
+    with exclusive(device) as alone, shape_stable(model), stepped(model):  # cells sharing the device pause meanwhile
+        train_step = training_step(model, loss, params, x, y, rt)
+        with peak_memory(device, memory, "train_mb"):
+            train_step()
+        rate = median_rate(train_step, batch, device, s)
+    return Trained(memory["train_mb"], rate, alone, step)
+
+
+class StageTimer:
+    """An `on_stage` hook (`hubbench.context.Context`) timing the training step of each stage trained in one scope,
+    a cell's own (not those of the fine-tuned sources it trains on its way: artifacts, which later cells reuse
+    instead), as soon as the stage is trained, with `settings`; `last` is the last stage's, which `profile`
+    records."""
+
+    def __init__(self, scope: str, settings: Settings = Settings()):
+        self.scope, self.settings, self.last = scope, settings, None
+
+    def __call__(self, ctx, model: nn.Module, loss: Loss, params: list | None, key: str) -> None:
+        if ctx.scope == self.scope:
+            self.last = time_training(model, loss, params, ctx.task, ctx.device, self.settings, OWN_STEP)
 
 
 @torch.no_grad()
@@ -225,8 +309,13 @@ def median_rate(step, batch: int, device: torch.device, s: Settings) -> float:
     return batch / statistics.median(times)
 
 
-def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings()) -> Complexity:
-    """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged)."""
+def profile(model: nn.Module, task: Task, device: torch.device, settings: Settings = Settings(),
+            trained: Trained | None = None, *, cache: Path | None = None,
+            what: str = "profiling a model") -> Complexity:
+    """The record's `complexity`: params, FLOPs, memory and speed of `model` (left unchanged), measured with the
+    device to itself among the processes of `cache` (`hubbench.exclusive`), `what` it does said to them; training
+    memory and speed are `trained`, the method's own training step (`StageTimer.last`), else an SGD step of `model`
+    on the task loss."""
     s, rt = settings, settings.runtime.resolve(device)
     batch = s.batch or task.protocol.batch_size
     model = rt.model(model, device).eval()
@@ -240,20 +329,16 @@ def profile(model: nn.Module, task: Task, device: torch.device, settings: Settin
         with torch.no_grad(), rt.autocast(device):
             infer_model(x)
 
-    tx, ty = rt.batch(train_batch(task, batch), device)
-    train_step = sgd_step(rt.compiled(copy.deepcopy(model).train()), task, tx, ty, rt)
-
     memory = {"device": device.type, "measure": MEMORY_MEASURE[device.type]}
-    with exclusive(device) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
-        with peak_memory(device, memory, "train_mb"):
-            train_step()
+    with exclusive(device, cache, what) as alone, shape_stable(model):  # cells sharing the device pause meanwhile
         with peak_memory(device, memory, "infer_mb"):
             infer()
-        rates = median_rate(infer, batch, device, s), median_rate(train_step, batch, device, s)
-    speed = Speed(infer_samples_s=rates[0], train_samples_s=rates[1], exclusive=alone,
-                  batch=batch, precision="bf16" if rt.bf16 else "fp32",
+        infer_rate = median_rate(infer, batch, device, s)
+    trained = trained or time_training(model, task_loss(task), None, task, device, s, DEPLOYED_STEP)
+    speed = Speed(infer_samples_s=infer_rate, train_samples_s=trained.samples_s, train_step=trained.step,
+                  exclusive=alone and trained.alone, batch=batch, precision="bf16" if rt.bf16 else "fp32",
                   memory_format="channels_last" if rt.channels_last else "contiguous",
                   compile=rt.compile, warmup=s.warmup, repeats=s.repeats,
                   device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
                   torch=torch.__version__, cuda=torch.version.cuda)
-    return Complexity(params, flop_counts, Memory(**memory), speed)
+    return Complexity(params, flop_counts, Memory(**memory, train_mb=trained.train_mb), speed)

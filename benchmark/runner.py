@@ -1,8 +1,7 @@
-"""Expand a suite into cells and run each into one record; the same cell function for every executor."""
+"""Run a suite's cells (`benchmark.cells`) each into one record; the same cell function for every executor."""
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import sys
 import time
@@ -19,150 +18,25 @@ from submitit.core.utils import UncompletedJobError
 from tqdm.auto import tqdm
 
 from hubbench import record as records
-from hubbench.benchmark.suites import Suite
+from hubbench.benchmark import preflight
+from hubbench.benchmark.cells import Cell
 from hubbench.context import Context
-from hubbench.discovery import code_of
 from hubbench.environment import environment
-from hubbench.hubs.base import HUBS, Hub, get_hub
+from hubbench.errors import InputError
+from hubbench.hubs.base import get_hub
 from hubbench.hubs.checkpoints import BadCheckpoint
-from hubbench.io import cache_dir
+from hubbench.io import cache_dir, check_output_dir
 from hubbench.locks import locked
 from hubbench.methods.base import Method
-from hubbench.progress import note
+from hubbench.methods.base import applicable as method_applicable
+from hubbench.progress import note, working
 from hubbench.rankers.base import Ranker, ranking
-from hubbench.registry import UnknownName
 from hubbench.search import Trial
 from hubbench.seeding import preserved_rng
-from hubbench.tasks.base import TASKS, Protocol, Task
+from hubbench.settings import VARIABLES
+from hubbench.tasks.base import Task
 from hubbench.tasks.datasets import DatasetError
 from hubbench.training import Runtime
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A cell of a suite: a method's, or a ranking cell when `plugin` is a ranker (its `kind`)."""
-
-    suite: Suite
-    hub: str
-    task: str
-    plugin: Method | Ranker
-    seed: int
-
-    @property
-    def kind(self) -> Kind:
-        return next(kind for base, kind in KINDS.items() if isinstance(self.plugin, base))
-
-    @property
-    def ranking(self) -> bool:
-        return self.kind.record is records.RankingRecord
-
-    @property
-    def trial(self) -> bool:
-        """Whether it is a trial of a search (`hubbench.benchmark.tuning`)."""
-        return self.kind.record is records.TrialRecord
-
-    @property
-    def record_type(self) -> type[records.CellRecord]:
-        return self.kind.record
-
-    @property
-    def entry(self) -> str:
-        """The method's id, or the ranking's `rank:<ranker id>` (`records.CellRecord.entry`)."""
-        return self.record_type.entry(self.plugin.id)
-
-    @property
-    def id(self) -> str:
-        return records.cell_id(self.hub, self.task, self.entry, self.seed)
-
-    @property
-    def scope(self) -> str:
-        """Names the cell's checkpoints and lock: a search trial's, those of every rung of it."""
-        entry = self.record_type.entry(self.plugin.trained) if self.trial else self.entry
-        return f"{self.suite.name}/{records.cell_id(self.hub, self.task, entry, self.seed)}"
-
-    @property
-    def stream(self) -> str:
-        """Names its model's random streams (`Context`): the same in every suite and variant."""
-        return f"{self.hub}/{self.task}/{self.entry}"
-
-    def path(self, results: Path) -> Path:
-        return records.record_path(results, self.suite.name, self.hub, self.task, self.entry, self.seed)
-
-    @property
-    def protocol(self) -> Protocol:
-        """The task's protocol with the suite's overrides (known without the task's data); a trial's, at its setting."""
-        protocol = self.suite.protocol_for(self.task)
-        return self.plugin.protocol(protocol) if self.trial else protocol
-
-    def make_task(self) -> Task:
-        return TASKS.get(self.task)(self.protocol)
-
-    @property
-    def code(self) -> dict[str, dict[str, str]]:
-        """Where the code of the cell's method (or ranker), hub and task comes from, where not hubbench itself."""
-        method = type(self.plugin.subject if self.trial else self.plugin)
-        made_by = {"method": method, "hub": HUBS.get(self.hub), "task": TASKS.get(self.task)}
-        return {part: code for part, obj in made_by.items() if (code := code_of(obj))}
-
-    def config(self, hub: Hub, task: Task, runtime: Runtime) -> records.Config:
-        """What determined the cell beyond its identity, as its record states it (a ranking's, no runtime: it
-        trains nothing)."""
-        return records.Config(hub.describe(), task.config(), self.suite.recorded(self.task),
-                              None if self.ranking else dataclasses.asdict(runtime), self.code)
-
-    def change(self, record: records.CellRecord) -> str | None:
-        """What `record` was made under that differs from this cell now (None: nothing): the hub's
-        description (its version, its weights), the code of a plugin's method, hub or task (its file's
-        sha256, its package's version), the method's parameters (a changed default) and, for a method's
-        cell, the task's protocol and its search (a ranking does not train). What a record does not state (an older
-        runner's) is no change, but a search added or removed is."""
-        if record.config is None:
-            return None
-        then = {"hub": record.config.hub, "code": record.config.code, "params": record.plugin.params}
-        now = {"hub": get_hub(self.hub).describe(), "code": self.code, "params": self.plugin.params}
-        if not self.ranking and "protocol" in record.config.task:
-            then["protocol"], now["protocol"] = record.config.task["protocol"], dataclasses.asdict(self.protocol)
-            then["search"], now["search"] = record.config.suite_protocol.get("search"), self.suite.recorded(
-                self.task).get("search")
-        return records.first_change(then, now)
-
-
-def plugin_of(entry: str) -> Method | Ranker:
-    """The method or ranker that a cell's entry (`Cell.entry`) names."""
-    record_type, spec = records.entry_kind(entry)
-    return next(base for base, kind in KINDS.items() if kind.record is record_type).of(spec)
-
-
-def pick(kind: str, chosen: list | None, available: tuple) -> tuple:
-    """The subset of `available` named in `chosen` (all when None); unknown names are errors."""
-    for c in chosen or ():
-        if c not in available:
-            raise UnknownName(kind, str(c), [str(a) for a in available])
-    return tuple(a for a in available if not chosen or a in chosen)
-
-
-def expand(suite: Suite, hubs=None, tasks=None, methods=None, seeds=None) -> list[Cell]:
-    """The suite's cells, optionally restricted (a method or ranker by name, suite entry or id);
-    ordered hub, task, seed, then the suite's rankers and methods in its order, so the rankings
-    and artifacts a seed's methods share are made by the first that needs them."""
-    cells = []
-    for hub_name in pick("hub", hubs, suite.hubs):
-        hub = get_hub(hub_name)
-        variants: dict[str, tuple[Method | Ranker, set[str]]] = {}
-        for base, specs in ((Ranker, suite.rankers), (Method, suite.methods)):
-            for spec in specs:
-                cls, params = base.parse(spec)
-                for v in cls.variants(hub):
-                    p = cls(**{**v, **params})
-                    entry = KINDS[base].record.entry(p.id)
-                    variants.setdefault(entry, (p, {spec, cls.name, p.id, entry}))
-        names = tuple(dict.fromkeys(n for _, aliases in variants.values() for n in sorted(aliases)))
-        chosen = set(pick("method", methods, names))
-        selected = [m for m, aliases in variants.values() if aliases & chosen]
-        for task in pick("task", tasks, suite.tasks):
-            for seed in pick("seed", seeds, suite.seeds):
-                cells += [Cell(suite, hub_name, task, m, seed) for m in selected]
-    return cells
 
 
 def now() -> str:
@@ -190,11 +64,13 @@ def failed_on_input(record: records.CellRecord) -> bool:
 class Redo:
     """Which cells that have a record run again: every one (`--force`), the failed ones
     (`--retry-failed`), the stale ones (`--rerun-stale`: made under another hub or protocol); and always
-    those that failed on a bad input file."""
+    those that failed on a bad input file. With `artifacts` (a token naming the run: `--retrain-artifacts`),
+    the cells train again each cached artifact they use that no cell of the run has trained yet."""
 
     all: bool = False
     failed: bool = False
     stale: bool = False
+    artifacts: str = ""
 
     def __call__(self, cell: Cell, record: records.CellRecord | None) -> bool:
         """Whether `cell`, whose record is `record` (None: it has none), runs."""
@@ -202,7 +78,7 @@ class Redo:
                 or failed_on_input(record) or (self.stale and cell.change(record) is not None))
 
 
-class StaleRecords(Exception):
+class StaleRecords(InputError):
     """Records made under another hub or protocol than their cells' now, which a run would not redo."""
 
 
@@ -218,6 +94,21 @@ def check_records(cells: list[Cell], results: Path, redo: Redo = Redo()) -> None
     if stale:
         (cell, change), more = stale[0], f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
         raise StaleRecords(f"the record of {cell.id}{more} was made under another configuration ({change})")
+
+
+def check_run(cells: list[Cell], results: Path, redo: Redo = Redo(), *, data: bool = True) -> None:
+    """The checks before any of `cells` runs, each raising an `InputError`: the results and cache directories
+    can be written, the record files are readable and none is stale (`check_records`), and (`data`: not for a
+    dry run, which reads no dataset) the datasets read, the hubs' checkpoint files are there and fit, the images
+    decode (`benchmark.preflight`)."""
+    check_output_dir(results, "the results directory")
+    check_output_dir(cache_dir(), f"the cache directory (${VARIABLES['cache']})")
+    check_records(cells, results, redo)
+    if data:
+        preflight.check_data(cells)
+    preflight.check_weights(cells)  # before the images are decoded: a missing or bad weights file is found in seconds
+    if data:
+        preflight.check_images(cells)
 
 
 def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | None = None,
@@ -237,30 +128,32 @@ def run_cell(cell: Cell, results: Path, device: torch.device, *, cache: Path | N
     old = records.read(path, cell.record_type)
     if not redo(cell, old):
         return "skipped", old
-    with locked(cell.scope):
+    with locked(cell.scope, f"running {cell.id}"), working(f"running {cell.id}"):
         new = records.read(path, cell.record_type)
         if new is not None and new != old:  # written by another process while this one waited
             return "skipped", new
         note(f"start {cell.id}")
-        record = execute(cell, results, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device))
+        record = execute(cell, results, device, cache or cache_dir(), threads, (runtime or Runtime()).resolve(device),
+                         redo.artifacts)
         note(f"end {cell.id}: {record.status}")
     return record.status, record
 
 
-def execute(cell: Cell, results: Path, device: torch.device, cache: Path, threads: int,
-            runtime: Runtime) -> records.CellRecord:
+def execute(cell: Cell, results: Path, device: torch.device, cache: Path, threads: int, runtime: Runtime,
+            retrain: str = "") -> records.CellRecord:
     """The one path of every cell, a method's, a ranking or a search trial: whether its plugin applies, the plugin's
     part (`Kind.run`), the record (a failure of the plugin's is a 'failed' one; one outside it, `not_the_methods`,
     leaves none and the checkpoints for a rerun) written to its path under `results`, then the cell's checkpoints
-    dropped."""
+    dropped. `retrain`: the run that trains the artifacts again (`Redo.artifacts`)."""
     path = cell.path(results)
     torch.set_num_threads(threads)
     runtime.apply(device)
-    hub, task, kind = get_hub(cell.hub), cell.make_task(), cell.kind
+    hub, task = get_hub(cell.hub), cell.make_task()
+    kind = next(k for base, k in KINDS.items() if isinstance(cell.plugin, base))
     started, made_with = now(), environment(device)
-    ok, reason = cell.plugin.applicable(hub, task)
+    ok, reason = kind.applicable(cell.plugin, hub, task)
     ctx = Context(hub, task, cell.seed, scope=cell.scope, stream=cell.stream, cache=cache, device=device,
-                  runtime=runtime)
+                  runtime=runtime, retrain=retrain)
     outcome = kind.known(task)
     if not ok:
         outcome.update(status=records.INAPPLICABLE, reason=reason)
@@ -272,9 +165,9 @@ def execute(cell: Cell, results: Path, device: torch.device, cache: Path, thread
                 raise  # no record, the checkpoints kept for a rerun
             outcome.update(status=records.FAILED, reason=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=9))  # this frame and 8 of the plugin's part
-    record = kind.record(cell.suite.name, cell.hub, cell.task, task.kind, records.PluginId.of(cell.plugin), cell.seed,
-                         **outcome, started=started, finished=now(), config=cell.config(hub, task, runtime),
-                         environment=made_with)
+    record = cell.record_type(cell.suite.name, cell.hub, cell.task, task.kind, records.PluginId.of(cell.plugin),
+                              cell.seed, **outcome, started=started, finished=now(),
+                              config=cell.config(hub, task, runtime), environment=made_with)
     records.write(path, record)
     ctx.clear_checkpoints()
     return record
@@ -282,12 +175,14 @@ def execute(cell: Cell, results: Path, device: torch.device, cache: Path, thread
 
 def fit(cell: Cell, ctx: Context, results: Path) -> dict:
     """A method's part of its cell: train (where the suite searches, at the selected setting, on the tuned sources:
-    `tuning.final`), evaluate on val and test, profile the deployed model."""
+    `tuning.final`), evaluate on val and test, profile the deployed model as it was trained."""
     from hubbench.benchmark import tuning
-    from hubbench.benchmark.profiling import Settings, profile  # here: `hubbench status` needs cells, not fvcore
+    from hubbench.benchmark.profiling import Settings, StageTimer, profile  # here: `status` needs cells, not fvcore
 
+    settings = Settings(ctx.runtime)
     start = time.perf_counter()
     final, method, own = tuning.final(cell, ctx, trials(ctx, results))
+    final.on_stage = stages = StageTimer(final.scope, settings)  # times the method's own training step, as trained
     model = final.fit(method)
     if final is not ctx:
         ctx.checkpoints += final.checkpoints  # dropped once the record is written
@@ -298,7 +193,7 @@ def fit(cell: Cell, ctx: Context, results: Path) -> dict:
     metrics = {split: task.evaluate(out, task.splits[split].targets) for split, out in outputs.items()}
     eval_s = time.perf_counter() - start
     start = time.perf_counter()
-    complexity = profile(model, task, ctx.device, Settings(ctx.runtime))
+    complexity = profile(model, task, ctx.device, settings, stages.last, cache=ctx.cache, what=f"profiling {cell.id}")
     artifacts_s = sum(a["train_s"] for a in ctx.used.values())
     search_s = own.cost_s if own else 0.0
     train_s = ctx.train_seconds - (ctx.carried_seconds if own and ctx.scope == own.scope else 0.0)  # not twice
@@ -350,37 +245,43 @@ def rank(cell: Cell, ctx: Context, results: Path) -> dict:
 
 
 class Kind(NamedTuple):
-    """A kind of plugin: the records of its cells and its part of `execute`."""
+    """A kind of plugin's part of `execute` (the records of its cells: its `RECORD`)."""
 
-    record: type[records.CellRecord]
     run: Callable[[Cell, Context, Path], dict]  # (cell, context, results) -> the fields of the plugin's own outcome
     known: Callable[[Task], dict] = lambda task: {}  # the record's fields known before the plugin runs
+    applicable: Callable = lambda plugin, hub, task: plugin.applicable(hub, task)  # -> (whether it applies, why not)
 
 
 def metric(task: Task) -> dict:
     return {"metric": records.Metric(task.metric, task.higher_is_better)}
 
 
-# The one place where the benchmark tells methods, rankers and search trials apart.
+# Where running a cell tells methods, rankers and search trials apart.
 KINDS: dict[type, Kind] = {
-    Method: Kind(records.Record, fit, metric),
-    Ranker: Kind(records.RankingRecord, rank),
-    Trial: Kind(records.TrialRecord, trial, metric)}
+    Method: Kind(fit, metric, method_applicable),
+    Ranker: Kind(rank),
+    Trial: Kind(trial, metric)}
 
 
-def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, **kw) -> Counter:
+def run_cells(cells: list[Cell], results: Path, device: torch.device | str, *, executor=None, checked: bool = False,
+              **kw) -> Counter:
     """Run cells with a progress bar and one line per finished cell: in this process and in order,
-    or through a parallel `executor` (see benchmark.executors). Returns the count of each outcome (a search
+    or through a parallel `executor` (see benchmark.executors), after `check_run` (unless the caller has
+    `checked`) and under the settings in use (`hubbench.settings`). Returns the count of each outcome (a search
     trial's as `trial <status>`: a trial that fails is an outcome of its search, which goes on)."""
+    if not checked:
+        check_run(cells, results, kw.get("redo", Redo()))
     counts: Counter = Counter()
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=None, dynamic_ncols=True)
     outcomes = executor.run(cells, results, device, **kw) if executor else inline(cells, results, device, bar, **kw)
-    for cell, status, detail, seconds in outcomes:
-        counts[f"trial {status}" if cell.trial else status] += 1
-        bar.update()
-        if status != "skipped":
-            tqdm.write(f"{status:7} {cell.id}  {detail}  ({seconds:.1f}s)")
-            sys.stdout.flush()  # a log file gets each line as its cell ends
+    with working(f"0 of {len(cells)} cells ended") as activity:
+        for cell, status, detail, seconds in outcomes:
+            counts[f"trial {status}" if cell.trial else status] += 1
+            activity.what = f"{counts.total()} of {len(cells)} cells ended"
+            bar.update()
+            if status != "skipped":
+                tqdm.write(f"{status:7} {cell.id}  {detail}  ({seconds:.1f}s)")
+                sys.stdout.flush()  # a log file gets each line as its cell ends
     bar.close()
     return counts
 

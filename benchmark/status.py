@@ -3,19 +3,20 @@ locks, checkpoints, submitit's job ids), so it works for every executor and whil
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
 from hubbench import record as records
-from hubbench.benchmark.executors import ACTIVE, QUEUED
-from hubbench.benchmark.runner import Cell
-from hubbench.context import checkpoint_stem
+from hubbench.artifacts import checkpoint_stem
+from hubbench.benchmark.cells import Cell
+from hubbench.benchmark.jobs import ACTIVE, QUEUED
 from hubbench.locks import is_locked
 
 STATES = ("done", "failed", "n/a", "stale", "queued", "running", "interrupted", "unreadable", "missing")
 RECORD_STATES = {records.OK: "done", records.FAILED: "failed", records.INAPPLICABLE: "n/a"}
+log = logging.getLogger(__name__)
 
 
 def cell_state(cell: Cell, results: Path, cache: Path, job: str = "") -> tuple[str, str]:
@@ -33,7 +34,7 @@ def cell_state(cell: Cell, results: Path, cache: Path, job: str = "") -> tuple[s
     try:
         record = records.read(cell.path(results), cell.record_type)
     except records.RecordError as e:
-        print(f"hubbench status: warning: {e}", file=sys.stderr)
+        log.warning(f"hubbench status: warning: {e}")
         return "unreadable", "the record file cannot be read: see the warning"
     if record is not None:
         if change := cell.change(record):

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubbench.benchmark.declarations import read_toml
+from hubbench.errors import InputError
 from hubbench.registry import UnknownName, check_name
 
 if TYPE_CHECKING:
+    from hubbench.protocol import Protocol
     from hubbench.search import Space
-    from hubbench.tasks.base import Protocol
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,7 +39,7 @@ SLURM = {  # the optional [slurm] table: key -> (type, help); `hubbench run --sl
 }
 
 
-class SuiteError(ValueError):
+class SuiteError(InputError):
     """A suite that cannot be run; the message says what is wrong and what is valid."""
 
 
@@ -95,50 +96,48 @@ class Suite:
                 raise SuiteError(str(UnknownName("suite", name_or_path, suite_names())))
         try:
             data = read_toml(path, "suite file")
-        except ValueError as e:
+        except InputError as e:
             raise SuiteError(str(e)) from None
         try:
             return cls.from_dict(check_name("suite", path.stem), data, path.parent)
-        except (ValueError, LookupError) as e:
+        except InputError as e:
             raise SuiteError(f"invalid suite file {path}: {e}") from None
 
     @classmethod
     def from_dict(cls, name: str, data: dict, base: Path = Path(".")) -> Suite:
+        from hubbench.benchmark import catalogue
         from hubbench.benchmark.declarations import declare, gather
-        from hubbench.hubs.base import HUBS
         from hubbench.methods.base import parse_spec
         from hubbench.rankers.base import parse_spec as parse_ranker
-        from hubbench.tasks.base import TASKS
 
         unknown = set(data) - KEYS
         if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(sorted(KEYS))})")
+            raise InputError(f"unknown key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(sorted(KEYS))})")
         declared = gather(data, base)
         declare(declared)
         lists = {}
         for key in ("hubs", "tasks", "methods"):
             value = data.get(key)
             if not value or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{key!r} must be a non-empty list of names")
+                raise InputError(f"{key!r} must be a non-empty list of names")
             lists[key] = tuple(dict.fromkeys(value))
-        for hub in lists["hubs"]:
-            HUBS.get(hub)
-        for task in lists["tasks"]:
-            TASKS.get(task)
+        for kind in ("hubs", "tasks"):
+            for found in lists[kind]:
+                catalogue.known(kind, found)
         for spec in lists["methods"]:
             parse_spec(spec)
         rankers = data.get("rankers", [])
         if not isinstance(rankers, list) or not all(isinstance(v, str) for v in rankers):
-            raise ValueError("'rankers' must be a list of names")
+            raise InputError("'rankers' must be a list of names")
         rankers = tuple(dict.fromkeys(rankers))
         method_names = {parse_spec(spec)[0].name for spec in lists["methods"]}
         clash = {parse_ranker(spec)[0].name for spec in rankers} & method_names
         if clash:
-            raise ValueError(f"{', '.join(sorted(clash))}: both a method and a ranker of this suite")
+            raise InputError(f"{', '.join(sorted(clash))}: both a method and a ranker of this suite")
         seeds = parse_seeds(data.get("seeds", [0]))
         protocol = data.get("protocol", {})
         if not isinstance(protocol, dict):
-            raise ValueError("'protocol' must be a table of overrides")
+            raise InputError("'protocol' must be a table of overrides")
         tables = {k: v for k, v in protocol.items() if isinstance(v, dict)}
         protocol = {k: v for k, v in protocol.items() if k not in tables}
         search, per_task = tables.pop("search", None), check_tables(lists["tasks"], tables)
@@ -146,12 +145,12 @@ class Suite:
         slurm = data.get("slurm", {})
         per_method = slurm.get("methods", {}) if isinstance(slurm, dict) else {}
         if not isinstance(per_method, dict) or not all(isinstance(t, dict) for t in per_method.values()):
-            raise ValueError("'slurm.methods' must hold one table of job resources per method name")
+            raise InputError("'slurm.methods' must hold one table of job resources per method name")
         names = sorted({parse_spec(spec)[0].name for spec in lists["methods"]})
         for method in per_method:
             if method not in names:
                 choices = ", ".join(names)
-                raise ValueError(f"slurm.methods.{method}: not a method of this suite (choose from: {choices})")
+                raise InputError(f"slurm.methods.{method}: not a method of this suite (choose from: {choices})")
         slurm_base = {k: v for k, v in slurm.items() if k != "methods"} if isinstance(slurm, dict) else slurm
         suite = cls(name, str(data.get("description", "")), lists["hubs"], lists["tasks"], lists["methods"], seeds,
                     protocol, check_slurm(slurm_base), {m: check_slurm(t) for m, t in per_method.items()}, rankers,
@@ -161,9 +160,9 @@ class Suite:
 
     def tables_for(self, task: str) -> list[tuple[str, dict[str, Any]]]:
         """The [protocol.<key>] tables that apply to `task`, by key: its kind's, then its own (which wins)."""
-        from hubbench.tasks.base import TASKS
+        from hubbench.benchmark import catalogue
 
-        return [(key, self.per_task[key]) for key in (TASKS.get(task).kind, task) if key in self.per_task]
+        return [(key, self.per_task[key]) for key in (catalogue.kind(task), task) if key in self.per_task]
 
     def overrides_for(self, task: str) -> dict[str, Any]:
         """The suite's protocol fields for `task`: [protocol], then [protocol.<its kind>], then [protocol.<task>]."""
@@ -186,13 +185,13 @@ class Suite:
         return task_protocol(task, self.overrides_for(task))
 
     def check_tables(self) -> None:
-        """Each [protocol.<key>] table makes a valid protocol of every task it applies to (ValueError naming it)."""
+        """Each [protocol.<key>] table makes a valid protocol of every task it applies to (`InputError` naming it)."""
         for task in self.tasks:
             for key, _ in self.tables_for(task):
                 try:
                     self.protocol_for(task)
-                except ValueError as e:
-                    raise ValueError(f"protocol.{key}: {e}") from None
+                except InputError as e:
+                    raise InputError(f"protocol.{key}: {e}") from None
 
     def check_searches(self) -> dict[str, Space]:
         """Each task's search, checked (`hubbench.search.Space.parse`)."""
@@ -214,7 +213,7 @@ class Suite:
             typed = check_protocol(self.tasks, {**self.protocol, **overrides})
             suite = dataclasses.replace(self, per_task=per_task)
             suite.check_tables()
-        except ValueError as e:
+        except InputError as e:
             raise SuiteError(f"--set: {e}") from None
         overrides = {k: typed[k] for k in overrides}  # as the protocol holds them: lr=1 and lr=1.0 are one variant
         return dataclasses.replace(suite, name=variant_name(self.name, overrides), protocol={**self.protocol,
@@ -223,30 +222,30 @@ class Suite:
 
 def task_protocol(task: str, overrides: dict[str, Any]) -> Protocol:
     """The protocol of `task` under a suite's [protocol] `overrides` (known without the task's data)."""
-    from hubbench.tasks.base import TASKS
+    from hubbench.benchmark import catalogue
 
-    return TASKS.get(task).protocol.replace(**overrides)
+    return catalogue.protocol(task).replace(**overrides)
 
 
 def check_tables(tasks: tuple[str, ...], tables: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The [protocol.<key>] tables of a suite, each for one of its tasks or task kinds: fields, and an optional
     `search` table of their own."""
-    from hubbench.tasks.base import TASKS
+    from hubbench.benchmark import catalogue
 
-    keys = [*tasks, *dict.fromkeys(TASKS.get(t).kind for t in tasks)]
+    keys = [*tasks, *dict.fromkeys(catalogue.kind(t) for t in tasks)]
     for key, table in tables.items():
         if key not in keys:
-            raise ValueError(f"protocol.{key}: not a task or task kind of this suite, nor 'search' "
+            raise InputError(f"protocol.{key}: not a task or task kind of this suite, nor 'search' "
                              f"(choose from: {', '.join(['search', *keys])})")
         nested = [k for k, v in table.items() if isinstance(v, dict) and k != "search"]
         if nested:
-            raise ValueError(f"protocol.{key}.{nested[0]}: a task's table holds protocol fields and its 'search'")
+            raise InputError(f"protocol.{key}.{nested[0]}: a task's table holds protocol fields and its 'search'")
     return tables
 
 
 def check_protocol(tasks: tuple[str, ...], protocol: dict[str, Any]) -> dict[str, Any]:
     """`protocol` overrides as a task's protocol holds them, if they make a valid protocol of every task
-    (`tasks.Protocol` checks each field's type and range); ValueError otherwise."""
+    (`tasks.Protocol` checks each field's type and range); `InputError` otherwise."""
     protocols = [task_protocol(task, protocol) for task in tasks]
     return {k: getattr(protocols[0], k) for k in protocol}
 
@@ -285,16 +284,16 @@ def check_slurm(table: Any) -> dict[str, Any]:
     """A valid [slurm] table (also of the merged command-line overrides): known keys, a partition
     name, whole numbers (at least 1, or 0 for gpus)."""
     if not isinstance(table, dict):
-        raise ValueError("'slurm' must be a table of job resources")
+        raise InputError("'slurm' must be a table of job resources")
     unknown = set(table) - set(SLURM)
     if unknown:
-        raise ValueError(f"unknown slurm key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(SLURM)})")
+        raise InputError(f"unknown slurm key(s) {', '.join(sorted(unknown))} (choose from: {', '.join(SLURM)})")
     for key, value in table.items():
         if SLURM[key][0] is str:
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"slurm.{key} must be a name, got {value!r}")
+                raise InputError(f"slurm.{key} must be a name, got {value!r}")
         elif type(value) is not int or value < (0 if key == "gpus" else 1):
-            raise ValueError(f"slurm.{key} must be an integer of at least {0 if key == 'gpus' else 1}, got {value!r}")
+            raise InputError(f"slurm.{key} must be an integer of at least {0 if key == 'gpus' else 1}, got {value!r}")
     return dict(table)
 
 
@@ -304,8 +303,8 @@ def parse_seeds(seeds: Any) -> tuple[int, ...]:
         try:
             seeds = [int(s) for s in seeds.split(",")]
         except ValueError:
-            raise ValueError(f"bad seed list {seeds!r}: expected integers like 0,1,2") from None
+            raise InputError(f"bad seed list {seeds!r}: expected integers like 0,1,2") from None
     if (not isinstance(seeds, list) or not seeds
             or not all(type(s) is int and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds)):
-        raise ValueError(f"bad seed list {seeds!r}: expected distinct non-negative integers")
+        raise InputError(f"bad seed list {seeds!r}: expected distinct non-negative integers")
     return tuple(seeds)

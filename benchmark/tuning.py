@@ -229,7 +229,7 @@ def final(cell: Cell, ctx: Context, run: Run) -> tuple[Context, Any, Tuned | Non
         method = dataclasses.replace(method, **{k.split(".", 1)[1]: v for k, v in chosen.items() if "." in k})
         scope = own.scope if space.retrain == "train" else scope
     out = Context(ctx.hub, task, ctx.seed, scope=scope, stream=cell.stream, cache=ctx.cache, device=ctx.device,
-                  runtime=ctx.runtime, on_stage=ctx.on_stage, phase=final_phase(space), tuned=tuned)
+                  runtime=ctx.runtime, retrain=ctx.retrain, phase=final_phase(space), tuned=tuned)
     out.search = own and own.search
     return out, method, own
 
@@ -251,7 +251,7 @@ def run_trial(cell: Cell, ctx: Context, run: Run) -> dict:
         trial.subject, **{k.split(".", 1)[1]: v for k, v in trial.setting if "." in k})
     phase = Phase(curves=("val",), until=trial.rung / task.protocol.iterations)
     trained = Context(ctx.hub, task, ctx.seed, scope=cell.scope, stream=stream, cache=ctx.cache, device=ctx.device,
-                      runtime=ctx.runtime, phase=phase, tuned=tuned)
+                      runtime=ctx.runtime, retrain=ctx.retrain, phase=phase, tuned=tuned)
     model = trained.fit(method)
     metrics = trained.evaluate(model, "val")
     for name, value in metrics.items():  # weights gone to inf or nan can leave an argmax's top1 finite, not its loss

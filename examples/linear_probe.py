@@ -1,6 +1,6 @@
 """A method defined outside hubbench: train only a new head on a frozen hub model."""
 
-from hubbench.methods import Method, register, task_model
+from hubbench.methods import Method, register
 
 
 @register
@@ -13,6 +13,8 @@ class LinearProbe(Method):
     model: int = 0  # index of the hub model
 
     def fit(self, ctx):
+        from hubbench.methods import task_model  # here: the module stays a declaration, without torch
+
         model = task_model(ctx.hub.sources[self.model].backbone(pretrained=True), ctx.task)
         model.backbone.requires_grad_(False)
         return ctx.train(model, params=model.head.parameters())

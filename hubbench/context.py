@@ -1,5 +1,6 @@
 """What a method's `fit` is given and builds on: the context (hub, task, the shared training loop, the
-artifacts cache), the task model (a backbone and a task head) and the fine-tuned source artifact.
+artifacts cache), the task model (a backbone and a task head, `hubbench.models`) and the fine-tuned source
+artifact (`hubbench.artifacts`).
 
 A context's random streams are of two kinds. The *data* stream (batch order, augmentation draws) is keyed by
 (task, seed) alone, so every method, suite and `--set` variant at that (task, seed) trains on the same batches:
@@ -21,53 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from hubbench.artifacts import FinetunedSource, artifact_stem, checkpoint_stem
 from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
-from hubbench.locks import build_once
-from hubbench.registry import check_name
+from hubbench.locks import build_once, locked
 from hubbench.seeding import derive_seed, digest, generator, preserved_rng, seed_everything
 from hubbench.staging import Staged
 from hubbench.tasks.base import Task
 from hubbench.training import Checkpoint, Runtime, batch_indices, predict, train
-
-
-class TaskModel(nn.Module):
-    """A backbone followed by a task head: the model every fine-tuning method trains."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, x):
-        return self.head(self.backbone(x))
-
-
-def task_model(backbone: nn.Module, task: Task) -> TaskModel:
-    return TaskModel(backbone, task.head(backbone.out_channels))
-
-
-@dataclass(frozen=True)
-class FinetunedSource:
-    """Source `source` fine-tuned on the task with the task's protocol: the artifact that
-    Fine-tune, Ensemble-I and every "+Finetuned" method share, trained once per seed."""
-
-    source: str
-
-    @property
-    def id(self) -> str:
-        return f"finetuned-{check_name('source', self.source)}"
-
-    def build(self, ctx: Context, pretrained: bool) -> TaskModel:
-        return task_model(ctx.hub.source(self.source).backbone(pretrained), ctx.task)
-
-    def train(self, ctx: Context, model: TaskModel) -> None:
-        ctx.train(model)
-
-    def fit(self, ctx: Context) -> TaskModel:
-        """The source with a new head, trained on the task (what `Context.fit` runs, its initialisation seeded)."""
-        model = self.build(ctx, pretrained=True)
-        self.train(ctx, model)
-        return model
 
 
 @dataclass(frozen=True)
@@ -99,28 +61,6 @@ Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 StageHook = Callable[["Context", nn.Module, Loss, "list | None", str], None]  # (ctx, model, loss, params, key)
 
 
-def checkpoint_stem(scope: str, seed: int, protocol) -> str:
-    """The stage checkpoints of a scope (a cell or an artifact) are `checkpoints/<stem>-<stage key>.ckpt`;
-    a changed protocol starts afresh."""
-    return digest([scope, seed, dataclasses.asdict(protocol)])
-
-
-def artifact_stem(cache: Path, hub: str, task: str, artifact: FinetunedSource, seed: int) -> Path:
-    """Every cached version of an artifact (one per key) is `<stem>-<key>.pt`, its metadata `<stem>-<key>.json`."""
-    return cache / "artifacts" / hub / task / f"{artifact.id}-seed{seed}"
-
-
-def clear_artifact(cache: Path, hub: str, task: str, artifact: FinetunedSource, seed: int) -> int:
-    """Delete every cached version of an artifact, metadata first (what marks one complete); returns how
-    many files went. The next cell that needs it trains it again."""
-    stem = artifact_stem(cache, hub, task, artifact, seed)
-    files = [p for suffix in (".json", ".pt") for p in sorted(stem.parent.glob(f"{stem.name}-*{suffix}"))
-             if "-" not in p.stem.removeprefix(f"{stem.name}-")]  # a key, not another source's name
-    for path in files:
-        path.unlink(missing_ok=True)
-    return len(files)
-
-
 class Context:
     """One cell's (or one artifact's, or one search trial's) view of the harness.
 
@@ -132,10 +72,12 @@ class Context:
 
     def __init__(self, hub: Hub, task: Task, seed: int, *, scope: str, cache: Path,
                  device: torch.device, runtime: Runtime = Runtime(), on_stage: StageHook | None = None,
-                 stream: str | None = None, phase: Phase = Phase(), tuned: Mapping[str, Tuned] | None = None):
+                 retrain: str = "", stream: str | None = None, phase: Phase = Phase(),
+                 tuned: Mapping[str, Tuned] | None = None):
         self.hub, self.task, self.seed, self.scope = hub, task, seed, scope
         self.cache, self.device, self.runtime = cache, device, runtime
         self.stream, self.phase, self.tuned = stream or scope, phase, dict(tuned or {})
+        self.retrain = retrain  # a run that trains again the cached artifacts none of its cells has (its token)
         self.on_stage = on_stage  # told of every training stage once trained (the cost estimator times them)
         self.curves: dict[str, list[list[float]]] = {}
         self.diagnostics: dict = {}
@@ -168,7 +110,7 @@ class Context:
         return self.task.stage_train(indices, generator(self.data_seed, "aug", it), self.phase.fit_on)
 
     def train(self, model: nn.Module, loss: Loss | None = None, params: Iterable | None = None,
-              key: str = "model", iterations: int | None = None) -> nn.Module:
+              key: str = "model") -> nn.Module:
         """Train `model` with the task's protocol (default loss: the task loss of `model(x)`).
 
         `params` restricts what is optimised: parameters, or param groups as `torch.optim` takes them, where a
@@ -180,7 +122,6 @@ class Context:
         task, proto = self.task, self.task.protocol
         params = None if params is None else list(params)  # iterated once by the optimiser, again by `on_stage`
         loss = loss or (lambda m, x, y: task.loss(m(x), y))
-        schedule = proto if iterations is None else proto.replace(iterations=iterations)
 
         def evaluate(m: nn.Module) -> dict[str, float]:
             """The curves of the primary metric on the phase's splits; test too outside a search, for the papers'
@@ -195,7 +136,7 @@ class Context:
             model,
             loss,
             self.batch,
-            schedule,
+            proto,
             seed=self.model_seed(key),
             params=params,
             device=self.device,
@@ -204,7 +145,8 @@ class Context:
             evaluate=evaluate if proto.eval_every else None,
             eval_every=proto.eval_every,
             desc=f"{self.scope} {key}",
-            until=None if self.phase.until == 1 else max(1, round(self.phase.until * schedule.iterations)),
+            cache=self.cache,
+            until=None if self.phase.until == 1 else max(1, round(self.phase.until * proto.iterations)),
         )
         self.train_seconds += checkpoint.carried_s + time.perf_counter() - start  # + seconds before a restart
         self.carried_seconds += checkpoint.carried_s
@@ -216,7 +158,7 @@ class Context:
 
     def predict(self, model: nn.Module, split: str) -> torch.Tensor:
         self.runtime.model(model, self.device)
-        return predict(model, self.task.stage_eval(split), self.device, self.runtime)
+        return predict(model, self.task.stage_eval(split), self.device, self.runtime, self.cache)
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         return self.task.evaluate(self.predict(model, split), self.task.splits[split].targets)
@@ -236,7 +178,7 @@ class Context:
         on_train = self.phase.fit_on == ("train",)
         return Context(self.hub, task, self.seed, scope=tuned.scope if tuned and on_train else scope,
                        stream=scope, cache=self.cache, device=self.device, runtime=self.runtime,
-                       on_stage=self.on_stage, phase=dataclasses.replace(self.phase, until=1.0))
+                       on_stage=self.on_stage, retrain=self.retrain, phase=dataclasses.replace(self.phase, until=1.0))
 
     def artifact_key(self, artifact: FinetunedSource) -> str:
         sub, tuned = self.artifact_context(artifact), self.tuned.get(artifact.id)
@@ -262,6 +204,8 @@ class Context:
     def _artifact(self, artifact: FinetunedSource) -> nn.Module:
         path = self.artifact_path(artifact)
         meta_path = path.with_suffix(".json")
+        if self.retrain:
+            self._outdate(path, meta_path)
         trained = build_once((path, meta_path), lambda: self._train_artifact(artifact, path, meta_path))
         if trained is not None:
             return trained
@@ -269,6 +213,18 @@ class Context:
         model.load_state_dict(load_torch(path))
         self.used[artifact.id] = read_json(meta_path)
         return self.runtime.model(model, self.device).eval()
+
+    def _outdate(self, path: Path, meta_path: Path) -> None:
+        """Delete the cached artifact unless a cell of this context's retraining run trained it (under its lock, as
+        `build_once`: a cell of the run may be training it now, and one that waited finds it trained)."""
+        def ours() -> bool:
+            return not meta_path.exists() or read_json(meta_path).get("retrain") == self.retrain
+
+        if not ours():
+            with locked(str(path)):
+                if not ours():
+                    meta_path.unlink()  # first: what marks it complete
+                    path.unlink(missing_ok=True)
 
     def _train_artifact(self, artifact: FinetunedSource, path: Path, meta_path: Path) -> nn.Module:
         """Train `artifact` (resumably) and cache it: weights first, then the metadata that marks it complete. A
@@ -281,6 +237,8 @@ class Context:
         if tuned is not None:  # its own seconds beyond the selected trial's, which the search's cost holds
             own = sub.train_seconds - (sub.carried_seconds if sub.scope == tuned.scope else 0.0)
             meta.update(train_s=own + tuned.cost_s, search=tuned.search)
+        if self.retrain:
+            meta["retrain"] = self.retrain  # made by this retraining run (`_outdate`)
         save_torch(path, model.state_dict())
         write_json(meta_path, meta)
         sub.clear_checkpoints()

@@ -10,7 +10,7 @@ from importlib import metadata
 from typing import Any
 
 # where the code of each module that is not hubbench's came from, as records state it: a plugin file's
-# {"plugin": path, "sha256": ...}, an installed package's {"distribution": name, "version": ...}
+# {"plugin": its absolute path, "sha256": ...}, an installed package's {"distribution": name, "version": ...}
 PROVENANCE: dict[str, dict[str, str]] = {}
 
 
@@ -22,9 +22,7 @@ def import_submodules(package: str, path: list[str]) -> None:
 
 def load_entry_points(group: str) -> None:
     """Import what installed distributions declare under `group` (their modules register themselves)."""
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=group):
+    for ep in _entry_points().select(group=group):
         try:
             ep.load()
         except Exception as e:
@@ -46,8 +44,19 @@ def code_of(obj: Any) -> dict[str, str] | None:
 
 
 @functools.cache
+def _entry_points():
+    return metadata.entry_points()  # every distribution's, read once for every group
+
+
+@functools.cache
 def _distributions() -> dict[str, list[str]]:
     return metadata.packages_distributions()
+
+
+def identity(code: dict[str, str]) -> dict[str, str]:
+    """What identifies code as records state it (`code_of`): a plugin file by its content (sha256), wherever it was
+    loaded from (a path typed relative, a copy elsewhere); a package by its name and version."""
+    return {k: v for k, v in code.items() if k != "plugin"}
 
 
 def loaded_plugins() -> list[dict[str, str]]:

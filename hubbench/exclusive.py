@@ -2,12 +2,18 @@
 
 Several cells may train on one GPU (`hubbench run --cells-per-gpu`), but a record's speed and memory
 figures must be those of its model alone. So every training or evaluation loop holds its device's `run`
-lock shared (`sharing`) and, between steps, looks whether a measurement is waiting (`pause_point`);
+lock shared (`sharing`) and, between steps, looks whether a measurement is waiting (`Share.pause_point`);
 a measurement (`exclusive`) first takes the device's `pause` lock, which makes every neighbour wait for
 its queued kernels, release `run` and block at its next step, then takes `run` exclusively: nothing else
 runs on the device until it ends. The locks are `flock`s (`hubbench.locks`), so a process that dies
 releases them, and a look between steps is two system calls. A CPU is a device too: cells on one host
-pause while one of them measures. The lock files are the host's (`lock_dir`).
+pause while one of them measures.
+
+The locks are scoped to what they protect, a device as the cells of one cache use it, per user (`lock_name`):
+the cells of another cache (another checkout, another user) never wait for this one's measurements, nor these
+for theirs. Their files stay on the host (`lock_dir`), not under the cache, which several hosts may share. A
+loop that waits says who measures and what (written in the `pause` file), and stops waiting when it is told to
+stop (a pre-emption's signal held for its checkpoint, `hubbench.stopping`): it then saves and ends.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
+
+from hubbench.io import cache_dir
+from hubbench.locks import claim, holder, take
+from hubbench.seeding import digest
+from hubbench.stopping import requested
 
 
 def device_key(device: torch.device) -> str:
@@ -34,100 +45,124 @@ def device_key(device: torch.device) -> str:
 
 
 def lock_dir() -> Path:
-    """Where device locks live: on the host, since a device is (not under $HUBBENCH_CACHE, which may be shared
-    by several hosts and which `hubbench profile` swaps for a temporary one)."""
+    """Where device locks live: on the host, since a device is (not under the cache directory, which may be shared
+    by several hosts and which `hubbench profile` swaps for a temporary one); one folder per user."""
     return Path(tempfile.gettempdir()) / f"hubbench-devices-{getpass.getuser()}"
 
 
-def _open(key: str, role: str) -> int:
-    path = lock_dir() / f"{key}-{role}.lock"
+def lock_name(device: torch.device, cache: Path) -> str:
+    """The locks of `device` for the cells of `cache` (its resolved path: one cache, however it is named)."""
+    return f"{device_key(device)}-{digest(str(Path(cache).resolve()))}"
+
+
+def _open(name: str, role: str) -> int:
+    path = lock_dir() / f"{name}-{role}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
-@dataclass
-class _Share:
-    run: int  # fd of the run lock, held shared
-    pause: int  # fd of the pause lock, probed
-    depth: int = 1
+class Share:
+    """A process's share of a device: its loops hold `run` shared and probe `pause` between steps."""
+
+    def __init__(self, name: str, device: torch.device, cache: Path):
+        self.run, self.pause = _open(name, "run"), _open(name, "pause")
+        self.device, self.depth, self.running = device, 1, False  # running: `run` is held
+        self.waiting_for = f"device {device_key(device)} (cache {cache})"
+
+    def wait(self) -> None:
+        """Until no measurement has the device, then hold `run` (a stop request ends the wait: no `run`)."""
+        if take(self.pause, self.waiting_for, shared=True, stop=requested):
+            fcntl.flock(self.pause, fcntl.LOCK_UN)
+            self.running = take(self.run, self.waiting_for, shared=True, who=partial(holder, self.pause),
+                                 stop=requested)
+
+    def pause_point(self) -> None:
+        """Between two steps of a loop: if a measurement waits for the device, let its queued work finish, step
+        aside until the measurement ends (or a stop is requested), then go on."""
+        if self.running:
+            try:
+                fcntl.flock(self.pause, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(self.pause, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:  # a measurement holds the pause lock
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                fcntl.flock(self.run, fcntl.LOCK_UN)
+                self.running = False
+        self.wait()
+
+    def close(self) -> None:
+        os.close(self.run)
+        os.close(self.pause)
 
 
-_shares: dict[str, _Share] = {}  # device key -> this process's share of it
+class _Alone:
+    """The share of a loop that runs inside its own process's measurement: it has the device already."""
+
+    def pause_point(self) -> None:
+        pass
 
 
-def _wait_unpaused(pause_fd: int) -> None:
-    fcntl.flock(pause_fd, fcntl.LOCK_SH)
-    fcntl.flock(pause_fd, fcntl.LOCK_UN)
+_shares: dict[str, Share] = {}  # lock name -> this process's share of the device
+_measuring: set[str] = set()  # lock names this process measures on now
 
 
 @contextlib.contextmanager
-def sharing(device: torch.device | str) -> Iterator[None]:
-    """Run a loop on `device` alongside other processes, pausing for their measurements (re-entrant)."""
-    key = device_key(torch.device(device))
-    if key in _shares:
-        _shares[key].depth += 1
-        try:
-            yield
-        finally:
-            _shares[key].depth -= 1
-        return
-    share = _Share(_open(key, "run"), _open(key, "pause"))
-    try:
-        _wait_unpaused(share.pause)
-        fcntl.flock(share.run, fcntl.LOCK_SH)
-        _shares[key] = share
-        yield
-    finally:
-        _shares.pop(key, None)
-        os.close(share.run)
-        os.close(share.pause)
-
-
-def pause_point(device: torch.device | str) -> None:
-    """Between two steps of a loop: if a measurement waits for the device, let its queued work finish, step
-    aside until the measurement ends, then go on."""
+def sharing(device: torch.device | str, cache: Path | None = None) -> Iterator[Share | _Alone]:
+    """Run a loop on `device` alongside the other processes of `cache` (default: the settings' cache), pausing for
+    their measurements at its `pause_point`s (re-entrant)."""
     device = torch.device(device)
-    share = _shares.get(device_key(device))
-    if share is None:
+    cache = cache or cache_dir()
+    name = lock_name(device, cache)
+    if name in _measuring:
+        yield _Alone()
         return
-    try:
-        fcntl.flock(share.pause, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(share.pause, fcntl.LOCK_UN)
-    except BlockingIOError:  # a measurement holds the pause lock
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        fcntl.flock(share.run, fcntl.LOCK_UN)
-        _wait_unpaused(share.pause)
-        fcntl.flock(share.run, fcntl.LOCK_SH)
-
-
-def _lock_within(fd: int, deadline: float) -> bool:
-    """Take `fd`'s exclusive lock, polling until `deadline` (time.monotonic); whether it was taken."""
-    while True:
+    if name in _shares:
+        _shares[name].depth += 1
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
+            yield _shares[name]
+        finally:
+            _shares[name].depth -= 1
+        return
+    share = _shares[name] = Share(name, device, cache)
+    try:
+        share.wait()
+        yield share
+    finally:
+        _shares.pop(name, None)
+        share.close()
 
 
 @contextlib.contextmanager
-def exclusive(device: torch.device | str, wait_s: float = 600.0) -> Iterator[bool]:
-    """Have `device` alone for the block: the loops sharing it pause at their next step. Yields whether it
-    is alone: after `wait_s` (a neighbour that does not reach its next step, as in a long compilation)
-    the block runs anyway, and the caller says so with its figures."""
-    key = device_key(torch.device(device))
-    own = _shares.get(key)
-    if own is not None:  # this process's own loop steps aside too (first, so two measurers cannot deadlock)
+def exclusive(device: torch.device | str, cache: Path | None = None, what: str = "measuring",
+              wait_s: float = 600.0) -> Iterator[bool]:
+    """Have `device` alone among the processes of `cache` (default: the settings' cache) for the block, `what` it is
+    for (said to the loops that wait): they pause at their next step, and this process's own loops in the
+    block do not wait. Yields whether it is alone: after `wait_s` (a neighbour that does not reach its next
+    step, as in a long compilation) the block runs anyway, and the caller says so with its figures."""
+    device = torch.device(device)
+    cache = cache or cache_dir()
+    name = lock_name(device, cache)
+    own = _shares.get(name)
+    if own is not None and own.running:  # this process's own loop steps aside too (first: no deadlock of two)
         fcntl.flock(own.run, fcntl.LOCK_UN)
-    pause, run = _open(key, "pause"), _open(key, "run")
+        own.running = False  # taken again at its next pause point
+    pause, run = _open(name, "pause"), _open(name, "run")
     deadline = time.monotonic() + wait_s
+
+    def late() -> bool:
+        return time.monotonic() > deadline
+
+    waiting_for = f"device {device_key(device)} (cache {cache}) to measure on"
     try:
-        yield _lock_within(pause, deadline) and _lock_within(run, deadline)
+        alone = take(pause, waiting_for, stop=late)
+        if alone:
+            claim(pause, what)  # before the loops pause: they say who they wait for
+            alone = take(run, waiting_for, who=lambda: "the loops that share it, until their next step", stop=late,
+                         quiet_s=5.0)
+        _measuring.add(name)
+        yield alone
     finally:
+        _measuring.discard(name)
         os.close(run)
-        if own is not None:
-            fcntl.flock(own.run, fcntl.LOCK_SH)
         os.close(pause)

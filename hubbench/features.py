@@ -10,6 +10,7 @@ its softmax over its own classes (what LEEP and NCE read).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import build_once
+from hubbench.progress import progress, working
 from hubbench.seeding import digest
 from hubbench.tasks.base import Task
 
@@ -62,14 +64,17 @@ def source_features(hub: Hub, task: Task, source: str, *, cache: Path, device: t
 
 
 def compute(hub: Hub, task: Task, source: str, device: torch.device) -> tuple[dict[str, torch.Tensor], float]:
+    """One forward pass of the source over the training split, with progress lines (a big split takes minutes)."""
     spec = hub.source(source)
     backbone = spec.backbone(pretrained=True).to(device).eval()  # may pre-train it: not under no_grad
     classifier = spec.classifier().to(device).eval() if spec.classifier else None
     start = time.perf_counter()  # the cost of ranking, not of building the hub
     single = type(task)(task.protocol.replace(test_views=1))
+    batches = math.ceil(len(single.splits["train"]) / single.protocol.eval_batch_size)
+    what = f"features of {hub.name}/{source} on {task.name}"
     features, probs = [], []
-    with torch.no_grad():
-        for x in single.eval_batches("train"):
+    with torch.no_grad(), working(f"computing the {what}"):
+        for x in progress(single.eval_batches("train"), total=batches, desc=what):
             fmap = backbone(x.to(device)).float()
             features.append(fmap.mean((2, 3)).cpu())
             if classifier is not None:

@@ -17,8 +17,10 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from hubbench.params import Role
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,13 +49,12 @@ def label(name: str) -> str:
     return f"{SPLITS[split]} {text}" if split else text
 
 
-# Methods fall in three groups, each drawn in one visual language: the hub methods (solid lines, circles,
-# tab10 and more), the single-source fine-tunes they must beat (dashed, squares, Dark2: dark enough for the
-# source names written in their colours) and the rest
-# (dotted, triangles, greys), which here means the baselines that use no source. Chosen by the method's name,
-# as a figure knows only the records: a plugin method counts as a hub method unless named here.
-SINGLE_SOURCE, WITHOUT_HUB = {"finetune"}, {"scratch"}
+# Methods fall in three groups by their role (`hubbench.params.Role`, which their records state), each drawn in
+# one visual language: the hub methods (solid lines, circles, tab10 and more), the single-source fine-tunes they
+# must beat (dashed, squares, Dark2: dark enough for the source names written in their colours) and the rest
+# (dotted, triangles, greys): the methods that use no source, and any other.
 HUB, FINETUNES, OTHERS = "hub methods", "single fine-tunes", "others"
+GROUPS = {Role.HUB: HUB, Role.SINGLE_SOURCE: FINETUNES, Role.FROM_SCRATCH: OTHERS, Role.OTHER: OTHERS}
 GROUP_LOOKS = {  # group -> (colours, line style, marker); past its colours a group repeats them, hollow
     HUB: (("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#000000", "#000080", "#800000", "#008080", "#ffd700", "#7f7f7f", "#ff00ff"), "-", "o"),
@@ -62,20 +63,19 @@ GROUP_LOOKS = {  # group -> (colours, line style, marker); past its colours a gr
 }
 
 
-def group(method: str) -> str:
-    """The figure group of a method id ('finetune[model=a]' -> 'single fine-tunes')."""
-    name = method.split("[")[0]
-    return FINETUNES if name in SINGLE_SOURCE else OTHERS if name in WITHOUT_HUB else HUB
+def group(role: Role | str) -> str:
+    """The figure group of a method's role (Role.SINGLE_SOURCE -> 'single fine-tunes')."""
+    return GROUPS[Role(role)]
 
 
-def styles(methods: list[str]) -> dict[str, dict[str, Any]]:
-    """One look per method (matplotlib `plot` keywords: colour, line style, marker), in the given order within
-    each group: its group's line style and marker, and the group's colours in turn, so that two methods of a
-    group never share a colour until the group has more methods than colours."""
+def styles(roles: dict[str, Role]) -> dict[str, dict[str, Any]]:
+    """One look per method of `roles` (method id -> its role; matplotlib `plot` keywords: colour, line style,
+    marker), in the given order within each group: its group's line style and marker, and the group's colours in
+    turn, so that two methods of a group never share a colour until the group has more methods than colours."""
     looks, taken = {}, dict.fromkeys(GROUP_LOOKS, 0)
-    for m in methods:
-        colours, line, marker = GROUP_LOOKS[group(m)]
-        i, taken[group(m)] = taken[group(m)], taken[group(m)] + 1
+    for m, role in roles.items():
+        colours, line, marker = GROUP_LOOKS[group(role)]
+        i, taken[group(role)] = taken[group(role)], taken[group(role)] + 1
         looks[m] = {"color": colours[i % len(colours)], "linestyle": line, "marker": marker}
         if i >= len(colours):
             looks[m]["markerfacecolor"] = "none"
@@ -136,9 +136,13 @@ class Panel:
     sources: dict[str, tuple]  # the hub's sources in the hub's order -> colour (that of the source's fine-tune)
     best: str | None  # the method with the best mean test metric on the task
     baseline: str | None  # the single-source fine-tune with the best mean on the task
+    roles: dict[str, Role] = field(default_factory=dict)  # method id -> its role; a hub method if absent
 
     def ok(self, method: str) -> list[Record]:
         return self.records.get(method, [])
+
+    def role(self, method: str) -> Role:
+        return self.roles.get(method, Role.HUB)
 
     def source_order(self, names) -> list[str]:
         """`names` (sources a diagnostic lists) in the hub's order; names the hub does not list last."""

@@ -17,6 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from hubbench.errors import InputError
+from hubbench.settings import current
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -111,28 +114,23 @@ def load_torch(path: str | os.PathLike, mmap: bool = False) -> Any:
 
 
 def check_output_dir(path: str | os.PathLike, what: str) -> Path:
-    """`path`, if it is a directory this process can write in, or one it can create: raises ValueError
+    """`path`, if it is a directory this process can write in, or one it can create: raises `InputError`
     naming `what` otherwise. Checked before any work, so that a bad output path is refused up front and
     not once a cell has trained; nothing is created."""
     path = Path(path)
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
-        raise ValueError(f"{what} {path}: {existing} is not a directory")
+        raise InputError(f"{what} {path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {path}: {existing} is not writable")
+        raise InputError(f"{what} {path}: {existing} is not writable")
     return path
 
 
 def cache_dir() -> Path:
-    """Where built hubs, artifacts and checkpoints live: $HUBBENCH_CACHE or ~/.cache/hubbench."""
-    root = os.environ.get("HUBBENCH_CACHE") or Path.home() / ".cache" / "hubbench"
-    return Path(root)
-
-
-DATA_DIR_ENV = "HUBBENCH_DATA_DIR"
+    """Where built hubs, artifacts and checkpoints live: the `cache` of the settings in use (`hubbench.settings`)."""
+    return current().cache
 
 
 def data_dir() -> Path:
-    """Where real datasets live, one folder per task: $HUBBENCH_DATA_DIR or ~/data."""
-    root = os.environ.get(DATA_DIR_ENV) or Path.home() / "data"
-    return Path(root).expanduser()
+    """Where real datasets live, one folder per task: the `data` of the settings in use (`hubbench.settings`)."""
+    return current().data

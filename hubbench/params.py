@@ -8,17 +8,30 @@ import dataclasses
 import re
 import typing
 from abc import ABC
+from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hubbench.errors import InputError
+from hubbench.record import CellRecord
 from hubbench.registry import Registry
 
 if TYPE_CHECKING:
-    from hubbench.context import FinetunedSource
+    from hubbench.artifacts import FinetunedSource, HubRanking
     from hubbench.hubs.base import Hub
     from hubbench.tasks.base import Task
 
 SPEC_RE = re.compile(r"^([a-z0-9][a-z0-9_.-]*)(?:\[(.*)\])?$")
 VALUE_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+class Role(str, Enum):
+    """What a method is to the tables, figures and comparisons of the leaderboard, which tell methods apart by
+    it (each record states its method's): a method declares one (`Method.role`), a plugin any."""
+
+    SINGLE_SOURCE = "single-source"  # fine-tunes one hub model, named by its `model` parameter: the baselines
+    FROM_SCRATCH = "from-scratch"  # transfers nothing: the floor
+    HUB = "hub"  # transfers from the hub: what the benchmark compares
+    OTHER = "other"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +42,8 @@ class Plugin(ABC):
     name: ClassVar[str]
     description: ClassVar[str]  # one line
     REGISTRY: ClassVar[Registry]
+    RECORD: ClassVar[type[CellRecord]]  # what the cells of this kind of plugin write
+    role: ClassVar[Role | None] = None  # a method's (a ranker has none)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -45,9 +60,11 @@ class Plugin(ABC):
         """Whether it is defined for this hub and task, and why not."""
         return True, ""
 
-    def needs(self, hub: Hub, task: Task) -> list[FinetunedSource]:
-        """Artifacts it reuses (trained once per hub, task, protocol and seed); a ranker reads only the
-        pre-trained sources' cached features."""
+    def needs(self, hub: Hub, task: Task) -> list[FinetunedSource | HubRanking]:
+        """What its `fit` may reuse from the cache (`hubbench.artifacts`: fine-tuned sources, trained once per hub,
+        task, protocol and seed; rankings of the hub's sources): every one it may read, a superset where it
+        chooses as it runs (the sources a ranking picks: all of them). A ranker reads only the pre-trained
+        sources' cached features."""
         return []
 
     @classmethod
@@ -59,6 +76,11 @@ class Plugin(ABC):
     def register(cls, plugin: type) -> type:
         """The class decorator of this kind's plugins: it makes `plugin` a frozen dataclass (its fields are its
         hyper-parameters) and registers it under its `name`."""
+        if plugin.role is not None:
+            if plugin.role not in tuple(Role):
+                raise ValueError(f"{cls.REGISTRY.kind} {plugin.name!r}: unknown role {plugin.role!r} "
+                                 f"(choose from: {', '.join(r.value for r in Role)})")
+            plugin.role = Role(plugin.role)  # declared by its value ("single-source") too
         return cls.REGISTRY.register(plugin.name)(dataclasses.dataclass(frozen=True)(plugin))
 
     @classmethod
@@ -67,7 +89,7 @@ class Plugin(ABC):
         kind = cls.REGISTRY.kind
         m = SPEC_RE.match(spec.strip())
         if not m:
-            raise ValueError(f"malformed {kind} spec {spec!r} (expected name or name[key=value,...])")
+            raise InputError(f"malformed {kind} spec {spec!r} (expected name or name[key=value,...])")
         found = cls.REGISTRY.get(m.group(1))
         hints = typing.get_type_hints(found)
         fields = {f.name for f in dataclasses.fields(found)}
@@ -76,7 +98,7 @@ class Plugin(ABC):
             key, sep, raw = item.partition("=")
             key, raw = key.strip(), raw.strip()
             if not sep or key not in fields:
-                raise ValueError(f"{kind} {found.name!r} has no parameter {key!r} "
+                raise InputError(f"{kind} {found.name!r} has no parameter {key!r} "
                                  f"(choose from: {', '.join(sorted(fields)) or 'none'})")
             params[key] = convert(raw, hints[key], f"{found.name}.{key}")
         return found, params
@@ -90,7 +112,7 @@ class Plugin(ABC):
 
 def convert(raw: str, kind: Any, what: str) -> Any:
     if not VALUE_RE.match(raw):
-        raise ValueError(f"invalid value {raw!r} for {what}: use letters, digits, '_', '.', '+', '-'")
+        raise InputError(f"invalid value {raw!r} for {what}: use letters, digits, '_', '.', '+', '-'")
     try:
         if kind is bool:
             if raw.lower() not in ("true", "false", "1", "0"):
@@ -98,4 +120,4 @@ def convert(raw: str, kind: Any, what: str) -> Any:
             return raw.lower() in ("true", "1")
         return kind(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"invalid value {raw!r} for {what} (expected {getattr(kind, '__name__', kind)})") from None
+        raise InputError(f"invalid value {raw!r} for {what} (expected {getattr(kind, '__name__', kind)})") from None

@@ -8,26 +8,30 @@ files of every earlier version are upgraded on read (`UPGRADES`), so a version b
 a leaderboard nor makes `hubbench run` redo them. A file this hubbench cannot read (corrupt, malformed, or written
 by a newer hubbench) raises `RecordError` naming it, so that no command mistakes it for a missing record.
 
-`Record.row` is the flat view every table derives from (one column per value, declared with its type in `COLUMNS`).
+`Record.row` is the flat view every table derives from: one column per value, each declared once (`Column`: its type,
+where a record holds it, and how the leaderboard shows it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+from hubbench.errors import InputError
 from hubbench.io import write_json
 
 OK, FAILED, INAPPLICABLE = "ok", "failed", "inapplicable"
 STATUSES = (OK, FAILED, INAPPLICABLE)
 
 
-class RecordError(Exception):
+class RecordError(InputError):
     """A file that is not a record this hubbench can read; the message names it and says why."""
 
 
@@ -42,11 +46,14 @@ class PluginId:
     id: str  # name[k=v,...] with the parameters that differ from their defaults
     name: str
     params: dict[str, Any] = field(default_factory=dict)  # every hyper-parameter
+    # a method's role (`hubbench.params.Role`); None for a ranker, and in records made before roles (the
+    # leaderboard then takes the role the method of that name declares)
+    role: str | None = None
 
     @classmethod
     def of(cls, plugin: Any) -> PluginId:
         """The identity of a method or ranker (`hubbench.params.Plugin`)."""
-        return cls(plugin.id, plugin.name, plugin.params)
+        return cls(plugin.id, plugin.name, plugin.params, getattr(plugin.role, "value", plugin.role))
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class Memory:
 class Speed:
     infer_samples_s: float | None = None
     train_samples_s: float | None = None
+    train_step: str | None = None  # what the training speed (and memory) timed
     batch: int | None = None
     precision: str | None = None
     memory_format: str | None = None
@@ -255,6 +263,19 @@ def _provenance_added(data: dict) -> dict:
     return data
 
 
+EARLY_TRAIN_STEP = ("an SGD step of the deployed model on the task loss, whatever the method's own training "
+                    "(profiled before hubbench timed each method's own step)")
+
+
+def _train_step_stated(data: dict) -> dict:
+    """The next version says what its training speed timed (`Speed.train_step`): a method's own training step, where
+    it has one. Earlier profilers timed an SGD step of the deployed model on the task loss, so say so."""
+    speed = (data.get("complexity") or {}).get("speed")
+    if speed:
+        data = {**data, "complexity": {**data["complexity"], "speed": {**speed, "train_step": EARLY_TRAIN_STEP}}}
+    return data
+
+
 def _search_added(data: dict) -> dict:
     """The next version adds a record's hyper-parameter search (`search`, `cost.search_s`): fields with defaults."""
     return data
@@ -333,8 +354,9 @@ class Record(CellRecord):
     """A method's cell's record: the primary metric always (its value where ok); measurements only where ok."""
 
     SCHEMA: ClassVar[str] = "hubbench.record"
-    VERSION: ClassVar[int] = 4
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added, 3: _search_added}
+    VERSION: ClassVar[int] = 5
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _v1_to_v2, 2: _provenance_added,
+                                                             3: _train_step_stated, 4: _search_added}
     PLUGIN: ClassVar[str] = "method"
 
     metric: Metric
@@ -388,24 +410,83 @@ def compile_label(speed: Speed | None) -> str | None:
     return speed and (speed.compile or "eager")
 
 
+MISSING = "—"  # a value the records do not have, in every table
+
+
+def known(v: Any) -> bool:
+    """A value, not None, NaN or pandas' NA."""
+    try:
+        return v is not None and bool(v == v)  # NaN differs from itself
+    except TypeError:  # pandas.NA == pandas.NA is NA, which is neither true nor false
+        return False
+
+
+def number(v: float | None) -> str:
+    """A table's number: two decimals, or three significant digits below 1 (the mini hub's 0.3 M parameters)."""
+    if not known(v):
+        return MISSING
+    return f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
+
+
 def setting_label(setting: dict[str, Any] | None) -> str | None:
     """A search's setting as `lr=0.1, weight_decay=0.0005`."""
     return None if setting is None else ", ".join(f"{k}={v}" for k, v in setting.items())
 
 
 class Column(NamedTuple):
-    """A fixed column of `Record.row`: its pandas dtype ("category": STATUSES, in that order) and where a record
-    holds its value: attribute names joined by dots (None where one of them is None), then `label`led."""
+    """A fixed column of `Record.row`, declared once for every table made from the rows: its pandas dtype
+    ("category": STATUSES, in that order), where a record holds its value (attribute names, or keys of a dict,
+    joined by dots; None where one of them is None; then `convert`ed), and whether the leaderboard's page shows it
+    (every column is in results.csv and results.parquet): under `label`, its `unit` and `detail` (`header`), as
+    `fmt` writes it from the row of every column's value (default: its own value, as a `number`)."""
 
     dtype: str
     path: str
-    label: Callable[[Any], Any] | None = None
+    convert: Callable[[Any], Any] | None = None
+    label: str = ""
+    unit: str = ""
+    detail: str = ""  # what a cell holding several values shows, after the unit
+    fmt: Callable[[dict[str, Any]], str] | None = None
+    shown: bool = False
 
     def of(self, record: Record) -> Any:
         value: Any = record
         for name in self.path.split("."):
-            value = None if value is None else getattr(value, name)
-        return self.label(value) if self.label else value
+            value = value.get(name) if isinstance(value, dict) else None if value is None else getattr(value, name)
+        return self.convert(value) if self.convert else value
+
+    @property
+    def header(self) -> str:
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"{self.label}{unit}" + (f": {self.detail}" if self.detail else "")
+
+    def text(self, name: str, row: dict[str, Any]) -> str:
+        """Its cell in a table row (`row`: column name -> value)."""
+        return self.fmt(row) if self.fmt else number(row[name])
+
+
+def params_text(row: dict[str, Any]) -> str:
+    """Total parameters in millions, and those a sample goes through on average when that is fewer."""
+    total, active = row["params_total"], row["params_active"]
+    out = number(total / 1e6 if known(total) else None)
+    if known(total) and total and known(active) and abs(active - total) > 0.005 * total:
+        out += f" ({number(active / 1e6)} active)"
+    return out
+
+
+def pair(first: str, second: str) -> Callable[[dict[str, Any]], str]:
+    """Two columns' values in one cell, "first / second"."""
+    def text(row: dict[str, Any]) -> str:
+        a, b = row[first], row[second]
+        return MISSING if not known(a) and not known(b) else f"{number(a)} / {number(b)}"
+    return text
+
+
+def cost_text(row: dict[str, Any]) -> str:
+    """The total training seconds, and the record's own and its reused artifacts' share."""
+    if not known(row["total_s"]):
+        return MISSING
+    return f"{number(row['total_s'])} ({number(row['train_s'])} + {number(row['artifacts_s'])})"
 
 
 # The fixed columns of `Record.row`, in order; the metric columns (float64) come after `value`, the
@@ -418,19 +499,23 @@ OUTCOME_COLUMNS = {
     "status": Column("category", "status"), "reason": Column("str", "reason"), "metric": Column("str", "metric.name"),
     "higher_is_better": Column("bool", "metric.higher_is_better"), "value": Column("float64", "value")}
 MEASURE_COLUMNS = {
-    "params_total": Column("Int64", "complexity.params.total"),
+    "params_total": Column("Int64", "complexity.params.total", label="Params", unit="M", fmt=params_text,
+                           shown=True),
     "params_trainable": Column("Int64", "complexity.params.trainable"),
     "params_active": Column("float64", "complexity.params.active"),
-    "gflops_fvcore": Column("float64", "complexity.flops.fvcore_gflops"),
+    "gflops_fvcore": Column("float64", "complexity.flops.fvcore_gflops", label="GFLOPs (fvcore)", shown=True),
     "gflops_flop_counter": Column("float64", "complexity.flops.flop_counter_gflops"),
     "flops_batch": Column("Int64", "complexity.flops.batch"),
     "fvcore_unsupported": Column("str", "complexity.flops.fvcore_unsupported", unsupported_label),
     "memory_device": Column("str", "complexity.memory.device"),
     "memory_measure": Column("str", "complexity.memory.measure"),
-    "train_mb": Column("float64", "complexity.memory.train_mb"),
+    "train_mb": Column("float64", "complexity.memory.train_mb", label="Memory train / infer", unit="MB",
+                       fmt=pair("train_mb", "infer_mb"), shown=True),
     "infer_mb": Column("float64", "complexity.memory.infer_mb"),
-    "infer_samples_s": Column("float64", "complexity.speed.infer_samples_s"),
+    "infer_samples_s": Column("float64", "complexity.speed.infer_samples_s", label="Speed infer / train",
+                              unit="samples/s", fmt=pair("infer_samples_s", "train_samples_s"), shown=True),
     "train_samples_s": Column("float64", "complexity.speed.train_samples_s"),
+    "train_step": Column("str", "complexity.speed.train_step"),
     "speed_batch": Column("Int64", "complexity.speed.batch"),
     "precision": Column("str", "complexity.speed.precision"),
     "memory_format": Column("str", "complexity.speed.memory_format"),
@@ -442,7 +527,8 @@ MEASURE_COLUMNS = {
     "repeats": Column("Int64", "complexity.speed.repeats"),
     "train_s": Column("float64", "cost.train_s"),
     "artifacts_s": Column("float64", "cost.artifacts_s"),
-    "total_s": Column("float64", "cost.total_s"),
+    "total_s": Column("float64", "cost.total_s", label="Cost", unit="s", detail="total (own + artifacts)",
+                      fmt=cost_text, shown=True),
     "search_s": Column("float64", "cost.search_s"),
     "search_selected": Column("str", "search.selected", setting_label),
     "search_trials": Column("Int64", "search.trials", lambda t: None if t is None else len(t)),
@@ -457,7 +543,17 @@ MEASURE_COLUMNS = {
     "git_dirty": Column("boolean", "environment.git.dirty"),
     "started": Column("datetime64[ns, UTC]", "started"),
     "finished": Column("datetime64[ns, UTC]", "finished")}
-COLUMNS = {name: column.dtype for name, column in {**IDENTITY_COLUMNS, **OUTCOME_COLUMNS, **MEASURE_COLUMNS}.items()}
+# The task metrics a page shows beside the primary one (test values, by metric name); every metric a record holds is
+# in results.csv as `val_<name>` and `test_<name>`. Landmark tasks report failure rates and AUC beside the NME.
+METRIC_COLUMNS = {name: Column("float64", f"metrics.test.{name}", label=label, unit="%", shown=True)
+                  for name, label in (("fr8", "FR@8"), ("fr10", "FR@10"), ("auc10", "AUC@10"))}
+
+
+def columns() -> dict[str, Column]:
+    """Every fixed column of `Record.row`, in order."""
+    return {**IDENTITY_COLUMNS, **OUTCOME_COLUMNS, **MEASURE_COLUMNS}
+
+
 METRIC_PREFIXES = ("val_", "test_")
 HP_PREFIX = "hp_"
 
@@ -468,21 +564,34 @@ def _keys(cls: type) -> dict[str, str]:
     return {plugin if f.name == "plugin" else f.name: f.name for f in dataclasses.fields(cls)}
 
 
+@functools.cache
+def _fields(cls: type) -> dict[str, tuple[str, type | None, bool]]:
+    """Per key of `cls`'s JSON object: its field, the dataclass its value holds if any, and whether a list of them;
+    worked out once per class (reading a suite's records took most of `hubbench status`'s time)."""
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for key, name in _keys(cls).items():
+        hint = hints[name]
+        if typing.get_origin(hint) is list and dataclasses.is_dataclass(item := typing.get_args(hint)[0]):
+            fields[key] = (name, item, True)
+        else:
+            fields[key] = (name, next((t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t)),
+                                      None), False)
+    return fields
+
+
 def _parse(cls: type, data: Any, where: str) -> Any:
     """A `cls` (dataclass) from its JSON object: nested dataclasses built likewise, unknown keys refused."""
     if not isinstance(data, dict):
         raise RecordError(f"{where} is not an object")
-    known = _keys(cls)
+    known = _fields(cls)
     if unknown := sorted(data.keys() - known.keys()):
         raise RecordError(f"unknown field(s) {', '.join(unknown)} in {where}")
-    hints = typing.get_type_hints(cls)
     values = {}
     for key, value in data.items():
-        name = known[key]
-        hint = hints[name]
-        inner = next((t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t)), None)
-        if typing.get_origin(hint) is list and dataclasses.is_dataclass(item := typing.get_args(hint)[0]):
-            value = [_parse(item, v, f"{where}.{name}[{i}]") for i, v in enumerate(value or [])]
+        name, inner, many = known[key]
+        if many:
+            value = [_parse(inner, v, f"{where}.{name}[{i}]") for i, v in enumerate(value or [])]
         elif inner is not None and value is not None:
             value = _parse(inner, value, f"{where}.{name}")
         values[name] = value
@@ -531,10 +640,10 @@ def read(path: Path, cls: type = Record) -> Any:
         raise RecordError(f"{path}: unreadable ({e.strerror or e})") from None
     try:
         return from_json(json.loads(text), cls)
-    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
-        raise RecordError(f"{path}: not valid JSON ({e})") from None
     except RecordError as e:
         raise type(e)(f"{path}: {e}") from None
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        raise RecordError(f"{path}: not valid JSON ({e})") from None
 
 
 def write(path: Path, record: Any) -> Path:
@@ -576,8 +685,14 @@ class RankingRecord(CellRecord):
         """The ranker that made the record (its `plugin`)."""
         return self.plugin
 
+    @property
+    def picks(self) -> list[str]:
+        """The best-scored sources (`best`): one, several that tie, or none."""
+        return best(self.scores)
+
     def headline(self) -> str:
-        return f"top={self.order[0]}"
+        picks = self.picks
+        return f"top={picks[0]}" if len(picks) == 1 else f"tie: {' = '.join(picks)}" if picks else "no pick"
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per scored source (see SCORE_COLUMNS); none unless ok."""
@@ -585,6 +700,27 @@ class RankingRecord(CellRecord):
         return [{"hub": self.hub, "kind": self.kind, "task": self.task, "ranker": self.ranker.id, "seed": self.seed,
                  "source": source, "score": score, "cost_s": cost}
                 for source, score in self.scores.items() if self.status == OK]
+
+
+# What the ranked features see of a task's protocol (`hubbench.features`: each training image squashed to `resize`,
+# its centre crop at `image_size`, one view whatever the test views): a ranking record is stale when one changes,
+# and is judged against fine-tunes made under the same.
+FEATURE_PROTOCOL = ("image_size", "resize")
+
+
+def feature_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The `FEATURE_PROTOCOL` fields of a protocol (a record's, or `dataclasses.asdict` of one) that it states."""
+    return {k: protocol[k] for k in FEATURE_PROTOCOL if k in protocol}
+
+
+def best(scores: dict[str, float]) -> list[str]:
+    """The sources with the best finite score: several where they tie (to a relative 1e-9: LEEP's and NCE's -ln C
+    of sources that tell the images apart no better than chance); none where no score is finite, or where every
+    source scored ties, which tells none apart."""
+    finite = {s: v for s, v in scores.items() if math.isfinite(v)}
+    top = max(finite.values(), default=math.nan)
+    tied = [s for s, v in finite.items() if math.isclose(v, top, rel_tol=1e-9, abs_tol=1e-12)]
+    return [] if len(finite) > 1 and len(tied) == len(finite) else tied
 
 
 SCORE_COLUMNS = {"hub": "str", "kind": "str", "task": "str", "ranker": "str", "seed": "int64", "source": "str",
@@ -622,8 +758,8 @@ class Profile:
     """What `hubbench profile` writes: the complexity of one method built with a single training step."""
 
     SCHEMA: ClassVar[str] = "hubbench.profile"
-    VERSION: ClassVar[int] = 2
-    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added}
+    VERSION: ClassVar[int] = 3
+    UPGRADES: ClassVar[dict[int, Callable[[dict], dict]]] = {1: _provenance_added, 2: _train_step_stated}
 
     hub: str
     task: str

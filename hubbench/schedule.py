@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar
 
+from hubbench.errors import InputError
+
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("step", "cosine")
 
@@ -60,7 +62,7 @@ class Schedule:
             object.__setattr__(self, f.name, value)  # ints given for floats, lists for tuples
             ok, must = self.LIMITS.get(f.name, (None, ""))
             if ok is not None and not ok(value):
-                raise ValueError(f"protocol field {f.name!r} must be {must}, got {value!r}")
+                raise InputError(f"protocol field {f.name!r} must be {must}, got {value!r}")
 
     def lr_at(self, iteration: int) -> float:
         warm = round(self.warmup * self.iterations)
@@ -105,9 +107,9 @@ def typed(name: str, value: Any, kind: Any, what: str = "protocol field") -> Any
     if typing.get_origin(kind) is tuple:
         if isinstance(value, (list, tuple)) and all(type(v) in (int, float) for v in value):
             return tuple(float(v) for v in value)
-        raise ValueError(f"{what} {name!r} expects a list of numbers, got {value!r}")
+        raise InputError(f"{what} {name!r} expects a list of numbers, got {value!r}")
     if kind is float and type(value) is int:
         return float(value)
     if type(value) is not kind:
-        raise ValueError(f"{what} {name!r} expects {getattr(kind, '__name__', kind)}, got {value!r}")
+        raise InputError(f"{what} {name!r} expects {getattr(kind, '__name__', kind)}, got {value!r}")
     return value

@@ -19,8 +19,10 @@ import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from hubbench.errors import InputError
+from hubbench.record import TrialRecord
 from hubbench.schedule import Schedule, field_types, searchable, typed
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -39,7 +41,7 @@ OPTIONS = {  # the search's own keys: name -> (type, default, valid?, what it mu
 FAILED, PRUNED, OK = "failed", "pruned", "ok"
 
 
-class SearchError(ValueError):
+class SearchError(InputError):
     """A search table that cannot be run; the message names the key and what it must be."""
 
 
@@ -282,6 +284,8 @@ class Trial:
     work like a method's cell (`hubbench.benchmark.tuning`), whose record holds its validation metric there.
     `subject`: what the search tunes, a method (its own training) or a fine-tuned source (an artifact); `owner`:
     the method whose cell needs the search (a worker re-creates the subject from it)."""
+
+    RECORD: ClassVar[type[TrialRecord]] = TrialRecord
 
     subject: Any
     setting: Setting

@@ -1,4 +1,7 @@
-"""Seeds derived from names, so every random stream is reproducible and independent of order."""
+"""Seeds derived from names, so every random stream is reproducible and independent of order.
+
+numpy and torch are imported by the functions that seed them: keys and seeds are made without them
+(`hubbench status` computes lock and checkpoint names without importing torch)."""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ import contextlib
 import hashlib
 import json
 import random
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(*parts: object) -> int:
@@ -24,12 +28,17 @@ def digest(obj: object, length: int = 16) -> str:
 
 
 def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def generator(*parts: object) -> torch.Generator:
+    import torch
+
     return torch.Generator().manual_seed(derive_seed(*parts))
 
 
@@ -37,6 +46,9 @@ def generator(*parts: object) -> torch.Generator:
 def preserved_rng():
     """Run a block without disturbing the caller's random streams (python, numpy, torch CPU), so
     that whether a cached object was loaded or built does not change what comes after."""
+    import numpy as np
+    import torch
+
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
     try:
         yield
@@ -49,6 +61,8 @@ def preserved_rng():
 @contextlib.contextmanager
 def threads(n: int):
     """Run a block with `n` intra-op CPU threads: results depend on the count, so it is pinned."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

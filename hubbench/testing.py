@@ -12,7 +12,7 @@ known to fail. In a plugin's test file:
         check(method)
 
 The checks run on the `tiny` hub (the mini hub's five MiniResNets after seconds of pre-training,
-cached under $HUBBENCH_CACHE like every hub) and, per task kind, a tiny task (`CHECK_TASKS`: an
+cached in the cache directory like every hub) and, per task kind, a tiny task (`CHECK_TASKS`: an
 embedded task with a few dozen images per split), trained for a few iterations (`PROTOCOL`). Each
 method goes through the runner and the profiler as a benchmark cell does, under each setting of
 `RUNTIMES` (on the CPU, where every runtime option acts, so that the GPU's code paths are checked
@@ -34,15 +34,17 @@ from pathlib import Path
 import torch
 
 from hubbench import record as records
-from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.cells import Cell
+from hubbench.benchmark.runner import run_cell
 from hubbench.benchmark.suites import Suite
-from hubbench.context import Context, task_model
+from hubbench.context import Context
 from hubbench.features import source_features
 from hubbench.hubs.base import HUBS, Hub, get_hub
 from hubbench.hubs.mini import Pretraining, mini_hub
 from hubbench.hubs.mini_hetero import mini_hetero_hub
 from hubbench.io import cache_dir
 from hubbench.methods.base import METHODS, Method
+from hubbench.models import task_model
 from hubbench.params import Plugin
 from hubbench.rankers.base import RANKERS, NotScored, Ranker, Score
 from hubbench.tasks.base import TASKS, Task, register
@@ -142,6 +144,23 @@ def check_fit_predicts_task_outputs(method: Method, task: str) -> None:
     assert torch.isfinite(out).all(), "non-finite outputs"
 
 
+def check_needs(method: Method, task: str) -> None:
+    """What `fit` reuses through its context (the fine-tuned sources of `ctx.artifact`, the rankings and other
+    artifacts it counts with `ctx.use`) is among what `needs` declares, which the executors order cells by and
+    `--retrain-artifacts` trains again."""
+    hub, task_ = check_hub(), check_task(task)
+    if not applies(method, hub, task_):
+        return
+    ctx = Context(hub, task_, 0, scope=f"checks/needs/{method.id}/{task}", cache=cache_dir(), device=CPU,
+                  runtime=RUNTIMES["fp32"])
+    try:
+        method.fit(ctx)
+    finally:
+        ctx.clear_checkpoints()
+    undeclared = sorted(set(ctx.used) - {a.id for a in method.needs(hub, task_)})
+    assert not undeclared, f"fit reused {', '.join(undeclared)}, which needs() does not declare"
+
+
 def check_cell(method: Method, task: str, runtime: str) -> None:
     """Run as a benchmark cell (runner and profiler) under `RUNTIMES[runtime]`: an `ok` record (or an
     `inapplicable` one that says why) with finite metrics and complexity figures, which a rerun keeps."""
@@ -239,6 +258,7 @@ def method_checks(tasks: Mapping[str, str] = CHECK_TASKS) -> Iterator[tuple[str,
     yield "check_describes_itself", check_describes_itself
     for kind, task in tasks.items():
         yield f"check_fit_predicts_task_outputs[{kind}]", partial(check_fit_predicts_task_outputs, task=task)
+        yield f"check_needs[{kind}]", partial(check_needs, task=task)
         for runtime in RUNTIMES:
             yield f"check_cell[{kind}-{runtime}]", partial(check_cell, task=task, runtime=runtime)
 

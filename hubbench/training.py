@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 import math
 import os
 import pickle
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hubbench.exclusive import pause_point, sharing
+from hubbench.exclusive import sharing
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.progress import progress
 from hubbench.schedule import Schedule
@@ -32,6 +32,7 @@ from hubbench.seeding import derive_seed
 from hubbench.staging import prefetching
 from hubbench.stopping import requested, stop, training_loop
 
+log = logging.getLogger(__name__)
 LossFn = Callable[[nn.Module, Any, Any], torch.Tensor]
 Curves = dict[str, list[list[float]]]
 
@@ -119,11 +120,18 @@ def shape_stable(model: nn.Module):
 class Losses:
     """The training losses since they were last read, kept on the device: reading them is the loop's only
     wait for the device, so it happens at log points and checkpoints, not at every step. A non-finite
-    loss is an error when read, naming the iteration it occurred at."""
+    loss is an error when read, naming the step it occurred at (counted from 1, as the progress and the
+    curves count) and the step where the loss broke: a diverging loss grows for a few steps before it
+    overflows (0.99, 1 787, 5e8, 3e25, nan), and the first of the run of losses above `BROKE` times the
+    lowest before them is where the learning rate gave out."""
+
+    BROKE = 10.0
 
     def __init__(self, start: int):
         self.pending: list[torch.Tensor] = []
         self.next = start  # iteration of pending[0]
+        self.lowest = math.inf  # the lowest loss read so far
+        self.broke: tuple[int, float, float] | None = None  # (step, loss, lowest before) opening the run above
 
     def append(self, loss: torch.Tensor) -> None:
         self.pending.append(loss.detach())
@@ -133,9 +141,16 @@ class Losses:
         if not self.pending:
             return []
         values = torch.stack([v.double() for v in self.pending]).tolist()
-        for i, v in enumerate(values):
+        for step, v in enumerate(values, self.next + 1):
             if not math.isfinite(v):
-                raise FloatingPointError(f"training loss became {v} at iteration {self.next + i}")
+                raise FloatingPointError(f"training loss became {v} at step {step}" + (
+                    f"; it broke at step {self.broke[0]}, rising to {self.broke[1]:.3g} from a lowest of "
+                    f"{self.broke[2]:.3g}, and grew from there: lower the learning rate" if self.broke else ""))
+            if 0 < self.lowest < v / self.BROKE:
+                self.broke = self.broke or (step, v, self.lowest)
+            else:
+                self.broke = None
+            self.lowest = min(self.lowest, v)
         self.next += len(values)
         self.pending.clear()
         return values
@@ -172,8 +187,8 @@ class Checkpoint:
             try:
                 state = load_torch(self.path)
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-                print(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
-                      "starts afresh", file=sys.stderr)
+                log.warning(f"hubbench: warning: checkpoint {self.path} does not load ({type(e).__name__}); its stage "
+                            "starts afresh")
         self.carried_s = max(float(state.get("seconds", 0.0)) if state else 0.0, self.counted_before())
         return state
 
@@ -234,6 +249,7 @@ def train(
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     eval_every: int = 0,
     desc: str = "train",
+    cache: Path | None = None,
     until: int | None = None,
 ) -> Curves:
     """Train `model` in place for `schedule.iterations` steps (or up to step `until` of them, checkpointed there:
@@ -245,6 +261,8 @@ def train(
     loss and every metric `evaluate` returns, logged each `eval_every` iterations and at the end.
     `batch_at(i)` may return a `hubbench.staging.Staged` batch: batch i+1 is read and moved while
     step i runs (`prefetched`), and the loop waits for the device only at log points and checkpoints.
+    Between steps it pauses while another process of `cache` (default: the settings' cache) measures on the device
+    (`hubbench.exclusive`); a stop requested meanwhile ends the pause, and the loop saves and stops.
     """
     state = checkpoint.load() if checkpoint else None  # this attempt's clock starts
     device = torch.device(device)
@@ -264,9 +282,9 @@ def train(
     model.train()
     losses = Losses(start)
     stages = (batch_at(it) for it in range(start, end))
-    with attempt(checkpoint), sharing(device), shape_stable(model), prefetching(stages, device, runtime) as batches:
+    with (attempt(checkpoint), sharing(device, cache) as share, shape_stable(model),
+          prefetching(stages, device, runtime) as batches):
         for it, (x, y) in zip(bar, batches, strict=True):
-            pause_point(device)  # a neighbour's measurement has the device to itself
             torch.manual_seed(derive_seed(seed, "step", it))
             for group in opt.param_groups:
                 group["lr"] = schedule.lr_at(it) * group.get("lr_mult", 1.0)
@@ -287,6 +305,7 @@ def train(
                     for name, value in evaluate(model).items():
                         curves.setdefault(name, []).append([done, float(value)])
                     model.train()
+            share.pause_point()  # a neighbour's measurement has the device to itself
             if checkpoint:
                 stopping = requested()
                 if done % checkpoint.every == 0 or done == end or stopping:
@@ -307,19 +326,21 @@ def predict(
     batches: Iterable[torch.Tensor],
     device: torch.device | str = "cpu",
     runtime: Runtime = Runtime(),
+    cache: Path | None = None,
 ) -> torch.Tensor:
     """Concatenated eval-mode outputs of `model` over `batches` (outputs returned as float32 on CPU).
 
     A batch of several test views per image, [B, V, C, H, W], runs as one batch of B * V images
-    and each image's output is the sum over its views (the papers' ten-crop test).
+    and each image's output is the sum over its views (the papers' ten-crop test). Between batches it pauses
+    for the measurements of `cache`'s processes, as `train`.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     outs = []
-    with sharing(device), shape_stable(model), prefetching(batches, device, runtime) as ready:
+    with sharing(device, cache) as share, shape_stable(model), prefetching(batches, device, runtime) as ready:
         for x in ready:
-            pause_point(device)
+            share.pause_point()
             shape, views = x.shape[:2], x.dim() == 5
             x = runtime.batch(x.flatten(0, 1) if views else x, device)
             with runtime.autocast(device):

@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
-
-import torch
-from torch import nn
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any
 
 from hubbench.registry import Registry, UnknownName
+from hubbench.settings import current
 
-HUBS: Registry[Callable[[], Hub]] = Registry("hub")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# A hub's modules build architectures (torch); `Hub` and `Source` here are its declaration, made without them.
+HUBS: Registry[Callable[[], Hub]] = Registry("hub", package="hubbench.hubs")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Source:
     arch: Callable[[], nn.Module] = field(repr=False)
     weights: Callable[[], dict[str, torch.Tensor]] = field(repr=False)
     classifier: Callable[[], nn.Module] | None = field(default=None, repr=False)
+    # the backbone gives a transformer's pooled features as a 1 x 1 map: no spatial map (`hubs.declared.Pooled`)
+    pooled: bool = False
     # how hubbench pre-trains the source itself (`hubs.mini.Pretrained`); None where its weights come from files
     pretrained: Any = field(default=None, repr=False, compare=False)
 
@@ -73,6 +77,8 @@ class Hub:
 
     def build(self) -> None:
         """Materialise every source's weights (pre-training or downloading them if needed)."""
+        from tqdm.auto import tqdm
+
         for s in tqdm(self.sources, desc=f"hub {self.name}", unit="model", disable=None):
             s.weights()
 
@@ -81,6 +87,12 @@ class Hub:
                 "sources": [{"name": s.name, "family": s.family} for s in self.sources]}
 
 
-@cache
 def get_hub(name: str) -> Hub:
+    """The hub registered as `name`, made once per process and weights mode (the setting `random_weights`, which a
+    real hub reads when it is made)."""
+    return made_hub(name, current().random_weights)
+
+
+@cache
+def made_hub(name: str, random_weights: bool) -> Hub:  # the mode is a key of the cache: the hub reads it itself
     return HUBS.get(name)()

@@ -1,15 +1,15 @@
 """Backbone weights cut out of the checkpoint files users download (torchvision, MoCo).
 
-Files are found by name, never fetched implicitly: first in $HUBBENCH_WEIGHTS_DIR, then in torch's
-own download directory ($TORCH_HOME/hub/checkpoints). Every file is treated as untrusted: its
-sha256 must start with the hex its name carries (torchvision's convention), it is unpickled with
-`weights_only=True`, and the backbone it yields must match the architecture key for key.
+Files are found by name, never fetched implicitly: first in the weights directory of the settings
+(`hubbench.settings`, `--weights-dir`), then in torch's own download directory ($TORCH_HOME/hub/checkpoints).
+Every file is treated as untrusted: its sha256 must start with the hex its name carries (torchvision's
+convention), it is unpickled with `weights_only=True`, and the backbone it yields must match the architecture
+key for key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -19,22 +19,23 @@ from typing import Any
 
 import torch
 
+from hubbench.errors import InputError
 from hubbench.io import cache_dir, file_mode, load_torch
 from hubbench.seeding import digest
+from hubbench.settings import VARIABLES, current
 
-WEIGHTS_DIR_ENV = "HUBBENCH_WEIGHTS_DIR"
 SHOWN = 8  # keys listed per kind of mismatch
 
 
-class MissingWeights(FileNotFoundError):
+class MissingWeights(InputError, FileNotFoundError):
     """Checkpoint files a hub needs are not on disk; the message lists all of them and where to put them."""
 
 
-class BadCheckpoint(ValueError):
+class BadCheckpoint(InputError):
     """A checkpoint file that is refused: wrong hash, unreadable or unsafe, or not the expected backbone."""
 
 
-class DownloadFailed(OSError):
+class DownloadFailed(InputError, OSError):
     """A checkpoint file could not be fetched (offline, HTTP error, hash mismatch)."""
 
 
@@ -119,9 +120,9 @@ def shape(value: Any) -> tuple[int, ...] | str:
 
 
 def weights_dirs() -> list[Path]:
-    """Where checkpoint files are looked for, in order: $HUBBENCH_WEIGHTS_DIR, then torch's download dir."""
-    dirs = [Path(os.environ[WEIGHTS_DIR_ENV]).expanduser()] if os.environ.get(WEIGHTS_DIR_ENV) else []
-    return dirs + [Path(torch.hub.get_dir()) / "checkpoints"]
+    """Where checkpoint files are looked for, in order: the settings' weights directory, then torch's download dir."""
+    given = current().weights
+    return [*([given] if given else []), Path(torch.hub.get_dir()) / "checkpoints"]
 
 
 def find(file: str) -> Path | None:
@@ -139,9 +140,9 @@ def missing_weights(hub: str, files: list[str]) -> MissingWeights | None:
     return MissingWeights(
         f"hub {hub!r} needs {len(files)} checkpoint files, {len(absent)} missing:\n{listing}\n"
         f"looked in, in order:\n{dirs}\n"
-        f"put the files in one of these directories (or point {WEIGHTS_DIR_ENV} / --weights-dir at a directory "
-        f"holding them), fetch them with `hubbench hub download {hub}`, or set HUBBENCH_RANDOM_WEIGHTS=1 "
-        "to use random weights instead")
+        f"put the files in one of these directories (or point {VARIABLES['weights']} / --weights-dir at a "
+        f"directory holding them), fetch them with `hubbench hub download {hub}`, or set "
+        f"{VARIABLES['random_weights']}=1 to use random weights instead")
 
 
 def sha256_prefix(file: str) -> str | None:
@@ -177,7 +178,7 @@ def read(path: Path) -> Any:
 
 def verified_once(path: Path, how: dict, check: Callable[[], object]) -> None:
     """Call `check` (it raises for a bad file) unless `path` passed it (`how` names the check) at its present
-    size and modification time; then remember that it passed, as an empty file under $HUBBENCH_CACHE/verified/."""
+    size and modification time; then remember that it passed, as an empty file under the cache's verified/."""
     st = path.stat()
     mark = cache_dir() / "verified" / digest({"path": str(path.resolve()), "size": st.st_size,
                                               "mtime_ns": st.st_mtime_ns, **how})

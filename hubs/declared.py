@@ -16,18 +16,22 @@ torchvision and timm build the models; the backbone is the model up to its last 
 generically: for torchvision, torchvision's feature extraction (`create_feature_extractor`, tracing the model's
 children as calls) returns the last node of the traced graph whose output is a [B, C, h, w] map with h, w > 1 on
 a 64 px probe (the input of the global pooling; Swin's NHWC stages are followed by torchvision's own permute);
-for timm, `forward_features` (NHWC outputs permuted). A source's family is its `model`, so the hub is
+for timm, `forward_features` (NHWC outputs permuted). A timm transformer (ViT, DeiT, the DINOv2 and CLIP image
+towers timm builds) gives tokens, not a map: its backbone is its own pooling's features (`forward_head(...,
+pre_logits=True)`, a 1 x 1 map: `Pooled`), built to take images of any size (`dynamic_img_size`), and what
+decodes a spatial map (a landmark head) or aggregates convolutions (Zoo-Tuning) does not apply to it, saying
+why. A source's family is its `model`, so the hub is
 homogeneous (Zoo-Tuning, soups) exactly when every source names the same model. A source keeps its model's own
 image classifier, what LEEP and NCE read (timm's `forward_head`; for torchvision, the traced graph from the map
 to the logits), when its weights hold one: torchvision's and timm's published weights do; a checkpoint file is
 taken to hold only a backbone unless the source says `classifier = true` (its head's keys are then required).
 
 Weights are never downloaded here: torchvision's files are looked for where `hubs.checkpoints` looks
-($HUBBENCH_WEIGHTS_DIR, then $TORCH_HOME/hub/checkpoints), timm's in the Hugging Face cache, checkpoint files
-at their path (relative to the declaring file), all loaded with `weights_only=True` after the hash check.
-`Hub.check` names every missing file, one line per source, before a run starts, and loads each local
-checkpoint to check that its keys fit the architecture. HUBBENCH_RANDOM_WEIGHTS=1 (`--random-weights`) gives
-every source seeded random weights instead.
+(the weights directory of the settings, then $TORCH_HOME/hub/checkpoints), timm's in the Hugging Face cache,
+checkpoint files at their path (relative to the declaring file), all loaded with `weights_only=True` after the
+hash check. `Hub.check` names every missing file, one line per source, before a run starts, and loads each local
+checkpoint to check that its keys fit the architecture. The setting `random_weights` (`--random-weights`) gives
+seeded random weights to the sources whose weights are not on this machine (`declared_hub`), and only to them.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from hubbench.errors import InputError
 from hubbench.hubs import checkpoints
 from hubbench.hubs.base import Hub, Source
 from hubbench.hubs.checkpoints import BadCheckpoint, MissingWeights, check_match
@@ -56,7 +61,7 @@ SOURCE_KEYS = {"name", "model", "weights", "checkpoint", "prefix", "key", "sha25
 PROBE = 64  # px: the feature map of a stride-32 net is still 2 x 2
 
 
-class DeclarationError(ValueError):
+class DeclarationError(InputError):
     """A declaration that cannot be used; the message names the source and what is valid."""
 
 
@@ -97,6 +102,22 @@ class Trunk(nn.Module):
         return self.body.forward_features(x).permute(0, 3, 1, 2)
 
 
+class Pooled(nn.Module):
+    """A timm model without a spatial map (a vision transformer's tokens), as a backbone: images -> the features its
+    own pooling gives its classifier (`forward_head(..., pre_logits=True)`: the class token or the tokens' mean, as
+    the model has it), as a [B, out_channels, 1, 1] map. Heads that pool take it as any map; what needs a spatial
+    map (a landmark heatmap, K-Flow's stages) does not apply (`pooled`)."""
+
+    pooled = True
+
+    def __init__(self, body: nn.Module, out_channels: int):
+        super().__init__()
+        self.body, self.out_channels = body, out_channels
+
+    def forward(self, x):
+        return self.body.forward_head(self.body.forward_features(x), pre_logits=True)[:, :, None, None]
+
+
 class FeatureGraph(torch.fx.GraphModule):
     """A torchvision model's traced graph up to its last feature map, its modules under the model's names."""
 
@@ -106,14 +127,17 @@ class FeatureGraph(torch.fx.GraphModule):
 
 
 class TimmHead(nn.Module):
-    """A timm model's own classifier on the trunk's map (`forward_head`, NHWC again where timm wants it)."""
+    """A timm model's own classifier on the trunk's map (`forward_head`, NHWC again where timm wants it; on a
+    `Pooled` trunk's features, the classifier alone)."""
 
-    def __init__(self, model: nn.Module, nhwc: bool):
+    def __init__(self, model: nn.Module, form: str):
         super().__init__()
-        self.model, self.nhwc = model, nhwc
+        self.model, self.form = model, form
 
     def forward(self, fmap):
-        return self.model.forward_head(fmap.permute(0, 2, 3, 1) if self.nhwc else fmap)
+        if self.form == "tokens":
+            return self.model.get_classifier()(fmap.flatten(1))
+        return self.model.forward_head(fmap.permute(0, 2, 3, 1) if self.form == "nhwc" else fmap)
 
 
 def full_model(model: str) -> nn.Module:
@@ -122,7 +146,7 @@ def full_model(model: str) -> nn.Module:
     if library == "timm":
         import timm
 
-        return timm.create_model(arch, pretrained=False)
+        return timm.create_model(arch, pretrained=False, **timm_options(arch))
     import torchvision.models
 
     return torchvision.models.get_model(arch, weights=None)
@@ -135,37 +159,57 @@ def leaves(model: nn.Module) -> dict:
 
 
 @cache
-def layout(model: str) -> tuple[str | None, int, bool]:
-    """(torchvision feature node, channels, NHWC) of the model's last feature map, found on a probe batch."""
+def timm_options(arch: str) -> dict[str, Any]:
+    """What timm builds `arch` with: a vision transformer takes images of any size (its position embedding
+    resampled to them, `dynamic_img_size`), not only its pre-training size; other models take no such option."""
+    import timm
+
+    try:
+        timm.create_model(arch, pretrained=False, dynamic_img_size=True, num_classes=0)
+    except TypeError:
+        return {}
+    return {"dynamic_img_size": True}
+
+
+@cache
+def layout(model: str) -> tuple[str | None, int, str]:
+    """(torchvision feature node, channels, form) of the model's last feature map, found on a probe batch: form
+    "map" ([B, C, h, w]), "nhwc" (timm's channels-last stages) or "tokens" (timm's transformers: their pooled
+    features stand in for the map, `Pooled`)."""
     full = full_model(model).eval()
     x = torch.zeros(1, 3, PROBE, PROBE)
     with torch.no_grad():
         if model.startswith("timm:"):
             out = full.forward_features(x)
+            if out.ndim == 3:
+                return None, full.forward_head(out, pre_logits=True).shape[1], "tokens"
             if out.ndim != 4:
-                raise DeclarationError(f"{model}: forward_features gives a {out.ndim}-d output, not a feature map "
-                                       "(transformers without a spatial map are not supported)")
+                raise DeclarationError(f"{model}: forward_features gives a {out.ndim}-d output, neither a feature map "
+                                       "nor tokens")
             nhwc = out.shape[1] != full.num_features and out.shape[-1] == full.num_features
-            return None, full.num_features, nhwc
+            return None, full.num_features, "nhwc" if nhwc else "map"
         from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
         nodes = get_graph_node_names(full, tracer_kwargs=leaves(full))[1]
         outs = create_feature_extractor(full, return_nodes=nodes, tracer_kwargs=leaves(full))(x)
     maps = [n for n in nodes if isinstance(outs[n], torch.Tensor) and outs[n].ndim == 4 and min(outs[n].shape[2:]) > 1]
     if not maps:
-        raise DeclarationError(f"{model}: no [B, C, h, w] feature map in its graph (transformers without a spatial "
-                               "map are not supported)")
-    return maps[-1], outs[maps[-1]].shape[1], False
+        raise DeclarationError(f"{model}: no [B, C, h, w] feature map in its graph (a torchvision transformer without "
+                               "a spatial map: declare timm's, e.g. timm:vit_base_patch16_224, whose pooled features "
+                               "hubbench takes)")
+    return maps[-1], outs[maps[-1]].shape[1], "map"
 
 
 def trunk(model: str, full: nn.Module | None = None) -> nn.Module:
     """The backbone of `model` (of `full`, the whole model, when given: it shares its modules), with its
     modules under their names in the model (what checkpoint keys and Zoo-Tuning's stage prefixes name)."""
     full = full if full is not None else full_model(model)
-    node, channels, nhwc = layout(model)
+    node, channels, form = layout(model)
     if model.startswith("timm:"):
         full.reset_classifier(0)  # the trunk holds no classifier (the whole model goes to `TimmHead`)
-        if nhwc:
+        if form == "tokens":
+            return Pooled(full, channels)
+        if form == "nhwc":
             return Trunk(full, channels)
         full.forward = full.forward_features  # a bound method: deep copies rebind it to the copy
         full.out_channels = channels
@@ -250,7 +294,7 @@ def file_state(source: Declared, full: nn.Module) -> dict[str, torch.Tensor]:
     state = {k[len(source.prefix):]: v for k, v in obj.items() if k.startswith(source.prefix)}
     reference = full.state_dict()
     with torch.device("meta"):  # keys without the cost of initialising
-        body = {k.removeprefix("body.") for k in trunk(source.model).state_dict()}  # `Trunk` holds it as body
+        body = {k.removeprefix("body.") for k in trunk(source.model).state_dict()}  # `Trunk`, `Pooled` hold it so
     needed = {k: v for k, v in reference.items() if k in body or source.classifier}
     check_match({k: v for k, v in state.items() if k in needed or k not in reference}, needed,
                 f"{path} (source {source.name!r}, keys under {source.prefix!r}"
@@ -259,7 +303,7 @@ def file_state(source: Declared, full: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def loaded(source: Declared, random: bool) -> nn.Module:
-    """The whole model with seeded random weights (HUBBENCH_RANDOM_WEIGHTS when the hub was made) or the file's."""
+    """The whole model with seeded random weights (a placeholder: see `declared_hub`) or the file's."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed("random-weights", source.model, source.name))
         full = full_model(source.model)
@@ -271,7 +315,8 @@ def loaded(source: Declared, random: bool) -> nn.Module:
         path = timm_file(source)[1]
         if path is None:
             raise MissingWeights(missing(source))
-        return timm.create_model(source.arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        return timm.create_model(source.arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)},
+                                 **timm_options(source.arch))
     full.load_state_dict(file_state(source, full), strict=False)  # checked there: only the head may be absent
     return full
 
@@ -404,12 +449,19 @@ def versions(sources: tuple[Declared, ...]) -> dict[str, str]:
 
 
 def declared_hub(name: str, description: str, sources: tuple[Declared, ...]) -> Hub:
-    random = random_mode()
+    """The hub of `sources`; under the setting `random_weights` (`--random-weights`) a source whose weights are not
+    on this machine gets seeded random ones, and one whose weights are keeps them: placeholders mix with real
+    checkpoints, and the record's `weights` says which each source had."""
+    placeholder = {s.name for s in sources if random_mode() and missing(s)}
     built = tuple(Source(s.name, s.model, s.description or s.model, partial(trunk, s.model),
-                         partial(weights, s, random), partial(classifier, s, random) if s.classifier else None)
+                         partial(weights, s, s.name in placeholder),
+                         partial(classifier, s, s.name in placeholder) if s.classifier else None,
+                         pooled=layout(s.model)[2] == "tokens")
                   for s in sources)
     config = {"declared": {s.name: {"model": s.model, "weights": s.weights, "prefix": s.prefix,
                                     "checkpoint": str(s.checkpoint) if s.checkpoint else None, "sha256": s.sha256}
                            for s in sources},
-              "weights": "random" if random else "pretrained", "libraries": versions(sources)}
-    return Hub(name, description, built, config, **({} if random else {"check": partial(check, name, sources)}))
+              "weights": {s.name: "random" if s.name in placeholder else "pretrained" for s in sources},
+              "libraries": versions(sources)}
+    real = tuple(s for s in sources if s.name not in placeholder)
+    return Hub(name, description, built, config, check=partial(check, name, real))

@@ -106,7 +106,7 @@ def pretrained_weights(task: SourceTask, cfg: Pretraining, hub: str, arch: Arch 
         return load_torch(wanted)
     # built alike everywhere (one thread) and without disturbing the caller's random streams; processes
     # that need it at the same time wait on its lock while one of them trains it
-    with locked(str(path)), preserved_rng(), threads(1):
+    with locked(str(path), f"pre-training {hub}/{name}"), preserved_rng(), threads(1):
         if wanted.exists():  # trained by another process meanwhile
             return load_torch(wanted)
         own = cfg.of(task)

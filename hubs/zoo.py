@@ -8,10 +8,10 @@ by layer needs one architecture, so here its weights run at the standard strides
 a 4x coarser feature map than DeepLab's own). `hetero-zoo` mixes five families, for methods that
 do not need one architecture.
 
-Weights come from files found by `hubs.checkpoints` (`download` fetches them when online); with
-HUBBENCH_RANDOM_WEIGHTS=1 the same architectures get seeded random weights instead (profiling,
-tests), which `Hub.config["weights"]` records. The mode is read when the Hub object is made
-(`get_hub` caches it: set the variable first); the directories are read when a file is loaded.
+Weights come from files found by `hubs.checkpoints` (`download` fetches them when online); under the setting
+`random_weights` (`hubbench.settings`, `--random-weights`) the same architectures get seeded random weights
+instead (profiling, tests), which `Hub.config["weights"]` records. The mode is read when the Hub object is made
+(`get_hub` keeps one per mode); the directories are read when a file is loaded.
 torchvision is imported only when a model is built: importing this module stays cheap.
 """
 
@@ -32,8 +32,8 @@ from hubbench.hubs.base import HUBS, Hub, Source
 from hubbench.hubs.checkpoints import Checkpoint
 from hubbench.registry import UnknownName
 from hubbench.seeding import derive_seed
+from hubbench.settings import current
 
-RANDOM_WEIGHTS_ENV = "HUBBENCH_RANDOM_WEIGHTS"
 MOCO_URL = "https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v1_200ep/moco_v1_200ep_pretrain.pth.tar"
 # The file Zoo-Tuning loads; torchvision's enum now names the same weights re-saved (resnet50-0676ba61.pth).
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-19c8e357.pth"
@@ -131,7 +131,7 @@ ZOOS = {
 
 
 def random_mode() -> bool:
-    return os.environ.get(RANDOM_WEIGHTS_ENV, "") not in ("", "0")
+    return current().random_weights
 
 
 def random_weights(model: ZooModel) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """One hub × task kind (and primary metric): its rows of the results frame as methods × tasks × seeds,
-with the means every table and figure ranks by, so that all of them agree on what "best" is."""
+with the means every table and figure ranks by and each method's role, so that all of them agree on what
+"best" is and on which methods are the single fine-tunes the others must beat."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy.stats import t as student_t
 
-from hubbench.record import OK
+from hubbench.methods import METHODS
+from hubbench.params import Role
+from hubbench.record import OK, Record
 
 
 @dataclass
@@ -19,6 +22,7 @@ class Board:
     metric: str
     higher: bool
     rows: pd.DataFrame  # this board's rows of `frame.results`, in record order
+    roles: dict[str, Role] = field(default_factory=dict)  # method id -> its role (`method_roles`); hub if absent
     tasks: list[str] = field(init=False)
     methods: list[str] = field(init=False)
     ok: pd.DataFrame = field(init=False)  # the ok rows
@@ -58,10 +62,13 @@ class Board:
     def best_method(self, task: str) -> str | None:
         return self.best(self.task_means(task))
 
+    def role(self, method: str) -> Role:
+        return self.roles.get(method, Role.HUB)
+
     def best_finetune(self, task: str) -> str | None:
-        """The single-source fine-tune with the best mean on `task`: the baseline methods must beat."""
+        """The single-source fine-tune (by role) with the best mean on `task`: the baseline methods must beat."""
         means = self.task_means(task)
-        return self.best(means[means.index.map(self.method_name) == "finetune"])
+        return self.best(means[means.index.map(self.role) == Role.SINGLE_SOURCE])
 
     def baselines(self) -> dict[str, str]:
         """task -> its best single fine-tune, for the tasks that have one."""
@@ -118,9 +125,21 @@ def paired(method: pd.Series, baseline: pd.Series, higher: bool, level: float = 
     return Paired(diffs.mean(), diffs.mean() - half, diffs.mean() + half, len(diffs))
 
 
-def boards(frame: pd.DataFrame) -> list[Board]:
-    """One board per (hub, kind, primary metric), in that order; its direction is its first record's."""
-    return [Board(hub, kind, metric, bool(rows.higher_is_better.iloc[0]), rows)
+def method_roles(records: list[Record]) -> dict[str, Role]:
+    """method id -> its role: as its records state it, else (records made before roles) as the method of that name
+    declares it (`hubbench.methods`: declarations, no torch); a method unknown here is a hub method."""
+    def role(method) -> Role:
+        if method.role:
+            return Role(method.role)
+        return METHODS.get(method.name).role if method.name in METHODS else Role.HUB
+
+    return {r.method.id: role(r.method) for r in records}
+
+
+def boards(frame: pd.DataFrame, roles: dict[str, Role] | None = None) -> list[Board]:
+    """One board per (hub, kind, primary metric), in that order; its direction is its first record's, its
+    methods' roles those of `roles` (`method_roles`)."""
+    return [Board(hub, kind, metric, bool(rows.higher_is_better.iloc[0]), rows, roles or {})
             for (hub, kind, metric), rows in frame.groupby(["hub", "kind", "metric"], sort=True)]
 
 

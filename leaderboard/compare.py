@@ -2,10 +2,11 @@
 runs that made them.
 
 A and B are each a suite's records folder: a suite or variant name (`mini`, `mini@iterations=20`) under
-RESULTS, or the path of any folder laid out as one (another checkout's `results/mini`). Per (hub, task,
-method) with ok records in both: the mean test metric in each, B − A, and B − A paired over the seeds both
-have with its 95% t-interval; then the protocol, hub and runtime settings (from the records' config) and the
-code commits in which the two differ, which the numbers must be read against.
+RESULTS, or the path of any folder laid out as one (another checkout's `results/mini`); the command line also
+takes a suite file (`my-suite.toml`), for its name. Two runs that share no cell are an error, not an empty
+table. Per (hub, task, method) with ok records in both: the mean test metric in each, B − A, and B − A paired
+over the seeds both have with its 95% t-interval; then the protocol, hub and runtime settings (from the
+records' config) and the code commits in which the two differ, which the numbers must be read against.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ def settings(records: list[record.Record]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def commits(records: list[record.Record]) -> str:
-    """The code commits of `records` with their counts, dirty checkouts marked."""
-    counts = pd.Series([f"{(g.commit or '?')[:12]}{' (dirty)' if g.dirty else ''}"
-                        for r in records if (g := r.environment and r.environment.git)]).value_counts()
-    return ", ".join(f"`{c}` ({n})" for c, n in sorted(counts.items())) or "unknown"
+def commits(records: list[record.Record]) -> dict[str, int]:
+    """The code commits of `records` (dirty checkouts marked) with how many records each made."""
+    return dict(sorted(pd.Series([f"{(g.commit or '?')[:12]}{' (dirty)' if g.dirty else ''}"
+                                  for r in records if (g := r.environment and r.environment.git)],
+                                 dtype="str").value_counts().items()))
+
+
+def commits_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"`{c}` ({n})" for c, n in counts.items()) or "unknown"
 
 
 def mean_text(values: pd.Series) -> str:
@@ -82,6 +87,8 @@ def rows(a: list[record.Record], b: list[record.Record]) -> list[list[str]]:
 def blocks(a_name: str, a: list[record.Record], b_name: str, b: list[record.Record]) -> list[Block]:
     out: list[Block] = [Heading(1, f"Compare `{a_name}` (A) with `{b_name}` (B)")]
     table = rows(a, b)
+    if not table:
+        raise LeaderboardError(f"{a_name!r} and {b_name!r} share no (hub, task, method) cell with ok records in both")
     cells = {(r.hub, r.task, r.method.id) for r in a}, {(r.hub, r.task, r.method.id) for r in b}
     out.append(Text(f"{len(table)} (hub, task, method) cells with ok records in both; "
                     f"{len(cells[0] - cells[1])} only in A, {len(cells[1] - cells[0])} only in B. Test metric: mean ± "
@@ -95,7 +102,8 @@ def blocks(a_name: str, a: list[record.Record], b_name: str, b: list[record.Reco
     out += [Flag(f"**Settings differ** (A -> B) on {line}") for line in differ] or [
         Text("The records' hub, protocol, suite and runtime settings agree on every shared task.")]
     ca, cb = commits(a), commits(b)
-    out.append(Flag(f"**Commits differ**: A {ca}; B {cb}.") if ca != cb else Text(f"Both from commits {ca}."))
+    out.append(Flag(f"**Commits differ**: A {commits_text(ca)}; B {commits_text(cb)}.") if ca.keys() != cb.keys()
+               else Text(f"Both from the same commits: A {commits_text(ca)}; B {commits_text(cb)}."))
     return out
 
 

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from hubbench.figures import Figure
+from hubbench.record import MISSING as MISSING  # what a table writes for a value the records do not have
 
 
 @dataclass(frozen=True)
@@ -43,5 +44,4 @@ class Table:
 
 Block = Heading | Text | Flag | Table | Figure
 
-MISSING = "—"
 NUMBER = re.compile(r"(\*\*)?[+-]?\.?\d")

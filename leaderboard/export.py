@@ -1,12 +1,12 @@
 """`hubbench export --tensorboard DIR`: the records as TensorBoard runs, to watch them beside one's other
 experiments.
 
-One run per cell with an ok record, in DIR/<suite>/<hub>/<task>/<method id>/seed<N>/: every curve as a
-scalar over training iterations under its own tag (`train_loss`, `val_top1`, ...), every final metric as
-`<split>/<name>` at the last iteration, and the cell's hyper-parameters (method, its parameters, seed, the
-task's protocol) with the final metrics in the HParams dashboard. Written offline by torch's
-`SummaryWriter`; TensorBoard need not run. Failed and inapplicable records have nothing to plot and are
-left out (the leaderboard lists them).
+One run per cell with an ok record, in DIR/<suite>/<hub>/<task>/<method id>/seed<N>/: each metric under one
+tag, `<split>/<name>` (`train/loss`, `val/top1`, a stage's `<stage>/val/top1`): its curve over training
+iterations, ending with the record's final value at the last iteration; and the cell's hyper-parameters
+(method, its parameters, seed, the task's protocol) with the final metrics in the HParams dashboard. Written
+offline by torch's `SummaryWriter`; TensorBoard need not run. Failed and inapplicable records have nothing to
+plot and are left out (the leaderboard lists them).
 
 TensorBoard rather than MLflow: its event files are plain files a researcher points `tensorboard --logdir`
 at, with no store or server to set up, and torch writes them with no further dependency than the
@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from hubbench import record
+from hubbench.errors import InputError
 from hubbench.io import check_output_dir
 from hubbench.leaderboard.generate import LeaderboardError, load_records, selected_suites
 from hubbench.progress import progress
@@ -41,6 +42,13 @@ def run_dir(out: Path, suite: str, r: record.Record) -> Path:
     return record.record_path(out, suite, r.hub, r.task, r.method.id, r.seed).with_suffix("")
 
 
+def tag(curve: str) -> str:
+    """A curve's tag, as its final metric's: `val_top1` -> `val/top1`, `student/train_loss` -> `student/train/loss`."""
+    stage, slash, name = curve.rpartition("/")
+    split, sep, metric = name.partition("_")
+    return stage + slash + (f"{split}/{metric}" if sep and split in ("train", "val", "test") else name)
+
+
 def export_run(path: Path, r: record.Record) -> None:
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams as hparams_summary
@@ -50,9 +58,10 @@ def export_run(path: Path, r: record.Record) -> None:
     with SummaryWriter(log_dir=str(path)) as writer:
         for name, points in sorted(r.curves.items()):
             for it, v in points:
-                writer.add_scalar(name, v, int(it))
-        for tag, v in finals.items():
-            writer.add_scalar(tag, v, last)
+                if not (int(it) == last and tag(name) in finals):  # the record's final value takes that step
+                    writer.add_scalar(tag(name), v, int(it))
+        for name, v in finals.items():
+            writer.add_scalar(name, v, last)
         # the three HParams summaries in this run itself (SummaryWriter.add_hparams would open a sub-run)
         for summary in hparams_summary(hparams(r), finals):
             writer.file_writer.add_summary(summary)
@@ -78,7 +87,7 @@ def run(suites: list[str] | None, results: Path, tensorboard: Path) -> int:
     try:
         check_output_dir(tensorboard, "--tensorboard")
         n = export(selected_suites(suites, results), results, tensorboard)
-    except (LeaderboardError, ValueError) as e:
+    except InputError as e:
         print(f"hubbench export: error: {e}", file=sys.stderr)
         return 2
     print(f"{n} runs written to {tensorboard}; view them with: tensorboard --logdir {tensorboard}")

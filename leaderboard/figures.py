@@ -2,14 +2,16 @@
 examples a task records), then those the methods declare for their own diagnostics (`Method.figures`),
 in the order their methods first declare them. A figure whose records lack the data is left out.
 
-Every figure draws a method in its one look of the page (`hubbench.figures.styles`), lists methods in the
-board's rank order and a hub's sources in the hub's order, each source in the colour of its fine-tune."""
+Every figure draws a method in its one look of the page (`hubbench.figures.styles`, by its role), lists methods
+in the board's rank order and a hub's sources in the hub's order, each source in the colour of its fine-tune.
+Drawing needs the records and the methods' declarations (their roles and `Method.figures`), not torch."""
 
 from __future__ import annotations
 
 import base64
 import io
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from PIL import Image
 from hubbench.figures import GREY, GROUP_LOOKS, HUB, RC, Figure, FigureHook, Panel, canvas, file_name, group, label, png
 from hubbench.leaderboard.board import Board
 from hubbench.methods import METHODS
+from hubbench.params import Role
 from hubbench.record import Record
 
 TARGET, PREDICTED = {"c": "lime", "marker": "o", "s": 6}, {"c": "red", "marker": "x", "s": 8}
@@ -107,15 +110,16 @@ def mark(ax, x, y, look: dict, **kw) -> None:
                edgecolors=look["color"] if hollow else "white", linewidths=1.0 if hollow else 0.4, **kw)
 
 
-def grouped_legend(fig, axes, methods: list[str], text: dict[str, str], extra: list | None = None, **kw) -> None:
+def grouped_legend(fig, axes, methods: list[str], text: dict[str, str], role: Callable[[str], Role],
+                   extra: list | None = None, **kw) -> None:
     """A figure legend of the `methods` drawn on `axes` (labelled with their `text`) under a heading per figure
-    group, in `methods`' order within each, then the `extra` (handle, label) pairs."""
+    group (of their `role`), in `methods`' order within each, then the `extra` (handle, label) pairs."""
     from matplotlib.lines import Line2D
 
     handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
     entries = []
     for name in GROUP_LOOKS:
-        mine = [m for m in methods if group(m) == name and text[m] in handles]
+        mine = [m for m in methods if group(role(m)) == name and text[m] in handles]
         if mine:
             entries += [(Line2D([], [], ls="none"), name.upper()), *((handles[text[m]], text[m]) for m in mine)]
     entries += extra or []
@@ -151,7 +155,8 @@ def scatter(board: Board, gflops: pd.Series, looks: dict[str, dict]) -> Figure |
                  title="every method")
         zoom.set(title=f"ranks 1-{len(top)}, enlarged")
         fig.suptitle(f"{board.hub}, {board.kind}: test {board.metric} Avg against inference cost")
-        grouped_legend(fig, [full], list(points), text, [(line, "Pareto front")], title="rank. method", fontsize=7)
+        grouped_legend(fig, [full], list(points), text, board.role, [(line, "Pareto front")], title="rank. method",
+                       fontsize=7)
         annotate_apart(zoom, points, [m for m in named if m in top], front)
         annotate_apart(full, points, [m for m in named if m not in top], front)
         data = png(fig)
@@ -163,7 +168,7 @@ def scatter(board: Board, gflops: pd.Series, looks: dict[str, dict]) -> Figure |
 def shown_curves(panel: Panel, methods: list[str]) -> list[str]:
     """The methods a curve panel draws: the best `HUB_CURVES` hub methods on the task (by mean test metric; a
     board without hub methods: its best methods), then the best single fine-tune if not among them."""
-    pool = [m for m in methods if group(m) == HUB and panel.ok(m)] or [m for m in methods if panel.ok(m)]
+    pool = [m for m in methods if group(panel.role(m)) == HUB and panel.ok(m)] or [m for m in methods if panel.ok(m)]
     means = {m: sum(r.value for r in panel.ok(m)) / len(panel.ok(m)) for m in pool}
     best = sorted(means, key=lambda m: -means[m] if panel.higher else means[m])[:HUB_CURVES]
     return [*best, *([panel.baseline] if panel.baseline in methods and panel.baseline not in best else [])]
@@ -172,7 +177,7 @@ def shown_curves(panel: Panel, methods: list[str]) -> list[str]:
 def curves(panel: Panel, methods: list[str]) -> list[Figure]:
     """Training loss, val and test metric over training iterations of the best hub methods and the best single
     fine-tune: mean over seeds, ± std band. Every method's curves are in curves.parquet."""
-    hub = any(group(m) == HUB for m in methods)
+    hub = any(group(panel.role(m)) == HUB for m in methods)
     methods = shown_curves(panel, methods)
     keys = [k for k in ("train_loss", f"val_{panel.metric}", f"test_{panel.metric}")
             if any(panel.seed_curve(m, k) is not None for m in methods)]
@@ -184,7 +189,7 @@ def curves(panel: Panel, methods: list[str]) -> list[Figure]:
                 panel.draw_curve(ax, m, key)
             ax.set(xlabel="training iteration", ylabel=label(key), title=f"{panel.task}: {label(key)}")
             ax.grid(alpha=0.3)
-        grouped_legend(fig, axes, methods, {m: m for m in methods})
+        grouped_legend(fig, axes, methods, {m: m for m in methods}, panel.role)
         text = ", ".join(label(k) for k in keys)
         shown = f"the {HUB_CURVES} best hub methods on the task and the best single fine-tune" if hub else \
             f"the {HUB_CURVES} best methods on the task"
@@ -245,7 +250,7 @@ def sources(board: Board, records: dict[str, Record], looks: dict[str, dict]) ->
     listed = next((names for r in mine if r.config and (names := [s["name"] for s in r.config.hub.get("sources", [])])),
                   [])
     finetunes = {r.method.params["model"]: r.method.id for r in mine
-                 if r.method.name == "finetune" and "model" in r.method.params}
+                 if board.role(r.method.id) == Role.SINGLE_SOURCE and "model" in r.method.params}
     return {s: looks[finetunes[s]]["color"] if s in finetunes else GREY for s in [*listed, *sorted(finetunes)]}
 
 
@@ -254,7 +259,7 @@ def panel(board: Board, task: str, records: dict[str, Record], points: pd.DataFr
     ok = board.ok[board.ok.task == task].sort_values("seed", kind="stable")
     by_method = {m: [records[i] for i in rows.id] for m, rows in ok.groupby("method")}
     return Panel(board.hub, board.kind, task, board.metric, board.higher, by_method, points[points.record.isin(ok.id)],
-                 looks, colours, board.best_method(task), board.best_finetune(task))
+                 looks, colours, board.best_method(task), board.best_finetune(task), board.roles)
 
 
 def board_figures(board: Board, records: dict[str, Record], points: pd.DataFrame,

@@ -60,7 +60,7 @@ def results(records: list[Record]) -> pd.DataFrame:
     metrics = [c for prefix in record.METRIC_PREFIXES for c in sorted(rows) if c.startswith(prefix)]
     hps = {name: HP_TYPES[kind] for columns in typed.values() for kind, name in columns.items()}
     rows = rows[[*record.IDENTITY_COLUMNS, *record.OUTCOME_COLUMNS, *metrics, *sorted(hps), *record.MEASURE_COLUMNS]]
-    types = {c: t for c, t in record.COLUMNS.items() if t != "category"}
+    types = {name: c.dtype for name, c in record.columns().items() if c.dtype != "category"}
     rows = rows.astype({**types, **dict.fromkeys(metrics, "float64"), **hps})
     rows["status"] = pd.Categorical(rows.status, categories=record.STATUSES)
     return rows

@@ -12,6 +12,7 @@ rerunning on the same records leaves the directory untouched.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -19,13 +20,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hubbench import logs
+from hubbench.errors import InputError
 from hubbench.io import check_output_dir, dir_mode, file_mode
 
 if TYPE_CHECKING:
     from hubbench import record
 
+log = logging.getLogger(__name__)
 
-class LeaderboardError(Exception):
+
+class LeaderboardError(InputError):
     """Records that cannot be rendered; the message says which and why."""
 
 
@@ -42,7 +47,7 @@ def load_records(suite_dir: Path) -> tuple[list[record.Record], list[record.Rank
             except record.ForeignFile:
                 continue  # perhaps the next kind's
             except record.RecordError as e:
-                print(f"hubbench leaderboard: warning: skipping {e}", file=sys.stderr)
+                log.warning(f"hubbench leaderboard: warning: skipping {e}")
             break
     return sorted(found[record.Record], key=lambda r: (r.hub, r.task, r.method.id, r.seed)), found[record.RankingRecord]
 
@@ -78,7 +83,7 @@ def generate(suite: str, results: Path, out: Path) -> Path:
     (`install`), so that records that cannot be rendered leave the previous output as it was."""
     # the renderers import pandas, matplotlib and scipy: here, so that `hubbench --help` does not wait for them
     from hubbench.leaderboard import frame, ranking
-    from hubbench.leaderboard.board import boards, comparisons
+    from hubbench.leaderboard.board import boards, comparisons, method_roles
     from hubbench.leaderboard.document import Figure
     from hubbench.leaderboard.html import page as html_page
     from hubbench.leaderboard.markdown import markdown
@@ -89,11 +94,11 @@ def generate(suite: str, results: Path, out: Path) -> Path:
         raise LeaderboardError(f"no records for suite {suite!r} under {results / suite}")
     table, curves = frame.results(records), frame.curves(records)
     scores = ranking.scores(rankings)
-    blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores)
+    blocks = page(suite, records, table, curves, f"{results.name}/{suite}", scores, ranking.mixed(rankings, records))
     files = {f"figures/{b.name}": b.png for b in blocks if isinstance(b, Figure)}
     files |= {"results.csv": frame.csv_bytes(table), "results.parquet": frame.parquet_bytes(table),
               "curves.parquet": frame.parquet_bytes(curves),
-              "comparisons.csv": frame.csv_bytes(comparisons(boards(table)))}
+              "comparisons.csv": frame.csv_bytes(comparisons(boards(table, method_roles(records))))}
     if not scores.empty:
         files["rankings.csv"] = frame.csv_bytes(scores)
     files |= {"README.md": markdown(blocks).encode(),
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hubbench leaderboard", description=DESCRIPTION)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return run(args.suite, args.results, args.out)
+    with logs.to_stderr():
+        return run(args.suite, args.results, args.out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,7 +161,7 @@ def run(suites: list[str] | None, results: Path, out: Path) -> int:
         check_output_dir(out, "--out")
         for suite in selected_suites(suites, results):
             print(generate(suite, results, out) / "README.md")
-    except (LeaderboardError, ValueError) as e:
+    except InputError as e:
         print(f"hubbench leaderboard: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,6 +1,7 @@
-"""How good each ranking is: the rankers' scores (ranking records) against the realised
-`finetune[model=...]` results of the same suite, as pure functions of two tidy DataFrames (one row per
-score, and the results frame's fine-tune rows), then the tables and the figure of one board.
+"""How good each ranking is: the rankers' scores (ranking records) against the realised results of the same
+suite's single-source fine-tunes (the methods of that role, `finetune[model=...]`), as pure functions of two
+tidy DataFrames (one row per score, and the results frame's fine-tune rows), then the tables and the figure of
+one board.
 
 Per hub and task: the weighted Kendall tau between scores and fine-tune results (Vigna's hyperbolic
 weighting, scipy's `weightedtau`, as the LogME paper reports it), whether the best-scored model is the
@@ -18,10 +19,30 @@ from scipy.stats import weightedtau
 from hubbench.figures import Figure, canvas, file_name, png, styles
 from hubbench.leaderboard import frame
 from hubbench.leaderboard.board import Board
-from hubbench.leaderboard.document import MISSING, Block, Table, Text
-from hubbench.record import OK, SCORE_COLUMNS, RankingRecord
+from hubbench.leaderboard.document import MISSING, Block, Flag, Table, Text
+from hubbench.params import Role
+from hubbench.record import OK, SCORE_COLUMNS, RankingRecord, Record, feature_protocol
 
 FINETUNE_COLUMNS = ["hub", "kind", "task", "source", "seed", "value", "higher_is_better", "cost_s"]
+
+
+def mixed(rankings: list[RankingRecord], records: list[Record]) -> dict[tuple[str, str, str, str], str]:
+    """(hub, kind, task, ranker) -> how the ranking's features saw the images (`FEATURE_PROTOCOL`) where the
+    fine-tunes it is judged against saw them otherwise: a ranking at 256 px says nothing of fine-tunes at 32 px.
+    Records that state no protocol (an older runner's) differ in nothing."""
+    def seen(r) -> str:
+        return ", ".join(f"{k} {v}" for k, v in feature_protocol(r.config.task.get("protocol", {})).items())
+
+    tuned: dict[tuple[str, str, str], set[str]] = {}
+    for r in records:
+        if r.method.name == "finetune" and r.status == OK and r.config:
+            tuned.setdefault((r.hub, r.kind, r.task), set()).add(seen(r))
+    out = {}
+    for r in rankings:
+        found = tuned.get((r.hub, r.kind, r.task), set()) - {""}
+        if r.status == OK and r.config and (mine := seen(r)) and found and found != {mine}:
+            out[r.hub, r.kind, r.task, r.ranker.id] = f"ranked at {mine}; fine-tuned at {' and '.join(sorted(found))}"
+    return out
 
 
 def scores(rankings: list[RankingRecord]) -> pd.DataFrame:
@@ -29,13 +50,18 @@ def scores(rankings: list[RankingRecord]) -> pd.DataFrame:
     return pd.DataFrame([row for r in rankings for row in r.rows()], columns=list(SCORE_COLUMNS)).astype(SCORE_COLUMNS)
 
 
-def finetunes(results: pd.DataFrame) -> pd.DataFrame:
-    """The ok `finetune` rows of a results frame (leaderboard.frame), as (source, seed, value, cost)."""
-    rows = results[(results.method_name == "finetune") & (results.status == OK)]
+def finetunes(results: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
+    """The ok rows of a results frame (leaderboard.frame) of its single-source fine-tunes (`roles`: method id ->
+    role), as (source: their `model`, seed, value, cost); where several such methods tuned a source for a task,
+    the rows of the one with the best mean."""
+    rows = results[(results.method.map(roles) == Role.SINGLE_SOURCE) & (results.status == OK)]
+    rows = rows.assign(source=frame.hyper_parameter(rows, "model")).dropna(subset=["source"])
     if rows.empty:
         return pd.DataFrame(columns=FINETUNE_COLUMNS)
-    return rows.assign(source=frame.hyper_parameter(rows, "model")).rename(columns={"total_s": "cost_s"})[
-        FINETUNE_COLUMNS]
+    scored = rows.value.where(rows.higher_is_better, -rows.value)  # larger is better
+    mean = scored.groupby([rows.hub, rows.kind, rows.task, rows.source, rows.method]).transform("mean")
+    best = mean == mean.groupby([rows.hub, rows.kind, rows.task, rows.source]).transform("max")
+    return rows[best].rename(columns={"total_s": "cost_s"})[FINETUNE_COLUMNS]
 
 
 def quality(scores: pd.DataFrame, finetunes: pd.DataFrame) -> pd.DataFrame:
@@ -100,12 +126,15 @@ def fmt(v: float, digits: int = 2) -> str:
     return MISSING if pd.isna(v) else f"{v:.{digits}f}"
 
 
-def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
-    """The board's ranking tables and figure (nothing when no ranker scored a fine-tuned source)."""
+def section(board: Board, all_scores: pd.DataFrame, protocols: dict | None = None) -> list[Block]:
+    """The board's ranking tables and figure (nothing when no ranker scored a fine-tuned source); `protocols`
+    (`mixed`) flags each (task, ranker) whose ranking saw the images otherwise than its fine-tunes."""
+    flagged = {(t, r): why for (hub, kind, t, r), why in (protocols or {}).items()
+               if (hub, kind) == (board.hub, board.kind)}
     mine = all_scores[(all_scores.hub == board.hub) & (all_scores.kind == board.kind)]
     if mine.empty:
         return []
-    tuned = finetunes(board.rows)
+    tuned = finetunes(board.rows, board.roles)
     table = quality(mine, tuned)
     if table.empty:
         return []
@@ -117,7 +146,8 @@ def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
     rows = []
     for ranker in rankers:
         per_task = [f"{fmt(cells.tau_w[ranker, t])} {'✓' if cells.top1_hit[ranker, t] else '✗'}"
-                    if (ranker, t) in cells.index else MISSING for t in tasks]
+                    + (" ⚠" if (t, ranker) in flagged else "") if (ranker, t) in cells.index else MISSING
+                    for t in tasks]
         total = totals.loc[ranker]
         ratio = f" ({total.finetune_s / total.rank_s:.0f}x)" if total.rank_s > 0 else ""
         tau = fmt(total.tau_w)
@@ -140,6 +170,9 @@ def section(board: Board, all_scores: pd.DataFrame) -> list[Block]:
              "the best Avg τw among rankers scored over the same sources (τ over fewer sources compares with "
              "no other). Times: the ranking (features and scoring) against fine-tuning every source once."),
         quality_table,
+        *[Flag(f"⚠ **Other images than the fine-tunes'**: {ranker} on {task} was {why}: its τw and pick judge "
+               "another input (`hubbench run --rerun-stale` ranks again under the suite's protocol).")
+          for (task, ranker), why in sorted(flagged.items()) if (ranker, task) in cells.index],
         Text(f"Rank then tune: the test {board.metric} of fine-tuning each ranker's pick, beside the best and "
              "the mean single fine-tune."),
         Table(["", *tasks], tune_rows),
@@ -173,7 +206,7 @@ def figure(scores: pd.DataFrame, finetunes: pd.DataFrame, hub: str, kind: str, m
     # each source in the colour of its fine-tune on the page's other figures, named once in the legend (labels
     # beside points that rankers score alike would cover each other)
     sources = sorted(set(scores.source))
-    looks = styles([f"finetune[model={s}]" for s in sources])
+    looks = styles(dict.fromkeys(sources, Role.SINGLE_SOURCE))
     with canvas(2.2 * len(rankers) + 1.6, 1.9 * len(tasks), cols=len(rankers), rows=len(tasks)) as (fig, axes):
         for i, task in enumerate(tasks):
             for j, ranker in enumerate(rankers):
@@ -181,7 +214,7 @@ def figure(scores: pd.DataFrame, finetunes: pd.DataFrame, hub: str, kind: str, m
                 mine = scores[(scores.task == task) & (scores.ranker == ranker)].groupby("source").score.mean()
                 for source, x in mine.items():
                     if (task, source) in results.index:
-                        look = looks[f"finetune[model={source}]"]
+                        look = looks[source]
                         ax.scatter(x, results[task, source], s=22, color=look["color"], marker=look["marker"],
                                    edgecolors="0.2", linewidths=0.4, label=source)
                 ax.set_title(f"{task}: {ranker}")

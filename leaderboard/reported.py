@@ -1,5 +1,7 @@
 """Numbers printed in the papers (leaderboard/reported/*.csv, with their source), shown next to ours
-for the real hubs only, in tables of their own: never averaged with our runs, never bold."""
+for the real hubs only, in tables of their own: never averaged with our runs, never bold; and nowhere on a
+board of the user's own tasks (`of_papers`). A row names its task by our task's name (the dataset's class,
+`tasks.paper_cls`), or `Avg` for a paper's average."""
 
 from __future__ import annotations
 
@@ -13,14 +15,12 @@ from scipy.stats import kendalltau
 from hubbench.leaderboard import convergence
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
+from hubbench.params import Role
+from hubbench.record import Record
 
 DIR = Path(__file__).with_name("reported")
 
-TASKS = {
-    "CIFAR-100": "cifar100", "COCO-70": "coco70", "Aircraft": "aircraft", "Cars": "cars", "Indoors": "indoor67",
-    "MIT-Indoors": "indoor67", "DMLab": "dmlab", "EuroSAT": "eurosat", "300W": "300w", "WFLW": "wflw",
-    "COFW": "cofw", "AFLW": "aflw", "Avg": "Avg (paper's tasks)",
-}
+AVG = "Avg"  # a paper's average over its own tasks, as a row's task
 METRICS = {"top1_acc": "top1", "nme": "nme"}
 
 
@@ -47,8 +47,20 @@ def by_source(rows) -> dict[str, list[dict]]:
     return out
 
 
+def of_papers(board: Board, records: dict[str, Record]) -> bool:
+    """Whether the papers' numbers speak to this board: none of its records is of a task that is the user's own
+    data (declared in TOML, or a plugin's), of which the papers know nothing."""
+    return not any((c := records[i].config) and ("declared" in c.task or "task" in c.code)
+                   for i in board.rows.id if i in records)
+
+
 def marked(source: str) -> Text:
     return Text(f"**Reported (paper)**: {source}. Printed numbers, not our runs: not in our means, Avg or bold.")
+
+
+def column(row: dict) -> str:
+    """A row's column in the tables of the papers' numbers: its task, or the paper's average."""
+    return "Avg (paper's tasks)" if row["task"] == AVG else row["task"]
 
 
 def accuracy(board: Board) -> list[Block]:
@@ -58,8 +70,8 @@ def accuracy(board: Board) -> list[Block]:
     blocks: list[Block] = []
     for source, rs in by_source(rows).items():
         order = {t: i for i, t in enumerate(board.tasks)}  # our tables' column order first, then the paper's
-        tasks = sorted(dict.fromkeys(TASKS[r["task"]] for r in rs), key=lambda t: order.get(t, len(order)))
-        cells = {(r["method"], TASKS[r["task"]]): r["value"] + (f" ± {r['std']}" if r["std"] else "") for r in rs}
+        tasks = sorted(dict.fromkeys(column(r) for r in rs), key=lambda t: order.get(t, len(order)))
+        cells = {(r["method"], column(r)): r["value"] + (f" ± {r['std']}" if r["std"] else "") for r in rs}
         methods = list(dict.fromkeys(r["method"] for r in rs))
         table = [[label(m), *(cells.get((m, t), MISSING) for t in tasks)] for m in methods]
         blocks += [marked(source), Table(["Reported (paper)", *tasks], table)]
@@ -98,14 +110,14 @@ def versus_papers(board: Board, curves: pd.DataFrame) -> list[Block]:
     def ours(paper_name: str) -> str | None:
         return STAND_INS.get((board.hub, paper_name), METHODS.get(paper_name))
 
-    rows = [r for r in read("reported_accuracy.csv") if r["hub"] == paper_hub and r["task"] == "Avg"
+    rows = [r for r in read("reported_accuracy.csv") if r["hub"] == paper_hub and r["task"] == AVG
             and METRICS[r["metric"]] == board.metric and ours(r["method"]) in board.avg.index]
     if not rows:
         return []
     source, rs = max(by_source(rows).items(), key=lambda item: len(item[1]))
     paper = pd.Series({ours(r["method"]): float(r["value"]) for r in reversed(rs)})  # a name's first row wins
     mine = board.avg[paper.index]
-    singles = [m for m in paper.index if board.method_name(m) == "finetune"]
+    singles = [m for m in paper.index if board.role(m) == Role.SINGLE_SOURCE]
     hub_methods = [m for m in paper.index if m not in singles]
     if len(paper) < 3 or not singles or not hub_methods:
         return []

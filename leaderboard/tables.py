@@ -3,24 +3,11 @@ the paired comparison of every method with the best single fine-tune."""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from hubbench.leaderboard.board import Board
 from hubbench.leaderboard.document import MISSING, Block, Table, Text
-from hubbench.record import FAILED, INAPPLICABLE
-
-
-def known(v) -> bool:
-    return v is not None and v is not pd.NA and not (isinstance(v, float) and math.isnan(v))
-
-
-def num(v: float | None) -> str:
-    """Two decimals, or three significant digits below 1 (the mini hub's 0.3 M parameters)."""
-    if not known(v):
-        return MISSING
-    return f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
+from hubbench.record import FAILED, INAPPLICABLE, MEASURE_COLUMNS, METRIC_COLUMNS, Column, known, number
 
 
 def mean_std(values: pd.Series) -> str:
@@ -85,9 +72,12 @@ def text(v) -> str:
     return str(v) if known(v) else MISSING
 
 
-SPEED = ["speed_batch", "precision", "memory_format", "compile", "speed_device_name", "speed_torch", "speed_cuda",
-         "repeats", "warmup", "infer_samples_s", "train_samples_s"]
-MEMORY = ["memory_measure", "memory_device", "train_mb", "infer_mb"]
+def under(path: str) -> list[str]:
+    """The measured columns a record holds under `path` (`complexity.speed`: the speed and how it was measured)."""
+    return [name for name, c in MEASURE_COLUMNS.items() if f"{c.path}.".startswith(f"{path}.")]
+
+
+SPEED, MEMORY = under("complexity.speed"), under("complexity.memory")
 
 
 def speed_setting(r: pd.Series) -> str | None:
@@ -106,56 +96,49 @@ def memory_setting(r: pd.Series) -> str | None:
     return f"{text(r.memory_measure)} on {text(r.memory_device)}"
 
 
-def params_text(total: float | None, active: float | None) -> str:
-    """Total parameters in millions, and those a sample goes through on average when that is fewer."""
-    out = num(total / 1e6 if known(total) else None)
-    if known(total) and total and known(active) and abs(active - total) > 0.005 * total:
-        out += f" ({num(active / 1e6)} active)"
-    return out
-
-
-def pair_text(a: float | None, b: float | None) -> str:
-    return MISSING if not known(a) and not known(b) else f"{num(a)} / {num(b)}"
-
-
-COMPLEXITY = ["params_total", "params_active", "gflops_fvcore", "train_mb", "infer_mb", "infer_samples_s",
-              "train_samples_s", "train_s", "artifacts_s", "total_s", "search_s"]
-
-
-def cost_text(c: pd.Series) -> str:
-    """Total training seconds and their parts: own, reused artifacts and, where it searched, its own search."""
-    if not known(c.total_s):
-        return MISSING
-    search = f" + {num(c.search_s)}" if known(c.search_s) else ""
-    return f"{num(c.total_s)} ({num(c.train_s)} + {num(c.artifacts_s)}{search})"
-
-
-def complexity(board: Board) -> list[Block]:
-    """Per method, over the board's tasks (mean over tasks of the mean over seeds, ok records only):
-    the metric's Avg next to what it costs to run and to train."""
-    means = board.task_mean(COMPLEXITY)
+def summary(board: Board, columns: dict[str, Column]) -> list[list[str]]:
+    """Per method with ok records, by rank: the metric's Avg, then each of `columns` as it writes itself from the
+    mean over the board's tasks of the mean over seeds of every numeric column (ok records)."""
+    means = board.task_mean(list(board.ok.select_dtypes("number").columns))
     rows = []
     for m in board.ranked:
         if m not in set(board.ok.method):
             continue
-        c = means.loc[m]
         avg = board.avg.get(m)
-        rows.append([
-            rank(board, m), m, MISSING if avg is None else f"{avg:.2f}", params_text(c.params_total, c.params_active),
-            num(c.gflops_fvcore), pair_text(c.train_mb, c.infer_mb), pair_text(c.infer_samples_s, c.train_samples_s),
-            cost_text(c),
-        ])
+        row = means.loc[m].to_dict()
+        rows.append([rank(board, m), m, MISSING if avg is None else f"{avg:.2f}",
+                     *(c.text(name, row) for name, c in columns.items())])
+    return rows
+
+
+def header(board: Board, columns: dict[str, Column]) -> list[str]:
+    return ["Rank", "Method", f"{board.metric} Avg", *(c.header for c in columns.values())]
+
+
+def metrics(board: Board) -> list[Block]:
+    """The task metrics the records hold beyond the primary one, those the page shows (`METRIC_COLUMNS`), per
+    method: e.g. a landmark task's failure rates and AUC beside its NME."""
+    columns = {f"test_{name}": c for name, c in METRIC_COLUMNS.items()
+               if c.shown and name != board.metric and board.ok.get(f"test_{name}", pd.Series()).notna().any()}
+    if not columns:
+        return []
+    return [Text(f"The other test metrics: mean over the {len(board.tasks)} task(s) of this table of the mean over "
+                 "seeds (ok records)."), Table(header(board, columns), summary(board, columns))]
+
+
+def complexity(board: Board) -> list[Block]:
+    """Per method, over the board's tasks (mean over tasks of the mean over seeds, ok records only):
+    the metric's Avg next to what it costs to run and to train (the measured columns the page shows)."""
+    columns = {name: c for name, c in MEASURE_COLUMNS.items() if c.shown}
     searched = board.ok.search_s.notna().any()
     notes = [
         f"Each row: mean over the {len(board.tasks)} task(s) of this table of the mean over seeds (ok records). "
         "GFLOPs per sample at inference, fvcore's convention (one multiply-add = one flop); "
         "cost: training seconds, the record's own + those of the artifacts it reuses (fine-tuned sources"
         + (", their searches included) + those of its own search's trials." if searched else ")."),
-        settings(board.ok, "Memory", memory_setting), settings(board.ok, "Speed", speed_setting)]
-    header = ["Rank", "Method", f"{board.metric} Avg", "Params (M)", "GFLOPs (fvcore)", "Memory train / infer (MB)",
-              "Speed infer / train (samples/s)",
-              f"Cost (s): total (own + artifacts{' + search' if searched else ''})"]
-    return [Table(header, rows), *map(Text, notes)]
+        settings(board.ok, "Memory", memory_setting), settings(board.ok, "Speed", speed_setting),
+        settings(board.ok, "Training memory and speed", lambda r: r.train_step if known(r.train_step) else None)]
+    return [Table(header(board, columns), summary(board, columns)), *map(Text, notes)]
 
 
 def selections(rows: pd.DataFrame) -> str:
@@ -180,7 +163,7 @@ def search(board: Board) -> list[Block]:
             continue
         c, a = means.loc[m], board.avg.get(m)
         chosen = [selections(cells.get_group((m, t))) if (m, t) in cells.groups else MISSING for t in board.tasks]
-        rows.append([rank(board, m), m, MISSING if a is None else f"{a:.2f}", num(c.search_cost_s),
+        rows.append([rank(board, m), m, MISSING if a is None else f"{a:.2f}", number(c.search_cost_s),
                      f"{c.search_trials:.3g} ({c.search_failed:.2g} failed)", *chosen])
     intro = ("The setting each method and each fine-tuned source selected on the validation split (where seeds "
              "differ, each setting with how many chose it); its search's cost: the training seconds of all its "

@@ -1,5 +1,6 @@
 """Pieces shared by the methods that use hub models as frozen feature extractors or teachers
-(FE, CED, Distill, K-Flow, soups): freezing, feature concatenation, and loading the sources."""
+(FE, CED, Distill, K-Flow, soups): freezing, feature concatenation, and loading the sources. Their `fit`
+imports them (this module imports torch)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hubbench.context import Context, FinetunedSource
+from hubbench.context import Context
+from hubbench.methods.base import finetuned_needs
 
 
 class Frozen(nn.Module):
@@ -57,11 +59,6 @@ class Teachers:
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [m.to(x.device)(x) for m in self.models]
-
-
-def finetuned_needs(hub, finetuned: bool = True) -> list[FinetunedSource]:
-    """Every hub model fine-tuned on the task, when `finetuned`; nothing otherwise."""
-    return [FinetunedSource(name) for name in hub.names] if finetuned else []
 
 
 def finetuned_models(ctx: Context) -> list[nn.Module]:

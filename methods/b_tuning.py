@@ -3,47 +3,15 @@ towards what the top-K ranked models' features predict, weighted by their LogME 
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING
 
-from hubbench.context import task_model
-from hubbench.methods._features import Teachers
+from hubbench.artifacts import HubRanking
 from hubbench.methods.base import Method, register
-from hubbench.rankers.base import ranking
 from hubbench.rankers.logme import LogME
 from hubbench.registry import UnknownName
-from hubbench.tasks.base import Task
 
-
-def pooled(feature_map: torch.Tensor) -> torch.Tensor:
-    """The features LogME was fitted on: the global average pool of a backbone's last map."""
-    return feature_map.mean((2, 3))
-
-
-def teacher_weights(scores: list[float], temperature: float) -> torch.Tensor:
-    """pi = softmax(LogME scores / temperature): the better a teacher's evidence, the more it counts."""
-    return torch.softmax(torch.tensor(scores, dtype=torch.float64) / temperature, 0).float()
-
-
-class BTuningLoss:
-    """task loss + tradeoff x MSE(f_target M_target^T, sum_k pi_k f_k M_k^T): the target's pooled
-    features projected by its own LogME posterior means against the pi-weighted projections of the
-    frozen teachers' (no gradient through them). Each M maps features to the C target columns of
-    LogME (classes, or landmark coordinates), so teachers of any width and family compare."""
-
-    def __init__(self, task: Task, target: torch.Tensor, teachers: list[nn.Module], projections: list[torch.Tensor],
-                 pi: torch.Tensor, tradeoff: float):
-        self.task, self.target, self.teachers = task, target, Teachers(teachers)
-        self.projections, self.pi, self.tradeoff = projections, pi, tradeoff
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, y) -> torch.Tensor:
-        feature_map = model.backbone(x)
-        own = pooled(feature_map) @ self.target.to(x.device).T
-        with torch.no_grad():
-            mixed = sum(p * (pooled(f) @ m.to(x.device).T)
-                        for p, f, m in zip(self.pi.tolist(), self.teachers(x), self.projections, strict=True))
-        return self.task.loss(model.head(feature_map), y) + self.tradeoff * F.mse_loss(own.float(), mixed.float())
+if TYPE_CHECKING:
+    from hubbench.methods._b_tuning import BTuningLoss
 
 
 @register
@@ -89,7 +57,12 @@ class BTuning(Method):
             return False, "self_teacher=False needs a source other than the tuned model"
         return True, ""
 
+    def needs(self, hub, task):
+        return [HubRanking(LogME().id)]
+
     def fit(self, ctx):
+        from hubbench.models import task_model
+
         target, loss = self.loss(ctx)
         model = task_model(ctx.hub.source(target).backbone(pretrained=True), ctx.task)
         return ctx.train(model, loss)
@@ -100,8 +73,11 @@ class BTuning(Method):
 
     def loss(self, ctx) -> tuple[str, BTuningLoss]:
         """The target source and the training loss, from the cached LogME ranking."""
+        from hubbench.methods._b_tuning import BTuningLoss, teacher_weights
+        from hubbench.rankers.base import ranking
+
         ranked = ranking(LogME(), ctx.hub, ctx.task, cache=ctx.cache, device=ctx.device)
-        ctx.use(f"ranking-{ranked.ranker}", ranked.key, ranked.features_s + ranked.score_s)
+        ctx.use(HubRanking(ranked.ranker).id, ranked.key, ranked.features_s + ranked.score_s)
         target = self.model or ranked.top(1)[0]
         order = ranked.top(len(ranked.scores))
         teachers = [s for s in order if self.self_teacher or s != target][: self.teachers]

@@ -4,30 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from hubbench.methods._features import Teachers, finetuned_needs, resize_to, source_backbones
-from hubbench.methods.base import Method, register
-
-
-class MultiHeadStudent(nn.Module):
-    """A single backbone with one 1x1-conv adapter per hub model; the task head reads the
-    concatenation of the adapters' outputs (the distilled counterpart of FE's concatenation)."""
-
-    def __init__(self, backbone: nn.Module, channels: list[int], head_factory):
-        super().__init__()
-        self.backbone = backbone
-        self.adapters = nn.ModuleList(nn.Conv2d(backbone.out_channels, c, 1) for c in channels)
-        self.head = head_factory(sum(channels))
-
-    def features(self, x) -> list[torch.Tensor]:
-        f = self.backbone(x)
-        return [a(f) for a in self.adapters]
-
-    def forward(self, x):
-        return self.head(torch.cat(self.features(x), 1))
+from hubbench.methods.base import Method, finetuned_needs, register
 
 
 @register
@@ -51,19 +28,13 @@ class CED(Method):
         return finetuned_needs(hub, self.finetuned)
 
     def fit(self, ctx):
-        task = ctx.task
+        from hubbench.methods import _features
+        from hubbench.methods._ced import MultiHeadStudent, distilled_loss
+
         backbone = ctx.hub.sources[0].backbone(pretrained=True)
-        sources = source_backbones(ctx, self.finetuned)
-        model = MultiHeadStudent(backbone, [s.out_channels for s in sources], task.head)
-        teachers = Teachers(sources)
-
-        def loss(m, x, y):
-            feats = m.features(x)
-            targets = teachers(x)
-            mse = sum(F.mse_loss(f, resize_to(t, f.shape[-2:])) for f, t in zip(feats, targets, strict=True))
-            return task.loss(m.head(torch.cat(feats, 1)), y) + self.feature_weight * mse / len(targets)
-
-        return ctx.train(model, loss=loss)
+        sources = _features.source_backbones(ctx, self.finetuned)
+        model = MultiHeadStudent(backbone, [s.out_channels for s in sources], ctx.task.head)
+        return ctx.train(model, loss=distilled_loss(ctx.task, _features.Teachers(sources), self.feature_weight))
 
 
 @register

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from hubbench.context import task_model
-from hubbench.methods._features import Teachers, finetuned_models, finetuned_needs
-from hubbench.methods.base import Method, register
-from hubbench.methods.ensemble_i import Ensemble
+from hubbench.methods.base import Method, finetuned_needs, register
 from hubbench.registry import UnknownName
 
 
@@ -36,10 +33,13 @@ class Distill(Method):
         return finetuned_needs(hub)
 
     def fit(self, ctx):
+        from hubbench.methods import _features
+        from hubbench.models import Ensemble, task_model
+
         task = ctx.task
         source = ctx.hub.source(self.student) if self.student else ctx.hub.sources[0]
         model = task_model(source.backbone(pretrained=True), task)
-        teacher = Teachers([Ensemble(finetuned_models(ctx), task.combine)])
+        teacher = _features.Teachers([Ensemble(_features.finetuned_models(ctx), task.combine)])
 
         def loss(m, x, y):
             out = m(x)

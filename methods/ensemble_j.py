@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from hubbench.context import task_model
 from hubbench.methods.base import Method, register
-from hubbench.methods.ensemble_i import Ensemble
 
 
 @register
@@ -19,5 +17,7 @@ class EnsembleJ(Method):
     description = "Ensemble-J: all hub models trained jointly on the loss of their mean prediction"
 
     def fit(self, ctx):
+        from hubbench.models import Ensemble, task_model
+
         members = [task_model(source.backbone(), ctx.task) for source in ctx.hub.sources]
         return ctx.train(Ensemble(members, ctx.task.combine))

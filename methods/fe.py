@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hubbench.context import TaskModel
-from hubbench.methods._features import ConcatFeatures, Frozen, finetuned_needs, source_backbones
-from hubbench.methods.base import Method, register
+from hubbench.methods.base import Method, finetuned_needs, register
 
 
 @register
@@ -24,6 +22,9 @@ class FE(Method):
         return finetuned_needs(hub, self.finetuned)
 
     def fit(self, ctx):
+        from hubbench.methods._features import ConcatFeatures, Frozen, source_backbones
+        from hubbench.models import TaskModel
+
         features = ConcatFeatures([Frozen(b) for b in source_backbones(ctx, self.finetuned)])
         model = TaskModel(features, ctx.task.head(features.out_channels))
         return ctx.train(model, params=model.head.parameters())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from hubbench.context import FinetunedSource
+from hubbench.artifacts import FinetunedSource
 from hubbench.methods.base import Method, register
+from hubbench.params import Role
 from hubbench.registry import UnknownName
 
 
@@ -19,11 +20,15 @@ class Finetune(Method):
     name = "finetune"
     trains = False  # its model is the artifact, trained (and tuned) as one
     description = "fine-tune one hub model with a new head (one record per hub model)"
+    role = Role.SINGLE_SOURCE
     model: str = ""
 
     @classmethod
     def variants(cls, hub):
         return [{"model": name} for name in hub.names]
+
+    def uses(self, hub):
+        return [self.model]
 
     def applicable(self, hub, task):
         if self.model not in hub.names:

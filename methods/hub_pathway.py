@@ -45,144 +45,22 @@ everything, the generator's and aggregator's lr times `gate_lr_mult`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from hubbench.context import task_model
+from hubbench.errors import InputError
 from hubbench.figures import GREY, Figure, Panel, canvas
-from hubbench.hubs.archs import MiniResNet
-from hubbench.hubs.zoo import RESNET18
 from hubbench.methods.base import Method, register
-from hubbench.tasks.crops import first_view
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hubbench.methods._hub_pathway import HubPathway
 
 GENERATORS = ("auto", "resnet18", "mini")
 AGGREGATORS = ("linear", "mean")
 # The mini sources' widths (16, 32, 64, 128) x 0.69: on 23 px inputs 0.47x a mini source's params, 0.27x its FLOPs.
 MINI_WIDTHS = (11, 22, 44, 88)
 LARGE_INPUT = 128  # `auto`: tasks with inputs at least this side get the ResNet-18 generator
-
-
-class Gate(NamedTuple):
-    dense: torch.Tensor  # G(x) [B, m], noisy in training
-    weights: torch.Tensor  # Ḡ(x) [B, m]: top-k of G (renormalised if asked), zero elsewhere
-    active: torch.Tensor  # [B, m] bool: the models each sample is routed through
-
-
-class Pathways(NamedTuple):
-    prediction: torch.Tensor
-    gate: Gate
-    routed: dict[int, tuple[torch.Tensor, torch.Tensor]]  # activated model -> (its samples, its outputs)
-
-
-class PathwayGenerator(nn.Module):
-    """G_p and G_n: a backbone on the input resized to `size` px, global average pooling, and one
-    linear layer giving both logit vectors, zero-initialised."""
-
-    def __init__(self, backbone: nn.Module, models: int, size: int):
-        super().__init__()
-        self.backbone, self.size = backbone, size
-        self.logits = nn.Linear(backbone.out_channels, 2 * models)
-        nn.init.zeros_(self.logits.weight)
-        nn.init.zeros_(self.logits.bias)
-
-    def forward(self, x):
-        if x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        clean, noise = self.logits(self.backbone(x).mean((2, 3))).chunk(2, dim=-1)
-        return clean, noise
-
-
-class LinearAggregator(nn.Module):
-    """A([Ḡ_1 Θ_1, ..., Ḡ_m Θ_m]): a learned linear map of the concatenated weighted outputs
-    [B, m C, ...] to [B, C, ...] along the channel axis, starting as their sum."""
-
-    def __init__(self, models: int, channels: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.eye(channels).repeat(1, models))  # [C, m C]: m identity blocks
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, outputs: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        stacked = torch.stack(outputs, 1)  # [B, m, C, ...]
-        z = (weights.view(*weights.shape, *[1] * (stacked.dim() - 2)) * stacked).flatten(1, 2)
-        return F.linear(z.movedim(1, -1), self.weight, self.bias).movedim(-1, 1)
-
-
-class WeightedMean(nn.Module):
-    """The task's fixed weighted mean of the outputs (`task.combine`): no parameters."""
-
-    def __init__(self, combine):
-        super().__init__()
-        self.combine = combine
-
-    def forward(self, outputs: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        return self.combine(outputs, weights)
-
-
-def route(active: torch.Tensor) -> dict[int, torch.Tensor]:
-    """{model: indices of the samples routed to it} of a [B, m] activation mask, for the models that got any,
-    with one read from the device (the sizes of the routed batches are data: the host must know them)."""
-    pairs = active.t().nonzero()  # (model, sample) pairs, by model then sample: the one host synchronisation
-    counts = torch.bincount(pairs[:, 0], minlength=active.shape[1]).tolist()  # already computed: no wait
-    return {i: idx for i, idx in enumerate(pairs[:, 1].split(counts)) if len(idx)}
-
-
-class HubPathway(nn.Module):
-    """The predictor: hub models with their own heads, the generator, and the aggregator.
-
-    `dynamic_shapes`: each model sees a batch of a different size at every step, so cuDNN's autotuner
-    (`cudnn.benchmark`) would time every convolution algorithm again for each new size, forward and
-    backward; the training loop and the profiler run such models with fixed algorithms
-    (`hubbench.training.shape_stable`)."""
-
-    dynamic_shapes = True
-
-    def __init__(self, models: list[nn.Module], generator: nn.Module, aggregator: nn.Module, k: int,
-                 renormalise: bool = False):
-        super().__init__()
-        self.models, self.generator, self.aggregator = nn.ModuleList(models), generator, aggregator
-        self.k, self.renormalise = k, renormalise
-
-    def gate(self, x: torch.Tensor) -> Gate:
-        clean, noise = self.generator(x)
-        logits = clean + torch.randn_like(clean) * F.softplus(noise) if self.training else clean
-        dense = logits.softmax(-1)
-        top = dense.topk(self.k, dim=-1)
-        kept = torch.zeros_like(dense).scatter(-1, top.indices, top.values)
-        active = torch.zeros_like(dense, dtype=torch.bool).scatter(-1, top.indices, torch.ones_like(top.values).bool())
-        return Gate(dense, kept / kept.sum(-1, keepdim=True) if self.renormalise else kept, active)
-
-    def pathways(self, x: torch.Tensor) -> Pathways:
-        """Run each sample through its activated models only, then aggregate.
-
-        Which samples go where is read from the device once for all models (`route`), not once per
-        model: every host read waits for all queued kernels, so per-model reads kept the GPU idle while
-        each next model's kernels were launched."""
-        gate = self.gate(x)
-        routed = {i: (idx, self.models[i](x[idx])) for i, idx in route(gate.active).items()}
-        first = next(iter(routed.values()))[1]
-        zeros = first.new_zeros((len(x), *first.shape[1:]))  # unrouted samples: their weight is zero
-        outputs = [zeros.index_copy(0, *routed[i]) if i in routed else zeros for i in range(len(self.models))]
-        return Pathways(self.aggregator(outputs, gate.weights), gate, routed)
-
-    def forward(self, x):
-        return self.pathways(x).prediction
-
-
-def negative_entropy(p: torch.Tensor) -> torch.Tensor:
-    """-H(p) of a distribution p [m]; minimal (-log m) when p is uniform."""
-    return torch.special.xlogy(p, p).sum()
-
-
-def pathway_losses(p: Pathways, task, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(task, exploration, exploitation) losses of one routed batch. `task.loss` averages over
-    samples, so a model's head loss on its n_i samples times n_i / B is its exploitation term."""
-    explore = negative_entropy(p.gate.dense.mean(0))
-    exploit = sum(task.loss(out, y[idx]) * len(idx) for idx, out in p.routed.values()) / len(y)
-    return task.loss(p.prediction, y), explore, exploit
 
 
 @register
@@ -206,9 +84,9 @@ class HubPathwayMethod(Method):
         for field, value, choices in (("aggregator", self.aggregator, AGGREGATORS),
                                       ("generator", self.generator, GENERATORS)):
             if value not in choices:
-                raise ValueError(f"unknown hub_pathway {field} {value!r} (choose from: {', '.join(choices)})")
+                raise InputError(f"unknown hub_pathway {field} {value!r} (choose from: {', '.join(choices)})")
         if not 0 < self.gate_scale <= 1:
-            raise ValueError(f"hub_pathway needs 0 < gate_scale <= 1, got {self.gate_scale}")
+            raise InputError(f"hub_pathway needs 0 < gate_scale <= 1, got {self.gate_scale}")
 
     def applicable(self, hub, task):
         if not 1 <= self.k <= len(hub.sources):
@@ -219,6 +97,8 @@ class HubPathwayMethod(Method):
         return True, ""
 
     def objective(self, task):
+        from hubbench.methods._hub_pathway import pathway_losses
+
         def loss(model: HubPathway, x, y):
             task_loss, explore, exploit = pathway_losses(model.pathways(x), task, y)
             return task_loss + self.explore_weight * explore + exploit
@@ -232,6 +112,11 @@ class HubPathwayMethod(Method):
 
     def build(self, hub, task, pretrained: bool = True) -> HubPathway:
         """The untrained predictor: the hub models with new heads, the generator and the aggregator."""
+        from hubbench.hubs.archs import MiniResNet
+        from hubbench.hubs.zoo import RESNET18
+        from hubbench.methods._hub_pathway import HubPathway, LinearAggregator, PathwayGenerator, WeightedMean
+        from hubbench.models import task_model
+
         models = [task_model(source.backbone(pretrained), task) for source in hub.sources]
         backbone = RESNET18() if self.generator_arch(task) == "resnet18" else MiniResNet(MINI_WIDTHS)
         generator = PathwayGenerator(backbone, len(models), max(1, round(self.gate_scale * task.protocol.image_size)))
@@ -240,6 +125,8 @@ class HubPathwayMethod(Method):
         return HubPathway(models, generator, aggregator, self.k, self.renormalise)
 
     def fit(self, ctx):
+        from hubbench.methods._hub_pathway import routing_diagnostics
+
         model = self.build(ctx.hub, ctx.task)
         gate = [*model.generator.parameters(), *model.aggregator.parameters()]
         ctx.train(model, self.objective(ctx.task),
@@ -253,31 +140,11 @@ class HubPathwayMethod(Method):
         return (routing_figure,)
 
 
-@torch.no_grad()
-def routing_diagnostics(model: HubPathway, ctx, split: str) -> dict:
-    """Per source: how often it is activated and its mean weight Ḡ, overall and per class."""
-    model.eval().to(ctx.device)
-    gates = [model.gate(first_view(x).to(ctx.device)) for x in ctx.task.eval_batches(split)]
-    weights = torch.cat([g.weights for g in gates]).float().cpu()
-    active = torch.cat([g.active for g in gates]).float().cpu()
-    names = ctx.hub.names
-
-    def summary(mask):
-        return {"activation": dict(zip(names, active[mask].mean(0).tolist(), strict=True)),
-                "mean_weight": dict(zip(names, weights[mask].mean(0).tolist(), strict=True))}
-
-    out = {"split": split, "k": model.k, **summary(slice(None))}
-    if ctx.task.kind == "classification":
-        targets = ctx.task.splits[split].targets
-        classes = getattr(ctx.task, "classes", None)
-        out["per_class"] = {str(classes[c] if classes else c): summary(targets == c)
-                            for c in targets.unique().tolist()}
-    return out
-
-
 def mean_routing(parts: list[dict], sources: list[str], key: str, cls: str | None = None) -> np.ndarray:
     """Mean over seeds of the per-source `key` (activation or mean_weight) of `routing_diagnostics`, overall
     or of one class."""
+    import numpy as np
+
     parts = [p if cls is None else p["per_class"][cls] for p in parts]
     return np.mean([[p[key][s] for s in sources] for p in parts], axis=0)
 
@@ -285,6 +152,7 @@ def mean_routing(parts: list[dict], sources: list[str], key: str, cls: str | Non
 def routing_figure(panel: Panel, methods: list[str]) -> list[Figure]:
     """How often each source is activated and its mean weight, overall and per class, mean over seeds;
     sources in the hub's order and colours."""
+    import numpy as np
     from matplotlib.patches import Patch
 
     out = []

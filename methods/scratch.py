@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hubbench.context import task_model
 from hubbench.methods.base import Method, register
+from hubbench.params import Role
 
 
 @register
@@ -12,7 +12,13 @@ class Scratch(Method):
 
     name = "scratch"
     description = "the hub architecture from random init, same protocol (no transfer)"
+    role = Role.FROM_SCRATCH
+
+    def uses(self, hub):
+        return hub.names[:1]
 
     def fit(self, ctx):
+        from hubbench.models import task_model
+
         model = task_model(ctx.hub.sources[0].backbone(pretrained=False), ctx.task)
         return ctx.train(model)

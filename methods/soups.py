@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.optim.swa_utils import update_bn
+from hubbench.errors import InputError
+from hubbench.methods.base import Method, finetuned_needs, register
 
-from hubbench.methods._features import finetuned_models, finetuned_needs
-from hubbench.methods.base import Method, register
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 RECIPES = ("greedy", "uniform")
 
 
 def average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Entry-wise mean of state dicts (integer entries such as BN batch counters: the first's)."""
+    import torch
+
     return {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
             for k, v in states[0].items()}
 
@@ -47,7 +50,7 @@ class Soup(Method):
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
-            raise ValueError(f"unknown soup recipe {self.recipe!r} (choose from: {', '.join(RECIPES)})")
+            raise InputError(f"unknown soup recipe {self.recipe!r} (choose from: {', '.join(RECIPES)})")
 
     @classmethod
     def variants(cls, hub):
@@ -62,6 +65,8 @@ class Soup(Method):
         return finetuned_needs(hub)
 
     def fit(self, ctx):
+        from hubbench.methods._features import finetuned_models
+
         task = ctx.task
         models = finetuned_models(ctx)
         vals = [ctx.artifact_info(a)["val"][task.metric] for a in self.needs(ctx.hub, task)]
@@ -83,6 +88,8 @@ class Soup(Method):
 
     def cook(self, ctx, models: list[nn.Module], chosen: list[int]) -> nn.Module:
         """The average of `models[chosen]`, with BatchNorm statistics recomputed if it mixes several."""
+        from torch.optim.swa_utils import update_bn
+
         soup = copy.deepcopy(models[chosen[0]])
         if len(chosen) == 1:
             return soup

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from hubbench.methods.base import register
-from hubbench.methods.zoo_tuning import Gate, ZooTuning, fold
+from hubbench.methods.zoo_tuning import ZooTuning
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hubbench.methods._zoo_tuning import Gate
 
 
 @register
@@ -27,8 +32,12 @@ class ZooTuningL(ZooTuning):
     lite_downsample: bool = True
 
     def gate(self, name: str, conv: nn.Conv2d, sources: int) -> Gate:
+        from hubbench.methods._zoo_tuning import Gate
+
         lite = self.lite_downsample or "downsample" not in name.split(".")
         return Gate(conv.in_channels, sources, lite=lite, momentum=self.momentum)
 
     def fit(self, ctx):
+        from hubbench.methods._zoo_tuning import fold
+
         return fold(super().fit(ctx))

@@ -2,27 +2,32 @@
 
 A ranker scores each hub model for a task *without training it*, from what the pre-trained model
 outputs on the task's training split (`hubbench.features`); a higher score predicts a better
-fine-tune. Like a method, it is a frozen dataclass whose fields are its hyper-parameters.
+fine-tune. Like a method, it is a frozen dataclass whose fields are its hyper-parameters, and its module
+(its declaration) imports no torch: `score` does, when a ranking is made.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
-from hubbench.features import SourceFeatures, source_features
-from hubbench.hubs.base import Hub
 from hubbench.io import load_torch, read_json, save_torch, write_json
 from hubbench.locks import build_once
 from hubbench.params import Plugin
+from hubbench.record import RankingRecord
 from hubbench.registry import Registry
 from hubbench.seeding import digest, preserved_rng
-from hubbench.tasks.base import Task
+
+if TYPE_CHECKING:
+    import torch
+
+    from hubbench.features import SourceFeatures
+    from hubbench.hubs.base import Hub
+    from hubbench.tasks.base import Task
 
 RANKERS: Registry[type[Ranker]] = Registry("ranker")
 
@@ -43,6 +48,7 @@ class Ranker(Plugin):
     to transfer better)."""
 
     REGISTRY: ClassVar[Registry] = RANKERS
+    RECORD: ClassVar[type[RankingRecord]] = RankingRecord
 
     def applicable(self, hub: Hub, task: Task) -> tuple[bool, str]:
         """Whether the ranker is defined for this task, and why not."""
@@ -97,8 +103,9 @@ class Ranking:
         return sum(f["seconds"] for f in self.features.values())
 
     def top(self, k: int) -> list[str]:
-        """The `k` best-scored sources, best first (ties in hub order)."""
-        return sorted(self.scores, key=lambda s: -self.scores[s])[:k]
+        """The `k` best-scored sources, best first (ties in hub order; a score that is not a finite number ranks
+        none)."""
+        return sorted((s for s, v in self.scores.items() if math.isfinite(v)), key=lambda s: -self.scores[s])[:k]
 
 
 @preserved_rng()
@@ -107,6 +114,8 @@ def ranking(ranker: Ranker, hub: Hub, task: Task, *, cache: Path, device: torch.
     cached features. Shared by the ranking cells (every seed) and by the methods that reuse it.
     Built or loaded, it leaves the caller's random streams as they were (building a source's model
     draws from them), so a method that ranks trains alike whatever the cache holds."""
+    from hubbench.features import source_features
+
     feats = {s: source_features(hub, task, s, cache=cache, device=device) for s in hub.names}
     key = digest({"ranker": ranker.id, "params": ranker.params, "features": {s: f.key for s, f in feats.items()}})
     path = cache / "rankings" / hub.name / task.name / f"{ranker.id}-{key}.pt"

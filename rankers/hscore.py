@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from hubbench.rankers.base import Ranker, Score, classification_only, register
 
 
@@ -25,6 +23,8 @@ class HScore(Ranker):
         return classification_only(task)
 
     def score(self, features, targets):
+        import torch
+
         f = features.features.double()
         f = f - f.mean(0)
         y = targets.long()

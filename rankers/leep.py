@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from hubbench.rankers.base import NotScored, Ranker, Score, classification_only, register
+
+if TYPE_CHECKING:
+    import torch
 
 
 def source_probs(features) -> torch.Tensor:
@@ -33,6 +36,8 @@ class LEEP(Ranker):
         return classification_only(task, per_class=True)
 
     def score(self, features, targets):
+        import torch
+
         theta = source_probs(features)  # [N, C_s]
         onehot = torch.nn.functional.one_hot(targets.long()).double()  # [N, C_t]
         joint = onehot.T @ theta / len(theta)  # [C_t, C_s]

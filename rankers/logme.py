@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from hubbench.rankers.base import Ranker, Score, register
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class Evidence:
 
 def target_columns(targets: torch.Tensor) -> torch.Tensor:
     """[N, C] float64 columns: one-vs-rest 0/1 per class (class indices [N]), else the regression targets."""
+    import torch
+
     if targets.dim() == 1:
         return torch.nn.functional.one_hot(targets.long(), int(targets.max()) + 1).double()
     return targets.double()
@@ -35,21 +39,25 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     singular values. Computed in float64. As the public code, the evidence is evaluated at the updated
     (alpha, beta) with the m of the step's start, and m at the end is that of the last step's start.
 
-    log|A| = sum log(alpha + beta sigma_i) over the eigenvalues of f^T f. By default it runs, as the
-    public code (thuml/LogME, `_fit_fixed_point`), over the min(N, D) eigenvalues its SVD returns: the N
-    of f's thin SVD when N < D, so the D - N zero eigenvalues' log(alpha) terms are dropped; all D when
-    N >= D (its cutoff, 1e-10 on the square roots of f^T f's eigenvalues as computed in floating point,
-    keeps the zero ones: they come out near 1e-7). `exact` keeps all D (the true evidence of the model):
-    where N < D it adds -(D - N) log(alpha) / 2N, which differs between sources and can change the ranking.
+    log|A| = sum log(alpha + beta sigma_i) over the eigenvalues of f^T f. By default it runs over those the
+    public code (thuml/LogME, `_fit_fixed_point`) sums (`public_terms`): where N <= D, the N of f's thin SVD,
+    so the D - N zero eigenvalues' log(alpha) terms are dropped; where N > D, those whose square root, from
+    numpy's SVD of f^T f, exceeds 1e-10. Zero eigenvalues pass that cutoff or not as floating point has it:
+    at unit scale a rank deficiency's usually come out at 1e-8 to 1e-6 (kept), at a small scale below 1e-10
+    (dropped), and an all-zero channel's (a dead ReLU's) may come out exactly 0 (dropped) or not, depending on
+    the LAPACK build. `exact` keeps all D (the true evidence of the model): where terms are dropped it adds
+    their -log(alpha) / 2N each, which differs between sources and can change the ranking.
     """
+    import torch
+
     f = features.double()
     y = target_columns(targets)
     n, d = f.shape
-    u, s, vh = torch.linalg.svd(f, full_matrices=False)
-    keep = s > 1e-10 * s.max()  # the rank of f
-    u, s, vh = u[:, keep], s[keep, None], vh[keep]
+    u, singular, vh = torch.linalg.svd(f, full_matrices=False)
+    keep = singular > 1e-10 * singular.max()  # the rank of f
+    u, s, vh = u[:, keep], singular[keep, None], vh[keep]
     sigma = s**2  # [k, 1], the non-zero eigenvalues of f^T f
-    zeros = (d if exact else min(n, d)) - len(sigma)  # zero eigenvalues whose log(alpha) enters log|A|
+    zeros = (d if exact else public_terms(f, singular)) - len(sigma)  # zero eigenvalues whose log(alpha) enters log|A|
     x = u.T @ y  # [k, C]
     x2 = x**2
     residual_outside = (y**2).sum(0) - x2.sum(0)  # |y|^2 outside the span of f
@@ -74,6 +82,23 @@ def log_evidence(features: torch.Tensor, targets: torch.Tensor, max_steps: int =
     return Evidence(sum(values) / len(values), torch.stack(ms), torch.tensor(alphas), torch.tensor(betas))
 
 
+def public_terms(f: torch.Tensor, s: torch.Tensor) -> int:
+    """How many eigenvalues of f^T f the public code's log|A| sums over: min(N, D) where N <= D (its thin SVD
+    of f); where N > D, those whose square root exceeds 1e-10, computed as it computes them (numpy's full SVD
+    of f^T f in float64), since which zero eigenvalues pass depends on that arithmetic. That SVD is skipped
+    where f's singular values `s` (f's own SVD: accurate, its zero ones at ~1e-16 of the largest) are all
+    clearly non-zero, as the public code's come out too: it then keeps all D."""
+    n, d = f.shape
+    if n <= d:
+        return n
+    if len(s) == d and s.min() > max(1e-6 * s.max(), 1e-9):
+        return d
+    import numpy as np
+
+    gram = (f.T @ f).numpy()
+    return int((np.sqrt(np.linalg.svd(gram)[1]) > 1e-10).sum())
+
+
 @register
 class LogME(Ranker):
     """LogME: the maximum log evidence of a Bayesian linear model from the features to the targets,
@@ -83,9 +108,9 @@ class LogME(Ranker):
     here the landmarks' coordinates as fractions of the image, so it serves both task kinds), the
     fixed-point iteration from alpha = beta = 1 (at most 11 steps, relative tolerance 1e-3, 1e-5
     added to the denominators), float64, and (by the public code, which the papers' numbers come
-    from) log|A| over the min(N, D) eigenvalues of the thin SVD. Chosen: the features are those of
-    `hubbench.features` (pooled, no augmentation); `exact=True` gives the true evidence, with the
-    D - N zero eigenvalues' terms that the public code drops when N < D (see `log_evidence`).
+    from) log|A| over the eigenvalues the public code keeps (`public_terms`). Chosen: the features are
+    those of `hubbench.features` (pooled, no augmentation); `exact=True` gives the true evidence, with the
+    zero eigenvalues' terms that the public code drops (see `log_evidence`).
     The posterior means [C, D] are kept: B-Tuning projects features with them.
     """
 

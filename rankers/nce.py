@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from hubbench.rankers.base import Ranker, Score, classification_only, register
 from hubbench.rankers.leep import source_probs
 
@@ -26,6 +24,8 @@ class NCE(Ranker):
         return classification_only(task, per_class=True)
 
     def score(self, features, targets):
+        import torch
+
         z = source_probs(features).argmax(1)
         y = targets.long()
         joint = torch.zeros(int(y.max()) + 1, int(z.max()) + 1, dtype=torch.float64)

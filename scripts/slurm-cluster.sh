@@ -2,7 +2,7 @@
 # A one-node SLURM cluster on this machine, for the tests of `--executor slurm` (tests/test_slurm.py).
 #
 #   scripts/slurm-cluster.sh start   # start munge, MariaDB, slurmdbd, slurmctld and slurmd (idempotent)
-#   scripts/slurm-cluster.sh stop    # stop them again
+#   scripts/slurm-cluster.sh stop    # stop what start started (a munged that was running before is left)
 #   scripts/slurm-cluster.sh status  # exit 0 when the cluster answers
 #
 # Needs root. On a machine without them, `start` installs Debian's packages first (apt-get install slurm-wlm
@@ -99,7 +99,7 @@ start() {
   configure
   mkdir -p /run/munge /var/lib/munge /var/log/munge
   [ -s /etc/munge/munge.key ] || mungekey --create --keyfile=/etc/munge/munge.key
-  pgrep -x munged >/dev/null || munged --force
+  pgrep -x munged >/dev/null || munged --force --pid-file="$DIR/run/munged.pid"  # its pid file: ours to stop
   if [ ! -d "$DIR/mysql/mysql" ]; then
     mariadb-install-db --user=root --datadir="$DIR/mysql" >"$DIR/log/mariadb-install.log" 2>&1
   fi
@@ -114,15 +114,25 @@ start() {
   wait_for 60 slurmdbd sacctmgr -n list cluster
   sacctmgr -i add cluster hubbench >/dev/null 2>&1 || true
   pgrep -f "slurmctld -f $CONF" >/dev/null || slurmctld -f "$CONF"
-  # jobs inherit slurmd's niceness: low priority on a machine shared with other work
-  pgrep -f "slurmd -f $CONF" >/dev/null || nice -n 10 slurmd -f "$CONF"
+  # at normal priority: jobs inherit slurmd's niceness, and the tests' time limits are the host's real speed
+  pgrep -f "slurmd -f $CONF" >/dev/null || slurmd -f "$CONF"
   wait_for 60 "the node" sh -c "sinfo -h -o %T | grep -Eq '^(idle|mixed|allocated)'"
   echo "slurm-cluster: up; export SLURM_CONF=$CONF"
 }
 
-stop() {
-  for pidfile in slurmd slurmctld slurmdbd mariadb; do
-    [ -s "$DIR/run/$pidfile.pid" ] && kill "$(cat "$DIR/run/$pidfile.pid")" 2>/dev/null || true
+stop() {  # the jobs first (their processes outlive slurmd), then each daemon that start started (its pid file is
+  # under $DIR/run), waiting for each to end, so that nothing goes on loading the machine and a start can follow
+  local pidfile pid
+  if answers; then
+    scancel -u "$(id -un)" >/dev/null 2>&1 || true
+    for _ in $(seq 30); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 1; done
+  fi
+  for pidfile in slurmd slurmctld slurmdbd mariadb munged; do
+    pid=$(cat "$DIR/run/$pidfile.pid" 2>/dev/null) || continue
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -0 "$pid" 2>/dev/null && { kill -9 "$pid" 2>/dev/null; echo "slurm-cluster: $pidfile did not stop within 30 s: killed"; }
+    rm -f "$DIR/run/$pidfile.pid"
   done
   echo "slurm-cluster: stopped"
 }

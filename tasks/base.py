@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -12,62 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hubbench.errors import InputError
 from hubbench.images import to_input
+from hubbench.protocol import Protocol
 from hubbench.record import Examples
 from hubbench.registry import Registry
-from hubbench.schedule import Schedule
 from hubbench.staging import Staged
-from hubbench.tasks.crops import VIEWS
 
 TASKS: Registry[type[Task]] = Registry("task")
 _SPLITS: dict[type, dict[str, Split]] = {}
-
-@dataclass(frozen=True, kw_only=True)
-class Protocol(Schedule):
-    """How every method is trained and tested on a task (the papers' recipe, scaled down): how the model is
-    optimised (`hubbench.training.Schedule`'s fields, SGD with step decay by default), and the data's side.
-
-    `resize`, `random_resized_crop` and `test_views` are the papers' ImageNet-style pipeline, used by
-    tasks that decode image files per batch (`tasks.files`): squash to `resize` x `resize`, train
-    on crops of random area and aspect (else the centre) at `image_size`, test on `test_views`
-    crops (1: the centre; 2: and its mirror; 5: the centre and four corners; 10: and their mirrors)
-    whose outputs are summed. Every field is checked for its type and range, so suites, `--set` overrides
-    and tasks' own protocols are all refused before any training, with the field's name and what it must be.
-    """
-
-    image_size: int
-    crop_padding: int = 0
-    flip: bool = False
-    resize: int = 0  # 0: no squash before cropping, images come at `image_size`
-    random_resized_crop: bool = False
-    test_views: int = 1
-    eval_every: int = 0
-    eval_batch_size: int = 256
-    checkpoint_every: int = 50
-
-    LIMITS: ClassVar[dict[str, tuple[Callable[[Any], bool], str]]] = {**Schedule.LIMITS,
-        "image_size": (lambda v: v >= 1, "at least 1"),
-        "crop_padding": (lambda v: v >= 0, "at least 0"),
-        "resize": (lambda v: v >= 0, "0 or at least image_size"),
-        "test_views": (lambda v: v in VIEWS, f"one of {VIEWS}"),
-        "eval_every": (lambda v: v >= 0, "at least 0 (0: no evaluation during training)"),
-        "eval_batch_size": (lambda v: v >= 1, "at least 1"),
-        "checkpoint_every": (lambda v: v >= 1, "at least 1"),
-    }
-
-    def __post_init__(self):
-        super().__post_init__()
-        if 0 < self.resize < self.image_size:
-            raise ValueError(f"protocol field 'resize' must be 0 or at least image_size ({self.image_size}), "
-                             f"got {self.resize}")
-
-    def replace(self, **overrides: Any) -> Protocol:
-        """A copy with `overrides` applied; unknown fields, wrong types and values out of range are errors."""
-        names = [f.name for f in dataclasses.fields(self)]
-        for key in overrides:
-            if key not in names:
-                raise ValueError(f"unknown protocol field {key!r} (choose from: {', '.join(names)})")
-        return dataclasses.replace(self, **overrides)
 
 
 @dataclass
@@ -95,9 +48,16 @@ class Task(ABC):
     higher_is_better: ClassVar[bool]
     protocol: ClassVar[Protocol]
     external_data: ClassVar[bool] = False  # read from the data directory (hubbench.io.data_dir), not made here
+    needs_map: ClassVar[bool] = False  # its head decodes the backbone's spatial map (pooled features are none)
 
     def __init__(self, protocol: Protocol | None = None):
         self.protocol = protocol or type(self).protocol
+
+    @classmethod
+    def review(cls, protocol: Protocol) -> list[str]:
+        """What a run says of the task's `protocol` before any cell (how it was chosen, what looks wrong); raises
+        ValueError, with the fix, for a protocol the task refuses."""
+        return []
 
     @abstractmethod
     def make_splits(self) -> dict[str, Split]:
@@ -151,7 +111,7 @@ class Task(ABC):
             empty = [name for name in ("train", "val", "test") if len(splits[name]) == 0]
             if empty:
                 sizes = ", ".join(f"{name} {len(split)}" for name, split in splits.items())
-                raise ValueError(f"task {self.name!r}: empty split ({', '.join(empty)}): {sizes} images; "
+                raise InputError(f"task {self.name!r}: empty split ({', '.join(empty)}): {sizes} images; "
                                  "every method needs train, val and test")
             _SPLITS[cls] = splits
         return _SPLITS[cls]
@@ -199,11 +159,6 @@ class Task(ABC):
         if "flip" in params:
             x = torch.where(params["flip"].view(-1, 1, 1, 1), x.flip(-1), x)
         return x
-
-    def augment(self, x: torch.Tensor, y: Any, g: torch.Generator) -> tuple[torch.Tensor, Any]:
-        """The whole training augmentation of a batch at once, parameters drawn from `g`."""
-        params = self.augmentation(len(x), g)
-        return self.augment_images(x, params), self.augment_targets(y, params)
 
     def stage_train(self, idx: torch.Tensor, g: torch.Generator, splits: tuple[str, ...] = ("train",)) -> Staged:
         """Training batch `idx` of `splits` (the train split, or train then val for a final run on both) with

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-VIEWS = (1, 2, 5, 10)  # the test views a protocol may ask for (see `views`)
+from hubbench.protocol import VIEWS
 
 
 def random_boxes(n: int, side: int, g: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),

@@ -18,10 +18,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hubbench.errors import InputError
 from hubbench.images import to_input
 from hubbench.tasks.base import ClassificationTask
 from hubbench.tasks.crops import centre_box, crop_taps, random_boxes, resample, views
 from hubbench.tasks.image_cache import decoded, pool
+
+MIN_CROP = 0.25  # of the squashed image's area, the least a test crop may keep
 
 
 @dataclass
@@ -61,6 +64,17 @@ class FileTask(ClassificationTask):
     squash, random-area crops and flips in training, `test_views` views summed in testing."""
 
     external_data = True
+
+    @classmethod
+    def review(cls, protocol):
+        """A test crop that keeps less than `MIN_CROP` of the squashed image is refused: `--set image_size=32` alone
+        under the papers' 256-px squash would train and test on its centre 1.6 %."""
+        kept = (protocol.image_size / protocol.resize) ** 2 if protocol.resize else 1.0
+        if kept < MIN_CROP:
+            raise InputError(f"task {cls.name!r}: image_size {protocol.image_size} keeps {kept:.1%} of the images, "
+                             f"a centre crop of their {protocol.resize}-px squash: set resize with it, e.g. --set "
+                             f"resize={round(protocol.image_size * 256 / 224)} (the papers' ratio) or 0 (no squash)")
+        return super().review(protocol)
 
     @property
     def side(self) -> int:

@@ -3,7 +3,7 @@
 Decoding JPEGs is what starved the GPU (about 1 000 images/s on 16 cores against 2 000 a ResNet-50
 trains on), and a run decodes every image of its training split hundreds of times. So each image is
 decoded and squashed to `side` x `side` once, by PIL exactly as the per-batch decoder did, into a
-uint8 [N, side, side, 3] array under `$HUBBENCH_CACHE/images/`; batches then index that array, which
+uint8 [N, side, side, 3] array under the cache's `images/`; batches then index that array, which
 the kernel pages in and keeps (memory-mapped: a cache larger than memory still works). The file is keyed
 by what determines it: every image's path, size and modification time (or, for images held as arrays,
 their bytes) and the squash size; a changed image makes a new key, so a stale cache is never read.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from hubbench.io import atomic_write, cache_dir
 from hubbench.locks import build_once
+from hubbench.progress import progress
 from hubbench.seeding import digest
 from hubbench.tasks.datasets import DatasetError
 
@@ -83,14 +83,12 @@ def decoded(items: Sequence[Path | np.ndarray], side: int, layout: str, label: s
 def build(items: Sequence[Path | np.ndarray], side: int, label: str, path: Path) -> None:
     """Decode every image in order, chunk by chunk in the decoding threads, and write them as one file."""
 
-    def write(f) -> None:
-        bar = tqdm(total=len(items), desc=f"decoding {label} ({side} px)", unit="img", disable=None,
-                   dynamic_ncols=True)
+    def images() -> Iterator[np.ndarray]:
         for start in range(0, len(items), CHUNK):
-            chunk = items[start : start + CHUNK]
-            for image in pool().map(lambda item: decode(item, side), chunk):
-                f.write(image.tobytes())
-            bar.update(len(chunk))
-        bar.close()
+            yield from pool().map(lambda item: decode(item, side), items[start : start + CHUNK])
+
+    def write(f) -> None:  # a bar in a terminal, progress lines in a log
+        for image in progress(images(), total=len(items), desc=f"decoding {label} ({side} px)"):
+            f.write(image.tobytes())
 
     atomic_write(path, write)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hubbench.errors import InputError
 from hubbench.images import png_base64
 from hubbench.record import Examples
 from hubbench.tasks.base import Protocol, Task
@@ -124,6 +125,7 @@ class LandmarkTask(Task):
     kind = "landmarks"
     metric = "nme"
     higher_is_better = False
+    needs_map = True
     num_points: ClassVar[int]
     frame: ClassVar[int]  # side of the stored images, in pixels: the unit of the targets
     sigma: ClassVar[float]  # of the target Gaussians, in heatmap cells
@@ -140,7 +142,7 @@ class LandmarkTask(Task):
     def __init__(self, protocol: Protocol | None = None):
         super().__init__(protocol)
         if self.protocol.flip and self.flip_permutation is None:
-            raise ValueError(f"task {self.name!r} cannot flip: it defines no flip_permutation of its points")
+            raise InputError(f"task {self.name!r} cannot flip: it defines no flip_permutation of its points")
 
     def head(self, in_channels: int) -> nn.Module:
         return LandmarkHead(in_channels, self.num_points, self.head_channels)

@@ -86,6 +86,17 @@ def test_bad_cache_directory(quiet_dir, capsys, monkeypatch):
     refused(capsys, ["run", "--suite", str(suite)], "the cache directory ($HUBBENCH_CACHE)", quiet_dir)
 
 
+def test_read_only_cache_directory(quiet_dir, capsys, monkeypatch):
+    """`hub build --from-scratch` into a cache it cannot write: one line naming it, not an errno after minutes of
+    pre-training (chmod cannot stop root, who runs CI containers: `os.access` says no instead)."""
+    cache = quiet_dir / "cache"
+    cache.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: path != cache and access(path, mode, **kw))
+    refused(capsys, ["hub", "build", "mini", "--from-scratch"],
+            f"the cache directory ($HUBBENCH_CACHE) {cache}: {cache} is not writable", quiet_dir)
+
+
 def test_unreadable_suite_file(quiet_dir, capsys, monkeypatch):
     suite = write_suite(quiet_dir, hubs=("mini",), methods=("scratch",))
     read_text = type(suite).read_text

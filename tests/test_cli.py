@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PLUGIN, hubbench, write_suite
+from conftest import PLUGIN, ROOT, hubbench, write_suite
 
 from hubbench import __version__
 from hubbench.benchmark.cli import main
@@ -62,10 +62,24 @@ def test_list_shows_every_registry_with_descriptions(capsys):
 
 
 def test_the_catalogue_list_reads_is_the_registries():
-    """Adding or renaming a built-in hub, task, method or ranker fails here until the catalogue is rewritten:
-    python -m hubbench.benchmark.catalogue. (In a fresh process: other tests register plugins.)"""
+    """Adding, renaming or changing a built-in hub or task (its sources, config or protocol) fails here until the
+    catalogue is rewritten: python -m hubbench.benchmark.catalogue. (In a fresh process: other tests register
+    plugins.)"""
     code = "from hubbench.benchmark.catalogue import listed, registered\nprint(registered() == listed())"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "True\n"
+
+
+def test_status_answers_without_importing_torch_as_the_registries_would(capsys):
+    """`hubbench status` expands a suite and checks its records from the methods' declarations and the catalogue's
+    copy of the built-in hubs and tasks, without torch (seconds to import), and answers as from the registries
+    themselves (which this process reads: it has imported torch), here on the committed records."""
+    args = ["status", "--suite", "mini", "--list", "--results", str(ROOT / "results")]
+    code = ("import sys\nfrom hubbench.benchmark.cli import main\n"
+            f"main({args!r})\nprint(sorted({{'torch', 'torchvision', 'numpy', 'pandas'}} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert main(args) == 0
+    assert out == capsys.readouterr().out + "[]\n"
+    assert "360 cells: 351 done, 9 n/a" in out
 
 
 def test_help_explains_commands():

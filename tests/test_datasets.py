@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from hubbench.tasks import datasets
 from hubbench.tasks.datasets import DatasetError
+from hubbench.tasks.paper_cls import Aircraft, Cars, Cifar100, Coco70, DMLab, EuroSAT, Indoor67
 from hubbench.tasks.synth_data import cars_annotations, py2_pickle
 
 _buf = io.BytesIO()
@@ -51,7 +51,7 @@ def cifar(root: Path, sizes=(5, 3)) -> dict[str, np.ndarray]:
 def test_cifar100_reads_the_python2_pickles_as_hwc_images(tmp_path):
     data = cifar(tmp_path)
     assert (tmp_path / "cifar-100-python" / "train").read_bytes().startswith(b"\x80\x02}")
-    listing = datasets.read_cifar100(tmp_path)
+    listing = Cifar100.read(tmp_path)
     assert listing.classes[:2] == ["class0", "class1"] and len(listing.classes) == 100
     assert listing.train_split == "train" and {k: len(v) for k, v in listing.splits.items()} == {"train": 5, "test": 3}
     image, label = listing.splits["train"][2]
@@ -72,7 +72,7 @@ def test_cifar100_refuses_a_pickle_that_would_run_code(tmp_path, monkeypatch):
     evil = tmp_path / "cifar-100-python" / "train"
     evil.write_bytes(pickle.dumps({"data": Payload(), "fine_labels": []}, protocol=2))
     with pytest.raises(DatasetError, match=r"refused to load global (posix|nt|os)\.system") as err:
-        datasets.read_cifar100(tmp_path)
+        Cifar100.read(tmp_path)
     assert str(evil) in str(err.value) and not (tmp_path / "pwned").exists()
 
 
@@ -86,7 +86,7 @@ def test_cifar100_malformed_files(tmp_path, corrupt, problem):
     cifar(tmp_path)
     corrupt(tmp_path / "cifar-100-python" / "test")
     with pytest.raises(DatasetError, match=problem) as err:
-        datasets.read_cifar100(tmp_path)
+        Cifar100.read(tmp_path)
     assert str(tmp_path / "cifar-100-python" / "test") in str(err.value) and "cifar-100-python/{train" in str(err.value)
 
 
@@ -102,7 +102,7 @@ def test_coco70_from_list_files(tmp_path):
     for split, lines in lists.items():
         text(tmp_path / f"{split}.txt", lines)
         jpegs(tmp_path, *(line.rsplit(" ", 1)[0] for line in lines))
-    listing = datasets.read_coco70(tmp_path)
+    listing = Coco70.read(tmp_path)
     assert listing.classes == COCO_CLASSES
     assert relative(listing, tmp_path) == {
         "train": [("train/person/1.jpg", 0), ("train/bicycle/2.jpg", 1), ("train/traffic light/3.jpg", 2),
@@ -115,7 +115,7 @@ def test_coco70_from_class_folders_follows_classes_txt(tmp_path):
     jpegs(tmp_path, "train/person/b.jpg", "train/person/a.jpg", "train/bicycle/c.jpg", "train/traffic light/d.jpg",
           "test/person/e.jpg", "test/bicycle/f.jpg", "test/traffic light/g.jpg")
     (tmp_path / "train" / "person" / "notes.txt").write_text("not an image")
-    listing = datasets.read_coco70(tmp_path)
+    listing = Coco70.read(tmp_path)
     assert set(listing.splits) == {"train", "test"}  # no dev: no 'val'
     assert relative(listing, tmp_path)["train"] == [
         ("train/person/a.jpg", 0), ("train/person/b.jpg", 0), ("train/bicycle/c.jpg", 1),
@@ -126,7 +126,7 @@ def test_coco70_label_out_of_range(tmp_path):
     text(tmp_path / "classes.txt", COCO_CLASSES)
     text(tmp_path / "train.txt", ["train/x.jpg 3"])
     with pytest.raises(DatasetError, match=r"unknown label '3'.*<root>/classes.txt") as err:
-        datasets.read_coco70(tmp_path)
+        Coco70.read(tmp_path)
     assert str(tmp_path / "train.txt") in str(err.value)
 
 
@@ -145,7 +145,7 @@ def aircraft(root: Path) -> Path:
 
 def test_aircraft_variants_with_spaces_and_slashes(tmp_path):
     data = aircraft(tmp_path)
-    listing = datasets.read_aircraft(tmp_path)
+    listing = Aircraft.read(tmp_path)
     assert listing.classes == ["707-320", "Cessna 172", "F/A-18"] and listing.train_split == "trainval"
     assert {k: len(v) for k, v in listing.splits.items()} == {"train": 2, "val": 1, "trainval": 3, "test": 3}
     assert listing.splits["test"] == [(data / "images" / "1514522.jpg", 1), (data / "images" / "0062781.jpg", 2),
@@ -156,10 +156,10 @@ def test_aircraft_malformed_and_unknown_variant(tmp_path):
     data = aircraft(tmp_path)
     text(data / "images_variant_val.txt", ["0056978"])
     with pytest.raises(DatasetError, match="malformed line '0056978'.*<id> <variant name>"):
-        datasets.read_aircraft(tmp_path)
+        Aircraft.read(tmp_path)
     text(data / "images_variant_val.txt", ["0056978 Cessna 208"])
     with pytest.raises(DatasetError, match="unknown label 'Cessna 208'"):
-        datasets.read_aircraft(tmp_path)
+        Aircraft.read(tmp_path)
 
 
 # -- Stanford Cars --------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ def cars(root: Path, train=((1, "00001.jpg"), (3, "00002.jpg"), (2, "00003.jpg")
 
 def test_cars_labels_are_zero_based(tmp_path):
     base = cars(tmp_path)
-    listing = datasets.read_cars(tmp_path)
+    listing = Cars.read(tmp_path)
     assert listing.classes == ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012"]
     assert [y for _, y in listing.splits["train"]] == [0, 2, 1, 0]
     assert listing.splits["test"] == [(base / "cars_test" / "00001.jpg", 2)]  # a single annotation too
@@ -187,14 +187,14 @@ def test_cars_labels_are_zero_based(tmp_path):
 def test_cars_rejects_class_zero_and_non_matlab_files(tmp_path):
     base = cars(tmp_path, test=((0, "00001.jpg"),))
     with pytest.raises(DatasetError, match=r"class 0 of 00001.jpg is not in 1..3.*MATLAB v5") as err:
-        datasets.read_cars(tmp_path)
+        Cars.read(tmp_path)
     assert str(base / "cars_test_annos_withlabels.mat") in str(err.value)
     (base / "devkit" / "cars_meta.mat").write_text("class_names = ['a', 'b']")
     with pytest.raises(DatasetError, match="not a MATLAB v5 file"):
-        datasets.read_cars(tmp_path)
+        Cars.read(tmp_path)
     savemat(base / "devkit" / "cars_meta.mat", {"names": np.array(["a"], dtype=object)})
     with pytest.raises(DatasetError, match="no variable 'class_names'"):
-        datasets.read_cars(tmp_path)
+        Cars.read(tmp_path)
 
 
 # -- MIT Indoor-67 --------------------------------------------------------------------------------
@@ -204,14 +204,14 @@ def test_indoor67_official_lists(tmp_path):
     text(tmp_path / "TrainImages.txt", train, newline="\r\n")
     text(tmp_path / "TestImages.txt", test)
     jpegs(tmp_path / "Images", *train, *test)
-    listing = datasets.read_indoor67(tmp_path)
+    listing = Indoor67.read(tmp_path)
     assert listing.classes == ["airport_inside", "bar", "kitchen"]
     assert [y for _, y in listing.splits["train"]] == [2, 0, 2, 1]
     assert listing.splits["test"] == [(tmp_path / "Images" / "bar/b2.jpg", 1),
                                       (tmp_path / "Images" / "airport_inside/a2.jpg", 0)]
     text(tmp_path / "TestImages.txt", ["bar_b2.jpg"])
     with pytest.raises(DatasetError, match=r"TestImages.txt: malformed line 'bar_b2.jpg'; expected .*<category>/"):
-        datasets.read_indoor67(tmp_path)
+        Indoor67.read(tmp_path)
 
 
 # -- DMLab ----------------------------------------------------------------------------------------
@@ -222,14 +222,14 @@ def test_dmlab_vtab_lists(tmp_path):
     for name, entries in lines.items():
         text(tmp_path / name, entries)
         jpegs(tmp_path, *(e.split()[0] for e in entries))
-    listing = datasets.read_dmlab(tmp_path)
+    listing = DMLab.read(tmp_path)
     assert listing.classes == ["0", "1", "2", "3", "4", "5"] and listing.train_split == "trainval"
     assert set(listing.splits) == {"trainval", "train", "test"}  # val200.txt absent
     assert listing.splits["trainval"] == [(tmp_path / "images/train/0.jpg", 5), (tmp_path / "images/val/1.jpg", 0)]
     assert [y for _, y in listing.splits["test"]] == [3, 1, 3]
     text(tmp_path / "test.txt", ["images/test/2.jpg 6"])
     with pytest.raises(DatasetError, match="unknown label '6'"):
-        datasets.read_dmlab(tmp_path)
+        DMLab.read(tmp_path)
 
 
 # -- EuroSAT --------------------------------------------------------------------------------------
@@ -244,9 +244,9 @@ def eurosat(root: Path, reverse: bool = False) -> Path:
 
 def test_eurosat_seeded_split_is_stratified_and_independent_of_listing_order(tmp_path, monkeypatch):
     eurosat(tmp_path / "a")
-    first = relative(datasets.read_eurosat(tmp_path / "a"), tmp_path / "a")
+    first = relative(EuroSAT.read(tmp_path / "a"), tmp_path / "a")
     eurosat(tmp_path / "b", reverse=True)
-    listing = datasets.read_eurosat(tmp_path / "b")
+    listing = EuroSAT.read(tmp_path / "b")
     assert listing.classes == ["AnnualCrop", "River", "SeaLake"]
     assert relative(listing, tmp_path / "b") == first
     for split, n in (("train", 6), ("val", 2), ("test", 2)):
@@ -259,15 +259,15 @@ def test_eurosat_seeded_split_is_stratified_and_independent_of_listing_order(tmp
 
     iterdir = Path.iterdir
     monkeypatch.setattr(Path, "iterdir", lambda self: reversed(list(iterdir(self))))
-    assert relative(datasets.read_eurosat(tmp_path / "b"), tmp_path / "b") == first
+    assert relative(EuroSAT.read(tmp_path / "b"), tmp_path / "b") == first
 
 
 # -- errors common to every reader ----------------------------------------------------------------
-READERS = [datasets.read_cifar100, datasets.read_coco70, datasets.read_aircraft, datasets.read_cars,
-           datasets.read_indoor67, datasets.read_dmlab, datasets.read_eurosat]
+READERS = [Cifar100.read, Coco70.read, Aircraft.read, Cars.read,
+           Indoor67.read, DMLab.read, EuroSAT.read]
 
 
-@pytest.mark.parametrize("reader", READERS, ids=lambda r: r.__name__)
+@pytest.mark.parametrize("reader", READERS, ids=lambda r: r.__self__.name)
 def test_missing_dataset_names_the_path_and_the_layout(tmp_path, reader):
     with pytest.raises(DatasetError) as err:
         reader(tmp_path / "nowhere")
@@ -283,11 +283,11 @@ def test_a_listed_image_that_is_missing(tmp_path):
     gone = tmp_path / "fgvc-aircraft-2013b" / "data" / "images" / "0062781.jpg"
     gone.unlink()
     with pytest.raises(DatasetError, match=r"missing image \(1 of the 3 images of split 'test'") as err:
-        datasets.read_aircraft(tmp_path)
+        Aircraft.read(tmp_path)
     assert err.value.path == gone
 
 
 def test_an_empty_list_file(tmp_path):
     text(tmp_path / "train800val200.txt", [""])
     with pytest.raises(DatasetError, match="train800val200.txt: empty; expected"):
-        datasets.read_dmlab(tmp_path)
+        DMLab.read(tmp_path)

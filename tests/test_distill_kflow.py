@@ -6,9 +6,8 @@ import torch
 from torch import nn
 from transfer_helpers import forward_calls, same_state, small_ctx, state
 
-from hubbench.methods import METHODS, FinetunedSource, TaskModel, task_model
-from hubbench.methods import distill as distill_module
-from hubbench.methods.kflow import MixedStage
+from hubbench.methods import METHODS, FinetunedSource, TaskModel, _features, task_model
+from hubbench.methods._kflow import MixedStage
 from hubbench.staging import Staged
 
 
@@ -38,11 +37,11 @@ def distils_from_the_finetuned_ensemble(hub, scope) -> bool:
 
 def test_distill_teacher_is_the_ensemble_of_every_finetuned_model(tiny_hub, monkeypatch):
     assert distils_from_the_finetuned_ensemble(tiny_hub, "distill-teacher")
-    finetuned = distill_module.finetuned_models
+    finetuned = _features.finetuned_models
     wrong = {"pre-trained": lambda ctx: [task_model(s.backbone(), ctx.task) for s in ctx.hub.sources],
              "single": lambda ctx: finetuned(ctx)[:1]}
     for name, teachers in wrong.items():
-        monkeypatch.setattr(distill_module, "finetuned_models", teachers)
+        monkeypatch.setattr(_features, "finetuned_models", teachers)
         assert not distils_from_the_finetuned_ensemble(tiny_hub, f"distill-teacher/{name}"), name
 
 

@@ -5,7 +5,7 @@ from helpers import make_ctx, untrained
 from transfer_helpers import fit_recording_training, small_ctx
 
 from hubbench.methods import METHODS, task_model
-from hubbench.methods.ensemble_i import Ensemble
+from hubbench.models import Ensemble
 
 EnsembleJ = METHODS.get("ensemble_j")
 

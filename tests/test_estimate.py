@@ -4,8 +4,8 @@ import pytest
 from conftest import write_suite
 
 from hubbench.benchmark import estimate
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.cli import main
-from hubbench.benchmark.runner import expand
 from hubbench.benchmark.suites import Suite
 
 

@@ -16,13 +16,14 @@ import pytest
 from conftest import PLUGIN, ROOT, hubbench, write_suite
 
 from hubbench import record as records
+from hubbench.artifacts import checkpoint_stem
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.executors import Submitit, pending, slurm_resources, submitit_folder
 from hubbench.benchmark.plugins import load_plugins
-from hubbench.benchmark.runner import Redo, StaleRecords, check_records, expand, run_cells
+from hubbench.benchmark.runner import Redo, StaleRecords, check_records, run_cells
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
-from hubbench.context import checkpoint_stem
 from hubbench.io import read_json, write_json
 from hubbench.locks import locked
 
@@ -73,7 +74,7 @@ def run_submitit_local(plugin: Path, suite_path: Path, root: Path, cells=None, c
     executor = Submitit(submitit_folder(results, suite.name), "test", slurm_resources(suite, {}, 1),
                         cluster="local", plugins=plugins, cells_per_job=cells_per_job)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HUBBENCH_CACHE", str(root / "cache"))  # the jobs inherit it
+        mp.setenv("HUBBENCH_CACHE", str(root / "cache"))  # the jobs get it with their settings
         return run_cells(cells or expand(suite), results, "cpu", executor=executor)
 
 
@@ -340,7 +341,6 @@ def test_per_method_slurm_resources_make_one_array_each(tmp_path, capsys, monkey
     (["--workers", "2"], "", "--workers takes a positive number, with --executor local"),
     (["--cells-per-gpu", "2"], "", "--cells-per-gpu takes a positive number, with --executor local or slurm on"),
     (["--executor", "local", "--cells-per-gpu", "0"], "", "--cells-per-gpu takes a positive number"),
-    (["--estimate"], "", "--estimate goes with --dry-run"),
 ])
 def test_bad_executor_options_are_usage_errors(args, table, message, tmp_path, capsys):
     suite = tmp_path / "s.toml"

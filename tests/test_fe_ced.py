@@ -7,8 +7,7 @@ from helpers import untrained
 from torch import nn
 from transfer_helpers import fit_recording_training, forward_calls, same_state, small_ctx, state
 
-from hubbench.methods import METHODS, FinetunedSource
-from hubbench.methods import ced as ced_module
+from hubbench.methods import METHODS, FinetunedSource, _features
 from hubbench.methods._features import ConcatFeatures, Frozen, resize_to, source_backbones
 
 
@@ -71,7 +70,7 @@ def test_ced_feature_loss_moves_the_adapters(tiny_hub):
     assert not same_state(*adapters)
 
 
-class ShuffledTeachers(ced_module.Teachers):
+class ShuffledTeachers(_features.Teachers):
     """Wrong: the teachers' features come back in another order than the hub's."""
 
     def __call__(self, x):
@@ -98,5 +97,5 @@ def adapter_i_regresses_model_i(name, hub, scope) -> bool:
 @pytest.mark.parametrize("name", ["ced", "ced_ft"])
 def test_ced_adapter_i_regresses_hub_model_i(name, tiny_hub, monkeypatch):
     assert adapter_i_regresses_model_i(name, tiny_hub, f"ced-pairs/{name}")
-    monkeypatch.setattr(ced_module, "Teachers", ShuffledTeachers)
+    monkeypatch.setattr(_features, "Teachers", ShuffledTeachers)
     assert not adapter_i_regresses_model_i(name, tiny_hub, f"ced-pairs/{name}-shuffled")

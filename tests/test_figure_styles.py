@@ -3,16 +3,19 @@ within a group, and curve panels of the hub methods against the best single fine
 
 from hubbench.figures import FINETUNES, HUB, OTHERS, group, styles
 from hubbench.leaderboard.figures import HUB_CURVES, shown_curves
+from hubbench.params import Role
 
 FINETUNE_IDS = [f"finetune[model=s{i}]" for i in range(6)]
 HUB_IDS = ["zoo_tuning", "zoo_tuning_l", "hub_pathway", "b_tuning", "ensemble_i", "ensemble_j", "distill", "kflow",
            "ced", "ced_ft", "fe", "fe_ft", "soup", "soup[recipe=uniform]"]
+ROLES = {**dict.fromkeys(FINETUNE_IDS, Role.SINGLE_SOURCE), **dict.fromkeys(HUB_IDS, Role.HUB),
+         "scratch": Role.FROM_SCRATCH}
 
 
 def test_each_group_has_one_look_and_distinct_colours():
-    looks = styles(sorted([*FINETUNE_IDS, *HUB_IDS, "scratch"]))
-    assert {group(m) for m in FINETUNE_IDS} == {FINETUNES} and {group(m) for m in HUB_IDS} == {HUB}
-    assert group("scratch") == OTHERS
+    looks = styles({m: ROLES[m] for m in sorted(ROLES)})
+    assert {group(ROLES[m]) for m in FINETUNE_IDS} == {FINETUNES} and {group(ROLES[m]) for m in HUB_IDS} == {HUB}
+    assert group(ROLES["scratch"]) == OTHERS
     for members in (FINETUNE_IDS, HUB_IDS):
         assert len({looks[m]["color"] for m in members}) == len(members)  # told apart by colour alone
         assert len({(looks[m]["linestyle"], looks[m]["marker"]) for m in members}) == 1  # one language per group
@@ -29,6 +32,7 @@ def test_curve_panels_show_the_best_hub_methods_and_the_best_fine_tune():
     class Panel:  # what shown_curves reads of a panel
         higher = True
         baseline = "finetune[model=s2]"
+        role = ROLES.get
 
         @staticmethod
         def ok(m):

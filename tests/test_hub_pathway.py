@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hubbench.hubs import get_hub
 from hubbench.methods import METHODS
-from hubbench.methods.hub_pathway import LinearAggregator, WeightedMean, negative_entropy, pathway_losses
+from hubbench.methods._hub_pathway import LinearAggregator, WeightedMean, negative_entropy, pathway_losses
 from hubbench.tasks import TASKS
 
 HubPathway = METHODS.get("hub_pathway")
@@ -241,7 +241,7 @@ def test_routing_is_read_from_the_device_once_for_all_models():
     """A per-model `nonzero` waits for the device once per model; the routes are read in one go."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from hubbench.methods.hub_pathway import route
+    from hubbench.methods._hub_pathway import route
 
     class Count(TorchDispatchMode):
         def __init__(self):
@@ -283,3 +283,23 @@ def test_routed_models_train_without_cudnn_autotuning_of_each_batch_size(monkeyp
     assert seen == [False, False] and torch.backends.cudnn.benchmark
     with shape_stable(nn.Linear(2, 2)):
         assert torch.backends.cudnn.benchmark  # models of fixed shapes keep the autotuner
+
+
+def test_a_lone_sample_at_a_one_by_one_map_is_normalised_by_the_running_statistics():
+    """At 32 px a ResNet's last maps are 1 x 1: a model routed one sample in training gets no batch statistic (PyTorch
+    refuses it); it is normalised as at test time, and the model stays in training mode. Several samples, or one
+    at a larger map, run as before."""
+    import torch
+    from torch import nn
+
+    from hubbench.methods._hub_pathway import routed_through
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.BatchNorm2d(4)).train()
+    lone = torch.randn(1, 3, 4, 4)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        model(lone)
+    out = routed_through(model, lone)
+    assert model.training and torch.equal(out, model.eval()(lone))
+    model.train()
+    pair = torch.randn(2, 3, 8, 8)
+    assert torch.equal(routed_through(model, pair), model(pair))

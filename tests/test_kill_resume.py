@@ -64,7 +64,7 @@ import os
 import time
 from pathlib import Path
 
-from hubbench.context import FinetunedSource
+from hubbench.artifacts import FinetunedSource
 from hubbench.methods import Method, register
 
 

@@ -1,4 +1,5 @@
-"""The real-dataset readers on tiny fixtures written in the exact published formats.
+"""The real benchmarks' readers (`tasks.paper_landmarks`) and the face crops they share, on tiny fixtures written
+in the exact published formats.
 
 Images are ramps (red = 4 x column, green = 4 x row), which bilinear sampling reproduces
 exactly, so the colour of a crop's pixel says which original pixel it came from.
@@ -9,18 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hubbench.tasks.landmark_data import (
-    Crop,
-    Face,
-    LandmarkDataError,
-    crop_split,
-    load_300w,
-    load_300w_csv,
-    load_aflw_csv,
-    load_cofw,
-    load_wflw,
-)
+from hubbench.tasks.landmark_data import Crop, Face, LandmarkDataError, crop_split
 from hubbench.tasks.landmarks import normalised_errors, unpack
+from hubbench.tasks.paper_landmarks import AFLW, COFW, W300, WFLW
 from hubbench.tasks.synth_data import wflw_line, write_cofw, write_pts
 
 H, W = 50, 60
@@ -76,8 +68,8 @@ def test_300w_pts_splits_points_crop_and_normaliser(tmp_path):
         write_image(tmp_path / part / f"img{n}.png")
         write_pts(tmp_path / part / f"img{n}.pts", idx + 1)
         truth[part] = idx
-    assert [len(load_300w(tmp_path, s)) for s in ("train", "common", "challenging", "full")] == [3, 2, 1, 3]
-    face = load_300w(tmp_path, "challenging")[0]
+    assert [len(W300.load(tmp_path, s)) for s in ("train", "common", "challenging", "full")] == [3, 2, 1, 3]
+    face = W300.load(tmp_path, "challenging")[0]
     idx = truth["ibug"]
     assert np.allclose(face.points, idx + 0.5)
     assert face.normaliser == pytest.approx(np.linalg.norm(idx[36] - idx[45]))
@@ -90,19 +82,7 @@ def test_300w_pts_with_another_point_count_is_refused_naming_the_file(tmp_path):
     write_image(tmp_path / "afw" / "img0.png")
     write_pts(tmp_path / "afw" / "img0.pts", indices(67, 0) + 1)  # well-formed, one point short
     with pytest.raises(LandmarkDataError, match=r"img0\.pts has 67 points; this dataset's files have 68"):
-        load_300w(tmp_path, "train")
-
-
-def test_300w_hrnet_csv(tmp_path):
-    idx = indices(68, 7)
-    header = ["image_name", "scale", "center_w", "center_h"] + [f"original_{i}_{a}" for i in range(68) for a in "xy"]
-    row = ["ibug/image_001.png", "0.12", "30", "25", *map(str, idx.ravel())]
-    (tmp_path / "face_landmarks_300w_valid.csv").write_text(",".join(header) + "\n" + ",".join(row) + "\n")
-    write_image(tmp_path / "images" / "ibug" / "image_001.png")
-    (face,) = load_300w_csv(tmp_path / "face_landmarks_300w_valid.csv", tmp_path / "images")
-    assert np.allclose(face.points, idx + 0.5) and face.crop == Crop((30.5, 25.5), 200 * 0.12 * 1.25)
-    assert face.normaliser == pytest.approx(np.linalg.norm(idx[36] - idx[45]))
-    check_crop_to_the_pixel(face)
+        W300.load(tmp_path, "train")
 
 
 def test_wflw_list_files_subsets_crop_and_normaliser(tmp_path):
@@ -114,16 +94,16 @@ def test_wflw_list_files_subsets_crop_and_normaliser(tmp_path):
     (listing / "list_98pt_rect_attr_train.txt").write_text(lines[1] + "\n")
     for n in range(2):
         write_image(tmp_path / "WFLW_images" / "0--Parade" / f"img_{n}.png")
-    test = load_wflw(tmp_path, "test")
-    assert len(test) == 2 and len(load_wflw(tmp_path, "train")) == 1
-    assert [len(load_wflw(tmp_path, "test", s)) for s in ("largepose", "occlusion", "blur")] == [1, 1, 0]
+    test = WFLW.load(tmp_path, "test")
+    assert len(test) == 2 and len(WFLW.load(tmp_path, "train")) == 1
+    assert [len(WFLW.load(tmp_path, "test", s)) for s in ("largepose", "occlusion", "blur")] == [1, 1, 0]
     face, idx = test[0], faces[0][0]
     assert face.attributes == {"largepose", "occlusion"} and face.image.name == "img_0.png"
     assert np.allclose(face.points, idx + 0.5) and face.normaliser == pytest.approx(np.linalg.norm(idx[60] - idx[72]))
     assert face.crop == Crop(((12 + 47) / 2 + 0.5, (10 + 40) / 2 + 0.5), 35 * 1.25)
     check_crop_to_the_pixel(face)
     with pytest.raises(ValueError, match="unknown WFLW subset 'pose'"):
-        load_wflw(tmp_path, "test", "pose")
+        WFLW.load(tmp_path, "test", "pose")
 
 
 def test_cofw_v73_mat_colour_and_grey(tmp_path):
@@ -133,7 +113,7 @@ def test_cofw_v73_mat_colour_and_grey(tmp_path):
     phis = [np.concatenate([i[:, 0] + 1, i[:, 1] + 1, o]) for i, o in zip(idx, occluded, strict=True)]
     boxes = [[13, 11, 35, 30], [15, 12, 30, 30]]  # [x, y, w, h], 1-based
     write_cofw(tmp_path / "COFW_test_color.mat", [ramp(), ramp()[..., 0]], phis, boxes, "T")
-    colour, grey = load_cofw(tmp_path, "test")
+    colour, grey = COFW.load(tmp_path, "test")
     assert np.array_equal(colour.pixels(), ramp()) and np.array_equal(grey.pixels(), np.repeat(ramp()[..., :1], 3, -1))
     assert np.allclose(colour.points, idx[0] + 0.5) and list(np.flatnonzero(colour.occluded)) == [3, 8]
     assert colour.normaliser == pytest.approx(np.linalg.norm(idx[0][8] - idx[0][9]))
@@ -147,7 +127,7 @@ def test_aflw_hrnet_csv_uses_box_size(tmp_path):
     row = ["2/image00002.png", "0.15", "28.5", "29", "24", *map(str, idx.ravel())]
     (tmp_path / "aflw.csv").write_text(",".join(header) + "\n" + ",".join(row) + "\n")
     write_image(tmp_path / "images" / "2" / "image00002.png")
-    (face,) = load_aflw_csv(tmp_path / "aflw.csv", tmp_path / "images")
+    (face,) = AFLW.load(tmp_path / "aflw.csv", tmp_path / "images")
     assert face.normaliser == 28.5 and np.allclose(face.points, idx + 0.5)
     assert face.crop == Crop((29.5, 24.5), 200 * 0.15 * 1.25)
     check_crop_to_the_pixel(face)
@@ -172,11 +152,10 @@ def face_at(tmp_path, n, crop):
 
 
 @pytest.mark.parametrize("load, missing", [
-    (lambda root: load_300w(root, "train"), "afw"),
-    (lambda root: load_wflw(root, "test"), "list_98pt_rect_attr_test.txt"),
-    (lambda root: load_cofw(root, "train"), "COFW_train_color.mat"),
-    (lambda root: load_300w_csv(root / "face_landmarks_300w_train.csv", root), "face_landmarks_300w_train.csv"),
-    (lambda root: load_aflw_csv(root / "face_landmarks_aflw_test.csv", root), "face_landmarks_aflw_test.csv"),
+    (lambda root: W300.load(root, "train"), "afw"),
+    (lambda root: WFLW.load(root, "test"), "list_98pt_rect_attr_test.txt"),
+    (lambda root: COFW.load(root, "train"), "COFW_train_color.mat"),
+    (lambda root: AFLW.load(root / "face_landmarks_aflw_test.csv", root), "face_landmarks_aflw_test.csv"),
 ])
 def test_an_empty_folder_names_the_missing_path_and_the_layout(tmp_path, load, missing):
     with pytest.raises(LandmarkDataError, match=rf"{missing} not found; expected .+") as err:
@@ -187,10 +166,10 @@ def test_an_empty_folder_names_the_missing_path_and_the_layout(tmp_path, load, m
 def test_malformed_and_incomplete_annotations_are_clear_errors(tmp_path):
     (tmp_path / "afw").mkdir()
     with pytest.raises(LandmarkDataError, match="no .pts files in"):
-        load_300w(tmp_path, "train")
+        W300.load(tmp_path, "train")
     (tmp_path / "afw" / "a.pts").write_text("version: 1\nn_points: 68\n{\n1 2\n}\n")
     write_image(tmp_path / "afw" / "a.png")
     with pytest.raises(LandmarkDataError, match="is not a .pts file"):
-        load_300w(tmp_path, "train")
+        W300.load(tmp_path, "train")
     with pytest.raises(ValueError, match="unknown split 'val'"):
-        load_300w(tmp_path, "val")
+        W300.load(tmp_path, "val")

@@ -21,6 +21,13 @@ class Toy(LandmarkTask):
         raise NotImplementedError
 
 
+def augment(task, x, y, g):
+    """A batch through the task's training augmentation, as a staged training batch applies it: the parameters
+    drawn on the host, the targets moved there, the images on their device."""
+    params = task.augmentation(len(x), g)
+    return task.augment_images(x, params), task.augment_targets(y, params)
+
+
 @pytest.mark.parametrize("cells", [32, 16])
 def test_heatmap_round_trip_is_within_a_quarter_cell(cells):
     points = torch.rand(64, 5, 2, generator=torch.Generator().manual_seed(0)) * 24 + 4
@@ -107,7 +114,7 @@ def test_augmentation_moves_image_and_points_together_and_mirrors_point_identiti
     g = torch.Generator().manual_seed(0)
     points = torch.rand(16, 3, 2, generator=g) * 12 + 10
     x = encode(points, (32, 32), 32, sigma=1.5)  # each point drawn as a blob in its own channel
-    x_aug, y_aug = task.augment(x, pack(points, torch.full((16,), 8.0)), torch.Generator().manual_seed(1))
+    x_aug, y_aug = augment(task, x, pack(points, torch.full((16,), 8.0)), torch.Generator().manual_seed(1))
     moved, norm = unpack(y_aug)
     blobs = decode(x_aug, 32)  # where channel c's blob (original point c) went
     plain = (blobs - moved).norm(dim=-1).amax(-1)
@@ -122,7 +129,7 @@ def test_augmentation_is_the_identity_when_switched_off():
     task = Toy(Toy.protocol.replace(flip=False, crop_padding=0))
     task.scale_jitter = task.max_rotation = 0.0
     x, y = torch.randn(4, 3, 32, 32), pack(torch.rand(4, 3, 2) * 32, torch.ones(4))
-    x2, y2 = task.augment(x, y, torch.Generator().manual_seed(0))
+    x2, y2 = augment(task, x, y, torch.Generator().manual_seed(0))
     assert torch.allclose(x2, x, atol=1e-5) and torch.allclose(y2, y)
 
 

@@ -10,11 +10,13 @@ import pytest
 from matplotlib.text import Text
 from PIL import Image
 
-from hubbench.figures import Panel, canvas, label
+from hubbench import record as records
+from hubbench.figures import Panel, canvas, label, styles
 from hubbench.leaderboard import reported
-from hubbench.leaderboard.board import paired
+from hubbench.leaderboard.board import method_roles, paired
 from hubbench.leaderboard.figures import annotate_apart, marker_extent, overlaps, pareto
-from hubbench.leaderboard.generate import generate, main
+from hubbench.leaderboard.generate import generate, load_records, main
+from hubbench.params import Role
 
 
 def record(task, method, seed, value, *, status="ok", higher=True, metric="top1", reason=None, hub="h", kind="k"):
@@ -165,6 +167,37 @@ def test_partial_complexity_renders_dashes(tmp_path):
     assert "Memory: not measured" in readme and "Speed: not measured" in readme
 
 
+def test_a_measured_column_declared_once_is_in_results_csv_and_on_the_page(tmp_path, monkeypatch):
+    """One `Column` in `MEASURE_COLUMNS` is the whole change: its value in results.csv, its header and text in the
+    complexity table (a column not shown stays out of the page)."""
+    monkeypatch.setitem(records.MEASURE_COLUMNS, "flop_ratio", records.Column(
+        "float64", "complexity.flops.flop_counter_gflops", label="FlopCounter GFLOPs", unit="per sample",
+        fmt=lambda row: f"{row['flop_ratio'] / row['gflops_fvcore']:.0f}x fvcore", shown=True))
+    monkeypatch.setitem(records.MEASURE_COLUMNS, "hidden", records.Column("float64", "cost.train_s", label="Hidden"))
+    readme = render(tmp_path, [full("a", "m", 0, 10, gflops=1.5)])
+    assert "| FlopCounter GFLOPs (per sample) |" in readme and "Hidden" not in readme
+    assert rows(readme, "### Complexity")["m"][-1] == "2x fvcore"
+    frame = pd.read_csv(tmp_path / "lb/s/results.csv")
+    assert frame.flop_ratio.tolist() == [3.0] and frame.hidden.tolist() == [10.0]
+    assert list(frame.columns[-2:]) == ["flop_ratio", "hidden"]  # after the columns declared before them
+
+
+def test_landmark_tables_show_failure_rates_and_auc_beside_the_nme(tmp_path):
+    """Every metric a landmark record holds and `METRIC_COLUMNS` declares is on the page, averaged as the NME is;
+    a classification board, whose records hold none of them, gets no such table."""
+    made = [full("a", "m", seed, 10.0 + seed, kind="landmarks") for seed in (0, 1)] + [
+        full("b", "m", 0, 14.0, kind="landmarks"), full("c", "m", 0, 70.0)]
+    for r, fr10 in zip(made, (40.0, 60.0, 20.0, None), strict=True):
+        r["metrics"] = {"test": {r["metric"]["name"]: r["metric"]["value"], "loss": 1.0}}
+        if fr10 is not None:
+            r["metrics"]["test"] |= {"fr8": fr10 + 10, "fr10": fr10, "auc10": 100 - fr10}
+    readme = render(tmp_path, made)
+    assert readme.count("The other test metrics") == 1
+    assert "| Rank | Method | nme Avg | FR@8 (%) | FR@10 (%) | AUC@10 (%) |" in readme
+    # over tasks of the means over seeds: nme (10.5 + 14) / 2, FR@8 (60 + 30) / 2, ...
+    assert rows(readme.split("The other test metrics")[1], "")["m"] == ["12.25", "45.00", "35.00", "65.00"]
+
+
 def test_names_no_method():
     """Figures of a method's diagnostics are its own (`Method.figures`): the leaderboard's code names none."""
     code = "".join(path.read_text() for path in Path(reported.__file__).parent.glob("*.py"))
@@ -201,6 +234,24 @@ def test_paired_table_against_best_single_finetune(tmp_path):
     assert table["z"] == ["**+2.00 [+1.75, +2.25] (n=3)**"]
     assert "`z` is consistently better than the best single fine-tune on a." in readme
     assert "`m` is consistently" not in readme and "Consistently worse: `w` (a); `finetune[model=y]` (a)." in readme
+
+
+def test_roles_not_names_make_the_single_fine_tunes(tmp_path):
+    """A plugin method whose records state the single-source role (its code not loaded here) is a single fine-tune:
+    the baseline the others are paired with, drawn in the fine-tunes' look. Records made before roles keep the role
+    their method declares (`finetune`), and a method unknown here without one is a hub method."""
+    lpft = [record("a", "lpft[model=y]", s, v) for s, v in enumerate([20, 21])]
+    for r in lpft:
+        r["method"]["role"] = "single-source"
+    write(tmp_path / "r", [*lpft, *(record("a", "finetune[model=x]", s, v) for s, v in enumerate([11, 12])),
+                           *(record("a", "m", s, v) for s, v in enumerate([15, 16]))])
+    readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
+    assert "Best single fine-tune: a `lpft[model=y]`." in readme and rows(readme, "### Paired")["lpft[model=y]"] == [
+        "baseline"]
+    roles = method_roles(load_records(tmp_path / "r" / "s")[0])
+    assert roles == {"lpft[model=y]": Role.SINGLE_SOURCE, "finetune[model=x]": Role.SINGLE_SOURCE, "m": Role.HUB}
+    looks = styles(roles)
+    assert looks["lpft[model=y]"]["linestyle"] == looks["finetune[model=x]"]["linestyle"] != looks["m"]["linestyle"]
 
 
 def test_protocol_differing_between_tasks_is_stated_per_task(tmp_path):
@@ -306,6 +357,23 @@ def test_a_mini_hub_is_compared_with_the_papers_ranking_of_the_hub_it_stands_for
     assert "scratch" not in table  # the paper has no such row
 
 
+@pytest.mark.parametrize("own", ["declared", "plugin"])
+def test_a_board_of_the_users_own_tasks_is_not_compared_with_the_papers(tmp_path, own):
+    """The mini hub on a task declared in TOML (or a plugin's): the papers' ranking of resnet50-zoo, and their
+    tables, say nothing about it."""
+    ours = {"zoo_tuning": 50.0, "finetune[model=supervised]": 40.0, "hub_pathway": 35.0,
+            "finetune[model=selfsup]": 30.0}
+    records = [full(task, m, 0, v + i, hub="mini") for m, v in ours.items()
+               for i, task in enumerate(("shapes", "mine"))]
+    for r in records:
+        if r["task"] == "mine" and own == "declared":
+            r["config"]["task"]["declared"] = {"folder": "mine"}
+        elif r["task"] == "mine":
+            r["config"]["code"] = {"task": {"plugin": "my_tasks.py", "sha256": "ab"}}
+    readme = render(tmp_path, records)
+    assert "resnet50-zoo" not in readme and "Reported (paper)" not in readme and "| zoo_tuning |" in readme
+
+
 def test_the_comparison_with_the_papers_flags_methods_still_rising_at_the_end(tmp_path):
     """zoo_tuning's val top1 still climbs over the last fifth of training on every task and seed; hub_pathway's
     is flat there after its lr step, which does not count (the window starts at its first evaluation inside)."""
@@ -327,8 +395,13 @@ def test_the_comparison_with_the_papers_flags_methods_still_rising_at_the_end(tm
 
 
 def test_every_reported_name_maps_to_ours():
+    """A reported row names its task as our task, one of the paper datasets (their classes hold everything of a
+    dataset but its reported rows, which the leaderboard reads without importing the tasks)."""
+    from hubbench.tasks import TASKS
+
+    paper = {name for name in TASKS.names() if getattr(TASKS.get(name), "synthesise", None)}
     for row in reported.read("reported_accuracy.csv"):
-        assert row["method"] in reported.METHODS and row["task"] in reported.TASKS
+        assert row["method"] in reported.METHODS and row["task"] in {*paper, reported.AVG}
         assert row["metric"] in reported.METRICS and row["source"]
     for row in reported.read("reported_complexity.csv"):
         assert row["method"] in reported.METHODS and row["source"]

@@ -2,6 +2,8 @@
 and a second run that changes nothing."""
 
 import re
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -34,9 +36,15 @@ def suite_records():
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
+    """The leaderboard of `suite_records`, rendered in a process of its own: from the records and the methods'
+    declarations (their roles, their own figures), without torch."""
     tmp = tmp_path_factory.mktemp("lb")
     write(tmp / "r", suite_records())
-    return tmp, generate("s", tmp / "r", tmp / "lb")
+    code = ("import sys\nfrom pathlib import Path\nfrom hubbench.leaderboard.generate import generate\n"
+            f"generate('s', Path({str(tmp / 'r')!r}), Path({str(tmp / 'lb')!r}))\n"
+            "print(sorted({'torch', 'torchvision'} & set(sys.modules)))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    return tmp, tmp / "lb" / "s"
 
 
 def test_every_figure_is_drawn(board):

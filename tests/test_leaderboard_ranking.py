@@ -1,5 +1,6 @@
 """Ranking quality: weighted Kendall tau, top-1 hit and rank-then-tune against the realised fine-tunes."""
 
+import json
 import math
 
 import pandas as pd
@@ -91,3 +92,30 @@ def test_the_table_says_over_which_sources_and_marks_the_best_only_among_the_sam
     two_tasks = pd.concat([finetunes(), finetunes().assign(task="u")])
     partial = pd.concat([scores("p", "ab"), scores("p", "abc").assign(task="u")])
     assert sources_text(summary(quality(partial, two_tasks)).iloc[0]) == "2–3 of 5 (a, b | a, b, c)"
+
+
+def test_a_ranking_made_at_another_image_size_than_its_fine_tunes_is_flagged_on_its_row(tmp_path):
+    """The issue's case: LogME ranked at 256 px, the fine-tunes at 32 px; LEEP at 32 px like them."""
+    from test_leaderboard import config, full, write
+
+    from hubbench.leaderboard.generate import generate
+
+    tuned = [full("t", f"finetune[model={s}]", 0, v, hub="hub", kind="classification") for s, v in VALUES.items()]
+    for r in tuned:
+        r["method"].update(name="finetune", params={"model": r["method"]["id"][15:-1]})
+        r["config"]["task"]["protocol"].update(image_size=32, resize=36)
+    write(tmp_path / "r", tuned)
+    for ranker, size in (("logme", 256), ("leep", 32)):
+        ranking = {"schema": "hubbench.ranking/2", "suite": "s", "hub": "hub", "task": "t", "kind": "classification",
+                   "ranker": {"id": ranker, "name": ranker, "params": {}}, "seed": 0, "status": "ok",
+                   "scores": {s: -i for i, s in enumerate("abcde")}, "order": list("abcde"),
+                   "config": config("t", image_size=size, resize=size + 4 if size == 32 else 0)}
+        path = tmp_path / "r" / "s" / "hub" / "t" / "rank" / ranker / "seed0.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(ranking))
+    readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
+    quality_rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| l")}
+    assert "1.00 ✓ ⚠" in quality_rows["logme"] and "⚠" not in quality_rows["leep"]
+    assert "⚠ **Other images than the fine-tunes'**: logme on t was ranked at image_size 256, resize 0; " \
+           "fine-tuned at image_size 32, resize 36" in readme
+    assert "leep on t" not in readme

@@ -6,7 +6,7 @@ from helpers import make_ctx, untrained
 from transfer_helpers import same_state
 
 from hubbench.methods import METHODS, FinetunedSource, parse_spec
-from hubbench.methods.ensemble_i import Ensemble
+from hubbench.models import Ensemble
 
 
 def test_spec_parsing_is_typed_and_validated():

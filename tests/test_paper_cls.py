@@ -9,16 +9,17 @@ from conftest import hubbench
 from PIL import Image
 from test_datasets import cifar, jpegs, text
 
+from hubbench.benchmark.cells import Cell
 from hubbench.benchmark.cli import main
-from hubbench.benchmark.runner import Cell, run_cell
+from hubbench.benchmark.runner import run_cell
 from hubbench.benchmark.suites import Suite
 from hubbench.images import to_input
 from hubbench.methods import METHODS
 from hubbench.tasks import TASKS, image_cache
 from hubbench.tasks.base import _SPLITS
 from hubbench.tasks.crops import crop_taps, random_boxes, resample
-from hubbench.tasks.datasets import DatasetError, read_cifar100
-from hubbench.tasks.paper_cls import PAPER_PROTOCOL
+from hubbench.tasks.datasets import DatasetError
+from hubbench.tasks.paper_cls import PAPER_PROTOCOL, Cifar100
 from hubbench.training import predict
 
 PAPER_TASKS = ["cifar100", "coco70", "aircraft", "cars", "indoor67", "dmlab", "eurosat"]
@@ -64,7 +65,7 @@ def test_cifar100_holds_out_a_seeded_tenth_of_each_class_for_val(data):
     assert {k: len(v) for k, v in splits.items()} == {"train": 700, "val": 100, "test": 200}
     assert torch.bincount(splits["val"].targets).tolist() == [1] * 100
     assert torch.bincount(splits["train"].targets).tolist() == [7] * 100
-    label_of = {image.tobytes(): label for image, label in read_cifar100(data / "cifar100").splits["train"]}
+    label_of = {image.tobytes(): label for image, label in Cifar100.read(data / "cifar100").splits["train"]}
     train, val = ([image.tobytes() for image in splits[s].items] for s in ("train", "val"))
     assert not set(train) & set(val) and len(set(train) | set(val)) == 800
     assert [label_of[key] for key in val] == splits["val"].targets.tolist()

@@ -13,8 +13,9 @@ from torch import nn
 from hubbench import tasks
 from hubbench.io import cache_dir
 from hubbench.tasks import TASKS, paper_landmarks
-from hubbench.tasks.landmark_data import COFW_FILES, W300_PARTS, LandmarkDataError
+from hubbench.tasks.landmark_data import LandmarkDataError
 from hubbench.tasks.landmarks import decode, encode, unpack
+from hubbench.tasks.paper_landmarks import COFW, W300
 from hubbench.tasks.synth_data import wflw_line, write_cofw, write_pts
 
 SIZES = {"train": 5, "val": 1, "test": 3}  # of the 6 training faces, one is held out for val
@@ -27,7 +28,7 @@ AFLW_SCALE = 0.15
 def write_datasets(root):
     """Six training and three test faces of each dataset, face n's points `indices(K, n)`; WFLW's
     test face 6 has the large-pose and occlusion flags, face 7 the expression flag."""
-    for n, part in enumerate(W300_PARTS["train"] * 2 + W300_PARTS["full"]):
+    for n, part in enumerate(W300.parts["train"] * 2 + W300.parts["full"]):
         write_image(root / "300w" / part / f"face{n}.png")
         write_pts(root / "300w" / part / f"face{n}.pts", indices(68, n) + 1)
     splits = {"train": range(6), "test": TEST_FACES}
@@ -42,7 +43,7 @@ def write_datasets(root):
             write_image(root / "wflw" / "WFLW_images" / "0--Parade" / f"{n}.png")
     (root / "cofw").mkdir()
     for split, faces in splits.items():
-        name, tag = COFW_FILES[split]
+        name, tag = COFW.files[split]
         phis = [np.concatenate([indices(29, n)[:, 0] + 1, indices(29, n)[:, 1] + 1, np.zeros(29)]) for n in faces]
         write_cofw(root / "cofw" / name, [ramp()] * len(faces), phis, [[13, 11, 35, 30]] * len(faces), tag)
     header = ["image_name", "scale", "box_size", "center_w", "center_h"] + [f"p{i}" for i in range(38)]

@@ -7,9 +7,11 @@ import errno
 import pytest
 import torch
 
-from hubbench.benchmark.runner import expand, run_cell
+from hubbench.artifacts import checkpoint_stem
+from hubbench.benchmark.cells import expand
+from hubbench.benchmark.runner import run_cell
 from hubbench.benchmark.suites import Suite
-from hubbench.context import Context, checkpoint_stem
+from hubbench.context import Context
 from hubbench.rankers import base as rankers
 
 SMALL = {"iterations": 4, "eval_every": 0, "checkpoint_every": 2}  # no evaluation while it trains

@@ -3,6 +3,7 @@ methods', its record names its code, a changed plugin makes its records stale, a
 repeats what finds them."""
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -102,3 +103,49 @@ def test_the_plugins_run_with_and_the_record_of_a_builtin_method_beside_them(exa
     hubbench("run", "--plugin", str(plugin), *grid)
     plugin.write_text(plugin.read_text() + "\n# edited\n")
     assert hubbench("status", "--plugin", str(plugin), *grid).stdout.startswith("tiny: 1 cells: 1 done")
+
+
+def test_a_plugin_given_by_a_relative_path_and_run_by_workers_leaves_records_status_shows_done(example, tmp_path):
+    """The command line loads the plugin by the path as typed, `--executor local` workers by its absolute path:
+    both state the same code (its file's content), so the workers' records are done, not stale."""
+    plugin, suite, results = example
+    grid = ["--plugin", plugin.name, "--suite", str(suite), "--results", str(results), "--method", "linear_probe"]
+    hubbench("run", *grid, "--executor", "local", "--workers", "1", cwd=tmp_path)
+    assert hubbench("status", *grid, cwd=tmp_path).stdout.startswith("tiny: 1 cells: 1 done")
+
+
+PICKY = '''
+from hubbench.artifacts import FinetunedSource
+from hubbench.methods import Method, register
+from hubbench.methods.base import finetuned_needs
+
+
+@register
+class Picky(Method):
+    name = "picky"
+    description = "declares every fine-tuned source, reuses one: a method picking its sources as it runs"
+
+    def needs(self, hub, task):
+        return finetuned_needs(hub)
+
+    def fit(self, ctx):
+        return ctx.artifact(FinetunedSource(ctx.hub.names[0]))
+'''
+
+
+def test_retrain_artifacts_trains_again_what_the_cells_reuse_and_deletes_nothing_else(tmp_path):
+    """A method may declare more than it reuses (`needs`: every source it might pick): `--retrain-artifacts`
+    trains again the fine-tuned source it reuses and leaves the others it declares cached as they were."""
+    plugin = tmp_path / "picky.py"
+    plugin.write_text(PICKY)
+    suite = write_suite(tmp_path, methods=("finetune[model=selfsup]", "picky"))
+    run = ["--plugin", str(plugin), "run", "--suite", str(suite), "--results", str(tmp_path / "results")]
+    env = {**os.environ, "HUBBENCH_CACHE": str(tmp_path / "cache")}
+    hubbench(*run, env=env)
+    artifacts = tmp_path / "cache/artifacts/tiny/digits"
+    made = {p.name.split("-seed")[0]: (p, p.stat().st_mtime_ns) for p in artifacts.glob("finetuned-*.pt")}
+    assert sorted(made) == ["finetuned-selfsup", "finetuned-supervised"]
+    out = hubbench(*run, "--retrain-artifacts", "--method", "picky", env=env).stdout
+    assert "tiny: 1 cells: 1 ok" in out
+    (used, before), (other, kept) = made["finetuned-supervised"], made["finetuned-selfsup"]
+    assert used.stat().st_mtime_ns != before and other.stat().st_mtime_ns == kept

@@ -13,7 +13,7 @@ from test_zoo import MOCO, named, publish, resnet_state, weights_dir  # noqa: F4
 
 from hubbench.benchmark.cli import main
 from hubbench.hubs import checkpoints, zoo
-from hubbench.hubs.base import HUBS, get_hub
+from hubbench.hubs.base import HUBS, made_hub
 from hubbench.hubs.checkpoints import BadCheckpoint
 from hubbench.tasks import TASKS
 from hubbench.tasks.base import _SPLITS
@@ -42,9 +42,9 @@ def one_line_refusal(capsys, args, root, *names) -> str:
 def quiet(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HUBBENCH_CACHE", str(tmp_path.parent / f"{tmp_path.name}-cache"))  # not under tmp_path
-    get_hub.cache_clear()
+    made_hub.cache_clear()
     yield tmp_path
-    get_hub.cache_clear()
+    made_hub.cache_clear()
 
 
 @pytest.mark.parametrize("bad", ["truncated", "code", "architecture"])

@@ -51,7 +51,7 @@ def test_routed_method_on_in_memory_landmarks_leaves_the_users_cache_alone(tiny_
     before = files_under(cache)
     record, out, stdout = profile_json(tmp_path, "--hub", "tiny", "--task", "faces", "--method", "hub_pathway")
     assert files_under(cache) == before and out == Path("results/profile/tiny/faces/hub_pathway.json")
-    assert (record["schema"], record["hub"], record["task"], record["kind"]) == ("hubbench.profile/2", "tiny",
+    assert (record["schema"], record["hub"], record["task"], record["kind"]) == ("hubbench.profile/3", "tiny",
                                                                                  "faces", "landmarks")
     assert record["method"]["name"] == "hub_pathway" and not record["stand_in"]
     c = record["complexity"]

@@ -3,10 +3,25 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import make_task
+from conftest import write_suite
+from helpers import make_ctx, make_task, untrained
 from torch import nn
 
-from hubbench.benchmark.profiling import MEMORY_MEASURE, LiveTensorBytes, Settings, active_params, flops, profile
+from hubbench import record as records
+from hubbench.benchmark.cli import main
+from hubbench.benchmark.profiling import (
+    DEPLOYED_STEP,
+    MEMORY_MEASURE,
+    OWN_STEP,
+    LiveTensorBytes,
+    Settings,
+    StageTimer,
+    active_params,
+    flops,
+    profile,
+    time_training,
+)
+from hubbench.context import FinetunedSource
 from hubbench.methods import METHODS, task_model
 
 
@@ -97,3 +112,52 @@ def test_profile_measures_everything_and_leaves_the_model_unchanged(tiny_hub, ta
     speed = result.speed
     assert speed.infer_samples_s > 0 and speed.train_samples_s > 0
     assert (speed.batch, speed.precision, speed.repeats) == (4, "fp32", 2)
+
+
+def test_training_is_timed_as_the_method_trains_its_teacher_and_parameters_included(tiny_hub):
+    """The method's step (what `ctx.train` was given) is its loss, which here also runs a teacher, over its
+    parameters; the model comes back as it was, BatchNorm statistics included, and the record takes its figures."""
+    task = make_task("clutter")
+    model = task_model(tiny_hub.sources[0].backbone(pretrained=False), task).eval()
+    teacher = nn.Conv2d(3, 1024, 3, padding=1).eval()  # its output: 4 x 1024 x 32 x 32 floats, 16 MiB
+    calls = []
+
+    def loss(m, x, y):
+        calls.append(m.training)
+        out = m(x)
+        with torch.no_grad():
+            target = teacher(x).mean()
+        return task.loss(out, y) + 0 * target
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings, cpu = Settings(batch=4, warmup=1, repeats=2), torch.device("cpu")
+    own = time_training(model, loss, list(model.head.parameters()), task, cpu, settings, OWN_STEP)
+    assert calls == [True] * (1 + 1 + 2)  # the memory step, the warm-up, the repeats: in training mode
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
+    assert all(p.grad is None for p in model.parameters())
+    result, deployed = profile(model, task, cpu, settings, own), profile(model, task, cpu, settings)
+    assert (result.memory.train_mb, result.speed.train_samples_s, result.speed.train_step) == (
+        own.train_mb, own.samples_s, OWN_STEP)
+    assert deployed.speed.train_step == DEPLOYED_STEP and result.memory.infer_mb == deployed.memory.infer_mb
+    assert own.train_mb > 16 > deployed.memory.train_mb  # the teacher's output is the method's memory too
+
+
+def test_the_stage_timer_times_a_cells_own_stages_not_the_artifacts_it_trains(tiny_hub):
+    calls = []
+    with untrained() as cache:  # `ctx.train` trains nothing here: every call of the loss is the timer's
+        ctx = make_ctx(tiny_hub, "clutter", scope="cell", cache=cache)
+        timer = ctx.on_stage = StageTimer("cell", Settings(batch=4, warmup=1, repeats=1))
+        ctx.artifact(FinetunedSource(tiny_hub.names[0]))  # trained in its own scope, for every cell to reuse
+        assert timer.last is None
+        model = task_model(tiny_hub.sources[0].backbone(pretrained=False), ctx.task)
+        ctx.train(model, lambda m, x, y: calls.append(len(x)) or ctx.task.loss(m(x), y), key="student")
+    assert timer.last.step == OWN_STEP and calls == [4, 4, 4]
+
+
+def test_records_say_what_their_training_speed_timed(tiny_hub, tmp_path):
+    """K-Flow folds its mixed stages once trained: its step is timed before, as it trained."""
+    suite = write_suite(tmp_path, methods=("scratch", "kflow", "finetune[model=supervised]"), iterations=2)
+    assert main(["run", "--suite", str(suite), "--results", str(tmp_path)]) == 0
+    steps = {m: records.read(tmp_path / f"tiny/tiny/digits/{m}/seed0.json").complexity.speed.train_step
+             for m in ("scratch", "kflow", "finetune@model=supervised")}
+    assert steps == {"scratch": OWN_STEP, "kflow": OWN_STEP, "finetune@model=supervised": DEPLOYED_STEP}

@@ -6,6 +6,7 @@ N < D, rank-deficient features, sources with many classes; and on cases whose an
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,8 +17,9 @@ from hubbench.rankers.logme import log_evidence
 def reference_logme(f, y, exact, steps=11, tol=1e-3, eps=1e-5):
     """Evidence maximisation written out in the weights' space, without the SVD: A = alpha I + beta f^T f,
     m = beta A^-1 f^T y, gamma = D - alpha tr(A^-1). log|A| over all D eigenvalues (`exact`), else as the
-    public code: log|alpha I + beta G| with G the smaller Gram matrix (f f^T when N <= D, so the D - N
-    zero eigenvalues of f^T f, and their log(alpha), are left out)."""
+    public code: log|alpha I + beta f f^T| when N <= D (so the D - N zero eigenvalues of f^T f, and their
+    log(alpha), are left out); when N > D, over the eigenvalues of f^T f whose square root, from numpy's SVD
+    of f^T f, exceeds 1e-10."""
     n, d = f.shape
     values, ms = [], []
     for c in range(y.shape[1]):
@@ -33,8 +35,12 @@ def reference_logme(f, y, exact, steps=11, tol=1e-3, eps=1e-5):
             alpha, beta = new_alpha, new_beta
             if done:
                 break
-        gram = f.T @ f if exact or n > d else f @ f.T
-        log_det = torch.linalg.slogdet(alpha * torch.eye(len(gram), dtype=torch.float64) + beta * gram)[1].item()
+        if exact or n <= d:
+            gram = f.T @ f if exact else f @ f.T
+            log_det = torch.linalg.slogdet(alpha * torch.eye(len(gram), dtype=torch.float64) + beta * gram)[1].item()
+        else:
+            eigenvalues = np.linalg.svd((f.T @ f).numpy())[1]
+            log_det = np.log(alpha + beta * eigenvalues[np.sqrt(eigenvalues) > 1e-10]).sum()
         values.append((d / 2 * math.log(alpha) + n / 2 * math.log(beta) - log_det / 2
                        - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * math.log(2 * math.pi)) / n)
         ms.append(m)
@@ -79,6 +85,42 @@ def test_the_public_evidence_drops_the_zero_eigenvalues_only_where_n_is_below_d(
         exact, public = log_evidence(f, y, exact=True), log_evidence(f, y)
         dropped = (d - n) * torch.log(exact.alphas) / (2 * n) if n < d else torch.zeros(3)
         assert public.value - exact.value == pytest.approx(dropped.mean().item(), rel=1e-6, abs=1e-12)
+
+
+def low_rank(n, d, rank, g, scale=1.0):
+    return scale * torch.randn(n, rank, generator=g, dtype=torch.float64) @ torch.randn(rank, d, generator=g,
+                                                                                         dtype=torch.float64)
+
+
+def dead_channels(n, d, g):
+    """Post-ReLU features with an all-zero last channel, whose eigenvalue numpy's SVD of f^T f gives as exactly 0."""
+    f = torch.randn(n, d, generator=g, dtype=torch.float64).abs()
+    f[:, -1] = 0  # (in the middle of f, its eigenvalue comes out near 1e-14, and is kept)
+    return f
+
+
+PUBLIC_CASES = {  # where the public code's log|A| drops terms, and where it keeps them
+    "n-below-d": lambda g: torch.randn(9, 20, generator=g, dtype=torch.float64),
+    "rank-deficient": lambda g: low_rank(40, 12, 6, g),  # zero eigenvalues at ~1e-8 of the largest: kept
+    "small-scale": lambda g: low_rank(40, 12, 6, g, scale=1e-4),  # their roots below 1e-10: dropped
+    "dead-channel": lambda g: dead_channels(300, 20, g),  # an eigenvalue of exactly 0: dropped
+    "full-rank": lambda g: torch.randn(80, 12, generator=g, dtype=torch.float64) + 0.5,
+}
+
+
+@pytest.mark.parametrize("case", PUBLIC_CASES)
+def test_the_registered_logme_default_is_the_public_fixed_point(case):
+    """The ranker as a suite names it (`logme`, no parameter) scores as the public code does, on features whose
+    zero eigenvalues it drops (N < D, a small scale, a dead channel) and keeps (unit-scale rank deficiency)."""
+    g = torch.Generator().manual_seed(7)
+    f = PUBLIC_CASES[case](g)
+    y = torch.arange(len(f)) % 3
+    terms = {"n-below-d": 9, "rank-deficient": 12, "small-scale": 6, "dead-channel": 19, "full-rank": 12}[case]
+    roots = np.sqrt(np.linalg.svd((f.T @ f).numpy())[1])
+    assert min(len(f), (roots > 1e-10).sum()) == terms  # the case is what it says
+    expected, _ = reference_logme(f, torch.nn.functional.one_hot(y).double(), exact=False)
+    score = RANKERS.get("logme")().score(features(feats=f), y).value
+    assert score == pytest.approx(expected, rel=1e-9)
 
 
 def test_logme_prefers_features_that_predict_the_labels():

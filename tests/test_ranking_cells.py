@@ -1,18 +1,21 @@
 """Ranking cells: the public common checks (hubbench.testing) every registered ranker passes, the shared caches,
 and selection through the runner, the executors' jobs and the CLI."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import hubbench, write_suite
+from conftest import PLUGIN, hubbench, write_suite
 from helpers import make_task
 
 from hubbench import record as records
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.executors import CellJob
-from hubbench.benchmark.runner import expand
+from hubbench.benchmark.rank_cmd import tune_cell, tune_method
 from hubbench.benchmark.suites import Suite
 from hubbench.io import cache_dir
+from hubbench.methods.finetune import Finetune
 from hubbench.rankers import RANKERS, ranking
 from hubbench.testing import parametrize_with_ranker_checks, registered_rankers
 
@@ -85,6 +88,36 @@ def test_cli_runs_ranking_cells_and_the_leaderboard_judges_them(tmp_path):
     assert (tmp_path / "lb/tiny/rankings.csv").read_text().startswith("hub,kind,task,ranker,seed,source,score")
 
 
+def test_a_ranking_goes_stale_when_its_features_would_change_and_run_refuses_it(tiny_hub, tmp_path, capsys):
+    """A ranking trains nothing, but its features are the images at the protocol's size: another `image_size` in
+    the suite makes its record stale (status says so, run refuses to keep it); another number of iterations
+    does not."""
+    from hubbench.benchmark.cli import main
+
+    suite = write_suite(tmp_path, methods=("scratch",))
+    suite.write_text(suite.read_text().replace("seeds = ", 'rankers = ["logme"]\nseeds = '))
+    grid = ["--plugin", str(PLUGIN), "--suite", str(suite), "--results", str(tmp_path / "r")]
+    assert main(["run", *grid, "--method", "logme"]) == 0
+    ranked = next((tmp_path / "r").rglob("rank/logme/seed0.json"))
+    kept = ranked.read_bytes()
+    listing = ["status", *grid, "--method", "logme", "--list"]
+    suite.write_text(suite.read_text().replace("iterations = 6", "iterations = 8"))
+    capsys.readouterr()
+    assert main(listing) == 0 and capsys.readouterr().out.splitlines()[-1].split()[:2] == [
+        "tiny/digits/rank:logme/seed0", "done"]
+    suite.write_text(suite.read_text() + "image_size = 24\n")
+    assert main(listing) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.split()[:2] == ["tiny/digits/rank:logme/seed0", "stale"] and "protocol.image_size: 32 -> 24" in line
+    assert main(["run", *grid, "--method", "logme"]) == 2
+    err = capsys.readouterr().err
+    assert "the record of tiny/digits/rank:logme/seed0 was made under another configuration " \
+           "(protocol.image_size: 32 -> 24)" in err and err.count("\n") == 1
+    assert ranked.read_bytes() == kept
+    assert main(["run", *grid, "--method", "logme", "--rerun-stale"]) == 0
+    assert records.read(ranked, records.RankingRecord).config.task["protocol"]["image_size"] == 24
+
+
 PLUGIN_RANKER = '''
 from hubbench.rankers import Ranker, Score, register
 
@@ -124,3 +157,19 @@ def test_an_external_ranker_is_listed_and_runs(how, tmp_path):
     out = hubbench(*args, "run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--method", "feature_norm",
                    env=env).stdout
     assert "1 ok" in out and "rank:feature_norm[power=1.0]" in out
+
+
+@dataclass(frozen=True)
+class Lpft(Finetune):  # not registered: a plugin's single-source method (a role and a `model`), as rank sees it
+    name = "lpft"
+
+
+def test_rank_tunes_the_pick_with_a_single_source_method_and_runs_another_as_it_is():
+    """`hubbench rank --tune [METHOD]`: by role, not by name."""
+    suite = Suite("rank", "", ("tiny",), ("digits",), (), (0,))
+    picked = {"logme": records.RankingRecord("rank", "tiny", "digits", "classification",
+                                             records.PluginId("logme", "logme"), 0, records.OK, order=["b", "a"],
+                                             scores={"b": 2.0, "a": 1.0})}
+    assert tune_cell(suite, tune_method(""), None, picked).plugin.id == "finetune[model=b]"
+    assert tune_cell(suite, Lpft(), None, picked).plugin.id == "lpft[model=b]"
+    assert tune_cell(suite, tune_method("b_tuning"), None, picked).plugin.id == "b_tuning"

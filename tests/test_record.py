@@ -10,12 +10,13 @@ from conftest import PLUGIN, ROOT, write_suite
 from test_leaderboard import full, record, write
 
 from hubbench import record as records
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.cli import main
-from hubbench.benchmark.runner import expand
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
 from hubbench.leaderboard import frame
 from hubbench.leaderboard.generate import generate
+from hubbench.logs import to_stderr
 
 # the oldest shape: the runner's own parameter count at top level, no complexity, "n/a" for inapplicable
 OLDEST = {**record("a", "finetune[model=x]", 0, 40.0), "params": {"total": 2_000_000, "trainable": 1_000_000},
@@ -56,6 +57,15 @@ def test_previous_shape_is_upgraded(tmp_path):
     na.write_text(json.dumps(record("a", "soup", 0, None, status="n/a", reason="needs a homogeneous hub")))
     assert records.read(na).status == records.INAPPLICABLE
     assert records.read(tmp_path / "none.json") is None
+
+
+def test_a_record_made_before_training_steps_were_timed_as_trained_says_what_its_speed_timed(tmp_path):
+    """Version 3 and earlier timed an SGD step of the deployed model whatever the method; the upgrade says so (and
+    a record without a speed gains none)."""
+    old = {**full("a", "distill", 0, 40.0), "schema": "hubbench.record/3"}
+    assert records.from_json(old).complexity.speed.train_step == records.EARLY_TRAIN_STEP
+    assert "deployed model" in records.EARLY_TRAIN_STEP
+    assert records.from_json(OLDEST).complexity.speed is None
 
 
 def test_round_trip_and_current_version(tmp_path):
@@ -117,7 +127,8 @@ def test_leaderboard_skips_unreadable_records_with_a_warning(tmp_path, capsys):
     (tmp_path / "r/s/.submitit").mkdir()
     (tmp_path / "r/s/.submitit/jobs.json").write_text('{"jobs": {}}')  # an executor's file: not a record
     (tmp_path / "r/s/h/a/y/seed1.json").write_text('{"schema": "hubbench.profile/1"}')  # another kind: ignored
-    readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
+    with to_stderr():  # as the command line shows the log
+        readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
     warnings = capsys.readouterr().err.splitlines()
     assert warnings == [f"hubbench leaderboard: warning: skipping {newer}: written by a newer hubbench (schema "
                         "hubbench.record/5; this one reads up to hubbench.record/4)",
@@ -151,7 +162,8 @@ def test_run_refuses_before_any_cell_and_leaves_the_file(unreadable, capsys, tin
 
 def test_status_warns_and_tells_unreadable(unreadable, capsys, tmp_path, tiny_hub):
     _, results, cells, _ = unreadable
-    counts, lines = report(cells, results, tmp_path / "cache", {})
+    with to_stderr():  # as the command line shows the log
+        counts, lines = report(cells, results, tmp_path / "cache", {})
     assert counts == {"unreadable": 2} and all("unreadable" in line for line in lines[1:])
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"hubbench status: warning: {cells[0].path(results)}: written by a newer hubbench "

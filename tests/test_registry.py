@@ -28,3 +28,24 @@ def test_duplicate_registration_refused():
 def test_unsafe_names_refused(bad):
     with pytest.raises(ValueError, match="invalid"):
         check_name("suite", bad)
+
+
+def test_a_method_declares_a_known_role_by_member_or_by_value():
+    from hubbench.methods.base import Method
+    from hubbench.params import Role
+
+    class Kind(Method):  # a kind of its own: these register nowhere else
+        REGISTRY = Registry("thing")
+
+        def fit(self, ctx):
+            raise NotImplementedError
+
+    class ByValue(Kind):
+        name, description, role = "lpft", "linear probe, then fine-tune", "single-source"
+
+    class Unknown(Kind):
+        name, description, role = "odd", "a role of its own", "best"
+
+    assert Kind.register(ByValue).role is Role.SINGLE_SOURCE
+    with pytest.raises(ValueError, match=r"unknown role 'best' \(choose from: single-source, from-scratch, hub, oth"):
+        Kind.register(Unknown)

@@ -45,6 +45,7 @@ def test_a_run_outside_a_terminal_logs_progress_and_writes_readable_files(tmp_pa
     saved = json.loads(record.read_text())  # the variant's records are its own, with the override in the config
     assert saved["suite"] == "tiny@iterations=8" and saved["config"]["suite_protocol"]["iterations"] == 8
     assert saved["config"]["task"]["protocol"]["iterations"] == 8 and saved["curves"]["train_loss"][-1][0] == 8
+    assert saved["method"]["role"] == "from-scratch"  # as the method declares it, for the leaderboard
 
     (results / "profile/tiny/digits").mkdir(parents=True)  # `hubbench profile` output: not a suite
     write_json(results / "profile/tiny/digits/scratch.json", {"schema": "hubbench.profile/1"})

@@ -10,6 +10,7 @@ from conftest import PLUGIN, write_suite
 
 from hubbench.benchmark.cli import main
 from hubbench.hubs import get_hub, mini, shipped
+from hubbench.hubs.base import made_hub
 from hubbench.images import to_input
 from hubbench.io import save_torch
 
@@ -47,10 +48,10 @@ def copied(tmp_path, monkeypatch):
     folder = tmp_path / "pretrained"
     shutil.copytree(shipped.FOLDER, folder)
     monkeypatch.setattr(shipped, "FOLDER", folder)
-    for cached in (shipped.manifest, shipped.verified, get_hub):
+    for cached in (shipped.manifest, shipped.verified, made_hub):
         cached.cache_clear()
     yield folder
-    for cached in (shipped.manifest, shipped.verified, get_hub):
+    for cached in (shipped.manifest, shipped.verified, made_hub):
         cached.cache_clear()
 
 
@@ -105,7 +106,7 @@ def test_hub_build_from_scratch_reports_each_file_and_ships(copied, tmp_path, mo
     assert first[0] == "supervised backbone: no shipped file to compare with" and len(first) == 7  # 2 with heads
     assert main([*args, "--ship"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith(f"shipped 7 files as {copied}/")
-    get_hub.cache_clear()
+    made_hub.cache_clear()
     assert main(args) == 0
     assert all(" equal to " in line and line.endswith(", bit for bit") for line in capsys.readouterr().out.splitlines())
     assert get_hub("tiny").describe()["config"]["weights"]["selfsup"] != "pre-trained here"

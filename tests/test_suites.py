@@ -1,7 +1,7 @@
 import pytest
 from conftest import write_suite
 
-from hubbench.benchmark.runner import expand
+from hubbench.benchmark.cells import expand
 from hubbench.benchmark.suites import Suite, SuiteError, suite_names
 
 

@@ -7,8 +7,10 @@ import pytest
 from conftest import hubbench
 from PIL import Image
 
-from hubbench.tasks import TASKS, datasets, landmark_data, synth_data
-from hubbench.tasks.synth_data import DATASETS, MARKER, synthesise
+from hubbench.tasks import TASKS, synth_data
+from hubbench.tasks.paper_cls import DMLab
+from hubbench.tasks.paper_landmarks import W300
+from hubbench.tasks.synth_data import MARKER, stand_ins, synthesise
 
 CLASSES = {"cifar100": 100, "coco70": 70, "aircraft": 100, "cars": 196, "indoor67": 67, "dmlab": 6, "eurosat": 10}
 POINTS = {"300w": 68, "wflw": 98, "cofw": 29, "aflw": 19}
@@ -22,9 +24,9 @@ def data(tmp_path_factory):
 
 
 def test_every_paper_dataset_is_written(data):
-    assert set(DATASETS) == set(CLASSES) | set(POINTS)
-    assert sorted(p.name for p in data.iterdir()) == sorted(DATASETS)  # no partial folder left
-    assert all((data / name / MARKER).is_file() for name in DATASETS)
+    assert set(stand_ins()) == set(CLASSES) | set(POINTS)
+    assert sorted(p.name for p in data.iterdir()) == sorted(stand_ins())  # no partial folder left
+    assert all((data / name / MARKER).is_file() for name in stand_ins())
 
 
 @pytest.mark.parametrize("name", CLASSES)
@@ -53,7 +55,7 @@ def test_landmark_sets_read_with_their_points(data, name):
     assert min(h, w) >= 200
     assert (train[0].points >= 0).all() and (train[0].points <= (w, h)).all()
     if name == "300w":
-        assert [len(landmark_data.load_300w(data / name, s)) for s in ("common", "challenging")] == [32, 16]
+        assert [len(W300.load(data / name, s)) for s in ("common", "challenging")] == [32, 16]
 
 
 def test_the_same_seed_writes_the_same_bytes(tmp_path, monkeypatch):
@@ -74,7 +76,7 @@ def test_a_rerun_replaces_its_own_folders_and_refuses_any_other(tmp_path):
     hubbench("data", "synth", str(tmp_path), "--datasets", "dmlab")
     (tmp_path / "dmlab" / "stale.txt").write_text("from an earlier run")
     hubbench("data", "synth", str(tmp_path), "--datasets", "dmlab")
-    assert not (tmp_path / "dmlab" / "stale.txt").exists() and datasets.read_dmlab(tmp_path / "dmlab").classes
+    assert not (tmp_path / "dmlab" / "stale.txt").exists() and DMLab.read(tmp_path / "dmlab").classes
     (tmp_path / "eurosat").mkdir()
     (tmp_path / "eurosat" / "mine.jpg").write_bytes(b"a user's file")
     result = hubbench("data", "synth", str(tmp_path), "--datasets", "dmlab", "eurosat", check=False)
@@ -84,7 +86,7 @@ def test_a_rerun_replaces_its_own_folders_and_refuses_any_other(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--datasets", "imagenet"], "unknown dataset 'imagenet' (choose from: cifar100"),
+    (["--datasets", "imagenet"], "unknown dataset 'imagenet' (choose from: 300w, aflw, aircraft, cars, cifar100"),
     (["--seed", "-1"], "--seed must be a non-negative integer"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

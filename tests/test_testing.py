@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from hubbench.artifacts import FinetunedSource
 from hubbench.methods.scratch import Scratch
 from hubbench.rankers.base import NotScored, Score
 from hubbench.rankers.logme import LogME
@@ -14,6 +15,7 @@ from hubbench.testing import (
     check_cell,
     check_describes_itself,
     check_fit_predicts_task_outputs,
+    check_needs,
     check_ranking_cell,
     check_scores_sources,
     parametrize_with_checks,
@@ -68,6 +70,28 @@ def test_checks_fail_on_broken_methods():
     check_fit_predicts_task_outputs(Scratch(), "scenes")  # the unbroken method passes
 
 
+@dataclass(frozen=True)
+class Peeking(Scratch):  # not registered
+    """Reuses the first source's fine-tune (for its validation metric, say) as it trains from scratch."""
+
+    declared: bool = False
+
+    def needs(self, hub, task):
+        return [FinetunedSource(hub.names[0])] if self.declared else []
+
+    def fit(self, ctx):
+        ctx.artifact(FinetunedSource(ctx.hub.names[0]))
+        return super().fit(ctx)
+
+
+def test_the_needs_check_fails_on_a_method_reusing_an_artifact_it_does_not_declare():
+    task = CHECK_TASKS["classification"]
+    with pytest.raises(AssertionError, match=r"fit reused finetuned-\w+, which needs\(\) does not declare"):
+        check_needs(Peeking(), task)
+    check_needs(Peeking(declared=True), task)
+    check_needs(Scratch(), task)
+
+
 def test_checks_are_named_per_kind_and_runtime_and_expected_failures_are_strict_xfails():
     mark = parametrize_with_checks([Scratch()], tasks={"landmarks": "faces"}, expected_failed_checks=lambda m: {
         "check_cell": "every runtime", "check_fit_predicts_task_outputs[landmarks]": "this one"})
@@ -75,8 +99,8 @@ def test_checks_are_named_per_kind_and_runtime_and_expected_failures_are_strict_
     assert names == "method, check"
     ids = {p.id: p for p in params}
     assert list(ids) == ["scratch-check_describes_itself", "scratch-check_fit_predicts_task_outputs[landmarks]",
-                         "scratch-check_cell[landmarks-fp32]", "scratch-check_cell[landmarks-bf16]",
-                         "scratch-check_cell[landmarks-bf16-channels_last]"]
+                         "scratch-check_needs[landmarks]", "scratch-check_cell[landmarks-fp32]",
+                         "scratch-check_cell[landmarks-bf16]", "scratch-check_cell[landmarks-bf16-channels_last]"]
     reasons = {i: [(m.kwargs["reason"], m.kwargs["strict"]) for m in p.marks] for i, p in ids.items()}
     assert reasons["scratch-check_describes_itself"] == []
     assert reasons["scratch-check_fit_predicts_task_outputs[landmarks]"] == [("this one", True)]

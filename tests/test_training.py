@@ -1,5 +1,6 @@
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from hubbench.logs import to_stderr
 from hubbench.stopping import deferred
 from hubbench.training import Checkpoint, Schedule, batch_indices, train
 
@@ -122,8 +124,18 @@ def test_each_epoch_is_a_permutation():
 
 
 def test_non_finite_loss_is_an_error():
-    with pytest.raises(FloatingPointError, match="iteration 0"):
+    with pytest.raises(FloatingPointError, match="training loss became nan at step 1$"):
         train(model(), lambda m, x, y: m(x).sum() * float("nan"), batch_at, SCHED, seed=1)
+
+
+def test_a_diverging_loss_names_the_step_it_broke_at():
+    """The landmark cells' case: 0.99, 0.8, then 1 787, 5e8, 3e25 and nan at step 6; a spike that comes back below
+    10x the lowest (step 3) is not the break."""
+    losses = iter([0.99, 0.8, 9.0, 0.7, 1787.0, 5e8, 3e25, float("nan")] + [1.0] * 4)
+    with pytest.raises(FloatingPointError, match=re.escape("training loss became nan at step 8; it broke at step 5, "
+                                                           "rising to 1.79e+03 from a lowest of 0.7, and grew from "
+                                                           "there: lower the learning rate")):
+        train(model(), lambda m, x, y: m(x).sum() * 0 + next(losses), batch_at, SCHED, seed=1)
 
 
 def test_a_checkpoint_that_does_not_load_restarts_its_stage(tmp_path, capsys):
@@ -132,7 +144,8 @@ def test_a_checkpoint_that_does_not_load_restarts_its_stage(tmp_path, capsys):
     ckpt = Checkpoint(tmp_path / "c.ckpt", every=3)
     ckpt.path.write_bytes(b"PK\x03\x04 not a checkpoint")
     restarted = model()
-    train(restarted, loss, batch_at, SCHED, seed=1, checkpoint=ckpt)
+    with to_stderr():  # as the command line shows the log
+        train(restarted, loss, batch_at, SCHED, seed=1, checkpoint=ckpt)
     assert all(torch.equal(v, state(restarted)[k]) for k, v in state(ref).items())
     assert f"hubbench: warning: checkpoint {ckpt.path} does not load (RuntimeError); its stage starts afresh\n" in (
         capsys.readouterr().err)

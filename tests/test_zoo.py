@@ -29,7 +29,7 @@ def weights_dir(tmp_path, monkeypatch):
     """An empty $HUBBENCH_WEIGHTS_DIR and an empty torch download dir, pretrained mode."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HUBBENCH_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.delenv(zoo.RANDOM_WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS", raising=False)
     (tmp_path / "weights").mkdir()
     return tmp_path / "weights"
 
@@ -107,7 +107,7 @@ def all_sources():
 
 @pytest.mark.parametrize(("hub_name", "model"), all_sources(), ids=lambda x: getattr(x, "name", x))
 def test_random_weight_sources_give_their_last_feature_map(hub_name, model, monkeypatch):
-    monkeypatch.setenv(zoo.RANDOM_WEIGHTS_ENV, "1")
+    monkeypatch.setenv("HUBBENCH_RANDOM_WEIGHTS", "1")
     hub = HUBS.get(hub_name)()
     backbone = hub.source(model.name).backbone().eval()
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_random_weight_sources_give_their_last_feature_map(hub_name, model, monk
 
 
 def test_random_weights_are_seeded_per_checkpoint_and_spare_the_callers_rng(monkeypatch):
-    monkeypatch.setenv(zoo.RANDOM_WEIGHTS_ENV, "1")
+    monkeypatch.setenv("HUBBENCH_RANDOM_WEIGHTS", "1")
     homo, hetero = HUBS.get("resnet50-zoo")(), HUBS.get("hetero-zoo")()
     assert homo.config["weights"] == hetero.config["weights"] == "random"
     torch.manual_seed(1)

@@ -9,12 +9,13 @@ from helpers import make_ctx, make_task
 from torch import nn
 
 from hubbench.benchmark.profiling import flops
-from hubbench.context import task_model
 from hubbench.hubs.archs import MiniResNet
 from hubbench.hubs.base import Hub, Source
 from hubbench.methods import METHODS, parse_spec
-from hubbench.methods.zoo_tuning import AdaAggConv, Gate, ZooTuning, fold
+from hubbench.methods._zoo_tuning import AdaAggConv, Gate, fold
+from hubbench.methods.zoo_tuning import ZooTuning
 from hubbench.methods.zoo_tuning_lite import ZooTuningL
+from hubbench.models import task_model
 from hubbench.training import Runtime
 
 M = 3

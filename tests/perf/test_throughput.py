@@ -16,10 +16,10 @@ from PIL import Image
 from torch import nn
 
 from hubbench.benchmark.profiling import sgd_step
-from hubbench.context import task_model
 from hubbench.hubs import HUBS
+from hubbench.methods._zoo_tuning import AdaAggConv, Gate
 from hubbench.methods.hub_pathway import HubPathwayMethod
-from hubbench.methods.zoo_tuning import AdaAggConv, Gate
+from hubbench.models import task_model
 from hubbench.tasks import TASKS
 from hubbench.training import Runtime, Schedule, train
 
@@ -166,14 +166,13 @@ def test_file_fed_vs_in_memory_training(benchmark, jpeg_task):
 @pytest.mark.parametrize("cells", [2, 4])
 def test_cells_per_device(benchmark, cells):
     """Total training throughput of `cells` processes stepping a cell's model at once, over one process's."""
+    from hubbench.benchmark.cells import Cell
     from hubbench.benchmark.packing import throughput
     from hubbench.benchmark.plugins import load_plugins
-    from hubbench.benchmark.runner import Cell
     from hubbench.benchmark.suites import Suite
-    from hubbench.hubs.zoo import RANDOM_WEIGHTS_ENV
     from hubbench.methods import METHODS
 
-    hub = "resnet50-zoo" if CUDA else "tiny"  # random weights on CUDA (RANDOM_WEIGHTS_ENV), seconds to build here
+    hub = "resnet50-zoo" if CUDA else "tiny"  # random weights on CUDA, seconds to build here
     task = "cifar100" if CUDA else "digits"
     plugins = () if CUDA else (str(TINY_PLUGIN),)
     load_plugins(plugins)
@@ -182,7 +181,7 @@ def test_cells_per_device(benchmark, cells):
     runtime = Runtime()
     rates = {}
     with pytest.MonkeyPatch.context() as env:
-        env.setenv(RANDOM_WEIGHTS_ENV, "1")  # the copies inherit it
+        env.setenv("HUBBENCH_RANDOM_WEIGHTS", "1")  # the copies get it with the settings
         benchmark.pedantic(
             lambda: rates.update({cells: throughput(cell, DEVICE, runtime, cells, seconds=5, plugins=plugins)}),
             setup=lambda: rates.update({1: throughput(cell, DEVICE, runtime, 1, seconds=5, plugins=plugins)}),

@@ -2,7 +2,8 @@
 
 The model is what the method's `fit` returns after a two-iteration protocol, i.e. the model its records profile,
 with routing and folded kernels as deployed; the step is `benchmark.profiling.sgd_step` (the records'
-`train_samples_s`) on the task's fixed profiling batch, so a slowdown here is one the leaderboard would show.
+`train_samples_s` of a method that trains nothing in its cell; the others' time their own loss) on the task's fixed
+profiling batch, so a slowdown here is one the leaderboard would show.
 The mini hubs run on the CPU, single-threaded as cells are; `resnet50-zoo` runs on CUDA (bf16 autocast, as
 runs there do) with seeded random weights, since its speed does not depend on them.
 """
@@ -17,7 +18,6 @@ from helpers import make_task
 from hubbench.benchmark.profiling import count_params, sgd_step, train_batch
 from hubbench.context import Context
 from hubbench.hubs import HUBS
-from hubbench.hubs.zoo import RANDOM_WEIGHTS_ENV
 from hubbench.methods import METHODS
 from hubbench.seeding import derive_seed, seed_everything
 from hubbench.tasks import TASKS
@@ -36,7 +36,7 @@ NO_CUDA = pytest.mark.skip(reason="resnet50-zoo is benchmarked on CUDA only, and
 def make_hub(name: str):
     """A hub whose published checkpoints (if any) are replaced by seeded random weights."""
     with pytest.MonkeyPatch.context() as env:
-        env.setenv(RANDOM_WEIGHTS_ENV, "1")
+        env.setenv("HUBBENCH_RANDOM_WEIGHTS", "1")
         return HUBS.get(name)()
 
 

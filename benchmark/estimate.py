@@ -7,9 +7,9 @@ predictions. Step and inference times are measured as `hubbench profile` builds 
 per stage, here at the cell's batch, on stand-in data where the task reads files), on the cells' CPU threads:
 after each stage, that stage's own training loop runs again (`hubbench.training.train`, with the stage's
 model, loss, parameters, batches, augmentations and prefetching, at a vanishing lr so that only BatchNorm's
-statistics move), warmed up (`WARMUP` steps), then timed over at least `TIMED_STEPS` steps and `TIMED_S` seconds, with the
-device alone among this cache's processes (`hubbench.exclusive`). The figure is the mean time per step, as a
-cell's training time is a sum of steps. Measurements are cached per device, hub, task, method, protocol shape,
+statistics move), warmed up (`WARMUP` steps), then timed over at least `TIMED_STEPS` steps and `TIMED_S`
+seconds, with the device alone among this cache's processes (`hubbench.exclusive`). The figure is the mean time
+per step, as a cell's training time is a sum of steps. Measurements are cached per device, hub, task, method, protocol shape,
 runtime, threads and torch version under the cache's `estimates/`: `hubbench run --dry-run` reads them and
 `--estimate` measures the missing ones first, saying how long that takes.
 

@@ -9,9 +9,9 @@ after each stage, that stage's own training loop runs again (`hubbench.training.
 model, loss, parameters, batches, augmentations and prefetching, at a vanishing lr so that only BatchNorm's
 statistics move), warmed up (`WARMUP` steps), then timed over at least `TIMED_STEPS` steps and `TIMED_S`
 seconds, with the device alone among this cache's processes (`hubbench.exclusive`). The figure is the mean time
-per step, as a cell's training time is a sum of steps. Measurements are cached per device, hub, task, method, protocol shape,
-runtime, threads and torch version under the cache's `estimates/`: `hubbench run --dry-run` reads them and
-`--estimate` measures the missing ones first, saying how long that takes.
+per step, as a cell's training time is a sum of steps. Measurements are cached per device, hub, task, method,
+protocol shape, runtime, threads and torch version under the cache's `estimates/`: `hubbench run --dry-run`
+reads them and `--estimate` measures the missing ones first, saying how long that takes.
 
 What the model leaves out: reading files (stand-in data are in memory; a mini task's are its own), checkpoints,
 the profiling of each record (a few steps), and artifacts found already trained in the cache (an artifact is

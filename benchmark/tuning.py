@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubbench import record as records
-from hubbench.context import Context, FinetunedSource, Phase, Tuned, checkpoint_stem
+from hubbench.artifacts import FinetunedSource, checkpoint_stem
+from hubbench.context import Context, Phase, Tuned
 from hubbench.search import FAILED, OK, PRUNED, Result, Setting, Space, Trial, asks, grid, promoted, selected
 from hubbench.training import Checkpoint
 
@@ -57,10 +58,11 @@ def domains(space: Space, subject) -> dict:
 
 
 def subjects(cell: Cell) -> list:
-    """What the searches of a method's cell tune: the fine-tuned sources it needs, then its own training."""
+    """What the searches of a method's cell tune: the fine-tuned sources it needs (not its rankings: they train
+    nothing), then its own training."""
     if cell.ranking or cell.trial or (space := space_of(cell)) is None:
         return []
-    needed = cell.plugin.needs(hub_of(cell), cell.make_task())
+    needed = [a for a in cell.plugin.needs(hub_of(cell), cell.make_task()) if isinstance(a, FinetunedSource)]
     return [s for s in [*needed, cell.plugin] if domains(space, s)]
 
 

@@ -32,7 +32,7 @@ from hubbench.search import FAILED, OK, PRUNED, Result, Setting, Space, Trial, a
 from hubbench.training import Checkpoint
 
 if TYPE_CHECKING:
-    from hubbench.benchmark.runner import Cell
+    from hubbench.benchmark.cells import Cell
 
 Run = Callable[["Cell"], "records.TrialRecord | None"]  # runs (or waits for, or reads) a trial's cell: its record
 

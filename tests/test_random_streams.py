@@ -5,7 +5,8 @@ import pytest
 import torch
 from conftest import write_suite
 
-from hubbench.benchmark.runner import expand, run_cell
+from hubbench.benchmark.cells import expand
+from hubbench.benchmark.runner import run_cell
 from hubbench.benchmark.suites import Suite
 from hubbench.tasks.base import Task
 

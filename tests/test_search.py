@@ -283,7 +283,8 @@ def test_a_final_run_on_train_and_validation_reads_both_and_only_it(tiny_hub, tm
     import torch
     from conftest import write_suite
 
-    from hubbench.benchmark.runner import expand, run_cell
+    from hubbench.benchmark.cells import expand
+    from hubbench.benchmark.runner import run_cell
     from hubbench.benchmark.suites import Suite
     from hubbench.tasks.base import Task
 

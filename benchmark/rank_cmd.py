@@ -110,6 +110,7 @@ def measured_tau(hub: str, boards: Path) -> dict[str, dict[str, Any]]:
     suites under `boards` (those with both), with its top-1 hits, its tasks and the suites: how often it was
     right on this hub."""
     from hubbench.leaderboard import frame, ranking
+    from hubbench.leaderboard.board import method_roles
     from hubbench.leaderboard.generate import load_records, suite_folders
 
     rows = []
@@ -119,7 +120,8 @@ def measured_tau(hub: str, boards: Path) -> dict[str, dict[str, Any]]:
         found, rankings = load_records(boards / suite)
         found, rankings = [r for r in found if r.hub == hub], [r for r in rankings if r.hub == hub]
         if found and rankings:
-            quality = ranking.quality(ranking.scores(rankings), ranking.finetunes(frame.results(found)))
+            finetunes = ranking.finetunes(frame.results(found), method_roles(found))
+            quality = ranking.quality(ranking.scores(rankings), finetunes)
             rows += [{**row, "suite": suite} for row in quality.to_dict("records")]
     by_ranker: dict[str, list[dict]] = {}
     for row in rows:

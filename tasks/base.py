@@ -164,10 +164,10 @@ class Task(ABC):
         """Training batch `idx` of `splits` (the train split, or train then val for a final run on both) with
         augmentation drawn from `g`, staged (see `finish_train`)."""
         params = self.augmentation(len(idx), g)
-        images, targets = self.rows(splits, idx)
+        images, targets = self.joined(splits, idx)
         return Staged((images, self.augment_targets(targets, params), params), self.finish_train)
 
-    def rows(self, splits: tuple[str, ...], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def joined(self, splits: tuple[str, ...], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and targets of rows `idx` of `splits` taken one after the other."""
         if len(splits) == 1:
             return self.pixels(splits[0])[idx], self.splits[splits[0]].targets[idx]

@@ -57,7 +57,7 @@ def test_bad_protocol_values_in_a_suite(protocol, message, quiet_dir, capsys):
 @pytest.mark.parametrize("sets, message", [
     (["iterations=0"], "--set: protocol field 'iterations' must be at least 1, got 0"),
     (["lr=0"], "--set: protocol field 'lr' must be a positive number, got 0.0"),
-    (["itrations=3"], "--set: unknown protocol field 'itrations' (choose from: image_size,"),
+    (["itrations=3"], "--set: unknown protocol field 'itrations' (choose from: iterations,"),
     (["lr=fast"], "--set 'lr=fast': 'fast' is not a value"),
     (["iterations"], "--set 'iterations': expected KEY=VALUE"),
 ])

@@ -254,7 +254,6 @@ sources = [{{ name = "r18", model = "torchvision:resnet18", weights = "IMAGENET1
                                      'methods = ["finetune"]\n')
     assert main(["run", "--suite", str(root / "suite.toml"), "--results", str(root / "results"), "--device", "cpu",
                  "--random-weights"]) == 0
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
     assert "protocol sized to its data (54 training faces, median crop side 27 px): image_size 32, batch 13, 50 " \
            "iterations" in capsys.readouterr().err
     r = records.read(next((root / "results").rglob("seed0.json")))
@@ -372,7 +371,6 @@ sources = [
     assert result["tuned"]["status"] == "ok" and result["tuned"]["method"].startswith("finetune[model=")
     found = run_suite(root, suite_toml(f"{p}-vr", [f"{p}-pets", f"{p}-faces"], ["finetune", "ensemble_i"], []),
                       "--random-weights")
-    monkeypatch.delenv("HUBBENCH_RANDOM_WEIGHTS")
     status = {(r.task[len(p) + 1:], r.method.id): (r.status, r.reason) for r in found}
     assert {k for k, (s, _) in status.items() if s == records.OK} == {
         ("pets", "finetune[model=vit]"), ("pets", "finetune[model=r18]"), ("pets", "ensemble_i"),
@@ -425,8 +423,8 @@ sources = [
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{p}-pets: protocol sized to its data (15 training images, median side 40 px): "
                              "image_size 40, resize 46, batch 8, 50 iterations (26.7 epochs), evaluated every 10, 1 "
-                             "test view; the papers' recipe otherwise; overridden: image_size=32, batch_size=4, "
-                             "iterations=2, resize=36, eval_every=0, eval_batch_size=8, checkpoint_every=2")
+                             "test view; the papers' recipe otherwise; overridden: iterations=2, batch_size=4, "
+                             "image_size=32, resize=36, eval_every=0, eval_batch_size=8, checkpoint_every=2")
     head = out.index(next(line for line in out if line.startswith("source")))
     assert out[head].split() == ["source", *sorted(RANKERS.names(), key=lambda n: n != "logme")]
     assert out[head + 2].split()[0] == "r18" and out[head + 3].split()[0] == "mnv3"

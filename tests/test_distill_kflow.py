@@ -109,11 +109,11 @@ def test_kflow_resumes_its_schedules_exactly(tiny_hub, monkeypatch):
     ctx = small_ctx(tiny_hub, "kflow-resume", **protocol)
     calls, stage_train = [], ctx.task.stage_train
 
-    def crash_at_five(idx, g):
+    def crash_at_five(idx, g, *splits):
         calls.append(idx)
         if len(calls) == 5:
             raise RuntimeError("killed")
-        return stage_train(idx, g)
+        return stage_train(idx, g, *splits)
 
     monkeypatch.setattr(ctx.task, "stage_train", crash_at_five)
     torch.manual_seed(0)

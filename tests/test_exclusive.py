@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hubbench import logs
 from hubbench.exclusive import exclusive, sharing
 from hubbench.stopping import deferred
 from hubbench.training import Checkpoint, Schedule, train
@@ -18,10 +19,10 @@ from hubbench.training import Checkpoint, Schedule, train
 
 def neighbour(log: str, cache: str, stop) -> None:
     """A training loop on the CPU that logs the time of every step (another process of the same host), its
-    stderr in `log`.err."""
+    stderr (where hubbench's log goes, as in the command line's processes) in `log`.err."""
     sys.stderr = open(log + ".err", "w")  # noqa: SIM115 (the process's stderr until it ends)
     os.environ["HUBBENCH_PROGRESS_S"] = "0.2"  # the wait is said again every second, the least
-    with sharing("cpu", Path(cache)) as share, open(log, "a") as f:
+    with logs.to_stderr(), sharing("cpu", Path(cache)) as share, open(log, "a") as f:
         while not stop.is_set():
             share.pause_point()
             f.write(f"{time.monotonic()}\n")
@@ -70,7 +71,7 @@ def test_the_loops_of_another_cache_never_wait_for_a_measurement(tmp_path):
 
 def stopped_in_a_pause(ckpt: str, cache: str, stopped) -> None:
     """A training loop with a checkpoint, under a held stop signal whose handler sets `stopped` and ends (its
-    stderr in `ckpt`.err)."""
+    stderr, where hubbench's log goes, in `ckpt`.err)."""
     sys.stderr = open(ckpt + ".err", "w")  # noqa: SIM115 (the process's stderr until it ends)
 
     def handler(signum, frame):
@@ -79,7 +80,7 @@ def stopped_in_a_pause(ckpt: str, cache: str, stopped) -> None:
 
     signal.signal(signal.SIGUSR2, handler)
     model = nn.Linear(2, 1)
-    with deferred(signal.SIGUSR2):
+    with logs.to_stderr(), deferred(signal.SIGUSR2):
         train(model, lambda m, x, y: ((m(x) - y) ** 2).mean(), lambda i: (torch.ones(4, 2), torch.zeros(4, 1)),
               Schedule(iterations=10**6, lr=0.01, batch_size=4), seed=0, checkpoint=Checkpoint(ckpt, every=10**6),
               cache=Path(cache))

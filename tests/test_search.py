@@ -271,7 +271,7 @@ def test_rows_of_train_then_val():
     task = TASKS.get("digits")()
     n = len(task.splits["train"])
     idx = torch.tensor([n + 1, 0, n, 3])
-    images, targets = task.rows(("train", "val"), idx)
+    images, targets = task.joined(("train", "val"), idx)
     train, val = task.splits["train"], task.splits["val"]
     assert torch.equal(images, torch.stack([val.images[1], train.images[0], val.images[0], train.images[3]]))
     assert targets.tolist() == [val.targets[1], train.targets[0], val.targets[0], train.targets[3]]

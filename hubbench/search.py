@@ -303,8 +303,10 @@ class Trial:
 
     @property
     def name(self) -> str:
-        """Its method's name (a source's: `finetune`), whose job resources it takes."""
-        return getattr(self.subject, "name", "finetune")
+        """Its method's name (a fine-tuned source's: the fine-tune's), whose job resources it takes."""
+        from hubbench.methods.finetune import Finetune  # a declaration: no torch
+
+        return getattr(self.subject, "name", Finetune.name)
 
     @property
     def params(self) -> dict[str, Any]:

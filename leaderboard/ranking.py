@@ -18,7 +18,7 @@ from scipy.stats import weightedtau
 
 from hubbench.figures import Figure, canvas, file_name, png, styles
 from hubbench.leaderboard import frame
-from hubbench.leaderboard.board import Board
+from hubbench.leaderboard.board import Board, method_roles
 from hubbench.leaderboard.document import MISSING, Block, Flag, Table, Text
 from hubbench.params import Role
 from hubbench.record import OK, SCORE_COLUMNS, RankingRecord, Record, feature_protocol
@@ -34,8 +34,9 @@ def mixed(rankings: list[RankingRecord], records: list[Record]) -> dict[tuple[st
         return ", ".join(f"{k} {v}" for k, v in feature_protocol(r.config.task.get("protocol", {})).items())
 
     tuned: dict[tuple[str, str, str], set[str]] = {}
+    roles = method_roles(records)
     for r in records:
-        if r.method.name == "finetune" and r.status == OK and r.config:
+        if roles[r.method.id] == Role.SINGLE_SOURCE and r.status == OK and r.config:
             tuned.setdefault((r.hub, r.kind, r.task), set()).add(seen(r))
     out = {}
     for r in rankings:
@@ -186,7 +187,7 @@ def section(board: Board, all_scores: pd.DataFrame, protocols: dict | None = Non
 def judged(board: Board) -> str:
     """What the rankers are judged against: fine-tunes at the setting the suite's search selected per source, task and
     seed (as the transferability literature tunes them), or at the suite's one fixed protocol."""
-    rows = board.ok[board.ok.method_name == "finetune"]
+    rows = board.ok[board.ok.method.map(board.role) == Role.SINGLE_SOURCE]
     if rows.empty or rows.search_selected.isna().all():
         return "fine-tunes at the suite's fixed protocol, untuned"
     tuned = "every" if rows.search_selected.notna().all() else "some"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import PLUGIN, ROOT, write_suite
 
-from hubbench import progress
+from hubbench import logs, progress
 
 GATE_PLUGIN = '''"""`digits` whose batches, for training and for feature extraction alike, are made once a gate file
 exists: a stretch in which nothing progresses, for as long as the test likes."""
@@ -124,10 +124,11 @@ def test_the_eta_of_a_resumed_loop_counts_only_the_steps_it_made(monkeypatch, ca
     monkeypatch.setattr(progress.time, "monotonic", clock)
     monkeypatch.setenv("HUBBENCH_PROGRESS_S", "5")
     monkeypatch.setattr(progress, "to_terminal", lambda: False)
-    for i in progress.Lines(range(25, 300), total=300, initial=25, desc="stage"):
-        clock.now += 10.0 if i == 25 else 0.125
-        if i == 66:  # the line of the 66th step is said as the 67th starts
-            break
+    with logs.to_stderr():  # as the command line has it
+        for i in progress.Lines(range(25, 300), total=300, initial=25, desc="stage"):
+            clock.now += 10.0 if i == 25 else 0.125
+            if i == 66:  # the line of the 66th step is said as the 67th starts
+                break
     said = capsys.readouterr().err.splitlines()
     assert said[0].endswith("] stage: 26/300 it, 0:00:10 elapsed, ETA ?")  # one step: no rate yet
     assert said[1].endswith("] stage: 66/300 it, 0:00:15 elapsed, ETA 0:00:29")

@@ -71,15 +71,15 @@ def test_a_record_made_before_training_steps_were_timed_as_trained_says_what_its
 def test_round_trip_and_current_version(tmp_path):
     current = records.from_json(full("faces", "zoo_tuning", 1, 7.5, kind="landmarks"))
     path = records.write(tmp_path / "r.json", current)
-    assert json.loads(path.read_text())["schema"] == "hubbench.record/4" and records.read(path) == current
+    assert json.loads(path.read_text())["schema"] == "hubbench.record/5" and records.read(path) == current
 
 
 @pytest.mark.parametrize("content, message", [
     ({"schema": "hubbench.record/99", "suite": "s"}, "written by a newer hubbench (schema hubbench.record/99; "
-                                                     "this one reads up to hubbench.record/4)"),
-    ('{"schema": "hubbench.record/4", "hub": ', "not valid JSON"),
+                                                     "this one reads up to hubbench.record/5)"),
+    ('{"schema": "hubbench.record/5", "hub": ', "not valid JSON"),
     ({**OLDEST, "surprise": 1}, "unknown field(s) surprise in record"),
-    ({"schema": "hubbench.record/4", "suite": "s"}, "missing"),
+    ({"schema": "hubbench.record/5", "suite": "s"}, "missing"),
     ({**OLDEST, "status": "done"}, "record status 'done' is not one of ok, failed, inapplicable"),
     ([1, 2], "not a record (no schema)"),
 ])
@@ -121,7 +121,7 @@ def test_results_csv_reads_back_typed_without_options(tmp_path):
 def test_leaderboard_skips_unreadable_records_with_a_warning(tmp_path, capsys):
     write(tmp_path / "r", [record("a", "m", 0, 1.0), record("a", "n", 0, 2.0)])
     newer, corrupt = tmp_path / "r/s/h/a/x/seed0.json", tmp_path / "r/s/h/a/y/seed0.json"
-    for path, text in ((newer, '{"schema": "hubbench.record/5"}'), (corrupt, "{")):
+    for path, text in ((newer, '{"schema": "hubbench.record/6"}'), (corrupt, "{")):
         path.parent.mkdir(parents=True)
         path.write_text(text)
     (tmp_path / "r/s/.submitit").mkdir()
@@ -131,7 +131,7 @@ def test_leaderboard_skips_unreadable_records_with_a_warning(tmp_path, capsys):
         readme = (generate("s", tmp_path / "r", tmp_path / "lb") / "README.md").read_text()
     warnings = capsys.readouterr().err.splitlines()
     assert warnings == [f"hubbench leaderboard: warning: skipping {newer}: written by a newer hubbench (schema "
-                        "hubbench.record/5; this one reads up to hubbench.record/4)",
+                        "hubbench.record/6; this one reads up to hubbench.record/5)",
                         f"hubbench leaderboard: warning: skipping {corrupt}: not valid JSON (Expecting property name "
                         "enclosed in double quotes: line 1 column 2 (char 1))"]
     assert "from 2 records" in readme and "| m |" in readme and "| n |" in readme
@@ -143,7 +143,7 @@ def unreadable(tmp_path):
     suite = write_suite(tmp_path, methods=("scratch", "finetune[model=supervised]"))
     results = tmp_path / "results"
     cells = expand(Suite.load(str(suite)))
-    contents = ['{"schema": "hubbench.record/5", "novel": true}\n', '{"schema": "hubbench.rec']
+    contents = ['{"schema": "hubbench.record/6", "novel": true}\n', '{"schema": "hubbench.rec']
     for cell, text in zip(cells, contents, strict=True):
         cell.path(results).parent.mkdir(parents=True)
         cell.path(results).write_text(text)
@@ -155,7 +155,7 @@ def test_run_refuses_before_any_cell_and_leaves_the_file(unreadable, capsys, tin
     assert main(["--plugin", str(PLUGIN), "run", "--suite", str(suite), "--results", str(results), "--force"]) == 2
     err = capsys.readouterr().err
     assert err == (f"hubbench: error: {cells[0].path(results)}: written by a newer hubbench (schema "
-                   "hubbench.record/5; this one reads up to hubbench.record/4); move it away to run its cell again\n")
+                   "hubbench.record/6; this one reads up to hubbench.record/5); move it away to run its cell again\n")
     assert [c.path(results).read_text() for c in cells] == contents
     assert sorted(p.name for p in results.rglob("*") if p.is_file()) == ["seed0.json", "seed0.json"]
 
@@ -167,5 +167,5 @@ def test_status_warns_and_tells_unreadable(unreadable, capsys, tmp_path, tiny_hu
     assert counts == {"unreadable": 2} and all("unreadable" in line for line in lines[1:])
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"hubbench status: warning: {cells[0].path(results)}: written by a newer hubbench "
-                      "(schema hubbench.record/5; this one reads up to hubbench.record/4)")
+                      "(schema hubbench.record/6; this one reads up to hubbench.record/5)")
     assert err[1].startswith(f"hubbench status: warning: {cells[1].path(results)}: not valid JSON")

@@ -205,7 +205,7 @@ def searched(r, selected, cost=30.0, failed=0, own=True):
     that a fine-tune adopts)."""
     trials = [{"setting": {"lr": lr}, "status": "ok" if {"lr": lr} == selected else "pruned", "values": {"10": 1.0}}
               for lr in (0.01, 0.1)]
-    r["schema"] = "hubbench.record/4"
+    r["schema"] = "hubbench.record/5"
     r["search"] = {"subject": r["method"]["id"], "space": {"lr": [0.01, 0.1]}, "rungs": [10, 20], "retrain": "train",
                    "trials": trials, "selected": selected, "failed": failed, "cost_s": cost}
     if own:

@@ -141,6 +141,7 @@ def test_a_cluster_jobs_progress_lines_reach_the_client_while_it_runs(gated, tmp
     client = f"""
 import sys
 from pathlib import Path
+from hubbench import logs
 from hubbench.benchmark.executors import Submitit, slurm_resources, submitit_folder
 from hubbench.benchmark.plugins import load_plugins
 from hubbench.benchmark.cells import expand
@@ -152,7 +153,9 @@ suite = Suite.load({str(suite)!r})
 results = Path({str(tmp_path / "results")!r})
 executor = Submitit(submitit_folder(results, suite.name), "t", slurm_resources(suite, {{}}, 1), cluster="local",
                     plugins=plugins)
-sys.exit(0 if run_cells(expand(suite), results, "cpu", executor=executor) == {{"ok": 1}} else 1)
+with logs.to_stderr():  # a Python program shows hubbench's log where it likes: here as the command line does
+    counts = run_cells(expand(suite), results, "cpu", executor=executor)
+sys.exit(0 if counts == {{"ok": 1}} else 1)
 """
     said_while_stalled([sys.executable, "-c", client], tmp_path / "gate",
                        r"^\[\d\d:\d\d:\d\d\] job \d+: running tiny/stalled-digits/scratch/seed0: 0:\d\d:\d\d elapsed$")

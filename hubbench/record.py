@@ -483,10 +483,12 @@ def pair(first: str, second: str) -> Callable[[dict[str, Any]], str]:
 
 
 def cost_text(row: dict[str, Any]) -> str:
-    """The total training seconds, and the record's own and its reused artifacts' share."""
+    """The total training seconds, and the record's own, its reused artifacts' and, where it searched, its own
+    search's share."""
     if not known(row["total_s"]):
         return MISSING
-    return f"{number(row['total_s'])} ({number(row['train_s'])} + {number(row['artifacts_s'])})"
+    search = f" + {number(row['search_s'])}" if known(row.get("search_s")) else ""
+    return f"{number(row['total_s'])} ({number(row['train_s'])} + {number(row['artifacts_s'])}{search})"
 
 
 # The fixed columns of `Record.row`, in order; the metric columns (float64) come after `value`, the

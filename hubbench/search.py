@@ -302,11 +302,20 @@ class Trial:
         return f"{self.trained}/rung{self.rung}"
 
     @property
-    def name(self) -> str:
-        """Its method's name (a fine-tuned source's: the fine-tune's), whose job resources it takes."""
+    def method(self) -> type:
+        """Its method (a fine-tuned source's: the fine-tune), whose name picks its job resources and whose role its
+        records state."""
         from hubbench.methods.finetune import Finetune  # a declaration: no torch
 
-        return getattr(self.subject, "name", Finetune.name)
+        return type(self.subject) if hasattr(self.subject, "role") else Finetune
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    @property
+    def role(self):
+        return self.method.role
 
     @property
     def params(self) -> dict[str, Any]:

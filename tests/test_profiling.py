@@ -8,6 +8,7 @@ from helpers import make_ctx, make_task, untrained
 from torch import nn
 
 from hubbench import record as records
+from hubbench.artifacts import FinetunedSource
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.profiling import (
     DEPLOYED_STEP,
@@ -21,7 +22,6 @@ from hubbench.benchmark.profiling import (
     profile,
     time_training,
 )
-from hubbench.context import FinetunedSource
 from hubbench.methods import METHODS, task_model
 
 

@@ -17,7 +17,7 @@ from conftest import PLUGIN, ROOT, hubbench
 from hubbench.search import Range, Result, Space, asks, promoted, selected
 
 SEARCH_PLUGIN = '''
-from hubbench.context import task_model
+from hubbench.models import task_model
 from hubbench.methods import Method
 from hubbench.methods import register as register_method
 from hubbench.tasks import TASKS
@@ -226,7 +226,7 @@ def test_the_page_shows_each_selected_setting_and_the_search_cost_beside_the_acc
     assert set(table) == {"finetune[model=a]", "scratch"}  # ensemble_i searched nothing of its own
     assert table["scratch"] == ["51.00", "50.00", "2 (0.5 failed)", "lr=0.1"]  # Avg, cost, trials, per task
     assert table["finetune[model=a]"][-1] == "lr=0.01 ×1; lr=0.1 ×1"
-    assert "Cost (s): total (own + artifacts + search)" in readme and "65.00 (10.00 + 5.00 + 50.00)" in readme
+    assert "+ those of its own search's trials" in readme and "65.00 (10.00 + 5.00 + 50.00)" in readme
     results = pd.read_csv(tmp_path / "lb" / "s" / "results.csv")
     assert results.search_selected.dropna().tolist() == ["lr=0.1", "lr=0.01", "lr=0.1", "lr=0.1"]
     untuned = render(tmp_path / "untuned", [full("t", "scratch", 0, 50.0)])
@@ -238,10 +238,11 @@ def test_the_rankers_are_judged_against_tuned_fine_tunes_where_the_suite_tunes_t
 
     from hubbench import record as records
     from hubbench.leaderboard import frame, ranking
-    from hubbench.leaderboard.board import boards
+    from hubbench.leaderboard.board import boards, method_roles
 
     def board(rs):
-        return boards(frame.results([records.from_json(r) for r in rs]))[0]
+        found = [records.from_json(r) for r in rs]
+        return boards(frame.results(found), method_roles(found))[0]
 
     tuned = [searched(full("t", f"finetune[model={m}]", 0, 80.0), {"lr": 0.1}, own=False) for m in "ab"]
     assert ranking.judged(board(tuned)).startswith("every fine-tune tuned")

@@ -6,8 +6,9 @@ import math
 import pytest
 
 from hubbench import record as records
-from hubbench.benchmark.rank_cmd import column, summary, table, tune_cell
+from hubbench.benchmark.rank_cmd import column, summary, table, tune_cell, tune_method
 from hubbench.benchmark.suites import Suite
+from hubbench.errors import InputError
 
 LN10 = math.log(10)
 
@@ -60,9 +61,9 @@ def test_the_table_says_ties_and_the_features_once():
 def test_tune_refuses_a_tie_and_a_ranker_without_a_pick():
     suite = Suite("rank", "", ("mini",), ("digits",), (), (0,), rankers=("leep",))
     tied = {"leep": ranking("leep", {"a": -LN10, "b": -LN10, "c": -3.0})}
-    with pytest.raises(ValueError, match="--tune: ranker leep ties a and b: --by another ranker, or --tune b_tuning"):
-        tune_cell(suite, "finetune", "leep", tied)
-    with pytest.raises(ValueError, match="--tune: no ranker picked no source"):
-        tune_cell(suite, "finetune", None, tied)
-    assert tune_cell(suite, "finetune", None, {**tied, "logme": ranking("logme", {"a": 1.0, "b": 0.0})}).entry == \
+    with pytest.raises(InputError, match="--tune: ranker leep ties a and b: --by another ranker, or --tune b_tuning"):
+        tune_cell(suite, tune_method(""), "leep", tied)
+    with pytest.raises(InputError, match="--tune: no ranker picked no source"):
+        tune_cell(suite, tune_method(""), None, tied)
+    assert tune_cell(suite, tune_method(""), None, {**tied, "logme": ranking("logme", {"a": 1.0, "b": 0.0})}).entry == \
         "finetune[model=a]"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+from hubbench.params import Role
 from hubbench.registry import check_name
 from hubbench.seeding import digest
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 class FinetunedSource:
     """Source `source` fine-tuned on the task with the task's protocol: the artifact that
     Fine-tune, Ensemble-I and every "+Finetuned" method share, trained once per seed."""
+
+    role: ClassVar[Role] = Role.SINGLE_SOURCE  # what a search trial of it states (`hubbench.search.Trial`)
 
     source: str
 

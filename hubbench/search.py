@@ -302,20 +302,15 @@ class Trial:
         return f"{self.trained}/rung{self.rung}"
 
     @property
-    def method(self) -> type:
-        """Its method (a fine-tuned source's: the fine-tune), whose name picks its job resources and whose role its
-        records state."""
-        from hubbench.methods.finetune import Finetune  # a declaration: no torch
-
-        return type(self.subject) if hasattr(self.subject, "role") else Finetune
-
-    @property
     def name(self) -> str:
-        return self.method.name
+        """The method whose job resources it takes: its subject, or for a fine-tuned source the method whose cell
+        needs the search."""
+        return getattr(self.subject, "name", self.owner.name)
 
     @property
     def role(self):
-        return self.method.role
+        """Its subject's role (a fine-tuned source's: single-source), which its records state."""
+        return self.subject.role
 
     @property
     def params(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import torch
 from hubbench import record as records
 from hubbench.benchmark.cells import Cell
 from hubbench.benchmark.declarations import declare_files
+from hubbench.benchmark.preflight import review_protocols
 from hubbench.benchmark.runner import Redo, run_cell
 from hubbench.benchmark.suites import Suite
 from hubbench.errors import InputError
@@ -89,7 +90,7 @@ def run(hub: str, task: str, results: Path, device: torch.device, check: Callabl
     suite = suite_of(hub, task, rankers, by, seed, overrides or {}, declare)
     method = None if tune is None else tune_method(tune)
     cells = [Cell(suite, hub, task, Ranker.of(spec), seed) for spec in suite.rankers]
-    notes = [f"{task}: {line}" for line in TASKS.get(task).review(cells[0].protocol)]  # a refusal raises here
+    notes = review_protocols(cells)  # a refusal raises here
     check(cells)
     redo = Redo(all=force, stale=True)  # a one-off answer: a record made under another protocol is made again
     ran = {cell.plugin.name: run_cell(cell, results, device, redo=redo) for cell in cells}

@@ -243,7 +243,8 @@ def report(estimate: dict) -> list[str]:
     lines.append(f"  {'total':<{width}}  {'':>11}  {estimate['total']:9.3f} h")
     if estimate["unmeasured"]:
         missing = sorted({f"{c.hub}/{c.task}/{c.plugin.id}" for c in estimate["unmeasured"]})
-        lines.append(f"  not counted: {len(estimate['unmeasured'])} cells of {len(missing)} methods not measured on "
-                     f"this device (add --estimate to measure them): {', '.join(missing[:5])}"
+        lines.append(f"  not counted: {len(estimate['unmeasured'])} cells of {len(missing)} hub/task/method "
+                     "combinations not measured on this device (add --estimate to measure them): "
+                     f"{', '.join(missing[:5])}"
                      + (" ..." if len(missing) > 5 else ""))
     return lines

@@ -33,7 +33,7 @@ def test_dry_run_estimates_from_cached_step_times_measured_with_estimate(tiny_hu
     args = ["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--dry-run", "--device", "cpu"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "not counted: 2 cells of 2 methods not measured on this device (add --estimate" in out
+    assert "not counted: 2 cells of 2 hub/task/method combinations not measured on this device (add --estimate" in out
     assert main([*args, "--estimate"]) == 0
     measured = capsys.readouterr().out
     rows = {line.split()[0]: line for line in measured.splitlines() if line.startswith("  ")}

@@ -175,10 +175,12 @@ def started(root: Path) -> bool:
 
 
 def submitting(suite: Path, root: Path, *args: str) -> subprocess.Popen:
-    """`hubbench run --executor slurm` in the background."""
+    """`hubbench run --executor slurm` in the background, with Ctrl-C's signal handled as in a terminal: a shell's
+    background job (`nohup tox -e slurm &`) ignores SIGINT, and Python keeps an ignored SIGINT ignored."""
     return subprocess.Popen([sys.executable, "-m", "hubbench.benchmark", "--plugin", str(PLUGIN), "run", "--suite",
                              str(suite), "--results", str(root / "results"), "--device", "cpu", "--executor", "slurm",
-                             *args], cwd=ROOT, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *args], cwd=ROOT, env=env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def training_client(suite: Path, root: Path, host: Host) -> subprocess.Popen:

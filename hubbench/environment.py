@@ -18,18 +18,23 @@ import hubbench
 from hubbench.discovery import loaded_plugins
 from hubbench.record import Environment, Git
 
+CHECKOUT = Path(__file__).resolve().parent.parent  # hubbench's own checkout, when it runs from one
+OUTPUTS = ("results", "leaderboard")  # folders of the checkout that hold what runs make
+
 
 @functools.cache
-def git_state() -> Git:
-    """Commit of the hubbench checkout the code runs from ('unknown' when not a checkout)."""
-    root = Path(__file__).resolve().parent.parent
+def git_state(root: Path = CHECKOUT) -> Git:
+    """Commit of the hubbench checkout the code runs from ('unknown' when not a checkout), and whether its tracked
+    code differs from it. The checkout's own records and boards (`results/`, `leaderboard/`) are outputs, not code:
+    a rerun of a committed board replaces them, and must not call its own records dirty."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
 
     try:
-        return Git(git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no")))
+        return Git(git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                                         *(f":(exclude){d}" for d in OUTPUTS))))
     except (OSError, subprocess.SubprocessError):
         return Git("unknown", None)
 

@@ -3,6 +3,7 @@ hubbench cannot read (newer, corrupt, malformed) is refused by `run` and skipped
 and `leaderboard`, never replaced or counted as missing."""
 
 import json
+import subprocess
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from hubbench.benchmark.cells import expand
 from hubbench.benchmark.cli import main
 from hubbench.benchmark.status import report
 from hubbench.benchmark.suites import Suite
+from hubbench.environment import git_state
 from hubbench.leaderboard import frame
 from hubbench.leaderboard.generate import generate
 from hubbench.logs import to_stderr
@@ -169,3 +171,22 @@ def test_status_warns_and_tells_unreadable(unreadable, capsys, tmp_path, tiny_hu
     assert err[0] == (f"hubbench status: warning: {cells[0].path(results)}: written by a newer hubbench "
                       "(schema hubbench.record/6; this one reads up to hubbench.record/5)")
     assert err[1].startswith(f"hubbench status: warning: {cells[1].path(results)}: not valid JSON")
+
+
+def test_a_checkout_is_dirty_by_its_code_not_by_its_records_and_boards(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for path in ("hubbench/code.py", "results/mini/seed0.json", "leaderboard/mini/README.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("0")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    (tmp_path / "results/mini/seed0.json").unlink()  # a rerun of a committed board replaces its records
+    (tmp_path / "leaderboard/mini/README.md").write_text("1")
+    (tmp_path / "notes.txt").write_text("untracked")
+    assert git_state.__wrapped__(tmp_path).dirty is False
+    (tmp_path / "hubbench/code.py").write_text("1")
+    assert git_state.__wrapped__(tmp_path).dirty is True

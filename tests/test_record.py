@@ -29,7 +29,8 @@ OLDEST = {**record("a", "finetune[model=x]", 0, 40.0), "params": {"total": 2_000
 
 def test_every_committed_record_loads():
     paths = sorted((ROOT / "results").rglob("seed*.json"))
-    kinds = [records.RankingRecord if "rank" in p.relative_to(ROOT).parts else records.Record for p in paths]
+    kinds = [records.RankingRecord if "rank" in p.relative_to(ROOT).parts
+             else records.TrialRecord if "trial" in p.relative_to(ROOT).parts else records.Record for p in paths]
     loaded = [records.read(p, kind) for p, kind in zip(paths, kinds, strict=True)]
     assert paths and all(isinstance(r, kind) for r, kind in zip(loaded, kinds, strict=True))
     assert records.RankingRecord in kinds and {r.status for r in loaded} <= set(records.STATUSES)

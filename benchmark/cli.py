@@ -19,12 +19,11 @@ from hubbench import logs
 from hubbench.benchmark import suites
 from hubbench.benchmark.plugins import load_plugin, pick_device
 from hubbench.errors import InputError
-from hubbench.io import cache_dir, check_output_dir
+from hubbench.io import RESULTS, cache_dir, check_output_dir
 from hubbench.progress import working
 from hubbench.registry import UnknownName
 from hubbench.settings import VARIABLES, Settings, using
 
-RESULTS = Path("results")
 EPILOG = ("Records go to RESULTS/<suite>/...; caches (hubs, artifacts, checkpoints) go to "
           f"${VARIABLES['cache']} or ~/.cache/hubbench.")
 
@@ -292,7 +291,7 @@ def cmd_profile(args) -> int:
         raise UsageError(f"--out {args.out} is a directory, not a file")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
-    check_output_dir(args.out.parent if args.out else Path("results", "profile"), "--out")
+    check_output_dir(args.out.parent if args.out else RESULTS / "profile", "--out")
     declare_files(args.declare)
     device = pick_device(args.device)
     return run(args.hub, args.task, args.method, device, runtime_options(args).resolve(device), batch=args.batch,

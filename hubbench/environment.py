@@ -16,10 +16,11 @@ import torch
 
 import hubbench
 from hubbench.discovery import loaded_plugins
+from hubbench.io import BOARDS, RESULTS
 from hubbench.record import Environment, Git
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # hubbench's own checkout, when it runs from one
-OUTPUTS = ("results", "leaderboard")  # folders of the checkout that hold what runs make
+OUTPUTS = (RESULTS, BOARDS)  # the checkout's folders of what runs make (the commands' defaults)
 
 
 @functools.cache

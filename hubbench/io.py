@@ -20,6 +20,9 @@ from typing import Any
 from hubbench.errors import InputError
 from hubbench.settings import current
 
+RESULTS = Path("results")  # where records go by default (relative to the working directory)
+BOARDS = Path("leaderboard")  # where leaderboards go by default
+
 
 def _alive(pid: int) -> bool:
     try:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from hubbench import logs
 from hubbench.errors import InputError
-from hubbench.io import check_output_dir, dir_mode, file_mode
+from hubbench.io import BOARDS, RESULTS, check_output_dir, dir_mode, file_mode
 
 if TYPE_CHECKING:
     from hubbench import record
@@ -129,8 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", action="append",
                         help="suite to render, repeatable: a suite name (its folder under RESULTS) or a suite file "
                              "(default: every folder of RESULTS that holds records)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="records directory (default: results)")
-    parser.add_argument("--out", type=Path, default=Path("leaderboard"),
+    parser.add_argument("--results", type=Path, default=RESULTS, help="records directory (default: results)")
+    parser.add_argument("--out", type=Path, default=BOARDS,
                         help="output directory, one folder per suite (default: leaderboard)")
 
 

@@ -230,7 +230,7 @@ def test_the_page_shows_each_selected_setting_and_the_search_cost_beside_the_acc
     results = pd.read_csv(tmp_path / "lb" / "s" / "results.csv")
     assert results.search_selected.dropna().tolist() == ["lr=0.1", "lr=0.01", "lr=0.1", "lr=0.1"]
     untuned = render(tmp_path / "untuned", [full("t", "scratch", 0, 50.0)])
-    assert "Hyper-parameter search" not in untuned and "(own + artifacts)" in untuned
+    assert "Hyper-parameter search" not in untuned and "(own + artifacts [+ own search])" in untuned
 
 
 def test_the_rankers_are_judged_against_tuned_fine_tunes_where_the_suite_tunes_them():

@@ -156,19 +156,21 @@ def search(board: Board) -> list[Block]:
         return []
     searched = board.ok[board.ok.search_selected.notna()]
     cells = searched.groupby(["method", "task"])
-    means = board.task_mean(["search_cost_s", "search_trials", "search_failed"])
+    means = board.task_mean(["search_cost_s", "search_trials"])
+    totals = searched.groupby("method")[["search_trials", "search_failed"]].sum()
     rows = []
     for m in board.ranked:
         if m not in set(searched.method):
             continue
-        c, a = means.loc[m], board.avg.get(m)
+        c, n, a = means.loc[m], totals.loc[m], board.avg.get(m)
         chosen = [selections(cells.get_group((m, t))) if (m, t) in cells.groups else MISSING for t in board.tasks]
         rows.append([rank(board, m), m, MISSING if a is None else f"{a:.2f}", number(c.search_cost_s),
-                     f"{c.search_trials:.3g} ({c.search_failed:.2g} failed)", *chosen])
+                     f"{c.search_trials:.3g} ({n.search_failed} of {n.search_trials} failed)", *chosen])
     intro = ("The setting each method and each fine-tuned source selected on the validation split (where seeds "
              "differ, each setting with how many chose it); its search's cost: the training seconds of all its "
              "trials, mean over tasks and seeds (a fine-tune's: its source's search, which the methods built on "
-             "the source count in their artifacts' cost); trials: per search, and how many failed.")
+             "the source count in their artifacts' cost); trials: per search, and how many of all its searches' "
+             "trials failed.")
     return [Text(intro), Table(["Rank", "Method", f"{board.metric} Avg", "Search cost (s)", "Trials",
                                 *board.tasks], rows)]
 

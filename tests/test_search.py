@@ -224,7 +224,7 @@ def test_the_page_shows_each_selected_setting_and_the_search_cost_beside_the_acc
     readme = render(tmp_path, records)
     table = rows(readme, "### Hyper-parameter search")
     assert set(table) == {"finetune[model=a]", "scratch"}  # ensemble_i searched nothing of its own
-    assert table["scratch"] == ["51.00", "50.00", "2 (0.5 failed)", "lr=0.1"]  # Avg, cost, trials, per task
+    assert table["scratch"] == ["51.00", "50.00", "2 (1 of 4 failed)", "lr=0.1"]  # Avg, cost, trials, per task
     assert table["finetune[model=a]"][-1] == "lr=0.01 ×1; lr=0.1 ×1"
     assert "+ those of its own search's trials" in readme and "65.00 (10.00 + 5.00 + 50.00)" in readme
     results = pd.read_csv(tmp_path / "lb" / "s" / "results.csv")

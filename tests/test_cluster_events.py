@@ -81,7 +81,10 @@ def test_a_refused_submission_is_one_line_and_leaves_no_file(cell, tmp_path, mon
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2"
                     "\nexit 1\n")
-    fake.chmod(0o755)
+    srun = fake.with_name("srun")  # submitit takes a machine without srun for no cluster, before it submits
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    for f in (fake, srun):
+        f.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     results = tmp_path / "results"
     executor = Submitit(submitit_folder(results, cell.suite.name), "t", {"time_min": 5, "cpus": 1})

@@ -32,6 +32,7 @@ from hubbench.context import Context
 from hubbench.environment import environment
 from hubbench.errors import InputError
 from hubbench.hubs.base import Hub, get_hub
+from hubbench.io import RESULTS
 from hubbench.methods.base import Method, applicable, parse_spec
 from hubbench.seeding import generator
 from hubbench.settings import current, using
@@ -56,8 +57,7 @@ def run(hub_name: str, task_name: str, spec: str, device: torch.device, runtime:
     ok, reason = applicable(method, hub, task)
     if not ok:
         raise InputError(f"{method.id} does not apply to hub {hub.name!r} and task {task.name!r}: {reason}")
-    out = out or Path("results", "profile", hub.name, task.name, method.id.replace("[", "@").replace("]", "")
-                           + ".json")
+    out = out or RESULTS / "profile" / hub.name / task.name / (method.id.replace("[", "@").replace("]", "") + ".json")
     start = time.perf_counter()
     print(f"loading the weights of hub {hub.name} ...", flush=True)
     hub = loaded(hub)

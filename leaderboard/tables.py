@@ -160,7 +160,7 @@ def search(board: Board) -> list[Block]:
     totals = searched.groupby("method")[["search_trials", "search_failed"]].sum()
     rows = []
     for m in board.ranked:
-        if m not in set(searched.method):
+        if m not in totals.index:
             continue
         c, n, a = means.loc[m], totals.loc[m], board.avg.get(m)
         chosen = [selections(cells.get_group((m, t))) if (m, t) in cells.groups else MISSING for t in board.tasks]

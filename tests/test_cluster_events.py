@@ -21,6 +21,16 @@ from hubbench.benchmark.suites import Suite
 from hubbench.context import Context
 
 
+def on_path(tmp_path, monkeypatch, **scripts: str) -> None:
+    """The scheduler's commands, faked: an executable `name` running the shell `body` of each, first on PATH."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for name, body in scripts.items():
+        (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+
+
 @pytest.fixture
 def cell(tiny_hub, tmp_path):
     return expand(Suite.load(str(write_suite(tmp_path, methods=("scratch",)))))[0]
@@ -77,15 +87,9 @@ def test_the_warning_signal_leaves_a_short_job_most_of_its_time(minutes, delay, 
 
 def test_a_refused_submission_is_one_line_and_leaves_no_file(cell, tmp_path, monkeypatch, capsys):
     """sbatch refusing at submission (after `sbatch --test-only` accepted: a race) removes what submitit wrote."""
-    fake = tmp_path / "bin" / "sbatch"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2"
-                    "\nexit 1\n")
-    srun = fake.with_name("srun")  # submitit takes a machine without srun for no cluster, before it submits
-    srun.write_text("#!/bin/sh\nexit 0\n")
-    for f in (fake, srun):
-        f.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    on_path(tmp_path, monkeypatch,
+            sbatch="echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2\nexit 1",
+            srun="exit 0")  # submitit takes a machine without srun for no cluster, before it submits
     results = tmp_path / "results"
     executor = Submitit(submitit_folder(results, cell.suite.name), "t", {"time_min": 5, "cpus": 1})
     with pytest.raises(SubmissionError, match="^SLURM refuses the jobs of scratch: Batch job submission failed: "
@@ -117,11 +121,7 @@ def test_a_scheduler_that_cannot_take_the_jobs_is_one_line_naming_the_cause(comp
                                                                              monkeypatch, capsys):
     """Refused by its policy, a controller that does not answer, no configuration: each its own words and what to
     do; a dry run is refused only by the scheduler's own no, and otherwise says it could not ask."""
-    fake = tmp_path / "bin" / "sbatch"
-    fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\ncat >/dev/null\ncat >&2 <<'EOF'\n{complaint}\nEOF\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    on_path(tmp_path, monkeypatch, sbatch=f"cat >/dev/null\ncat >&2 <<'EOF'\n{complaint}\nEOF\nexit 1")
     monkeypatch.delenv("SLURM_CONF", raising=False)
     suite = write_suite(tmp_path, methods=("scratch",))
     args = ["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--executor", "slurm"]
@@ -136,11 +136,7 @@ def test_a_scheduler_that_cannot_take_the_jobs_is_one_line_naming_the_cause(comp
 
 def test_a_slurm_conf_that_is_no_file_is_said_at_once(cell, tmp_path, monkeypatch):
     """sbatch would retry reading it for a minute before it says so."""
-    fake = tmp_path / "bin" / "sbatch"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    on_path(tmp_path, monkeypatch, sbatch="exit 1")
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "nowhere.conf"))
     executor = Submitit(submitit_folder(tmp_path, cell.suite.name), "t", {"time_min": 5, "cpus": 1})
     with pytest.raises(SubmissionError, match=f"^SLURM has no configuration on this machine .*: SLURM_CONF="
@@ -159,13 +155,8 @@ def test_status_takes_each_jobs_state_from_the_scheduler_and_a_completed_one_is_
     """sacct for the jobs it lists, squeue for one it does not list yet; a job whose last attempt completed is
     COMPLETED, though a warning signal that came while it exited made SLURM say FAILED; one that failed after a
     restart is not."""
-    bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    for name, text in {"sacct": "41_2|RUNNING\n41_[1-3]|PENDING\n50|FAILED\n51|FAILED\n",
-                       "squeue": "60|PENDING\n"}.items():
-        (bin_ / name).write_text(f"#!/bin/sh\nprintf '{text}'\n")
-        (bin_ / name).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    on_path(tmp_path, monkeypatch, sacct="printf '41_2|RUNNING\n41_[1-3]|PENDING\n50|FAILED\n51|FAILED\n'",
+            squeue="printf '60|PENDING\n'")
     folder = tmp_path / ".submitit"
     folder.mkdir()
     jobs = {"a": ["41_2"], "b": ["41_3"], "c": ["50"], "d": ["49", "51"], "e": ["60"]}
